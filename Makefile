@@ -1,0 +1,46 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+# Each creates or updates .venv/ from pyproject.toml, then does its job.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.semcontrib-installed
+CORE := semcontrib segmentation dashboard
+PYTEST_ARGS ?=
+
+.PHONY: venv test lint typecheck pytest demo browser-deps bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Chromium and its driver for the dashboard's browser tests (Debian packages).
+browser-deps:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; else \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+lint: venv
+	$(BIN)/ruff check $(CORE) tests benchmarks
+
+typecheck: venv
+	$(BIN)/mypy $(CORE)
+
+pytest: venv browser-deps
+	$(BIN)/python -m pytest -n 2 --headless --durations=15 $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+demo: venv
+	$(BIN)/semcontrib demo
+
+bench: venv
+	$(BIN)/python benchmarks/bench_pipeline.py
+
+clean:
+	rm -rf $(VENV) demo_corpus .mypy_cache .ruff_cache .pytest_cache
