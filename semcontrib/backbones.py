@@ -136,6 +136,12 @@ class _LiteBlock(nn.Module):
         self.project_conv = block._project_conv
         self.bn2 = block._bn2
         self.skip = bool(args.id_skip and args.stride == 1 and args.input_filters == args.output_filters)
+        if self.skip:
+            from zennit.layer import Sum
+
+            # A module for the residual sum, so LRP distributes relevance between the branches
+            # (zennit's Norm rule) instead of copying it to both, as a plain ``+`` would.
+            self.sum = Sum()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x
@@ -143,7 +149,7 @@ class _LiteBlock(nn.Module):
             h = self.act0(self.bn0(self.expand_conv(h)))
         h = self.act1(self.bn1(self.depthwise_conv(h)))
         h = self.bn2(self.project_conv(h))
-        return h + x if self.skip else h
+        return self.sum(torch.stack([h, x], dim=-1)) if self.skip else h
 
 
 class _Pool(nn.Module):
@@ -296,25 +302,48 @@ BACKBONES: dict[str, BackboneSpec] = {
         cam_layer="denseblock4", lrp_support="partial",
         lrp_note="Only the stem BatchNorm can be merged; the others precede their conv and pass "
         "relevance unchanged, so LRP is approximate.",
-        canonizer_names=("sequential_merge_bn",),
+        canonizer_names=("densenet_stem",),
     ),
 }
 
 
+def _exact_merge(cls: type) -> type:
+    """A zennit BatchNorm-merging canonizer whose emptied BatchNorm is an exact identity.
+
+    zennit leaves ``running_var = 1``, so the emptied BatchNorm still divides by ``sqrt(1 + eps)``;
+    with EfficientNet's ``eps = 1e-3`` and ~50 BatchNorms the logits drift by a few percent.
+    Setting ``running_var = 1 - eps`` keeps the canonized model's outputs unchanged.
+    """
+
+    class Exact(cls):  # type: ignore[misc, valid-type]
+        @staticmethod
+        def merge_batch_norm(modules: list, batch_norm: nn.Module) -> None:
+            cls.merge_batch_norm(modules, batch_norm)
+            var = batch_norm.running_var
+            var.data = torch.full_like(var.data, 1.0) - batch_norm.eps
+
+    Exact.__name__ = "Exact" + cls.__name__
+    return Exact
+
+
 def build_canonizers(spec: BackboneSpec, stages: nn.Sequential, prefix: str = "") -> list:
     """zennit canonizers for ``stages`` (module names relative to the module the composite sees)."""
-    from zennit.canonizers import NamedMergeBatchNorm, SequentialMergeBatchNorm
-    from zennit.torchvision import ResNetCanonizer
+    from zennit.canonizers import CompositeCanonizer, NamedMergeBatchNorm, SequentialMergeBatchNorm
+    from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
 
     out: list = []
     for name in spec.canonizer_names:
         if name == "lite0_merge_bn":
             pairs = [([prefix + c for c in convs], prefix + bn) for convs, bn in lite0_batchnorm_pairs(stages)]
-            out.append(NamedMergeBatchNorm(pairs))
+            out.append(_exact_merge(NamedMergeBatchNorm)(pairs))
         elif name == "resnet":
-            out.append(ResNetCanonizer())
+            out.append(CompositeCanonizer((_exact_merge(SequentialMergeBatchNorm)(),
+                                           ResNetBottleneckCanonizer(), ResNetBasicBlockCanonizer())))
+        elif name == "densenet_stem":
+            # Leaf order inside dense blocks is not their data flow, so only the stem is merged, by name.
+            out.append(_exact_merge(NamedMergeBatchNorm)([([prefix + "stem.0"], prefix + "stem.1")]))
         elif name == "sequential_merge_bn":
-            out.append(SequentialMergeBatchNorm())
+            out.append(_exact_merge(SequentialMergeBatchNorm)())
         else:  # pragma: no cover - registry consistency
             raise ValueError(f"unknown canonizer {name!r}")
     return out

@@ -1,0 +1,364 @@
+"""Attribution: a signed float32 map HxW at model input resolution per (image, head, method).
+
+``ATTRIBUTION_METHODS`` maps the CLI name to the method class. Every method has one verb for a
+batch, ``attribute_batch(model, tensor, targets) -> {head: AttributionResult}``, which shares work
+across heads, and ``attribute_naive(model, tensor, head, target)``, one plain captum / zennit call
+for one image and one head (the reference the batched engine is tested against, and the baseline of
+``benchmarks/bench_pipeline.py``).
+
+How work is shared (``tensor`` is float NCHW, B images):
+
+* ``lrp`` (zennit): one forward through the canonized, hooked model; one backward per head, each
+  seeded with the head's target logit (so relevance sums to the logit, up to what biases absorb).
+* ``gradcam`` (captum ``LayerGradCam``): the backbone is split at the Grad-CAM layer's stage; the
+  prefix runs once, its output is repeated once per head, and a single ``LayerGradCam`` call over the
+  suffix returns every head's map. Not ReLU-ed, not rescaled: sign and magnitude are data.
+  Upsampled bilinearly to the input size.
+* ``ig`` (Integrated Gradients, captum's quadrature): the interpolated batches are built and run
+  forward once; every head takes its own backward through them. The convergence delta
+  ``sum(attribution) - (f(x) - f(baseline))`` is kept per image and head.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from semcontrib.model import HeadAdapter, MultitaskModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AttributionResult:
+    """One head's maps for a batch.
+
+    Attributes
+    ----------
+    maps : float32 (B, H, W), summed over colour channels.
+    delta : float32 (B,) IG convergence delta, or None for other methods.
+    """
+
+    maps: np.ndarray
+    delta: np.ndarray | None = None
+
+
+def _select(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return logits.gather(1, target.view(-1, 1)).squeeze(1)
+
+
+# --------------------------------------------------------------------------- LRP
+
+LRP_COMPOSITES = ("epsilon", "epsilon_plus", "epsilon_plus_flat", "epsilon_alpha2_beta1",
+                  "epsilon_alpha2_beta1_flat", "epsilon_gamma_box")
+
+
+class LRP:
+    """Layer-wise relevance propagation with zennit.
+
+    Parameters
+    ----------
+    composite : ``epsilon`` (default, as the CatViz paper: LRP-epsilon on every conv and dense
+        layer, Pass on activations, Norm on sums and average pools) or a zennit composite name
+        (``epsilon_plus``, ``epsilon_gamma_box``, ...).
+    epsilon : the epsilon of the LRP-epsilon rule.
+    """
+
+    name = "lrp"
+
+    def __init__(self, composite: str = "epsilon", epsilon: float = 1e-6) -> None:
+        if composite not in LRP_COMPOSITES:
+            raise ValueError(f"unknown LRP composite {composite!r}; choose from {LRP_COMPOSITES}")
+        if not (isinstance(epsilon, (int, float)) and epsilon > 0):
+            raise ValueError(f"epsilon must be a positive number, got {epsilon!r}")
+        self.composite = composite
+        self.epsilon = float(epsilon)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"composite": self.composite, "epsilon": self.epsilon}
+
+    def notes(self, model: MultitaskModel) -> dict[str, str]:
+        return {"lrp_support": model.spec.lrp_support, "lrp_note": model.spec.lrp_note}
+
+    def make_composite(self, model: MultitaskModel, prefix: str = "backbone.") -> Any:
+        from zennit.composites import COMPOSITES, LayerMapComposite, layer_map_base
+        from zennit.rules import Epsilon
+        from zennit.types import Convolution, Linear
+
+        canonizers = model.canonizers() if prefix == "backbone." else _prefixed_canonizers(model, prefix)
+        if self.composite == "epsilon":
+            layer_map = layer_map_base() + [(Convolution, Epsilon(epsilon=self.epsilon)),
+                                            (Linear, Epsilon(epsilon=self.epsilon))]
+            return LayerMapComposite(layer_map=layer_map, canonizers=canonizers)
+        if self.composite == "epsilon_gamma_box":
+            mean = torch.tensor(model.spec.mean).view(1, 3, 1, 1)
+            std = torch.tensor(model.spec.std).view(1, 3, 1, 1)
+            size = model.input_size
+            low = ((0 - mean) / std).expand(1, 3, size, size)
+            high = ((1 - mean) / std).expand(1, 3, size, size)
+            return COMPOSITES[self.composite](low=low, high=high, epsilon=self.epsilon, canonizers=canonizers)
+        return COMPOSITES[self.composite](epsilon=self.epsilon, canonizers=canonizers)
+
+    def attribute_batch(self, model: MultitaskModel, tensor: torch.Tensor,
+                        targets: dict[str, torch.Tensor]) -> dict[str, AttributionResult]:
+        composite = self.make_composite(model)
+        x = tensor.detach().clone().requires_grad_(True)
+        heads = list(targets)
+        out: dict[str, AttributionResult] = {}
+        with torch.enable_grad(), composite.context(model) as modified:
+            logits = modified(x)
+            for i, head in enumerate(heads):
+                z = logits[head]
+                t = targets[head].view(-1, 1)
+                seed = torch.zeros_like(z).scatter(1, t, z.gather(1, t).detach())
+                (grad,) = torch.autograd.grad(z, x, grad_outputs=seed, retain_graph=i < len(heads) - 1)
+                out[head] = AttributionResult(grad.sum(1).float().cpu().numpy())
+        return out
+
+    def attribute_naive(self, model: MultitaskModel, tensor: torch.Tensor, head: str, target: int) -> np.ndarray:
+        from zennit.attribution import Gradient
+
+        adapter = HeadAdapter(model, head)
+        composite = self.make_composite(model, prefix="model.backbone.")
+
+        def seed(z: torch.Tensor) -> torch.Tensor:
+            t = torch.full((z.shape[0], 1), target, dtype=torch.long)
+            return torch.zeros_like(z).scatter(1, t, z.gather(1, t))
+
+        with Gradient(model=adapter, composite=composite) as attributor:
+            _, relevance = attributor(tensor.detach().clone(), seed)
+        return relevance.sum(1)[0].float().cpu().numpy()
+
+
+def _prefixed_canonizers(model: MultitaskModel, prefix: str) -> list:
+    from semcontrib.backbones import build_canonizers
+
+    return build_canonizers(model.spec, model.backbone, prefix=prefix)
+
+
+# --------------------------------------------------------------------------- Grad-CAM
+
+
+class GradCAM:
+    """Signed Grad-CAM (captum ``LayerGradCam``) at a stage of the backbone.
+
+    Parameters
+    ----------
+    layer : a stage name of the backbone (``model.backbone`` children, e.g. ``layer4`` or ``head``)
+        or a dotted path inside one (``layer4.1.conv2``); default: the backbone's last conv block.
+    """
+
+    name = "gradcam"
+
+    def __init__(self, layer: str | None = None) -> None:
+        if layer is not None and (not isinstance(layer, str) or not layer):
+            raise ValueError("gradcam layer must be a non-empty stage name")
+        self.layer = layer
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"layer": self.layer, "relu": False, "upsample": "bilinear"}
+
+    def notes(self, model: MultitaskModel) -> dict[str, str]:
+        return {"layer": self.resolve_layer_name(model)}
+
+    def resolve_layer_name(self, model: MultitaskModel) -> str:
+        return self.layer or model.spec.cam_layer
+
+    def _split(self, model: MultitaskModel) -> tuple[nn.Module, nn.Module, nn.Module]:
+        name = self.resolve_layer_name(model)
+        stage, _, sub = name.partition(".")
+        k = model.stage_index(stage)
+        if stage == "pool":
+            raise ValueError("the Grad-CAM layer must be a convolutional stage, not 'pool'")
+        layer = model.backbone[k] if not sub else model.backbone[k].get_submodule(sub)
+        return model.backbone[:k], model.backbone[k:], layer
+
+    def attribute_batch(self, model: MultitaskModel, tensor: torch.Tensor,
+                        targets: dict[str, torch.Tensor]) -> dict[str, AttributionResult]:
+        from captum.attr import LayerAttribution, LayerGradCam
+
+        prefix, suffix, layer = self._split(model)
+        heads = list(targets)
+        B = tensor.shape[0]
+        with torch.no_grad():
+            a = prefix(tensor)
+        a_rep = a.repeat(len(heads), *([1] * (a.dim() - 1)))
+
+        def forward(inp: torch.Tensor) -> torch.Tensor:
+            logits = model.heads(suffix(inp))
+            picked = [_select(logits[h][i * B:(i + 1) * B], targets[h]) for i, h in enumerate(heads)]
+            return torch.cat(picked).unsqueeze(1)
+
+        with torch.enable_grad():
+            attr = LayerGradCam(forward, layer).attribute(a_rep, target=0, relu_attributions=False)
+        size = tuple(tensor.shape[-2:])
+        up = LayerAttribution.interpolate(attr.detach(), size, interpolate_mode="bilinear")[:, 0]
+        maps = up.float().cpu().numpy().reshape(len(heads), B, *size)
+        return {h: AttributionResult(maps[i]) for i, h in enumerate(heads)}
+
+    def attribute_naive(self, model: MultitaskModel, tensor: torch.Tensor, head: str, target: int) -> np.ndarray:
+        from captum.attr import LayerAttribution, LayerGradCam
+
+        name = self.resolve_layer_name(model)
+        stage, _, sub = name.partition(".")
+        layer = model.backbone[model.stage_index(stage)]
+        if sub:
+            layer = layer.get_submodule(sub)
+        adapter = HeadAdapter(model, head)
+        with torch.enable_grad():
+            attr = LayerGradCam(adapter, layer).attribute(tensor, target=target, relu_attributions=False)
+        up = LayerAttribution.interpolate(attr.detach(), tuple(tensor.shape[-2:]), interpolate_mode="bilinear")
+        return up[0, 0].float().cpu().numpy()
+
+
+# --------------------------------------------------------------------------- Integrated Gradients
+
+IG_BASELINES = ("black", "blurred")
+IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
+
+
+class IntegratedGradients:
+    """Integrated Gradients with captum's quadrature rules.
+
+    Parameters
+    ----------
+    n_steps : number of quadrature points.
+    baseline : ``black`` (pixel value 0 in every channel) or ``blurred`` (Gaussian blur of the image,
+        sigma ``blur_sigma`` pixels).
+    method : captum's approximation method.
+    internal_batch_size : interpolated images per forward pass (memory bound).
+    """
+
+    name = "ig"
+
+    def __init__(self, n_steps: int = 32, baseline: str = "black", method: str = "gausslegendre",
+                 internal_batch_size: int = 64, blur_sigma: float = 10.0) -> None:
+        if not (isinstance(n_steps, int) and 1 <= n_steps <= 1024):
+            raise ValueError(f"n_steps must be an integer in 1..1024, got {n_steps!r}")
+        if baseline not in IG_BASELINES:
+            raise ValueError(f"unknown IG baseline {baseline!r}; choose from {IG_BASELINES}")
+        if method not in IG_METHODS:
+            raise ValueError(f"unknown IG method {method!r}; choose from {IG_METHODS}")
+        if internal_batch_size < 1:
+            raise ValueError("internal_batch_size must be >= 1")
+        if blur_sigma <= 0:
+            raise ValueError("blur_sigma must be > 0")
+        self.n_steps = n_steps
+        self.baseline = baseline
+        self.method = method
+        self.internal_batch_size = internal_batch_size
+        self.blur_sigma = float(blur_sigma)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        p: dict[str, Any] = {"n_steps": self.n_steps, "baseline": self.baseline, "method": self.method}
+        if self.baseline == "blurred":
+            p["blur_sigma"] = self.blur_sigma
+        return p
+
+    def notes(self, model: MultitaskModel) -> dict[str, str]:
+        return {}
+
+    def baseline_tensor(self, model: MultitaskModel, tensor: torch.Tensor) -> torch.Tensor:
+        """The baseline in the model's normalised input space (float NCHW)."""
+        mean = torch.tensor(model.spec.mean, dtype=tensor.dtype, device=tensor.device).view(1, 3, 1, 1)
+        std = torch.tensor(model.spec.std, dtype=tensor.dtype, device=tensor.device).view(1, 3, 1, 1)
+        if self.baseline == "black":
+            return ((0.0 - mean) / std).expand_as(tensor).contiguous()
+        from torchvision.transforms.functional import gaussian_blur
+
+        k = int(2 * round(3 * self.blur_sigma) + 1)
+        # Blurring commutes with the per-channel affine normalisation (the kernel sums to 1).
+        return gaussian_blur(tensor, [k, k], [self.blur_sigma, self.blur_sigma])
+
+    def _alphas(self) -> tuple[list[float], list[float]]:
+        from captum.attr._utils.approximation_methods import approximation_parameters
+
+        step_sizes_fn, alphas_fn = approximation_parameters(self.method)
+        return list(step_sizes_fn(self.n_steps)), list(alphas_fn(self.n_steps))
+
+    def attribute_batch(self, model: MultitaskModel, tensor: torch.Tensor,
+                        targets: dict[str, torch.Tensor]) -> dict[str, AttributionResult]:
+        heads = list(targets)
+        B = tensor.shape[0]
+        x = tensor.detach()
+        base = self.baseline_tensor(model, x)
+        diff = x - base
+        steps, alphas = self._alphas()
+        total = {h: torch.zeros_like(x) for h in heads}
+        per_chunk = max(1, self.internal_batch_size // B)
+        for start in range(0, len(alphas), per_chunk):
+            al = alphas[start:start + per_chunk]
+            st = torch.tensor(steps[start:start + per_chunk], dtype=x.dtype, device=x.device).view(-1, 1, 1, 1, 1)
+            xi = torch.cat([base + a * diff for a in al]).requires_grad_(True)
+            with torch.enable_grad():
+                out = model(xi)
+                for i, h in enumerate(heads):
+                    s = _select(out[h], targets[h].repeat(len(al))).sum()
+                    (g,) = torch.autograd.grad(s, xi, retain_graph=i < len(heads) - 1)
+                    total[h] += (st * g.view(len(al), B, *x.shape[1:])).sum(0)
+        with torch.no_grad():
+            end = model(x)
+            start_out = model(base)
+        result = {}
+        for h in heads:
+            attr = diff * total[h]
+            gap = _select(end[h], targets[h]) - _select(start_out[h], targets[h])
+            delta = attr.double().sum(dim=(1, 2, 3)) - gap.double()
+            result[h] = AttributionResult(attr.sum(1).float().cpu().numpy(), delta.float().cpu().numpy())
+        return result
+
+    def attribute_naive(self, model: MultitaskModel, tensor: torch.Tensor, head: str, target: int) -> np.ndarray:
+        from captum.attr import IntegratedGradients as CaptumIG
+
+        adapter = HeadAdapter(model, head)
+        base = self.baseline_tensor(model, tensor)
+        with torch.enable_grad():
+            attr = CaptumIG(adapter).attribute(tensor, baselines=base, target=target, n_steps=self.n_steps,
+                                               method=self.method, internal_batch_size=self.internal_batch_size)
+        return attr.sum(1)[0].detach().float().cpu().numpy()
+
+
+ATTRIBUTION_METHODS: dict[str, type] = {
+    "lrp": LRP,
+    "gradcam": GradCAM,
+    "ig": IntegratedGradients,
+}
+
+
+def make_method(name: str, **params: Any) -> LRP | GradCAM | IntegratedGradients:
+    """Instantiate a method by its CLI name with its parameters."""
+    if name not in ATTRIBUTION_METHODS:
+        raise ValueError(f"unknown attribution method {name!r}; choose from {sorted(ATTRIBUTION_METHODS)}")
+    return ATTRIBUTION_METHODS[name](**params)  # type: ignore[no-any-return]
+
+
+def resolve_targets(model: MultitaskModel, logits: dict[str, np.ndarray], heads: Sequence[str],
+                    named: dict[str, str] | None = None) -> dict[str, torch.Tensor]:
+    """Target class index per head and image: the predicted class, or a named class for every image.
+
+    ``logits`` are float N x n_classes per head; ``named`` maps head -> class name.
+    """
+    named = dict(named or {})
+    out: dict[str, torch.Tensor] = {}
+    for h in heads:
+        spec = model.head(h)
+        n = logits[h].shape[0]
+        if h in named:
+            if named[h] not in spec.classes:
+                raise ValueError(f"head {h!r} has no class {named[h]!r}; classes: {list(spec.classes)[:20]}")
+            out[h] = torch.full((n,), spec.classes.index(named[h]), dtype=torch.long)
+        else:
+            out[h] = torch.from_numpy(np.argmax(logits[h], axis=1)).long()
+    unknown = set(named) - set(heads)
+    if unknown:
+        raise ValueError(f"targets name heads that are not analysed: {sorted(unknown)}")
+    return out

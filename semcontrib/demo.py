@@ -1,0 +1,73 @@
+"""The demo corpus: real photographs that ship inside installed packages (no download)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+
+def _skimage(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from skimage import data
+
+        return np.asarray(getattr(data, name)())
+
+    return load
+
+
+def _sklearn(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from sklearn.datasets import load_sample_image
+
+        return np.asarray(load_sample_image(name))
+
+    return load
+
+
+def _grace_hopper() -> np.ndarray:
+    from matplotlib import cbook
+
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        return np.asarray(Image.open(f).convert("RGB"))
+
+
+# name -> loader of an RGB (or grey) uint8 array; the labels are what a person sees in the photo.
+DEMO_IMAGES: dict[str, tuple[Callable[[], np.ndarray], str]] = {
+    "chelsea": (_skimage("chelsea"), "a cat (Chelsea) on a sofa"),
+    "coffee": (_skimage("coffee"), "a cup of espresso on a saucer"),
+    "astronaut": (_skimage("astronaut"), "an astronaut in a space suit, flag behind"),
+    "rocket": (_skimage("rocket"), "a rocket on its launch pad"),
+    "motorcycle": (lambda: np.asarray(__import__("skimage.data", fromlist=["x"]).stereo_motorcycle()[0]),
+                   "a motorcycle in a showroom"),
+    "china": (_sklearn("china.jpg"), "a Chinese temple among trees"),
+    "flower": (_sklearn("flower.jpg"), "a flower in close-up"),
+    "grace_hopper": (_grace_hopper, "a portrait of Grace Hopper"),
+    "hubble": (_skimage("hubble_deep_field"), "a deep-field sky image"),
+    "immunohistochemistry": (_skimage("immunohistochemistry"), "a microscope image"),
+    "coins": (_skimage("coins"), "old coins on a table (greyscale)"),
+    "camera": (_skimage("camera"), "a cameraman on a lawn (greyscale)"),
+}
+
+
+def write_demo_images(folder: str | Path) -> list[Path]:
+    """Write the bundled photographs as PNG files into ``folder``; return their paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, (load, _) in DEMO_IMAGES.items():
+        path = folder / f"{name}.png"
+        if not path.is_file():
+            try:
+                arr = load()
+            except Exception as exc:  # a package without that image: leave it out, say so
+                logger.warning("demo image %s unavailable: %s", name, exc)
+                continue
+            Image.fromarray(arr).save(path)
+        out.append(path)
+    return out

@@ -1,0 +1,138 @@
+"""Loading images: file -> RGB uint8 HxWx3 under documented conversion rules.
+
+Rules (applied in this order):
+
+1. The file must be a raster image Pillow can identify; otherwise it is skipped ("not an image").
+2. Images with more than ``max_pixels`` pixels (default 64 megapixels) are skipped as possible
+   decompression bombs, before any pixel is decoded.
+3. Truncated or corrupt files are skipped with Pillow's message.
+4. EXIF orientation is applied (``ImageOps.exif_transpose``), so the array is upright.
+5. Colour conversion to RGB:
+   - ``1``, ``L``: grey replicated to three channels;
+   - ``P`` / ``PA`` (palette): expanded through the palette (transparency honoured as in 6);
+   - ``RGBA``, ``LA``, ``RGBa``: alpha composited over white;
+   - ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``: Pillow's conversion to RGB;
+   - 16-bit grey (``I;16*``) and 32-bit integer grey (``I``): scaled by 255/65535 and rounded
+     (integer images whose maximum is at most 255 are taken as already 8-bit);
+   - float grey (``F``): values in [0, 1] scaled by 255, otherwise clipped to [0, 255].
+6. Images smaller than ``min_side`` (default 8) pixels on a side are skipped ("too small").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS = 64_000_000
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+class ImageLoadError(ValueError):
+    """An image could not be used; ``reason`` says why in a few words."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An image ready for analysis.
+
+    Attributes
+    ----------
+    rgb : uint8 HxWx3, upright, RGB.
+    original_mode : Pillow's mode of the file (``"RGB"``, ``"CMYK"``, ``"I;16"``, ...).
+    orientation : the EXIF orientation tag that was applied (1 = none).
+    """
+
+    rgb: np.ndarray
+    original_mode: str
+    orientation: int
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    mode = img.mode
+    if mode in ("P", "PA"):
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"), dtype=np.uint8)
+    if mode.startswith("I;16") or mode == "I":
+        arr = np.asarray(img).astype(np.float64)
+        if mode == "I" and arr.size and arr.max() <= 255 and arr.min() >= 0:
+            grey = arr
+        else:
+            grey = arr * (255.0 / 65535.0)
+        grey = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode == "F":
+        arr = np.asarray(img).astype(np.float64)
+        arr = np.nan_to_num(arr, nan=0.0, posinf=255.0, neginf=0.0)
+        if arr.size and arr.min() >= 0 and arr.max() <= 1:
+            arr = arr * 255.0
+        grey = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def load_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 8) -> LoadedImage:
+    """Read ``path`` as upright RGB uint8 HxWx3, or raise :class:`ImageLoadError` with the reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageLoadError(path, "file not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise ImageLoadError(path, f"decompression bomb: {w}x{h} pixels exceeds {max_pixels}")
+                mode = img.mode
+                img.load()
+                orientation = int(img.getexif().get(0x0112, 1) or 1)
+                upright = ImageOps.exif_transpose(img) if orientation != 1 else img
+                rgb = _to_rgb(upright)
+    except ImageLoadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageLoadError(path, "not an image (unidentified format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageLoadError(path, f"decompression bomb: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageLoadError(path, f"unreadable image: {exc}") from None
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ImageLoadError(path, f"unsupported layout {rgb.shape}")
+    if min(rgb.shape[:2]) < min_side:
+        raise ImageLoadError(path, f"too small: {rgb.shape[1]}x{rgb.shape[0]} (minimum side {min_side})")
+    return LoadedImage(np.ascontiguousarray(rgb), mode, orientation)
+
+
+def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Squash uint8 HxWx3 to ``size`` x ``size`` (bicubic), the model's input layout."""
+    if rgb.shape[:2] == (size, size):
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BICUBIC), dtype=np.uint8)
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Files under ``folder`` (recursive) with an image suffix, sorted by relative path."""
+    folder = Path(folder)
+    return sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+                  key=lambda p: p.relative_to(folder).as_posix())
