@@ -255,7 +255,7 @@ class RuleLabeller:
        hue 65-170 degrees with saturation >= 0.15; or mean ``vegetation`` evidence >=
        ``evidence_threshold``.
     5. **water** — mean ``water`` evidence >= ``evidence_threshold``; or smooth
-       (``texture < water_texture``), blue-ish (hue 170-260, saturation >= 0.05), not touching the top
+       (``texture < water_texture``), blue-ish (hue 160-260, saturation >= 0.03), not touching the top
        border and below the horizon (its mean row is below the lowest mean row of the sky segments).
     6. **built** — mean ``built`` evidence >= ``evidence_threshold``.
     7. **bare_ground** — in the lower part (``row >= ground_row``) and earth-coloured (hue < 65
@@ -269,7 +269,7 @@ class RuleLabeller:
 
     evidence_threshold: float = 0.3
     sky_texture: float = 0.045
-    sky_row: float = 0.6
+    sky_row: float = 0.5
     water_texture: float = 0.04
     green_exg: float = 0.08
     ground_row: float = 0.5
@@ -308,27 +308,38 @@ class RuleLabeller:
             stack.extend(j for j in nbrs[i] if cand[j] and not sky[j])
         out[sky] = SKY
 
+        # evidence fires only for the segment's dominant group
+        stacked = np.stack([ev[k] for k in ev])
+        top_group = np.asarray(list(ev))[stacked.argmax(0)]
+
+        def fires(group: str) -> np.ndarray:
+            return (ev[group] >= t) & (top_group == group)
+
         # 2. person
-        person = ev["person"] >= t
+        person = fires("person")
         if self.faces:
             person |= self._face_segments(rgb, segments, n)
         out[(out < 0) & person] = PERSON
         # 3. animal
-        out[(out < 0) & (ev["animal"] >= t)] = ANIMAL
+        out[(out < 0) & fires("animal")] = ANIMAL
         # 4. vegetation
         green = (F.exg >= self.green_exg) | ((F.hue >= 65) & (F.hue <= 170) & (F.sat >= 0.15))
-        out[(out < 0) & (green | (ev["vegetation"] >= t))] = VEGETATION
+        out[(out < 0) & (green | fires("vegetation"))] = VEGETATION
         # 5. water
         horizon = float(F.row[sky].max()) if sky.any() else 0.0
-        bluish = (F.hue >= 170) & (F.hue <= 260) & (F.sat >= 0.05)
+        bluish = (F.hue >= 160) & (F.hue <= 260) & (F.sat >= 0.03)
         water = (F.texture < self.water_texture) & bluish & (F.top == 0) & (F.row > horizon)
-        out[(out < 0) & (water | (ev["water"] >= t))] = WATER
+        out[(out < 0) & (water | fires("water"))] = WATER
         # 6. built
-        out[(out < 0) & (ev["built"] >= t)] = BUILT
-        # 7. bare ground
+        out[(out < 0) & fires("built")] = BUILT
+        # 7. bare ground, or built surfaces indoors
         earth = (F.hue < 65) | (F.hue > 330) | (F.sat < 0.25)
         snow = (F.sat < 0.12) & (F.val >= 0.8) & (F.top == 0)
-        out[(out < 0) & (((F.row >= self.ground_row) & earth) | snow)] = BARE_GROUND
+        ground = (out < 0) & (((F.row >= self.ground_row) & earth) | snow)
+        image_ev = {k: float((v * F.area).sum()) for k, v in ev.items()}
+        indoor = (not sky.any() and not (out == VEGETATION).any() and any(image_ev.values())
+                  and max(image_ev, key=lambda k: image_ev[k]) == "built")
+        out[ground] = BUILT if indoor else BARE_GROUND
         # 8. other
         out[out < 0] = OTHER
         return out
