@@ -338,7 +338,7 @@ def make_method(name: str, **params: Any) -> LRP | GradCAM | IntegratedGradients
     """Instantiate a method by its CLI name with its parameters."""
     if name not in ATTRIBUTION_METHODS:
         raise ValueError(f"unknown attribution method {name!r}; choose from {sorted(ATTRIBUTION_METHODS)}")
-    return ATTRIBUTION_METHODS[name](**params)  # type: ignore[no-any-return]
+    return ATTRIBUTION_METHODS[name](**params)
 
 
 def resolve_targets(model: MultitaskModel, logits: dict[str, np.ndarray], heads: Sequence[str],

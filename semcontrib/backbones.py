@@ -30,6 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -120,7 +121,7 @@ class _LiteBlock(nn.Module):
     use gets its own module here.
     """
 
-    def __init__(self, block: nn.Module) -> None:
+    def __init__(self, block: Any) -> None:
         super().__init__()
         args = block._block_args
         if block.has_se:
@@ -307,7 +308,7 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 
-def _exact_merge(cls: type) -> type:
+def _exact_merge(cls: Any) -> Any:
     """A zennit BatchNorm-merging canonizer whose emptied BatchNorm is an exact identity.
 
     zennit leaves ``running_var = 1``, so the emptied BatchNorm still divides by ``sqrt(1 + eps)``;
@@ -315,9 +316,9 @@ def _exact_merge(cls: type) -> type:
     Setting ``running_var = 1 - eps`` keeps the canonized model's outputs unchanged.
     """
 
-    class Exact(cls):  # type: ignore[misc, valid-type]
+    class Exact(cls):
         @staticmethod
-        def merge_batch_norm(modules: list, batch_norm: nn.Module) -> None:
+        def merge_batch_norm(modules: list, batch_norm: Any) -> None:
             cls.merge_batch_norm(modules, batch_norm)
             var = batch_norm.running_var
             var.data = torch.full_like(var.data, 1.0) - batch_norm.eps

@@ -68,7 +68,7 @@ def write_json(path: Path, obj: Any) -> None:
 
 def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     buf = io.BytesIO()
-    np.savez_compressed(buf, **dict(arrays))
+    np.savez_compressed(buf, **dict(arrays))  # type: ignore[arg-type]  # numpy stubs: allow_pickle kw
     _atomic_write(Path(path), buf.getvalue())
 
 

@@ -33,8 +33,9 @@ def _sklearn(name: str) -> Callable[[], np.ndarray]:
 def _grace_hopper() -> np.ndarray:
     from matplotlib import cbook
 
-    with cbook.get_sample_data("grace_hopper.jpg") as f:
-        return np.asarray(Image.open(f).convert("RGB"))
+    path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    with Image.open(str(path)) as img:
+        return np.asarray(img.convert("RGB"))
 
 
 # name -> loader of an RGB (or grey) uint8 array; the labels are what a person sees in the photo.

@@ -129,7 +129,7 @@ class MultitaskModel(nn.Module):
         """uint8 HxWx3 at model resolution -> normalised float 1x3xSxS."""
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected uint8 HxWx3, got {rgb.dtype} {rgb.shape}")
-        t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+        t = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255.0)
         mean = torch.tensor(self.spec.mean).view(3, 1, 1)
         std = torch.tensor(self.spec.std).view(3, 1, 1)
         return ((t - mean) / std).unsqueeze(0)
@@ -345,7 +345,8 @@ def predict(model: MultitaskModel, tensor: torch.Tensor) -> Predictions:
 
 
 @torch.no_grad()
-def class_evidence(model: MultitaskModel, tensor: torch.Tensor, groups: Mapping[str, Sequence[int]]) -> np.ndarray | None:
+def class_evidence(model: MultitaskModel, tensor: torch.Tensor,
+                   groups: Mapping[str, Sequence[int]]) -> np.ndarray | None:
     """Class activation maps of ImageNet class groups, float32 N x G x h x w in [0, 1].
 
     Only for models with an ImageNet head (``GroupedImagenetHeads``); ``None`` otherwise. For group

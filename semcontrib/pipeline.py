@@ -36,7 +36,7 @@ from semcontrib.contributions import aggregate, normalise
 from semcontrib.imageio import ImageLoadError, list_images, load_rgb, resize_rgb, sha256_file
 from semcontrib.model import MultitaskModel, class_evidence, load_model, model_key, predict
 from semcontrib.paths import data_path
-from semcontrib.regions import ImageInput, RegionMap, RegionSource, source_key
+from semcontrib.regions import ImageInput, RegionSource, source_key
 
 logger = logging.getLogger(__name__)
 
@@ -286,21 +286,21 @@ def _process_chunk(valid: list[tuple[dict[str, Any], np.ndarray]], net: Multitas
         for m in missing_methods:
             results = method_objs[m].attribute_batch(net, tensor, tgt)
             for k, i in enumerate(ids):
-                arrays: dict[str, np.ndarray] = {}
+                files: dict[str, Any] = {}
                 for h in head_names:
                     r = results[h]
                     values = r.maps[k]
-                    arrays[f"target/{h}"] = np.int64(tgt[h][k].item())  # type: ignore[assignment]
+                    files[f"target/{h}"] = np.int64(tgt[h][k].item())
                     if np.all(np.isfinite(values)):
                         f16, scale = cstore.encode_map(values)
-                        arrays[f"map/{h}"] = f16
-                        arrays[f"scale/{h}"] = np.float32(scale)  # type: ignore[assignment]
-                        arrays[f"status/{h}"] = np.array("ok")
+                        files[f"map/{h}"] = f16
+                        files[f"scale/{h}"] = np.float32(scale)
+                        files[f"status/{h}"] = np.array("ok")
                     else:
-                        arrays[f"status/{h}"] = np.array("nonfinite")
+                        files[f"status/{h}"] = np.array("nonfinite")
                     if r.delta is not None:
-                        arrays[f"delta/{h}"] = np.float32(r.delta[k])  # type: ignore[assignment]
-                cstore.write_npz(paths.attr(m, method_keys[m], i), arrays)
+                        files[f"delta/{h}"] = np.float32(r.delta[k])
+                cstore.write_npz(paths.attr(m, method_keys[m], i), files)
             computed[f"attr:{m}"] += len(ids)
     for k in missing_regions:
         rec, rgb = valid[k]
@@ -412,8 +412,9 @@ def build_tables(records: list[dict[str, Any]], paths: cstore.StorePaths, net: M
     contributions["n_pixels"] = contributions["n_pixels"].astype(np.int64)
     if len(contributions):
         G = len(contributions) // K
-        s = normalise(*(contributions[c].to_numpy(np.float64).reshape(G, K)
-                        for c in ("sum", "pos_sum", "neg_sum", "n_pixels")))
+        raw = {c: contributions[c].to_numpy(np.float64).reshape(G, K)
+               for c in ("sum", "pos_sum", "neg_sum", "n_pixels")}
+        s = normalise(raw["sum"], raw["pos_sum"], raw["neg_sum"], raw["n_pixels"])
         contributions["score_signed_l1"] = s.signed_l1.ravel()
         contributions["score_paper"] = s.paper.ravel()
         contributions["score_pos"] = s.pos.ravel()
