@@ -36,8 +36,9 @@ def load_bundled_photograph(file_name: str) -> np.ndarray:
         from matplotlib import cbook
         from PIL import Image
 
-        with cbook.get_sample_data("grace_hopper.jpg") as f:
-            return np.asarray(Image.open(f).convert("RGB"))
+        path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+        with Image.open(str(path)) as im:
+            return np.asarray(im.convert("RGB"))
     raise ValueError(f"unknown bundled photograph {file_name!r}; choose from {BUNDLED_PHOTOGRAPHS}")
 
 
