@@ -1,6 +1,6 @@
 """Fixtures for the training tests: a small labelled set from the bundled photographs, trained once.
 
-The labelled set (``data/train_labels.csv``: 16 photographs x 5 cropped variants = 80 JPEG files)
+The labelled set (``data/train_labels.csv``: 16 photographs x 4 cropped variants = 64 JPEG files)
 and the backbone features are built once per test session. With ``pytest -n``, every worker gets
 its own session, so the feature cache lives in the shared base temp folder behind a file lock:
 the first worker computes the features, the others read them.
@@ -17,7 +17,7 @@ from filelock import FileLock
 
 from semcontrib.training import TrainConfig, TrainOutcome, build_sample_dataset, train
 
-VARIANTS = 5
+VARIANTS = 4
 CONFIG = TrainConfig(n_views=1, seed=0)
 
 
@@ -31,6 +31,22 @@ class SampleData:
 def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.getbasetemp()
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_per_xdist_worker():
+    """Under ``pytest -n 2`` on 2 cores, two torch threads per worker oversubscribe the CPU."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from semcontrib.training import evaluate_model, extract_features, predict_featur
 def test_training_beats_the_majority_baseline(trained):
     ev = trained.evaluation
     assert ev.meta["subset"] == "test"
-    assert ev.n_examples == len(trained.split.test) == 8
+    assert ev.n_examples == len(trained.split.test) == 6
     baseline = np.mean([m.majority_accuracy for m in ev.tasks.values()])
     # figures for the report: mean accuracy vs the mean majority baseline on the held-out split
     print(f"\nheld-out: mean accuracy {ev.mean_accuracy:.3f}, mean F1 {ev.mean_f1:.3f}, "
@@ -32,9 +32,9 @@ def test_training_beats_the_majority_baseline(trained):
 def test_split_is_seeded_stratified_and_disjoint(trained):
     s = trained.split
     assert s.method == "stratified:joint"
-    assert len(s.train) + len(s.val) + len(s.test) == len(trained.labelled) == 80
+    assert len(s.train) + len(s.val) + len(s.test) == len(trained.labelled) == 64
     assert not set(s.train) & set(s.test) and not set(s.val) & set(s.test) and not set(s.train) & set(s.val)
-    assert len(s.test) == 8 and len(s.val) == 7
+    assert len(s.test) == 6 and len(s.val) == 6
 
 
 def test_early_stopping_restores_the_best_epoch(trained):
@@ -78,7 +78,7 @@ def test_reloaded_checkpoint_gives_exactly_the_same_predictions(trained, sample_
 def test_evaluate_saved_model_uses_the_held_out_split(trained, sample_data, tmp_path):
     report = evaluate_model(trained.checkpoint, sample_data.images, sample_data.labels)
     assert report.meta["subset"] == "test"
-    assert report.n_examples == 8
+    assert report.n_examples == 6
     for t, m in report.tasks.items():
         assert m.accuracy == pytest.approx(trained.evaluation.tasks[t].accuracy)
         assert m.majority_accuracy == pytest.approx(trained.evaluation.tasks[t].majority_accuracy)

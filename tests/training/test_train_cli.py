@@ -1,0 +1,64 @@
+"""The ``train`` and ``evaluate`` subcommands, end to end on the sample set (features cached)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+from filelock import FileLock
+
+from semcontrib.train_cli import main, register
+
+
+def test_register_adds_train_and_evaluate():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    register(sub)
+    args = parser.parse_args(["train", "imgs", "l.csv", "--out", "m", "--freeze-backbone", "--epochs", "3"])
+    assert args.func.__name__ == "run_train" and args.epochs == 3 and args.freeze_backbone
+    args = parser.parse_args(["evaluate", "--compare", "a", "b"])
+    assert args.func.__name__ == "run_evaluate" and args.compare == ["a", "b"]
+
+
+def test_train_evaluate_compare(sample_data, tmp_path, capsys):
+    model = tmp_path / "m"
+    with FileLock(str(sample_data.cache.parent / "features.lock")):
+        rc = main(["train", str(sample_data.images), str(sample_data.labels), "--out", str(model),
+                   "--freeze-backbone", "--views", "1", "--cache-dir", str(sample_data.cache), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "held-out test split" in out and "stratified:joint" in out
+    assert (tmp_path / "m.json").is_file() and (tmp_path / "m.safetensors").is_file()
+    assert (tmp_path / "m_report" / "report.html").is_file()
+    meta = json.loads((tmp_path / "m.json").read_text())
+    assert meta["training"]["freeze_backbone"] is True
+
+    rc = main(["evaluate", str(model), str(sample_data.images), str(sample_data.labels), "--out",
+               str(tmp_path / "ev"), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "subset: test" in out
+    rc = main(["evaluate", "--compare", str(tmp_path / "ev"), str(tmp_path / "m_report"), "--out",
+               str(tmp_path / "cmp")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "mean_accuracy" in out
+    assert (tmp_path / "cmp" / "comparison.csv").is_file()
+
+
+def test_missing_weights_and_bad_input_exit_2_with_a_message(sample_data, tmp_path, capsys):
+    rc = main(["train", str(sample_data.images), str(sample_data.labels), "--out", str(tmp_path / "m"),
+               "--backbone", "resnet18", "--freeze-backbone", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--weights" in err
+    rc = main(["train", str(sample_data.images), str(sample_data.labels), "--out", str(tmp_path / "m"),
+               "--backbone", "resnet18", "--weights", str(tmp_path / "absent.pth"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "absent.pth" in err
+    rc = main(["train", str(sample_data.images), str(tmp_path / "nope.csv"), "--out", str(tmp_path / "m"),
+               "--quiet"])
+    assert rc == 2 and "nope.csv" in capsys.readouterr().err
+    rc = main(["evaluate", str(tmp_path / "absent"), str(sample_data.images), str(sample_data.labels)])
+    assert rc == 2
+    assert main(["evaluate"]) == 2
+    with pytest.raises(SystemExit):
+        main(["train", "x", "y"])  # --out is required
