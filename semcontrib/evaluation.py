@@ -241,14 +241,14 @@ def _plot_metrics(report: EvaluationReport) -> bytes:
     tasks = list(report.tasks)
     x = np.arange(len(tasks))
     w = 0.27
-    fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(tasks), 3.2), dpi=100)
+    fig, ax = plt.subplots(figsize=(3.0 + 1.2 * len(tasks), 3.2), dpi=100)
     ax.bar(x - w, [report.tasks[t].accuracy for t in tasks], w, label="accuracy")
     ax.bar(x, [report.tasks[t].f1_weighted for t in tasks], w, label="weighted F1")
     ax.bar(x + w, [report.tasks[t].majority_accuracy for t in tasks], w, label="majority baseline",
            color="grey")
     ax.set_xticks(x, tasks)
     ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -135,3 +135,29 @@ def test_label_csv_from_data_folder_names_existing_photos():
     photos = pd.read_csv(data_path("train_photos.csv"))
     assert list(labels["image_id"]) == list(photos["image_id"])
     assert list(labels.columns) == ["image_id", "nature", "biotic", "landscape"]
+
+
+def test_fine_tuning_trains_the_backbone_too(sample_data, tmp_path):
+    from semcontrib.model import build_multitask
+    from semcontrib.training import TrainConfig, train
+
+    df = pd.read_csv(sample_data.labels)
+    keep = df["image_id"].str.rsplit("_v", n=1).str[0].isin(["chelsea", "coffee", "gravel", "brick"])
+    df[keep].to_csv(tmp_path / "small.csv", index=False)
+    out = train(sample_data.images, tmp_path / "small.csv", tmp_path / "ft", freeze_backbone=False,
+                config=TrainConfig(epochs=2, batch_size=8))
+    assert len(out.history.train_loss) == 2
+    pretrained = build_multitask("efficientnet_lite0", out.labelled.head_specs())
+    before = pretrained.backbone.state_dict()
+    changed = [name for name, p in out.model.backbone.state_dict().items()
+               if p.dtype.is_floating_point and not np.array_equal(p.numpy(), before[name].numpy())]
+    assert changed, "fine-tuning left the backbone unchanged"
+    # BatchNorm statistics stay those of ImageNet (BatchNorm runs in eval mode while fine-tuning)
+    assert not any("running_mean" in name for name in changed)
+    meta = json.loads(out.checkpoint.read_text())
+    assert meta["training"]["freeze_backbone"] is False
+    paths = out.labelled.paths[:3]
+    a, _ = predict_paths(out.model, paths)
+    b, _ = predict_paths(load_checkpoint(out.checkpoint), paths)
+    for head in a:
+        np.testing.assert_array_equal(a[head], b[head])
