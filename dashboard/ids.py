@@ -1,0 +1,69 @@
+"""Every component id of the dashboard, in one place (layout, callbacks and browser tests use these)."""
+
+from __future__ import annotations
+
+# controls
+HEAD = "head"
+METHOD = "method"
+NORMALISATION = "normalisation"
+ALGORITHM = "algorithm"
+HIGHLIGHT = "highlight"
+FILTERED_MODE = "filtered-mode"
+FILTER_PANEL = "filter-panel"
+FILTER_COUNT = "filter-count"
+RANGE = "range"  # pattern-matching type: {"type": RANGE, "column": <score column>}
+WEIGHT = "weight"  # pattern-matching type: {"type": WEIGHT, "region": <region name>}
+RECOMPUTE = "recompute"
+PROGRESS = "progress"
+PROGRESS_TEXT = "progress-text"
+
+# scatter
+SCATTER = "scatter"
+TOOLTIP = "tooltip"
+EMBEDDING = "embedding"
+
+# selections
+LASSO = "lasso"
+LASSO_COUNT = "lasso-count"
+SELECTION_NAME = "selection-name"
+SELECTION_SAVE = "selection-save"
+SELECTIONS = "selections"
+SELECTION_LIST = "selection-list"
+EDIT_TARGET = "edit-target"
+EDIT_NAME = "edit-name"
+EDIT_COLOUR = "edit-colour"
+EDIT_RENAME = "edit-rename"
+EDIT_RECOLOUR = "edit-recolour"
+EDIT_DELETE = "edit-delete"
+COMPARE = "compare"
+
+# tabs and panels
+TABS = "tabs"
+STATS_REGIONS = "stats-regions"
+STATS_CLASSES = "stats-classes"
+STATS_TOP = "stats-top"
+DETAIL_SORT = "detail-sort"
+DETAIL_ORDER = "detail-order"
+DETAIL_PAGE = "detail-page"
+DETAIL_PREV = "detail-prev"
+DETAIL_NEXT = "detail-next"
+DETAIL_PAGE_TEXT = "detail-page-text"
+DETAIL = "detail"
+FOCUS = "focus"
+INSPECTOR = "inspector"
+CLUSTER_ALGORITHM = "cluster-algorithm"
+CLUSTER_K = "cluster-k"
+CLUSTER_RUN = "cluster-run"
+CLUSTER_TEXT = "cluster-text"
+
+# export and state
+EXPORT_SCOPE = "export-scope"
+EXPORT_WIDE = "export-wide"
+EXPORT_CSV = "export-csv"
+EXPORT_PARQUET = "export-parquet"
+EXPORT_DOWNLOAD = "export-download"
+STATE_SAVE = "state-save"
+STATE_DOWNLOAD = "state-download"
+STATE_UPLOAD = "state-upload"
+STATE_RESTORE = "state-restore"
+STATE_MESSAGE = "state-message"

@@ -1,0 +1,65 @@
+"""The signed heatmap overlay of one photograph, with region outlines, as PNG bytes (pure function).
+
+The 224x224 attribution and region maps are squashed versions of the whole image, so they are stretched
+over the photograph. Colours: red for positive, blue for negative, opacity proportional to ``|value| /
+max|map|`` (symmetric around zero, per image); region boundaries are drawn in white with a dark edge.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+
+def _resize_float(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    img = Image.fromarray(values.astype(np.float32), mode="F")
+    return np.asarray(img.resize(size, Image.Resampling.BILINEAR))
+
+
+def boundaries(labels: np.ndarray) -> np.ndarray:
+    """bool HxW: pixels whose right or lower neighbour has another label."""
+    edge = np.zeros(labels.shape, dtype=bool)
+    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    edge[:-1, :] |= labels[:-1, :] != labels[1:, :]
+    return edge
+
+
+def overlay_rgb(photo: np.ndarray, attribution: np.ndarray | None, labels: np.ndarray | None,
+                max_alpha: float = 0.7) -> np.ndarray:
+    """uint8 HxWx3: ``photo`` (uint8 HxWx3) under the signed map and the region outlines (both any size)."""
+    h, w = photo.shape[:2]
+    out = photo.astype(np.float64)
+    if attribution is not None and attribution.size:
+        vmax = float(np.max(np.abs(attribution)))
+        if vmax > 0 and np.isfinite(vmax):
+            v = np.clip(_resize_float(attribution / vmax, (w, h)), -1, 1)
+            colour = np.where(v[..., None] >= 0, np.array([220.0, 20, 20]), np.array([20.0, 60, 230]))
+            alpha = (np.abs(v) * max_alpha)[..., None]
+            out = out * (1 - alpha) + colour * alpha
+    if labels is not None and labels.size:
+        img = Image.fromarray(labels.astype(np.int32), mode="I")
+        lab = np.asarray(img.resize((w, h), Image.Resampling.NEAREST))
+        edge = boundaries(lab)
+        dark = np.zeros_like(edge)
+        dark[1:, :] |= edge[:-1, :]
+        dark[:, 1:] |= edge[:, :-1]
+        out[dark & ~edge] = (30, 30, 30)
+        out[edge] = (255, 255, 255)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def jpeg_thumbnail(jpeg: bytes, side: int = 160) -> bytes:
+    """A JPEG of at most ``side`` pixels on its long side."""
+    img = Image.open(io.BytesIO(jpeg)).convert("RGB")
+    img.thumbnail((side, side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=80)
+    return buf.getvalue()
