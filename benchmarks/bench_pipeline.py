@@ -1,0 +1,107 @@
+"""Throughput and peak memory of the batched attribution engine against the naive approach.
+
+Both analyse the same N bundled photographs with the embedded EfficientNet-Lite0 ``imagenet-heads``
+model, every head and every method, with the same settings:
+
+* naive: one forward for the prediction, then one plain captum / zennit call per image, per head,
+  per method (``attribute_naive``: a full forward and backward each);
+* engine: ``attribute_batch`` on batches of ``--batch-size`` images (shared forward passes, one
+  backward per head target; Grad-CAM's backbone prefix once per batch; IG's interpolated batches
+  shared by all heads).
+
+Each side runs in its own subprocess so that peak resident memory (ru_maxrss) is its own.
+Prints images per second, peak memory and the ratio. Run: ``python benchmarks/bench_pipeline.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+
+def _phase(phase: str, n: int, batch_size: int, ig_steps: int, threads: int) -> dict:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    from semcontrib.attribution import make_method, resolve_targets
+    from semcontrib.demo import DEMO_IMAGES
+    from semcontrib.imageio import resize_rgb
+    from semcontrib.model import load_imagenet_heads, predict
+
+    model = load_imagenet_heads()
+    names = list(DEMO_IMAGES)[:n]
+    rgbs = []
+    for name in names:
+        arr = DEMO_IMAGES[name][0]()
+        if arr.ndim == 2:
+            arr = np.repeat(arr[:, :, None], 3, axis=2)
+        rgbs.append(resize_rgb(arr[:, :, :3].astype(np.uint8), model.input_size))
+    while len(rgbs) < n:
+        rgbs.append(rgbs[len(rgbs) % len(names)])
+    tensor = torch.cat([model.preprocess(r) for r in rgbs])
+    methods = {"lrp": make_method("lrp"), "gradcam": make_method("gradcam"),
+               "ig": make_method("ig", n_steps=ig_steps, internal_batch_size=64)}
+    heads = model.head_names
+    per_method: dict[str, float] = {m: 0.0 for m in methods}
+    t0 = time.perf_counter()
+    if phase == "naive":
+        for i in range(n):
+            x = tensor[i:i + 1]
+            logits = predict(model, x).logits
+            for m, meth in methods.items():
+                t = time.perf_counter()
+                for h in heads:
+                    meth.attribute_naive(model, x, h, int(np.argmax(logits[h][0])))
+                per_method[m] += time.perf_counter() - t
+    else:
+        for s in range(0, n, batch_size):
+            x = tensor[s:s + batch_size]
+            targets = resolve_targets(model, predict(model, x).logits, heads)
+            for m, meth in methods.items():
+                t = time.perf_counter()
+                meth.attribute_batch(model, x, targets)
+                per_method[m] += time.perf_counter() - t
+    seconds = time.perf_counter() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"phase": phase, "seconds": seconds, "images_per_s": n / seconds, "peak_mb": peak_mb,
+            "per_method_s": per_method}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", "--images", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--ig-steps", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--phase", choices=["naive", "engine"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.phase:
+        print(json.dumps(_phase(args.phase, args.images, args.batch_size, args.ig_steps, args.threads)))
+        return 0
+    results = {}
+    for phase in ("naive", "engine"):
+        cmd = [sys.executable, __file__, "--phase", phase, "-n", str(args.images), "--batch-size",
+               str(args.batch_size), "--ig-steps", str(args.ig_steps), "--threads", str(args.threads)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        results[phase] = json.loads(out)
+    nv, en = results["naive"], results["engine"]
+    print(f"{args.images} images x 4 heads x 3 methods (lrp, gradcam, ig n_steps={args.ig_steps}), "
+          f"EfficientNet-Lite0, {args.threads} CPU threads")
+    print(f"{'':8} {'img/s':>8} {'seconds':>9} {'peak MB':>9}   per method (s)")
+    for r in (nv, en):
+        pm = "  ".join(f"{k} {v:.1f}" for k, v in r["per_method_s"].items())
+        print(f"{r['phase']:8} {r['images_per_s']:8.3f} {r['seconds']:9.1f} {r['peak_mb']:9.0f}   {pm}")
+    print(f"speed-up (engine / naive throughput): {en['images_per_s'] / nv['images_per_s']:.2f}x; "
+          f"peak memory ratio: {en['peak_mb'] / nv['peak_mb']:.2f}")
+    for m in nv["per_method_s"]:
+        print(f"  {m}: {nv['per_method_s'][m] / max(en['per_method_s'][m], 1e-9):.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
