@@ -1178,6 +1178,9 @@ def train(images: str | Path, labels_csv: str | Path, out: str | Path, backbone:
                             split.train, split.val, cfg, progress)
         test_logits, _ = predict_paths(model, [labelled.paths[i] for i in split.test], cfg.batch_size)
     seconds = time.perf_counter() - t0
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
     train_counts = class_counts(labelled, split.train)
     report = evaluation.evaluate_logits(
         test_logits, labelled.targets[split.test], labelled.tasks, labelled.classes,

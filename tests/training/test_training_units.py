@@ -282,3 +282,23 @@ def test_fit_heads_learns_separable_features_and_stops_early():
     assert (out["y"].argmax(1).numpy() == y[100:]).mean() == 1.0
     assert (out["z"].argmax(1).numpy() == z[100:]).mean() >= 0.9
     assert not any(p.requires_grad for p in heads.parameters())
+
+
+def test_fit_heads_is_deterministic_for_a_seed():
+    from semcontrib.model import HeadSpec, LinearHeads
+
+    rng = np.random.default_rng(1)
+    feats = rng.normal(size=(40, 3, 6)).astype(np.float32)
+    targets = rng.integers(0, 2, (40, 1))
+
+    def run(seed):
+        class M:
+            heads = LinearHeads(6, [HeadSpec("t", ("a", "b"))])
+
+        m = M()
+        fit_heads(m, feats, targets, ["t"], np.arange(30), np.arange(30, 40),  # type: ignore[arg-type]
+                  TrainConfig(epochs=5, seed=seed, batch_size=8))
+        return m.heads.layers["t"].weight.detach().clone()
+
+    assert torch.equal(run(0), run(0))
+    assert not torch.equal(run(0), run(1))
