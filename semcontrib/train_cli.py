@@ -40,7 +40,8 @@ def tqdm_progress(enabled: bool = True) -> Iterator[Callable[[str, int, int], No
     from tqdm import tqdm
 
     bars: dict[str, Any] = {}
-    labels = {"features": "backbone features", "epochs": "epochs", "predict": "predicting"}
+    labels = {"features": "backbone features", "epochs": "epochs", "batches": "batches of the epoch",
+              "predict": "predicting"}
 
     def progress(stage: str, done: int, total: int) -> None:
         if not enabled:
@@ -51,7 +52,9 @@ def tqdm_progress(enabled: bool = True) -> Iterator[Callable[[str, int, int], No
                 other.refresh()
             bar = bars[stage] = tqdm(total=total, desc=labels.get(stage, stage), unit="",
                                      file=sys.stderr, dynamic_ncols=True)
-        if bar.total != total:
+        if done < bar.n:  # a stage that repeats (batches of the next epoch)
+            bar.reset(total=total)
+        elif bar.total != total:
             bar.total = total
             bar.refresh()
         bar.update(done - bar.n)
@@ -74,7 +77,10 @@ def _print_report(report: Any) -> None:
 
 
 def _print_label_problems(label_report: dict[str, Any]) -> None:
-    counts = {k: v for k, v in label_report.get("counts", {}).items() if v}
+    counts = {k: v for k, v in label_report.get("counts", {}).items() if v and k != "unlabelled_image"}
+    unlabelled = label_report.get("counts", {}).get("unlabelled_image", 0)
+    if unlabelled:
+        print(f"{unlabelled} images in the folder have no row in the CSV (ignored)")
     if counts:
         print("label problems (skipped or masked, see the report): "
               + ", ".join(f"{k} {v}" for k, v in counts.items()))

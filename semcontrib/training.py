@@ -1002,6 +1002,8 @@ def fine_tune(model: MultitaskModel, images: Sequence[np.ndarray], targets: np.n
             opt.step()
             total += float(loss.detach()) * len(idx)
             count += len(idx)
+            if progress:
+                progress("batches", count, len(order))
         train_losses.append(total / max(count, 1))
         vl = val_loss()
         val_losses.append(vl)
