@@ -110,6 +110,7 @@ def run_train(args: argparse.Namespace) -> int:
             outcome = train(args.images, args.labels, out, backbone=args.backbone, weights=args.weights,
                             random_init=args.random_init, freeze_backbone=args.freeze_backbone, tasks=tasks,
                             config=cfg, cache_dir=cache if args.freeze_backbone else None,
+                            group_column=args.group_column,
                             progress=progress, report_dir=report_dir)
     except (MissingWeightsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -189,6 +190,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs")
     p.add_argument("--views", type=int, default=4, help="augmented views cached per image (frozen backbone)")
     p.add_argument("--tasks", default=None, help="comma-separated task columns (default: all but the id)")
+    p.add_argument("--group-column", default=None,
+                   help="column naming groups of near-duplicate images kept on one side of the split")
     p.add_argument("--cache-dir", default=None, help=f"feature cache (default {default_cache_dir()})")
     p.add_argument("--no-cache", action="store_true", help="do not cache backbone features")
     p.add_argument("--report", default=None, help="report folder (default MODEL_report)")

@@ -116,6 +116,8 @@ class LabelledSet:
     classes : task -> class names in logit order.
     targets : int64 N x T class indices, ``-1`` where the task has no label.
     report : what was dropped or masked, as counts.
+    groups : N group names (``group_column`` of :func:`read_labels`), or ``None``: images of one
+        group (e.g. crops or a burst of one scene) always land on the same side of the split.
     """
 
     image_ids: list[str]
@@ -124,6 +126,7 @@ class LabelledSet:
     classes: dict[str, tuple[str, ...]]
     targets: np.ndarray
     report: LabelReport
+    groups: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -134,8 +137,9 @@ class LabelledSet:
     def subset(self, keep: np.ndarray) -> LabelledSet:
         """The examples at the integer indices ``keep`` (report unchanged)."""
         keep = np.asarray(keep, dtype=np.int64)
+        groups = [self.groups[i] for i in keep] if self.groups is not None else None
         return replace(self, image_ids=[self.image_ids[i] for i in keep],
-                       paths=[self.paths[i] for i in keep], targets=self.targets[keep])
+                       paths=[self.paths[i] for i in keep], targets=self.targets[keep], groups=groups)
 
     def label_mapping(self) -> dict[str, dict[str, int]]:
         """task -> {class name -> logit index}."""
@@ -155,7 +159,8 @@ def _add(examples: dict[str, list[str]], key: str, value: str) -> None:
 
 
 def read_labels(labels_csv: str | Path, images: str | Path, tasks: Sequence[str] | None = None,
-                classes: Mapping[str, Sequence[str]] | None = None) -> LabelledSet:
+                classes: Mapping[str, Sequence[str]] | None = None,
+                group_column: str | None = None) -> LabelledSet:
     """Read a labels CSV and match its rows to the image files under ``images``.
 
     Parameters
@@ -167,6 +172,8 @@ def read_labels(labels_csv: str | Path, images: str | Path, tasks: Sequence[str]
     tasks : the task columns to use; default every column except ``image_id`` / ``path``.
     classes : task -> allowed class names in logit order (e.g. a checkpoint's, for evaluation).
         Default: the sorted distinct labels found in the data.
+    group_column : a column naming each image's group (not a task); images of one group stay on
+        one side of the split. An empty cell makes the image its own group.
 
     Returns
     -------
@@ -196,8 +203,10 @@ def read_labels(labels_csv: str | Path, images: str | Path, tasks: Sequence[str]
     id_col = "path" if "path" in df.columns else "image_id" if "image_id" in df.columns else None
     if id_col is None:
         raise ValueError(f"{labels_csv} needs an 'image_id' or 'path' column; it has {list(df.columns)}")
+    if group_column is not None and group_column not in df.columns:
+        raise ValueError(f"group column {group_column!r} not in {labels_csv}; columns are {list(df.columns)}")
     if tasks is None:
-        tasks = [c for c in df.columns if c not in ID_COLUMNS]
+        tasks = [c for c in df.columns if c not in ID_COLUMNS and c != group_column]
     tasks = list(tasks)
     if not tasks:
         raise ValueError(f"{labels_csv} has no task column besides {id_col!r}")
@@ -223,6 +232,7 @@ def read_labels(labels_csv: str | Path, images: str | Path, tasks: Sequence[str]
             index.setdefault(k, []).append(p)
 
     rows: list[tuple[str, Path, list[str]]] = []
+    row_groups: list[str] = []
     seen: set[Path] = set()
     for _, row in df.iterrows():
         rid = str(row[id_col]).strip()
@@ -256,6 +266,7 @@ def read_labels(labels_csv: str | Path, images: str | Path, tasks: Sequence[str]
             continue
         seen.add(resolved)
         rows.append((rid, path, [str(row[t]).strip() for t in tasks]))
+        row_groups.append(str(row[group_column]).strip() if group_column is not None else "")
     labelled_paths = {p.resolve() for _, p, _ in rows}
     unlabelled = [p for p in files if p.resolve() not in labelled_paths and p.resolve() not in seen]
     counts["unlabelled_image"] = len(unlabelled)
@@ -283,7 +294,8 @@ def read_labels(labels_csv: str | Path, images: str | Path, tasks: Sequence[str]
     ids: list[str] = []
     paths: list[Path] = []
     targets: list[list[int]] = []
-    for rid, path, cells in rows:
+    groups: list[str] = []
+    for (rid, path, cells), grp in zip(rows, row_groups):
         tr = []
         for j, t in enumerate(tasks):
             if t in dropped:
@@ -308,6 +320,7 @@ def read_labels(labels_csv: str | Path, images: str | Path, tasks: Sequence[str]
         ids.append(rid)
         paths.append(path)
         targets.append(tr)
+        groups.append(grp or f"\x00{rid}")
     arr = np.asarray(targets, dtype=np.int64).reshape(len(targets), len(kept_tasks))
     single: dict[str, list[str]] = {}
     for j, t in enumerate(kept_tasks):
@@ -323,7 +336,8 @@ def read_labels(labels_csv: str | Path, images: str | Path, tasks: Sequence[str]
     for k, n in counts.items():
         if n and k != "unlabelled_image":
             logger.warning("labels: %d x %s (e.g. %s)", n, k, examples.get(k, []))
-    return LabelledSet(ids, paths, kept_tasks, {t: cls[t] for t in kept_tasks}, arr, report)
+    return LabelledSet(ids, paths, kept_tasks, {t: cls[t] for t in kept_tasks}, arr, report,
+                       groups if group_column is not None else None)
 
 
 def data_hash(labelled: LabelledSet, file_hashes: Sequence[str] | None = None) -> str:
@@ -422,6 +436,8 @@ def split_examples(labelled: LabelledSet, seed: int = 0, test_fraction: float = 
     takes ``val_fraction`` of the rest. Strata are, in order of preference, the joint labels of
     all tasks, the labels of a single task (the one with most classes first), else none (random).
     A stratum with one example (e.g. a class with a single image) always stays in training.
+    With ``labelled.groups``, whole groups are split (fractions count groups), stratified on the
+    labels of each group's first image.
 
     Raises
     ------
@@ -431,6 +447,8 @@ def split_examples(labelled: LabelledSet, seed: int = 0, test_fraction: float = 
     for name, frac in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
         if not 0.0 <= frac <= 0.5:
             raise ValueError(f"{name} must be in [0, 0.5], got {frac}")
+    if labelled.groups is not None:
+        return _split_groups(labelled, seed, test_fraction, val_fraction)
     n = len(labelled)
     if n < 3:
         raise ValueError(f"need at least 3 labelled images to split, got {n}")
@@ -463,6 +481,27 @@ def split_examples(labelled: LabelledSet, seed: int = 0, test_fraction: float = 
     rest, test = _stratified_take(all_idx, keys, n_test, rng)
     train, val = _stratified_take(rest, [key_of[i] for i in rest.tolist()], n_val, rng)
     return Split(train, val, test, method, seed, note)
+
+
+def _split_groups(labelled: LabelledSet, seed: int, test_fraction: float, val_fraction: float) -> Split:
+    assert labelled.groups is not None
+    first: dict[str, int] = {}
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(labelled.groups):
+        first.setdefault(g, i)
+        members.setdefault(g, []).append(i)
+    names = sorted(first, key=lambda g: first[g])
+    if len(names) < 3:
+        raise ValueError(f"need at least 3 groups to split by group, got {len(names)}")
+    reps = labelled.subset(np.asarray([first[g] for g in names]))
+    inner = split_examples(replace(reps, groups=None), seed, test_fraction, val_fraction)
+
+    def expand(idx: np.ndarray) -> np.ndarray:
+        return np.asarray(sorted(i for k in idx.tolist() for i in members[names[k]]), dtype=np.int64)
+
+    note = f"split by group ({len(names)} groups); " + (inner.note or "")
+    return Split(expand(inner.train), expand(inner.val), expand(inner.test), f"group+{inner.method}", seed,
+                 note.strip().rstrip(";"))
 
 
 # --------------------------------------------------------------------------- augmentation
@@ -1129,6 +1168,7 @@ def class_counts(labelled: LabelledSet, idx: np.ndarray) -> dict[str, dict[str, 
 def train(images: str | Path, labels_csv: str | Path, out: str | Path, backbone: str = "efficientnet_lite0",
           weights: str | Path | None = None, random_init: bool = False, freeze_backbone: bool = True,
           tasks: Sequence[str] | None = None, config: TrainConfig | None = None,
+          group_column: str | None = None,
           cache_dir: str | Path | None = None, progress: Progress | None = None,
           report_dir: str | Path | None = None) -> TrainOutcome:
     """Read labels, split, train, evaluate on the held-out split and save the checkpoint.
@@ -1143,6 +1183,7 @@ def train(images: str | Path, labels_csv: str | Path, out: str | Path, backbone:
     freeze_backbone : train only the heads, on cached features of ``config.n_views`` augmented views.
     cache_dir : where backbone features are cached between runs (frozen backbone only).
     report_dir : where the evaluation report goes (JSON, Markdown, HTML, plots); ``None``: none.
+    group_column : see :func:`read_labels`; keeps each group on one side of the split.
 
     Returns
     -------
@@ -1151,7 +1192,7 @@ def train(images: str | Path, labels_csv: str | Path, out: str | Path, backbone:
     from semcontrib import evaluation
 
     cfg = config or TrainConfig()
-    labelled = read_labels(labels_csv, images, tasks=tasks)
+    labelled = read_labels(labels_csv, images, tasks=tasks, group_column=group_column)
     model = build_multitask(backbone, labelled.head_specs(),
                             pretrained_weights=Path(weights) if weights else None, random_init=random_init)
     model.eval()
@@ -1200,6 +1241,7 @@ def train(images: str | Path, labels_csv: str | Path, out: str | Path, backbone:
             "labels_csv": Path(labels_csv).name,
             "n_examples": len(labelled),
             "freeze_backbone": freeze_backbone,
+            "group_column": group_column,
             "pretrained": "random-init" if random_init else (Path(weights).name if weights else "package"),
             "config": cfg.to_dict(),
             "split": split.to_dict(labelled.image_ids),

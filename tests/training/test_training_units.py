@@ -302,3 +302,22 @@ def test_fit_heads_is_deterministic_for_a_seed():
 
     assert torch.equal(run(0), run(0))
     assert not torch.equal(run(0), run(1))
+
+
+def test_group_column_keeps_each_group_on_one_side(tmp_path):
+    img = tmp_path / "img"
+    names = [f"g{g}_{k}.jpg" for g in range(12) for k in range(3)]
+    _write_images(img, names)
+    rows = [f"{n[:-4]},{'yes' if int(n[1:].split('_')[0]) % 2 else 'no'},scene{n[1:].split('_')[0]}"
+            for n in names]
+    (tmp_path / "l.csv").write_text("image_id,t,scene\n" + "\n".join(rows) + "\n")
+    ls = read_labels(tmp_path / "l.csv", img, group_column="scene")
+    assert ls.tasks == ["t"] and ls.groups is not None and len(set(ls.groups)) == 12
+    s = split_examples(ls, seed=0)
+    assert s.method.startswith("group+") and len(s.test) == 3 and len(s.val) == 3
+    side = {}
+    for name, idx in (("train", s.train), ("val", s.val), ("test", s.test)):
+        for i in idx:
+            assert side.setdefault(ls.groups[i], name) == name
+    with pytest.raises(ValueError, match="group column"):
+        read_labels(tmp_path / "l.csv", img, group_column="nope")
