@@ -170,14 +170,16 @@ class Corpus:
     # ---- metadata
     @property
     def heads(self) -> list[str]:
-        return list(self.manifest["heads"])
+        """Heads in model order."""
+        return list(self.manifest.get("head_order") or self.manifest["heads"])
 
     def classes(self, head: str) -> list[str]:
         return list(self.manifest["heads"][head])
 
     @property
     def methods(self) -> list[str]:
-        return list(self.manifest["methods"])
+        """Methods in the order they were asked for."""
+        return list(self.manifest.get("method_order") or self.manifest["methods"])
 
     @property
     def vocabulary(self) -> list[str]:

@@ -256,12 +256,10 @@ def save_checkpoint(model: MultitaskModel, path: str | Path, extra: Mapping[str,
     """
     from safetensors.torch import save_file
 
-    base = Path(path)
-    if base.suffix in (".json", ".safetensors"):
-        base = base.with_suffix("")
+    base = _checkpoint_base(path)
     base.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    weights = base.with_suffix(".safetensors")
+    weights = base.with_name(base.name + ".safetensors")
     save_file(tensors, str(weights))
     sidecar = {
         "format": CHECKPOINT_FORMAT,
@@ -274,19 +272,25 @@ def save_checkpoint(model: MultitaskModel, path: str | Path, extra: Mapping[str,
     }
     if extra:
         sidecar.update(dict(extra))
-    out = base.with_suffix(".json")
+    out = base.with_name(base.name + ".json")
     out.write_text(json.dumps(sidecar, indent=1))
     return out
+
+
+def _checkpoint_base(path: str | Path) -> Path:
+    """``MODEL`` from ``MODEL``, ``MODEL.json`` or ``MODEL.safetensors`` (other dots are kept)."""
+    base = Path(path)
+    if base.suffix in (".json", ".safetensors"):
+        base = base.with_name(base.name[: -len(base.suffix)])
+    return base
 
 
 def load_checkpoint(path: str | Path) -> MultitaskModel:
     """Load a model saved by :func:`save_checkpoint` (``.json`` sidecar or ``.safetensors`` path)."""
     from safetensors.torch import load_file
 
-    base = Path(path)
-    if base.suffix in (".json", ".safetensors"):
-        base = base.with_suffix("")
-    sidecar_path = base.with_suffix(".json")
+    base = _checkpoint_base(path)
+    sidecar_path = base.with_name(base.name + ".json")
     if not sidecar_path.is_file():
         raise FileNotFoundError(f"checkpoint sidecar not found: {sidecar_path}")
     meta = json.loads(sidecar_path.read_text())
@@ -312,9 +316,9 @@ def load_model(name_or_path: str | Path = "imagenet-heads", weights: Path | None
     key = str(name_or_path)
     if key in MODELS:
         return MODELS[key](weights)
-    path = Path(key)
-    if path.with_suffix(".json").is_file() or path.is_file():
-        return load_checkpoint(path)
+    base = _checkpoint_base(key)
+    if base.with_name(base.name + ".json").is_file():
+        return load_checkpoint(base)
     raise ValueError(f"--model {key!r} is neither an embedded model ({sorted(MODELS)}) nor an existing checkpoint")
 
 

@@ -446,6 +446,8 @@ def _manifest(net: MultitaskModel, head_names: list[str], method_objs: Mapping[s
         "format": cstore.CORPUS_FORMAT,
         "model": {**net.identity, "key": mkey, "input_size": net.input_size},
         "heads": {h: list(net.head(h).classes) for h in head_names},
+        "head_order": list(head_names),
+        "method_order": list(method_objs),
         "methods": {m: {"params": obj.params, "key": method_keys[m], "notes": obj.notes(net)}
                     for m, obj in method_objs.items()},
         "targets": dict(targets or {}) or "predicted class per head",
