@@ -10,8 +10,8 @@ import torch
 
 from semcontrib.backbones import MissingWeightsError, load_state_dict_file
 from semcontrib.model import (
-    HeadSpec,
     HeadAdapter,
+    HeadSpec,
     build_multitask,
     load_checkpoint,
     load_model,
@@ -80,8 +80,8 @@ def test_group_heads_are_logsumexp_of_their_classes():
     out = predict(model, x)
     p = torch.softmax(torch.from_numpy(out.logits["imagenet"]), 1)[0].numpy()
     groups = json.loads(data_path("imagenet_class_groups.json").read_text())["heads"]["nature"]
-    np.testing.assert_allclose(out.probabilities("nature")[0], [p[groups["nature"]].sum(), p[groups["non_nature"]].sum()],
-                               rtol=1e-4)
+    expected = [p[groups["nature"]].sum(), p[groups["non_nature"]].sum()]
+    np.testing.assert_allclose(out.probabilities("nature")[0], expected, rtol=1e-4)
     adapter = HeadAdapter(model, "biotic")
     assert adapter(x).shape == (1, 2)
     with pytest.raises(ValueError, match="unknown head"):
