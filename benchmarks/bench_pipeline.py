@@ -45,7 +45,7 @@ def _phase(phase: str, n: int, batch_size: int, ig_steps: int, threads: int) -> 
         rgbs.append(rgbs[len(rgbs) % len(names)])
     tensor = torch.cat([model.preprocess(r) for r in rgbs])
     methods = {"lrp": make_method("lrp"), "gradcam": make_method("gradcam"),
-               "ig": make_method("ig", n_steps=ig_steps, internal_batch_size=64)}
+               "ig": make_method("ig", n_steps=ig_steps)}
     heads = model.head_names
     per_method: dict[str, float] = {m: 0.0 for m in methods}
     t0 = time.perf_counter()

@@ -240,7 +240,7 @@ class IntegratedGradients:
     name = "ig"
 
     def __init__(self, n_steps: int = 32, baseline: str = "black", method: str = "gausslegendre",
-                 internal_batch_size: int = 64, blur_sigma: float = 10.0) -> None:
+                 internal_batch_size: int = 16, blur_sigma: float = 10.0) -> None:
         if not (isinstance(n_steps, int) and 1 <= n_steps <= 1024):
             raise ValueError(f"n_steps must be an integer in 1..1024, got {n_steps!r}")
         if baseline not in IG_BASELINES:
