@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import dash
 from dash import DiskcacheManager
@@ -55,6 +56,23 @@ def _add_image_routes(server: object, query: CorpusQuery) -> None:
     add("/corpus/overlay/<head>/<method>/<image_id>", "corpus_overlay", overlay)
 
 
+class SpawnDiskcacheManager(DiskcacheManager):
+    """Runs background jobs in *spawned* processes.
+
+    Dash's manager forks the threaded server; a fork taken while another thread holds a lock inside
+    Arrow, BLAS or OpenMP (pandas 3 keeps strings in Arrow) leaves the child deadlocked. A spawned job
+    starts clean and re-opens the corpus (see ``CorpusQuery.__getstate__``).
+    """
+
+    def call_job_fn(self, key: Any, job_fn: Any, args: Any, context: Any) -> Any:
+        import multiprocess
+
+        process = multiprocess.get_context("spawn").Process(
+            target=job_fn, args=(key, self._make_progress_key(key), args, context))
+        process.start()
+        return process.pid
+
+
 def create_app(corpus_path: str | Path, cache_dir: str | Path | None = None) -> dash.Dash:
     """A dashboard on the corpus at ``corpus_path``.
 
@@ -68,7 +86,7 @@ def create_app(corpus_path: str | Path, cache_dir: str | Path | None = None) -> 
 
     cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="semcontrib-dashboard-"))
     query = CorpusQuery(corpus_path, cache_dir=cache_dir)
-    manager = DiskcacheManager(diskcache.Cache(str(cache_dir / "jobs")))
+    manager = SpawnDiskcacheManager(diskcache.Cache(str(cache_dir / "jobs")))
     app = dash.Dash(__name__, title=f"semcontrib · {query.root.name}", background_callback_manager=manager,
                     suppress_callback_exceptions=True, assets_ignore=".*")
     app.index_string = app.index_string.replace("{%css%}", "{%css%}<style>" + CSS + "</style>")

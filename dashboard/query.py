@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +36,7 @@ class CorpusQuery:
     """
 
     def __init__(self, corpus_path: str | Path, cache_dir: str | Path | None = None) -> None:
+        self._args = (str(corpus_path), None if cache_dir is None else str(cache_dir))
         self.corpus = Corpus.open(corpus_path)
         self.root = self.corpus.root
         images = self.corpus.images
@@ -49,9 +49,15 @@ class CorpusQuery:
             import diskcache
 
             self._cache = diskcache.Cache(str(Path(cache_dir) / "embeddings"))
-        self._lock = threading.Lock()
         self.score_matrix = lru_cache(maxsize=32)(self._score_matrix)
         self.overlay_png = lru_cache(maxsize=256)(self._overlay_png)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Background jobs run in spawned processes; they re-open the corpus from its path."""
+        return {"args": self._args}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(*state["args"])  # type: ignore[misc]
 
     # ---- metadata
     @property
@@ -88,8 +94,7 @@ class CorpusQuery:
     # ---- scores
     def _score_matrix(self, head: str, method: str, normalisation: str) -> views.ScoreMatrix:
         self.check_view(head, method, normalisation)
-        with self._lock:
-            wide = self.corpus.contribution_table(head, method, normalisation, wide=True)
+        wide = self.corpus.contribution_table(head, method, normalisation, wide=True)
         return views.score_matrix(wide, list(self.ids), self.vocabulary)
 
     def predictions(self, head: str) -> np.ndarray:
@@ -103,9 +108,7 @@ class CorpusQuery:
                            wide: bool = False) -> pd.DataFrame:
         """The export table: raw statistics and scores of ``image_ids`` (corpus order)."""
         self.check_view(head, method, normalisation)
-        with self._lock:
-            return self.corpus.contribution_table(head, method, normalisation, wide=wide,
-                                                  image_ids=list(image_ids))
+        return self.corpus.contribution_table(head, method, normalisation, wide=wide, image_ids=list(image_ids))
 
     # ---- embedding
     def embedding(self, head: str, method: str, normalisation: str, algorithm: str,

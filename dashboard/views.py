@@ -373,7 +373,7 @@ def suggest_clusters(X: np.ndarray, algorithm: str = "kmeans", k: int = 4, seed:
 
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(n, max_fit, replace=False)) if n > max_fit else np.arange(n)
-    labels_fit = HDBSCAN(min_cluster_size=max(3, len(idx) // 50)).fit_predict(X[idx])
+    labels_fit = HDBSCAN(min_cluster_size=max(3, len(idx) // 50), copy=True).fit_predict(X[idx])
     if len(idx) == n:
         return labels_fit.astype(np.int64)
     from sklearn.neighbors import NearestNeighbors
