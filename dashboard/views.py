@@ -262,7 +262,7 @@ def lasso_ids(selected: Mapping[str, Any] | None, ids: np.ndarray, visible: np.n
         i = cd[0] if isinstance(cd, list) else cd
         if isinstance(i, int) and 0 <= i < len(ids) and visible[i]:
             out.append(str(ids[i]))
-    return sorted(set(out), key=out.index)
+    return list(dict.fromkeys(out))
 
 
 def add_selection(selections: Sequence[Mapping[str, Any]], name: str, image_ids: Sequence[str],
