@@ -130,4 +130,5 @@ def agreement_heatmap(agreement: pd.DataFrame) -> dict[str, Any]:
                       "colorscale": "RdBu", "reversescale": True, "text": text, "texttemplate": "%{text}",
                       "hovertemplate": "%{y} vs %{x}: %{z:.2f}<extra></extra>"}],
             "layout": {"title": {"text": "agreement between methods (Spearman rank correlation)",
-                                 "font": {"size": 12}}, "height": 260, "margin": _MARGIN}}
+                                 "font": {"size": 12}}, "height": 280,
+                       "margin": {"l": 75, "r": 10, "t": 30, "b": 40}}}

@@ -18,7 +18,8 @@ from dashboard import ids as I
 from dashboard.query import CorpusQuery
 
 SIDEBAR = {"width": "300px", "flex": "0 0 300px", "padding": "8px 12px", "borderRight": "1px solid #ddd",
-           "overflowY": "auto", "maxHeight": "100vh", "fontSize": "13px"}
+           "overflowY": "auto", "height": "100vh", "position": "sticky", "top": "0", "fontSize": "13px",
+           "boxSizing": "border-box"}
 LABEL = {"fontWeight": "600", "marginTop": "10px", "display": "block"}
 BUTTON = {"margin": "4px 4px 4px 0"}
 CARD = {"border": "1px solid #ddd", "borderRadius": "4px", "padding": "6px", "margin": "4px",
@@ -247,7 +248,8 @@ def inspector(query: CorpusQuery, image_id: str, head: str, method: str, norm: s
             html.Div(style={"flex": "1"}, children=[
                 html.H4(image_id, style={"margin": "4px 0"}),
                 html.Div(f"{head} / {method} / {norm}; overlay: red pushes towards the target, blue against "
-                         "it, opacity ∝ |value| / max |map| of this image; white lines are region borders.",
+                         "it, opacity ∝ |value| up to the 99th percentile of |map| of this image; "
+                         "white lines are region borders.",
                          className="hint"),
                 _predictions(query, k),
                 dcc.Graph(figure=figures.contribution_bars(columns, query.score_matrix(head, method, norm)

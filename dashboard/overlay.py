@@ -1,8 +1,10 @@
 """The signed heatmap overlay of one photograph, with region outlines, as PNG bytes (pure function).
 
 The 224x224 attribution and region maps are squashed versions of the whole image, so they are stretched
-over the photograph. Colours: red for positive, blue for negative, opacity proportional to ``|value| /
-max|map|`` (symmetric around zero, per image); region boundaries are drawn in white with a dark edge.
+over the photograph. Colours: red for positive, blue for negative, opacity proportional to
+``min(|value| / v, 1)`` with ``v`` the 99th percentile of ``|map|`` of this image (symmetric around zero;
+a percentile rather than the maximum, because LRP and IG maps put their extremes on a few pixels and a
+max-scaled overlay is then invisible); region boundaries are drawn in white with a dark edge.
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ def boundaries(labels: np.ndarray) -> np.ndarray:
 
 
 def overlay_rgb(photo: np.ndarray, attribution: np.ndarray | None, labels: np.ndarray | None,
-                max_alpha: float = 0.7) -> np.ndarray:
+                max_alpha: float = 0.75, percentile: float = 99.0) -> np.ndarray:
     """uint8 HxWx3: ``photo`` (uint8 HxWx3) under the signed map and the region outlines (both any size)."""
     h, w = photo.shape[:2]
     out = photo.astype(np.float64)
     if attribution is not None and attribution.size:
-        vmax = float(np.max(np.abs(attribution)))
+        vmax = float(np.percentile(np.abs(attribution), percentile)) or float(np.max(np.abs(attribution)))
         if vmax > 0 and np.isfinite(vmax):
             v = np.clip(_resize_float(attribution / vmax, (w, h)), -1, 1)
             colour = np.where(v[..., None] >= 0, np.array([220.0, 20, 20]), np.array([20.0, 60, 230]))
