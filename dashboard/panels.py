@@ -50,7 +50,7 @@ def _groups(query: CorpusQuery, mask: np.ndarray, selections: Sequence[Mapping[s
     """(name, colour, members within the filter) of the filtered set, or of the 1-2 compared selections."""
     chosen = [s for s in selections if s["id"] in (compare or [])][:2]
     if not chosen:
-        return [("filtered set", "#4682b4", mask)]
+        return [("filtered set", "#999999", mask)]
     return [(s["name"], s["colour"], views.members_mask(query.index, len(query.ids), s["image_ids"]) & mask)
             for s in chosen]
 
@@ -173,7 +173,7 @@ def statistics(query: CorpusQuery, head: str, method: str, norm: str, slider_ids
     matrix, mask = filtered(query, head, method, norm, slider_ids, slider_values)
     w = views.column_weights(matrix, query.vocabulary, _weights(query, weight_ids, weight_values))
     chosen = [s for s in selections or [] if s["id"] in (compare or [])][:2]
-    groups = [("filtered set", "#4682b4", mask)] + [
+    groups = [("filtered set", "#999999", mask)] + [
         (s["name"], s["colour"], views.members_mask(query.index, matrix.n, s["image_ids"]) & mask) for s in chosen]
     stats = views.group_statistics(matrix, w, query.predictions(head), [(g[0], g[2]) for g in groups])
     return figures.statistics_figures(stats, {g[0]: g[1] for g in groups})

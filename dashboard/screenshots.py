@@ -55,7 +55,18 @@ def main() -> None:
         js("document.querySelector('#tabs .tab:nth-child(1)').click()")
         time.sleep(2)
         d.save_screenshot(str(out / "overview.png"))
-        js("window.scrollTo(0, 700)")
+        for index in (0, 1):  # compare the first two clusters
+            choices = d.find_elements("css selector", ".dash-dropdown-options .dash-dropdown-option")
+            if len(choices) <= index:
+                d.find_element("css selector", f"#{I.COMPARE}").click()
+                time.sleep(0.5)
+                choices = d.find_elements("css selector", ".dash-dropdown-options .dash-dropdown-option")
+            if len(choices) > index:
+                choices[index].click()
+            time.sleep(0.5)
+        d.find_element("css selector", "body").send_keys("\ue00c")  # Escape closes the menu
+        time.sleep(2)
+        js("document.getElementById('tabs').scrollIntoView()")
         time.sleep(1)
         d.save_screenshot(str(out / "statistics.png"))
         js("window.scrollTo(0, 0)")

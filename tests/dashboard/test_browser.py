@@ -200,3 +200,35 @@ def test_state_save_and_reload(dash_duo: Any, synthetic_corpus: Path, free_port:
     assert dash_duo.find_element(f"#{I.NORMALISATION} input[value=split]").is_selected()
     _wait_for(lambda: _by_id(dash_duo, {"type": I.WEIGHT, "region": "sky"}).get_attribute("value") == "2.5",
               what="restored weight")
+
+
+def test_edit_selections_clusters_and_weighted_reembedding(dash_duo: Any, synthetic_corpus: Path, free_port: int,
+                                                           tmp_path: Path) -> None:
+    _start(dash_duo, synthetic_corpus, free_port, tmp_path)
+    before = _trace(dash_duo)
+    _emit(dash_duo, "plotly_selected", [4, 5])
+    dash_duo.wait_for_text_to_equal(f"#{I.LASSO_COUNT}", "2 images in the lasso")
+    _click(dash_duo, f"#{I.SELECTION_SAVE}")
+    dash_duo.wait_for_contains_text(f"#{I.SELECTION_LIST}", "selection 1 (2 images)")
+    dash_duo.select_dcc_dropdown(f"#{I.EDIT_TARGET}", index=0)
+    dash_duo.find_element(f"#{I.EDIT_NAME}").send_keys("pair")
+    _click(dash_duo, f"#{I.EDIT_RENAME}")
+    dash_duo.wait_for_contains_text(f"#{I.SELECTION_LIST}", "pair (2 images)")
+    dash_duo.select_dcc_dropdown(f"#{I.EDIT_COLOUR}", index=3)
+    _click(dash_duo, f"#{I.EDIT_RECOLOUR}")
+    _wait_for(lambda: (t := _trace(dash_duo)) and t["color"][4] == "rgba(214,39,40,0.9)", what="recoloured")
+    _click(dash_duo, f"#{I.EDIT_DELETE}")
+    dash_duo.wait_for_contains_text(f"#{I.SELECTION_LIST}", "no selections yet")
+
+    _tab(dash_duo, 4)
+    _click(dash_duo, f"#{I.CLUSTER_RUN}")
+    dash_duo.wait_for_contains_text(f"#{I.CLUSTER_TEXT}", "4 clusters")
+    dash_duo.wait_for_contains_text(f"#{I.SELECTION_LIST}", "kmeans cluster 4")
+
+    weight = _by_id(dash_duo, {"type": I.WEIGHT, "region": "person"})
+    weight.send_keys(Keys.BACKSPACE, "0", Keys.TAB)
+    _click(dash_duo, f"#{I.RECOMPUTE}")
+    after = _wait_for(lambda: (t := _trace(dash_duo)) and t["x"] != before["x"] and t, timeout=60,
+                      what="a new embedding")
+    assert len(after["x"]) == 40
+    dash_duo.wait_for_contains_text(f"#{I.PROGRESS_TEXT}", "embedding ready")
