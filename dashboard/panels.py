@@ -115,7 +115,7 @@ def tooltip(query: CorpusQuery, hover: Mapping[str, Any] | None, head: str, meth
         return False, no_update, no_update
     pt = hover["points"][0]
     k = pt.get("customdata")
-    if not isinstance(k, int) or not 0 <= k < len(query.ids):
+    if not isinstance(k, int) or not 0 <= k < len(query.ids) or not pt.get("bbox"):
         return False, no_update, no_update
     matrix = query.score_matrix(head, method, norm)
     return True, pt.get("bbox"), layout.tooltip_card(query, k, matrix, head)

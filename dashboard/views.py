@@ -186,7 +186,7 @@ def embed(X: np.ndarray, algorithm: str = "tsne", seed: int = 0, max_fit: int = 
     else:
         import umap
 
-        Y_fit = umap.UMAP(n_neighbors=int(min(15, len(Xf) - 1)), random_state=seed,
+        Y_fit = umap.UMAP(n_neighbors=int(min(15, len(Xf) - 1)), random_state=seed, n_jobs=1,
                           init="random" if len(Xf) < 20 else "spectral").fit_transform(Xf)
     Y = np.zeros((n, 2))
     Y[fit_idx] = Y_fit
