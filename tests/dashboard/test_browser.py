@@ -161,6 +161,12 @@ def test_click_opens_the_image_inspector(dash_duo: Any, synthetic_corpus: Path, 
                                          tmp_path: Path) -> None:
     _start(dash_duo, synthetic_corpus, free_port, tmp_path)
     query = CorpusQuery(synthetic_corpus)
+    dash_duo.driver.execute_script(
+        "document.querySelector('#scatter .js-plotly-plot').emit('plotly_hover', {points: [{curveNumber: 0,"
+        " pointNumber: 7, customdata: 7, bbox: {x0: 300, x1: 305, y0: 200, y1: 205}}]})")
+    dash_duo.wait_for_contains_text(f"#{I.TOOLTIP}", str(query.ids[7]))
+    thumb = dash_duo.find_element(f"#{I.TOOLTIP} img")
+    _wait_for(lambda: dash_duo.driver.execute_script("return arguments[0].naturalWidth", thumb) > 0, what="thumb")
     _emit(dash_duo, "plotly_click", [5])
     dash_duo.wait_for_contains_text("#inspector-body", str(query.ids[5]))
     assert "agreement between methods" in dash_duo.find_element(f"#{I.INSPECTOR}").text or \
