@@ -83,3 +83,22 @@ def image_folder(tmp_path: Path, rng) -> Path:
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     (folder / "notes.png").write_text("not an image at all")
     return folder
+
+
+@pytest.fixture(scope="session")
+def real_corpus(tmp_path_factory) -> Path:
+    """A real analysed corpus: three bundled photographs, EfficientNet-Lite0, landscape regions.
+
+    Every method runs (IG with 4 steps to stay quick); built once per test worker.
+    """
+    from PIL import Image
+
+    from semcontrib.demo import DEMO_IMAGES
+    from semcontrib.pipeline import analyze
+
+    root = tmp_path_factory.mktemp("real")
+    for name in ("chelsea", "coffee", "china"):
+        Image.fromarray(DEMO_IMAGES[name][0]()).save(root / f"{name}.png")
+    analyze(root, root / "corpus", methods=["lrp", "gradcam", "ig"], method_params={"ig": {"n_steps": 4}},
+            regions="landscape", batch_size=3)
+    return root / "corpus"

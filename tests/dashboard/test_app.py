@@ -93,13 +93,11 @@ def test_dashboard_never_imports_torch() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-REAL = Path(os.environ.get("SEMCONTRIB_DEMO_CORPUS", "demo_corpus/corpus"))
-
-
-@pytest.mark.skipif(not (REAL / "manifest.json").is_file(), reason="no analysed demo corpus here "
-                    "(run `make demo` or set SEMCONTRIB_DEMO_CORPUS)")
-def test_real_corpus_views() -> None:
+def test_real_corpus_views(real_corpus: Path) -> None:
+    """The views on a corpus analysed by the real pipeline (Lite0, landscape regions)."""
+    REAL = Path(os.environ.get("SEMCONTRIB_DEMO_CORPUS", real_corpus))
     q = CorpusQuery(REAL)
+    assert "vegetation" in q.vocabulary or os.environ.get("SEMCONTRIB_DEMO_CORPUS")
     head, method = next(iter(q.heads)), q.methods[0]
     fig, count = panels.scatter(q, None, [], [], [], "dim", head, method, "signed_l1", [])
     assert count.endswith(f"of {len(q.ids)} images pass the filters")

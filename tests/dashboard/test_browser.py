@@ -238,3 +238,20 @@ def test_edit_selections_clusters_and_weighted_reembedding(dash_duo: Any, synthe
                       what="a new embedding")
     assert len(after["x"]) == 40
     dash_duo.wait_for_contains_text(f"#{I.PROGRESS_TEXT}", "embedding ready")
+
+
+def test_real_demo_corpus_loads_in_the_browser(dash_duo: Any, real_corpus: Path, free_port: int,
+                                               tmp_path: Path) -> None:
+    """The dashboard on a corpus analysed by the real pipeline: scatter, statistics, photos in the detail panel."""
+    dash_duo.start_server(create_app(real_corpus, cache_dir=tmp_path / "cache"), port=free_port)
+    _wait_points(dash_duo, 3, timeout=90)
+    dash_duo.wait_for_contains_text(f"#{I.FILTER_COUNT}", "3 of 3")
+    _tab(dash_duo, 2)
+    def loaded() -> list[Any]:
+        found = [im for im in dash_duo.driver.find_elements(By.CSS_SELECTOR, "img")
+                 if im.get_attribute("naturalWidth") not in (None, "0")]
+        return found if len(found) >= 3 else []
+
+    images = _wait_for(loaded, timeout=30, what="three photos in the detail panel")
+    assert all("/corpus/" in (im.get_attribute("src") or "") for im in images)
+    assert dash_duo.get_logs() == []
