@@ -22,8 +22,8 @@ import numpy as np
 from PIL import Image
 
 from segmentation import make_region_source
-from segmentation.metrics import BUNDLED_PHOTOGRAPHS, load_bundled_photograph, resize_evidence
-from semcontrib.regions import ImageInput
+from segmentation.metrics import BUNDLED_PHOTOGRAPHS, load_bundled_photograph
+from semcontrib.regions import ImageInput, resize_evidence
 
 
 def _evidence(photos: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:

@@ -16,7 +16,7 @@ import pandas as pd
 from PIL import Image
 
 from semcontrib import corpus as cstore
-from semcontrib.contributions import aggregate, normalise
+from semcontrib.contributions import aggregate
 
 SIZE = 224
 DEFAULT_HEADS = {"nature": ["nature", "non-nature"], "biotic": ["biotic", "abiotic", "mixed"]}
@@ -145,13 +145,7 @@ def write_synthetic_corpus(root: str | Path, n_images: int = 40, heads: dict[str
         "n_pixels": stats[0].ravel().astype(np.int64),
         "sum": stats[1].ravel(), "pos_sum": stats[2].ravel(), "neg_sum": stats[3].ravel(),
     })
-    sc = normalise(stats[1], stats[2], stats[3], stats[0])
-    contributions["score_signed_l1"] = sc.signed_l1.ravel()
-    contributions["score_paper"] = sc.paper.ravel()
-    contributions["score_pos"] = sc.pos.ravel()
-    contributions["score_neg"] = sc.neg.ravel()
-    contributions["absent"] = sc.absent.ravel()
-    contributions["paper_unstable"] = np.repeat(sc.paper_unstable, K)
+    cstore.add_default_scores(contributions, K)
     cstore.write_table(root / "images.parquet", pd.DataFrame(img_rows))
     cstore.write_table(root / "attributions.parquet", groups)
     cstore.write_table(root / "contributions.parquet", contributions)

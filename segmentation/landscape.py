@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from semcontrib.regions import UNASSIGNED, ImageInput, RegionMap
+from semcontrib.regions import UNASSIGNED, ImageInput, RegionMap, nearest_resize
 
 logger = logging.getLogger(__name__)
 
@@ -78,17 +78,6 @@ def resize_float(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
     return resize(arr.astype(np.float32), size, order=1, mode="edge", anti_aliasing=False,
                   preserve_range=True).astype(np.float32)
-
-
-def nearest_resize(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of an int HxW label map (pixel centres sampled)."""
-    h, w = labels.shape
-    H, W = size
-    if (h, w) == (H, W):
-        return labels
-    rows = np.minimum(((np.arange(H) + 0.5) * h / H).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(W) + 0.5) * w / W).astype(np.int64), w - 1)
-    return np.ascontiguousarray(labels[rows][:, cols])
 
 
 def oversegment(rgb: np.ndarray, method: str = "felzenszwalb", **kwargs: Any) -> np.ndarray:

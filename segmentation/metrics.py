@@ -10,7 +10,7 @@ Pixels that are unannotated, or annotated ``void``, are not scored.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,10 +117,3 @@ def format_scores(s: Scores) -> str:
         lines.append(f"| {c} | {n} | {acc} | {s.iou[c]:.2f} |")
     lines.append(f"| **all** | {s.n_pixels} | {s.overall_accuracy:.2f} | |")
     return "\n".join(lines)
-
-
-def resize_evidence(maps: np.ndarray, groups: Sequence[str], size: tuple[int, int]) -> Mapping[str, np.ndarray]:
-    """G x h x w float maps -> group name -> float32 HxW (bilinear), as the pipeline provides them."""
-    from segmentation.landscape import resize_float
-
-    return {g: np.clip(resize_float(maps[i], size), 0, 1) for i, g in enumerate(groups)}

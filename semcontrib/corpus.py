@@ -296,6 +296,24 @@ def score_table(df: pd.DataFrame, vocabulary: list[str], normalisation: str = "s
     return wide_df
 
 
+def add_default_scores(contributions: pd.DataFrame, n_regions: int) -> None:
+    """Add the stored default scores (mean basis) to a long raw-statistics table, in place.
+
+    Rows come in groups of ``n_regions`` consecutive regions per (image, head, method). Adds
+    ``score_signed_l1, score_paper, score_pos, score_neg, absent, paper_unstable``.
+    """
+    K = max(n_regions, 1)
+    G = len(contributions) // K
+    raw = {c: contributions[c].to_numpy(np.float64).reshape(G, K) for c in ("sum", "pos_sum", "neg_sum", "n_pixels")}
+    s = normalise(raw["sum"], raw["pos_sum"], raw["neg_sum"], raw["n_pixels"])
+    contributions["score_signed_l1"] = s.signed_l1.ravel()
+    contributions["score_paper"] = s.paper.ravel()
+    contributions["score_pos"] = s.pos.ravel()
+    contributions["score_neg"] = s.neg.ravel()
+    contributions["absent"] = s.absent.ravel().astype(bool)
+    contributions["paper_unstable"] = np.repeat(s.paper_unstable, K).astype(bool)
+
+
 def _check_id(image_id: str) -> str:
     if not isinstance(image_id, str) or not image_id or "/" in image_id or "\\" in image_id \
             or image_id.startswith("."):

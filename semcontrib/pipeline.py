@@ -32,11 +32,11 @@ from PIL import Image
 
 from semcontrib import corpus as cstore
 from semcontrib.attribution import make_method, resolve_targets
-from semcontrib.contributions import aggregate, normalise
+from semcontrib.contributions import aggregate
 from semcontrib.imageio import ImageLoadError, list_images, load_rgb, resize_rgb, sha256_file
-from semcontrib.model import MultitaskModel, class_evidence, load_model, model_key, predict
+from semcontrib.model import MultitaskModel, load_model, model_key, predict_with_evidence
 from semcontrib.paths import data_path
-from semcontrib.regions import ImageInput, RegionSource, source_key
+from semcontrib.regions import ImageInput, RegionSource, resize_evidence, source_key
 
 logger = logging.getLogger(__name__)
 
@@ -271,15 +271,17 @@ def _process_chunk(valid: list[tuple[dict[str, Any], np.ndarray]], net: Multitas
     small = [resize_rgb(rgb, size) for _, rgb in valid]
     tensor = torch.cat([net.preprocess(s) for s in small]).to(device)
     if missing_pred:
-        preds = predict(net, tensor)
-        ev = class_evidence(net, tensor, evidence_groups)
+        preds, ev = predict_with_evidence(net, tensor, evidence_groups)
+        stored = []
         for k, i in enumerate(ids):
             arrays = {f"logits/{h}": preds.logits[h][k].astype(np.float32) for h in net.head_names}
             if ev is not None:
                 arrays["evidence"] = ev[k]
             cstore.write_npz(paths.pred(mkey, i), arrays)
+            stored.append(arrays)
         computed["predictions"] += len(ids)
-    stored = [cstore.read_npz(paths.pred(mkey, i)) for i in ids]
+    else:
+        stored = [cstore.read_npz(paths.pred(mkey, i)) for i in ids]
     logits = {h: np.stack([s[f"logits/{h}"] for s in stored]) for h in net.head_names}
     if missing_methods:
         tgt = {h: t.to(device) for h, t in resolve_targets(net, logits, head_names, dict(targets or {})).items()}
@@ -304,7 +306,7 @@ def _process_chunk(valid: list[tuple[dict[str, Any], np.ndarray]], net: Multitas
             computed[f"attr:{m}"] += len(ids)
     for k in missing_regions:
         rec, rgb = valid[k]
-        evidence = _evidence_maps(stored[k].get("evidence"), list(evidence_groups), rgb.shape[:2])
+        evidence = resize_evidence(stored[k].get("evidence"), list(evidence_groups), rgb.shape[:2])
         try:
             rmap = source.segment(ImageInput(rec["image_id"], rgb, rec["path"], evidence))
             if tuple(rmap.names) != vocabulary:
@@ -318,17 +320,6 @@ def _process_chunk(valid: list[tuple[dict[str, Any], np.ndarray]], net: Multitas
             logger.warning("regions failed for %s: %s", rec["path"], exc)
             cstore.write_npz(paths.regions(source.name, rkey, rec["image_id"]), {"error": np.array(str(exc))})
         computed["regions"] += 1
-
-
-def _evidence_maps(ev: np.ndarray | None, names: list[str], shape: tuple[int, int]) -> dict[str, np.ndarray]:
-    if ev is None:
-        return {}
-    h, w = shape
-    out = {}
-    for g, name in enumerate(names):
-        img = Image.fromarray(ev[g].astype(np.float32), mode="F").resize((w, h), Image.Resampling.BILINEAR)
-        out[name] = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
-    return out
 
 
 # --------------------------------------------------------------------------- tables
@@ -410,22 +401,7 @@ def build_tables(records: list[dict[str, Any]], paths: cstore.StorePaths, net: M
         "unassigned_n", "unassigned_sum", "unassigned_pos", "unassigned_neg"])
     contributions = pd.DataFrame(contrib)
     contributions["n_pixels"] = contributions["n_pixels"].astype(np.int64)
-    if len(contributions):
-        G = len(contributions) // K
-        raw = {c: contributions[c].to_numpy(np.float64).reshape(G, K)
-               for c in ("sum", "pos_sum", "neg_sum", "n_pixels")}
-        s = normalise(raw["sum"], raw["pos_sum"], raw["neg_sum"], raw["n_pixels"])
-        contributions["score_signed_l1"] = s.signed_l1.ravel()
-        contributions["score_paper"] = s.paper.ravel()
-        contributions["score_pos"] = s.pos.ravel()
-        contributions["score_neg"] = s.neg.ravel()
-        contributions["absent"] = s.absent.ravel()
-        contributions["paper_unstable"] = np.repeat(s.paper_unstable, K)
-    else:
-        for c in ("score_signed_l1", "score_paper", "score_pos", "score_neg"):
-            contributions[c] = pd.Series(dtype=np.float64)
-        contributions["absent"] = pd.Series(dtype=bool)
-        contributions["paper_unstable"] = pd.Series(dtype=bool)
+    cstore.add_default_scores(contributions, K)
     return {"images": images, "attributions": attributions, "contributions": contributions}
 
 

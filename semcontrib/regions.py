@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -66,13 +66,38 @@ class RegionMap:
 
     def resized(self, size: tuple[int, int]) -> RegionMap:
         """Nearest-neighbour resize to ``size`` = (H, W) (pixel centres sampled)."""
-        h, w = self.labels.shape
-        H, W = size
-        if (h, w) == (H, W):
+        if self.shape == tuple(size):
             return self
-        rows = np.minimum(((np.arange(H) + 0.5) * h / H).astype(np.int64), h - 1)
-        cols = np.minimum(((np.arange(W) + 0.5) * w / W).astype(np.int64), w - 1)
-        return RegionMap(np.ascontiguousarray(self.labels[rows][:, cols]), self.names)
+        return RegionMap(nearest_resize(self.labels, size), self.names)
+
+
+def nearest_resize(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of an int HxW label map to ``size`` = (H, W) (pixel centres sampled)."""
+    h, w = labels.shape
+    H, W = size
+    if (h, w) == (H, W):
+        return labels
+    rows = np.minimum(((np.arange(H) + 0.5) * h / H).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(W) + 0.5) * w / W).astype(np.int64), w - 1)
+    return np.ascontiguousarray(labels[rows][:, cols])
+
+
+def resize_evidence(maps: np.ndarray | None, names: Sequence[str], size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Class evidence G x h x w (float) -> group name -> float32 HxW in [0, 1] at ``size`` (bilinear).
+
+    This is the form :attr:`ImageInput.evidence` takes; ``None`` gives an empty mapping.
+    """
+    if maps is None:
+        return {}
+    from PIL import Image
+
+    H, W = size
+    out = {}
+    for g, name in enumerate(names):
+        img = Image.fromarray(np.asarray(maps[g], dtype=np.float32), mode="F").resize(
+            (W, H), Image.Resampling.BILINEAR)
+        out[name] = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
+    return out
 
 
 @runtime_checkable

@@ -42,7 +42,7 @@ import torch
 from PIL import Image, ImageEnhance
 from torch import nn
 
-from semcontrib.model import HeadSpec, MultitaskModel, build_multitask, load_model, save_checkpoint
+from semcontrib.model import HeadSpec, MultitaskModel, build_multitask, freeze, load_model, save_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -952,12 +952,16 @@ def fit_heads(model: MultitaskModel, features: np.ndarray, targets: np.ndarray, 
             progress("epochs", epoch + 1, max_epochs)
         if stopped:
             break
+    return _finish_training(heads, stopper, train_losses, val_losses, stopped, t0)
+
+
+def _finish_training(module: nn.Module, stopper: _EarlyStopping, train_losses: list[float],
+                     val_losses: list[float], stopped: bool, t0: float) -> History:
+    """Restore the best epoch's weights, freeze the module for inference, and report the history."""
     if stopper.state is not None:
-        heads.load_state_dict(stopper.state)
+        module.load_state_dict(stopper.state)
     best = stopper.best_epoch if stopper.best_epoch >= 0 else len(train_losses) - 1
-    heads.eval()
-    for p in heads.parameters():
-        p.requires_grad_(False)
+    freeze(module)
     return History(train_losses, val_losses, best, stopped, time.perf_counter() - t0)
 
 
@@ -1052,13 +1056,7 @@ def fine_tune(model: MultitaskModel, images: Sequence[np.ndarray], targets: np.n
             progress("epochs", epoch + 1, max_epochs)
         if stopped:
             break
-    if stopper.state is not None:
-        model.load_state_dict(stopper.state)
-    best = stopper.best_epoch if stopper.best_epoch >= 0 else len(train_losses) - 1
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return History(train_losses, val_losses, best, stopped, time.perf_counter() - t0)
+    return _finish_training(model, stopper, train_losses, val_losses, stopped, t0)
 
 
 # --------------------------------------------------------------------------- prediction
@@ -1221,9 +1219,7 @@ def train(images: str | Path, labels_csv: str | Path, out: str | Path, backbone:
                             split.train, split.val, cfg, progress)
         test_logits, _ = predict_paths(model, [labelled.paths[i] for i in split.test], cfg.batch_size)
     seconds = time.perf_counter() - t0
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    freeze(model)
     train_counts = class_counts(labelled, split.train)
     report = evaluation.evaluate_logits(
         test_logits, labelled.targets[split.test], labelled.tasks, labelled.classes,
