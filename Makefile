@@ -26,7 +26,7 @@ browser-deps:
 	fi
 
 lint: venv
-	$(BIN)/ruff check $(CORE) tests benchmarks
+	$(BIN)/ruff check $(CORE) tests benchmarks data docs
 
 typecheck: venv
 	$(BIN)/mypy $(CORE)

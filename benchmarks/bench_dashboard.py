@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import plotly.utils
 
-from dashboard import panels, views
-from dashboard.query import CorpusQuery
-from dashboard.synthetic import write_synthetic_corpus
+from semcontrib.dashboard import panels, views
+from semcontrib.dashboard.query import CorpusQuery
+from semcontrib.dashboard.synthetic import write_synthetic_corpus
 
 VOCABULARY = ("sky", "water", "vegetation", "bare_ground", "built", "person", "animal", "other")
 HEADS = {"landscape": ["forest", "coast", "mountain", "urban", "field"], "nature": ["nature", "non_nature"]}

@@ -21,9 +21,9 @@ import time
 import numpy as np
 from PIL import Image
 
-from segmentation import make_region_source
-from segmentation.metrics import BUNDLED_PHOTOGRAPHS, load_bundled_photograph
 from semcontrib.regions import ImageInput, resize_evidence
+from semcontrib.segmentation import make_region_source
+from semcontrib.segmentation.metrics import BUNDLED_PHOTOGRAPHS, load_bundled_photograph
 
 
 def _evidence(photos: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
@@ -68,7 +68,7 @@ def main() -> None:
     sizes = sorted({f"{r.shape[1]}x{r.shape[0]}" for r in photos.values()})
     print(f"{len(photos)} photographs ({', '.join(sizes)}), torch threads {torch.get_num_threads()}")
 
-    from segmentation.sam import build_tiny_sam
+    from semcontrib.segmentation.sam import build_tiny_sam
 
     rows = [
         ("grid (3x3)", make_region_source("grid"), plain),

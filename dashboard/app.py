@@ -15,8 +15,8 @@ import dash
 from dash import DiskcacheManager
 from flask import Response, abort
 
-from dashboard import callbacks, layout
-from dashboard.query import CorpusQuery
+from semcontrib.dashboard import callbacks, layout
+from semcontrib.dashboard.query import CorpusQuery
 
 logger = logging.getLogger(__name__)
 

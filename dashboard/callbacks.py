@@ -6,9 +6,9 @@ from typing import Any
 
 from dash import ALL, Dash, Input, Output, State, ctx
 
-from dashboard import ids as I
-from dashboard import panels
-from dashboard.query import CorpusQuery
+from semcontrib.dashboard import ids as I
+from semcontrib.dashboard import panels
+from semcontrib.dashboard.query import CorpusQuery
 
 VIEW = [State(I.HEAD, "value"), State(I.METHOD, "value"), State(I.NORMALISATION, "value")]
 VIEW_IN = [Input(I.HEAD, "value"), Input(I.METHOD, "value"), Input(I.NORMALISATION, "value")]

@@ -7,7 +7,7 @@ from typing import Any
 
 
 def run(args: argparse.Namespace) -> int:
-    from dashboard.app import serve
+    from semcontrib.dashboard.app import serve
 
     serve(args.corpus, host=args.host, port=args.port)
     return 0

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dashboard.views import GroupStatistics
+from semcontrib.dashboard.views import GroupStatistics
 
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "cross", "triangle-down", "star", "hexagon",
            "pentagon", "triangle-left", "triangle-right")

@@ -13,9 +13,9 @@ from urllib.parse import quote
 import numpy as np
 from dash import dcc, html
 
-from dashboard import figures, views
-from dashboard import ids as I
-from dashboard.query import CorpusQuery
+from semcontrib.dashboard import figures, views
+from semcontrib.dashboard import ids as I
+from semcontrib.dashboard.query import CorpusQuery
 
 SIDEBAR = {"width": "300px", "flex": "0 0 300px", "padding": "8px 12px", "borderRight": "1px solid #ddd",
            "overflowY": "auto", "height": "100vh", "position": "sticky", "top": "0", "fontSize": "13px",

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from dash import dcc, html, no_update
 
-from dashboard import figures, layout, views
-from dashboard.query import CorpusQuery
+from semcontrib.dashboard import figures, layout, views
+from semcontrib.dashboard.query import CorpusQuery
 
 FULL_RANGE = None
 PAGE_SIZE = 8

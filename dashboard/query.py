@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from dashboard import overlay, views
 from semcontrib.contributions import NORMALISATIONS
 from semcontrib.corpus import Corpus
+from semcontrib.dashboard import overlay, views
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from semcontrib.regions import RegionSource
 
 
 def _grid(arg: str | None, options: dict[str, Any]) -> RegionSource:
-    from segmentation.grid import GridSource
+    from semcontrib.segmentation.grid import GridSource
 
     rows, cols = 3, 3
     if arg:
@@ -90,14 +90,14 @@ SAM_GENERATOR_OPTIONS: dict[str, _Converter] = {
 
 
 def _labeller(options: dict[str, Any]) -> Any:
-    from segmentation.landscape import RuleLabeller
+    from semcontrib.segmentation.landscape import RuleLabeller
 
     kind = str(options.get("labeller", "rules"))
     if kind == "rules":
         kw: dict[str, Any] = {k: conv(k, options[k]) for k, conv in RULE_OPTIONS.items() if k in options}
         return RuleLabeller(**kw)
     if kind == "segmentation-model":
-        from segmentation.segmodel import SegmentationModelLabeller
+        from semcontrib.segmentation.segmodel import SegmentationModelLabeller
 
         return SegmentationModelLabeller(
             mapping=options.get("seg_mapping", "ade20k"), model=options.get("seg_model_object"),
@@ -107,7 +107,7 @@ def _labeller(options: dict[str, Any]) -> Any:
 
 
 def _landscape(arg: str | None, options: dict[str, Any]) -> RegionSource:
-    from segmentation.landscape import LandscapeSource
+    from semcontrib.segmentation.landscape import LandscapeSource
 
     _check_keys("landscape", options, LABELLER_OPTIONS | set(OVERSEGMENT_OPTIONS)
                 | {"oversegmentation", "max_side"})
@@ -119,7 +119,7 @@ def _landscape(arg: str | None, options: dict[str, Any]) -> RegionSource:
 
 
 def _sam(arg: str | None, options: dict[str, Any]) -> RegionSource:
-    from segmentation.sam import SamSource
+    from semcontrib.segmentation.sam import SamSource
 
     _check_keys("sam", options, LABELLER_OPTIONS | set(SAM_GENERATOR_OPTIONS)
                 | {"checkpoint", "model", "min_area", "prompts", "max_side"})
@@ -132,7 +132,7 @@ def _sam(arg: str | None, options: dict[str, Any]) -> RegionSource:
 
 
 def _annotations(arg: str | None, options: dict[str, Any]) -> RegionSource:
-    from segmentation.annotations import AnnotationSource
+    from semcontrib.segmentation.annotations import AnnotationSource
 
     _check_keys("annotations", options, {"path", "min_area", "missing"})
     path = options.get("path") or arg

@@ -45,9 +45,9 @@ from typing import Any
 
 import numpy as np
 
-from segmentation.partition import masks_to_partition
-from segmentation.rle import brush_rle_to_mask, coco_rle_decode
 from semcontrib.regions import ImageInput, RegionMap
+from semcontrib.segmentation.partition import masks_to_partition
+from semcontrib.segmentation.rle import brush_rle_to_mask, coco_rle_decode
 
 logger = logging.getLogger(__name__)
 

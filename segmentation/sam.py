@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from segmentation.landscape import (
+from semcontrib.regions import ImageInput, RegionMap
+from semcontrib.segmentation.landscape import (
     LANDSCAPE_VOCABULARY,
     Labeller,
     RuleLabeller,
@@ -41,8 +42,7 @@ from segmentation.landscape import (
     resize_rgb,
     working_size,
 )
-from segmentation.partition import masks_to_partition
-from semcontrib.regions import ImageInput, RegionMap
+from semcontrib.segmentation.partition import masks_to_partition
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class SamSource:
         self.device = device
         self._prompts = None
         if prompts is not None:
-            from segmentation.annotations import AnnotationSource
+            from semcontrib.segmentation.annotations import AnnotationSource
 
             self._prompts = AnnotationSource(prompts)
         self._generator: Any = None
@@ -230,7 +230,7 @@ class SamSource:
         import torch
         from segment_anything import SamPredictor
 
-        from segmentation.annotations import check_size
+        from semcontrib.segmentation.annotations import check_size
 
         assert self._prompts is not None
         h, w = rgb.shape[:2]

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from segmentation.landscape import LANDSCAPE_VOCABULARY
 from semcontrib.paths import data_path
+from semcontrib.segmentation.landscape import LANDSCAPE_VOCABULARY
 
 logger = logging.getLogger(__name__)
 

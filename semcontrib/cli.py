@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 # Modules that add their own subcommands with ``register(subparsers)``, when present.
-EXTENSIONS = ("semcontrib.train_cli", "dashboard.cli")
+EXTENSIONS = ("semcontrib.train_cli", "semcontrib.dashboard.cli")
 
 
 def _kv(text: str) -> tuple[str, str]:
@@ -119,10 +119,10 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"demo corpus ready in {time.perf_counter() - t:.0f} s: {out / 'corpus'}")
     if args.no_dashboard:
         return 0
-    if importlib.util.find_spec("dashboard.app") is None:
+    if importlib.util.find_spec("semcontrib.dashboard.app") is None:
         print("the dashboard is not installed in this version; explore the corpus with `semcontrib export`.")
         return 0
-    from dashboard.app import serve
+    from semcontrib.dashboard.app import serve
 
     serve(out / "corpus", host=args.host, port=args.port)
     return 0

@@ -1,21 +1,27 @@
-"""Where the project's shipped data files live."""
+"""Where the package's shipped data files live.
+
+They are installed inside the package, as ``semcontrib.data`` (the repository's ``data/`` folder), and
+read with :mod:`importlib.resources`, so they are found from a wheel as well as from a checkout.
+"""
 
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
-
-_REPO_DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def data_dir() -> Path:
-    """The ``data/`` folder (override with ``SEMCONTRIB_DATA``)."""
+    """The folder of shipped data files (override with the environment variable ``SEMCONTRIB_DATA``)."""
     env = os.environ.get("SEMCONTRIB_DATA")
-    return Path(env) if env else _REPO_DATA
+    if env:
+        return Path(env)
+    return Path(str(resources.files("semcontrib.data")))
 
 
 def data_path(name: str) -> Path:
+    """Path of one shipped data file; ``FileNotFoundError`` naming it when it is missing."""
     path = data_dir() / name
-    if not path.exists():
-        raise FileNotFoundError(f"shipped data file missing: {path}")
+    if not path.is_file():
+        raise FileNotFoundError(f"shipped data file missing: {path} (a broken install? reinstall semcontrib)")
     return path

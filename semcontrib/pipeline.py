@@ -180,7 +180,7 @@ def analyze(
                              "targets": dict(targets or {})})
                    for m, obj in method_objs.items()}
     if isinstance(regions, str):
-        from segmentation import make_region_source
+        from semcontrib.segmentation import make_region_source
 
         source = make_region_source(regions, **dict(region_options or {}))
     else:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.synthetic import write_synthetic_corpus
+from semcontrib.dashboard.synthetic import write_synthetic_corpus
 
 CHROMIUM_FLAGS = ("--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1200",

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dashboard import cli, panels, views
-from dashboard.app import create_app
-from dashboard.overlay import boundaries, overlay_rgb
-from dashboard.query import CorpusQuery
+from semcontrib.dashboard import cli, panels, views
+from semcontrib.dashboard.app import create_app
+from semcontrib.dashboard.overlay import boundaries, overlay_rgb
+from semcontrib.dashboard.query import CorpusQuery
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_cli_registers_the_dashboard_subcommand() -> None:
 
 
 def test_dashboard_never_imports_torch() -> None:
-    code = ("import sys, dashboard.app, dashboard.cli, dashboard.synthetic; "
+    code = ("import sys, semcontrib.dashboard.app, semcontrib.dashboard.cli, semcontrib.dashboard.synthetic; "
             "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('semcontrib.model', "
             "'semcontrib.attribution', 'semcontrib.pipeline'))]; print(bad); sys.exit(bool(bad))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -13,10 +13,10 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from dashboard import figures
-from dashboard import ids as I
-from dashboard.app import create_app
-from dashboard.query import CorpusQuery
+from semcontrib.dashboard import figures
+from semcontrib.dashboard import ids as I
+from semcontrib.dashboard.app import create_app
+from semcontrib.dashboard.query import CorpusQuery
 
 pytestmark = pytest.mark.browser
 

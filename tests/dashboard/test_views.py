@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard import figures, views
 from semcontrib.contributions import weighted_cosine_matrix
+from semcontrib.dashboard import figures, views
 
 
 def _matrix(values: list[list[float]], columns: tuple[str, ...] = ("sky", "water", "built")) -> views.ScoreMatrix:

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segmentation import make_region_source
-from segmentation.annotations import (
+from semcontrib.regions import ImageInput
+from semcontrib.segmentation import make_region_source
+from semcontrib.segmentation.annotations import (
     AnnotationSource,
     box_to_mask,
     percent_to_pixels,
     polygons_to_mask,
     rotated_rectangle,
 )
-from segmentation.rle import coco_rle_encode, mask_to_brush_rle
-from semcontrib.regions import ImageInput
+from semcontrib.segmentation.rle import coco_rle_encode, mask_to_brush_rle
 
 H, W = 20, 30
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segmentation import make_region_source
-from segmentation.annotations import AnnotationSource
-from segmentation.landscape import LANDSCAPE_VOCABULARY, LandscapeSource
-from segmentation.metrics import load_bundled_photograph, score_maps
 from semcontrib.paths import data_path
 from semcontrib.regions import ImageInput, resize_evidence
+from semcontrib.segmentation import make_region_source
+from semcontrib.segmentation.annotations import AnnotationSource
+from semcontrib.segmentation.landscape import LANDSCAPE_VOCABULARY, LandscapeSource
+from semcontrib.segmentation.metrics import load_bundled_photograph, score_maps
 
 # measured on data/landscape_annotations.coco.json (see docs/regions.md); floors sit a little below
 ACCURACY_FLOOR = {"sky": 0.95, "water": 0.8, "vegetation": 0.88, "built": 0.57, "person": 0.9,

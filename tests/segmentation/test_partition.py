@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from segmentation.partition import masks_to_partition
+from semcontrib.segmentation.partition import masks_to_partition
 
 
 def _masks(seed, n=6, shape=(40, 50)):

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from segmentation import REGION_SOURCES, make_region_source
-from segmentation.grid import GridSource
 from semcontrib.regions import RegionSource, source_key
+from semcontrib.segmentation import REGION_SOURCES, make_region_source
+from semcontrib.segmentation.grid import GridSource
 
 
 def test_registry_names():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from segmentation.rle import (
+from semcontrib.segmentation.rle import (
     brush_rle_decode,
     brush_rle_encode,
     brush_rle_to_mask,

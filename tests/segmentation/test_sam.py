@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from segmentation import make_region_source
-from segmentation.landscape import LANDSCAPE_VOCABULARY
-from segmentation.sam import CHECKPOINT_ENV, SamSource, build_tiny_sam, sam_model_type
 from semcontrib.regions import ImageInput
+from semcontrib.segmentation import make_region_source
+from semcontrib.segmentation.landscape import LANDSCAPE_VOCABULARY
+from semcontrib.segmentation.sam import CHECKPOINT_ENV, SamSource, build_tiny_sam, sam_model_type
 
 pytest.importorskip("segment_anything")
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from segmentation import make_region_source
-from segmentation.landscape import LANDSCAPE_VOCABULARY
-from segmentation.segmodel import load_mapping
 from semcontrib.regions import ImageInput
+from semcontrib.segmentation import make_region_source
+from semcontrib.segmentation.landscape import LANDSCAPE_VOCABULARY
+from semcontrib.segmentation.segmodel import load_mapping
 
 torch = pytest.importorskip("torch")
 

@@ -1,6 +1,6 @@
 """Build ``imagenet_class_groups.json``: the class groups behind the ``imagenet-heads`` model.
 
-Run deliberately (``python data/build_imagenet_groups.py``); the output is committed.
+Run deliberately (``python data/build/build_imagenet_groups.py``); the output is committed.
 
 How the groups were built
 -------------------------
@@ -94,6 +94,6 @@ def build() -> dict:
 
 
 if __name__ == "__main__":
-    out = Path(__file__).with_name("imagenet_class_groups.json")
+    out = Path(__file__).resolve().parent.parent / "imagenet_class_groups.json"
     out.write_text(json.dumps(build(), indent=1) + "\n")
     print(f"wrote {out}")

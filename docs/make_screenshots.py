@@ -10,8 +10,8 @@ import threading
 import time
 from pathlib import Path
 
-from dashboard import ids as I
-from dashboard.app import create_app
+from semcontrib.dashboard import ids as I
+from semcontrib.dashboard.app import create_app
 
 FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",

@@ -1,6 +1,6 @@
 """Build ``landscape_annotations.coco.json``: hand-drawn landscape regions of bundled photographs.
 
-Run deliberately (``python data/landscape_annotations_build.py``); the output is committed.
+Run deliberately (``python data/build/landscape_annotations_build.py``); the output is committed.
 
 The polygons were placed by eye on coordinate-grid overlays of each photograph (x to the right,
 y down, pixels of the original image). They are drawn conservatively *inside* each region; pixels
@@ -94,6 +94,6 @@ def build() -> dict:
 
 
 if __name__ == "__main__":
-    out = Path(__file__).with_name("landscape_annotations.coco.json")
+    out = Path(__file__).resolve().parent.parent / "landscape_annotations.coco.json"
     out.write_text(json.dumps(build(), indent=1))
     print(f"wrote {out}")
