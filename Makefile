@@ -8,7 +8,7 @@ STAMP := $(VENV)/.semcontrib-installed
 CORE := semcontrib segmentation dashboard
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint typecheck pytest demo browser-deps bench clean
+.PHONY: venv test lint typecheck pytest wheelcheck demo browser-deps bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,7 +34,11 @@ typecheck: venv
 pytest: venv browser-deps
 	$(BIN)/python -m pytest -n 2 --headless --durations=15 $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+# The wheel, installed into a bare folder and used from outside the repository.
+wheelcheck: venv
+	PY=$(CURDIR)/$(BIN)/python bash tests/check_wheel.sh
+
+test: lint typecheck wheelcheck pytest
 
 demo: venv
 	$(BIN)/semcontrib demo

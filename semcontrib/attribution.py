@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from semcontrib.model import HeadAdapter, MultitaskModel
+from semcontrib.settings import IG_BASELINES, IG_METHODS, LRP_COMPOSITES  # the choices have one owner
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,6 @@ def _select(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- LRP
 
-LRP_COMPOSITES = ("epsilon", "epsilon_plus", "epsilon_plus_flat", "epsilon_alpha2_beta1",
-                  "epsilon_alpha2_beta1_flat", "epsilon_gamma_box")
 
 
 class LRP:
@@ -221,8 +220,6 @@ class GradCAM:
 
 # --------------------------------------------------------------------------- Integrated Gradients
 
-IG_BASELINES = ("black", "blurred")
-IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 
 
 class IntegratedGradients:

