@@ -198,12 +198,13 @@ def _options(args: argparse.Namespace, progress: Any) -> Any:
 
 
 def run_analyze(args: argparse.Namespace) -> int:
-    from semcontrib.pipeline import AnalysisRun
+    from semcontrib.pipeline import AnalysisRun, checked_inputs
 
     out = Path(args.out)
+    entries = checked_inputs(args.input, out)  # input errors before the model is loaded
     settings = _settings(args, out)
     with _progress_bar(args) as progress:
-        report = AnalysisRun(settings, out, options=_options(args, progress)).run(args.input)
+        report = AnalysisRun(settings, out, options=_options(args, progress)).run(entries)
     print(report.summary())
     return 0
 

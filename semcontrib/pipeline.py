@@ -122,7 +122,8 @@ def path_text(path: Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def read_inputs(inputs: str | Path | Sequence[str | Path], exclude: Path | None = None) -> list[InputEntry]:
+def read_inputs(inputs: str | Path | Sequence[str | Path | InputEntry], exclude: Path | None = None
+                ) -> list[InputEntry]:
     """A folder (recursive, image suffixes), a CSV of image paths, or a list of paths.
 
     The CSV needs a ``path`` column (or, failing that, its first column); relative paths are taken
@@ -130,7 +131,7 @@ def read_inputs(inputs: str | Path | Sequence[str | Path], exclude: Path | None 
     ``exclude`` (the corpus being written) are never inputs.
     """
     if isinstance(inputs, (list, tuple)):
-        entries = [InputEntry(Path(p)) for p in inputs]
+        entries = [p if isinstance(p, InputEntry) else InputEntry(Path(p)) for p in inputs]
     else:
         src = Path(inputs)  # type: ignore[arg-type]
         if src.is_dir():
@@ -166,6 +167,16 @@ def _read_csv(src: Path) -> list[InputEntry]:
             labels = {k: (v or "") for k, v in row.items() if k != col and k is not None}
             entries.append(InputEntry(p, labels))
         return entries
+
+
+def checked_inputs(inputs: str | Path | Sequence[str | Path | InputEntry], out: Path) -> list[InputEntry]:
+    """:func:`read_inputs` without the corpus's own files; ``ValueError`` when nothing is left."""
+    entries = read_inputs(inputs, exclude=Path(out))
+    if not entries:
+        where = "the list given" if isinstance(inputs, (list, tuple)) else str(inputs)
+        raise ValueError(f"no images found in {where} (looked for files ending in "
+                         ".jpg, .jpeg, .png, .bmp, .gif, .tif, .tiff, .webp, .ppm, .pgm)")
+    return entries
 
 
 _SLUG = re.compile(r"[^A-Za-z0-9_-]+")
@@ -250,12 +261,9 @@ class AnalysisRun:
             self.computed["validity"] = 0
 
     # ---- the whole run
-    def run(self, inputs: str | Path | Sequence[str | Path]) -> AnalysisReport:
+    def run(self, inputs: str | Path | Sequence[str | Path | InputEntry]) -> AnalysisReport:
         t0 = time.perf_counter()
-        entries = read_inputs(inputs, exclude=self.root)
-        if not entries:
-            raise ValueError(f"no images found in {inputs} (looked for files ending in "
-                             ".jpg, .jpeg, .png, .bmp, .gif, .tif, .tiff, .webp, .ppm, .pgm)")
+        entries = checked_inputs(inputs, self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         with cstore.run_lock(self.root, wait=self.options.wait):
             cstore.remove_stale_temporaries(self.root / "store")
