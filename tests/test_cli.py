@@ -1,0 +1,145 @@
+"""The command line as people expect it: -m, --version, help with defaults, -v/-q anywhere, no torch
+for commands that do not compute, exit 2 with one line for every expected error, manifest reuse."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import semcontrib
+from semcontrib.cli import build_parser, main
+from semcontrib.pipeline import settings_for
+from tests.conftest import synthetic_rgb, tiny_model
+
+NO_TORCH = ("import sys; sys.modules['torch'] = None; from semcontrib.cli import main; "
+            "code = main(sys.argv[1:]); "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'captum', 'zennit')]; "
+            "assert not bad, bad; sys.exit(code)")
+
+
+def cli(*args: str, no_torch: bool = False, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-c", NO_TORCH, *args] if no_torch else [sys.executable, "-m", "semcontrib", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def test_python_dash_m_and_version():
+    r = cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"semcontrib {semcontrib.__version__}"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["export", "--help"], ["dashboard", "--help"], ["analyze", "--help"]])
+def test_help_works_when_torch_cannot_be_imported(args):
+    r = cli(*args, no_torch=True)
+    assert r.returncode == 0, r.stderr
+    assert "usage: semcontrib" in r.stdout
+
+
+def test_export_never_imports_torch(tmp_path):
+    from semcontrib.dashboard.synthetic import write_synthetic_corpus
+
+    corpus = write_synthetic_corpus(tmp_path / "syn", n_images=12)
+    r = cli("export", str(corpus), "-o", str(tmp_path / "x.csv"), no_torch=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "x.csv").stat().st_size > 0
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def test_every_option_has_help_text():
+    parser = build_parser()
+    missing = []
+    for name, sub in {"": parser, **_subparsers(parser)}.items():
+        for action in sub._actions:
+            if action.help in (None, "") and not isinstance(action, argparse._SubParsersAction):
+                missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+    assert not missing, f"options without help text: {missing}"
+
+
+def test_defaults_are_shown_in_help():
+    text = _subparsers(build_parser())["analyze"].format_help()
+    assert "(default: 8)" in text and "(default: cpu)" in text
+    assert "new corpus: lrp,gradcam,ig" in text and "new corpus: grid" in text
+
+
+def test_verbosity_after_the_subcommand():
+    parser = build_parser()
+    args = parser.parse_args(["analyze", "in", "--out", "c", "-v", "-v"])
+    assert args.verbose == 2
+    args = parser.parse_args(["-q", "export", "c", "-o", "x.csv"])
+    assert args.quiet is True
+    args = parser.parse_args(["export", "c", "-o", "x.csv", "-q"])
+    assert args.quiet is True
+
+
+def _one_line_error(r: subprocess.CompletedProcess, text: str) -> None:
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert "Traceback" not in r.stderr
+    assert any(text in ln for ln in lines), r.stderr
+    assert len([ln for ln in lines if "error" in ln]) == 1, r.stderr
+
+
+def test_expected_errors_exit_2_with_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    _one_line_error(cli("analyze", str(tmp_path / "empty"), "--out", str(tmp_path / "c")), "no images found")
+    _one_line_error(cli("analyze", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c")), "does not exist")
+    _one_line_error(cli("export", str(tmp_path / "empty"), "-o", str(tmp_path / "x.csv")), "is not a corpus")
+    _one_line_error(cli("export", str(tmp_path / "nowhere"), "-o", str(tmp_path / "x.csv")), "is not a corpus")
+    _one_line_error(cli("analyze", str(tmp_path), "--out", "c", "--batch-size", "0"), "must be at least 1")
+    _one_line_error(cli("analyze", str(tmp_path), "--out", "c", "--lrp-composite", "nope"), "invalid choice")
+
+
+def test_unwritable_output_is_exit_2(tmp_path):
+    from semcontrib.dashboard.synthetic import write_synthetic_corpus
+
+    corpus = write_synthetic_corpus(tmp_path / "syn", n_images=6)
+    (tmp_path / "afile").write_text("x")
+    _one_line_error(cli("export", str(corpus), "-o", str(tmp_path / "afile" / "x.csv"), no_torch=True),
+                    "error")
+
+
+def test_analyze_reuses_the_settings_recorded_in_the_corpus(tmp_path):
+    from semcontrib.pipeline import analyze
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(synthetic_rgb(np.random.default_rng(i), 40, 40)).save(folder / f"a{i}.png")
+    out = tmp_path / "c"
+    analyze(folder, out, model=tiny_model(), methods=["gradcam"], regions="grid:3x1", validity=False,
+            targets={"task_a": "yes"})
+    settings, reused = settings_for(out, {})
+    assert settings.regions == "grid:3x1" and settings.methods == ("gradcam",) and not settings.validity
+    assert settings.targets == {"task_a": "yes"} and "regions" in reused
+    # a rerun that names nothing keeps the recorded region source (not the default grid) and computes nothing
+    rep = analyze(folder, out, model=tiny_model())
+    assert rep.computed == {"predictions": 0, "regions": 0, "attr:gradcam": 0}
+    # an option that differs recomputes only what it affects
+    rep = analyze(folder, out, model=tiny_model(), methods=["gradcam", "lrp"])
+    assert rep.computed == {"predictions": 0, "regions": 0, "attr:gradcam": 0, "attr:lrp": 3}
+
+
+@pytest.mark.slow
+def test_cli_rerun_without_options_says_it_reuses_the_manifest(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(synthetic_rgb(np.random.default_rng(i), 64, 64)).save(folder / f"a{i}.png")
+    out = tmp_path / "c"
+    assert main(["-q", "analyze", str(folder), "--out", str(out), "--methods", "gradcam", "--regions", "grid:2x2",
+                 "--heads", "nature", "--no-validity"]) == 0
+    r = cli("analyze", str(folder), "--out", str(out), "-q")
+    assert r.returncode == 0, r.stderr
+    assert "reusing the settings recorded" in r.stderr and "regions grid:2x2" in r.stderr
+    assert "attr:gradcam 0" in r.stdout and "regions 0" in r.stdout
