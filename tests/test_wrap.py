@@ -351,3 +351,17 @@ def test_bad_outputs():
 
 def test_lazy_export():
     assert semcontrib.wrap_model is wrap_model
+
+
+def test_readme_example_runs(tmp_path, monkeypatch):
+    """The README's "Explain your own model" example, executed as written."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Explain your own model", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "readme_example"}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    corpus = namespace["corpus"]
+    assert namespace["report"].n_ok == 3
+    assert corpus.manifest["methods"]["lrp"]["notes"]["lrp_note"].startswith("zennit rules on 62 of 62")
+    assert sorted(corpus.heads) == ["animal", "indoor"]
