@@ -119,7 +119,10 @@ class LRPCoverage:
         return "rules" if not self.uncovered and self.traced else "partial"
 
     def note(self) -> str:
-        """One line for the manifest, e.g. ``zennit rules on 60 of 60 operations (...)``."""
+        """One line for the manifest, e.g. ``zennit rules on 60 of 60 operations (...)``.
+
+        ``conv/linear: composite rule`` is the rule of the LRP composite in use (Epsilon for
+        semcontrib's default ``epsilon``)."""
         n_cov = self.n_operations - len(self.uncovered)
         parts = ", ".join(f"{k} {v}" for k, v in sorted(self.covered.items()))
         text = f"zennit rules on {n_cov} of {self.n_operations} operations ({parts})"
@@ -387,7 +390,7 @@ def _gradcam_layer_name(module: nn.Module, layer: str | nn.Module | None, size: 
     if isinstance(layer, nn.Module):
         if id(layer) not in names:
             raise ValueError("gradcam_layer must be a submodule of the wrapped module (not the module itself)")
-        return names[id(layer)]
+        return _check_feature_layer(module, names[id(layer)], size)
     if isinstance(layer, str):
         try:
             module.get_submodule(layer)
@@ -396,7 +399,7 @@ def _gradcam_layer_name(module: nn.Module, layer: str | nn.Module | None, size: 
             raise ValueError(f"gradcam_layer {layer!r} is not a submodule; top-level children are {top}") from None
         if not layer:
             raise ValueError("gradcam_layer must name a submodule, not ''")
-        return layer
+        return _check_feature_layer(module, layer, size)
     if layer is not None:
         raise TypeError(f"gradcam_layer must be a module, a dotted name or None, got {type(layer).__name__}")
     seen: list[str] = []
@@ -418,6 +421,23 @@ def _gradcam_layer_name(module: nn.Module, layer: str | nn.Module | None, size: 
 # --------------------------------------------------------------------------- LRP coverage
 
 
+def _check_feature_layer(module: nn.Module, name: str, size: int) -> str:
+    """The Grad-CAM layer must run once per forward pass and output a feature map N x C x h x w."""
+    outputs: list[Any] = []
+    hook = module.get_submodule(name).register_forward_hook(lambda _m, _i, o: outputs.append(o))
+    try:
+        with torch.no_grad():
+            module(torch.zeros(1, 3, size, size))
+    finally:
+        hook.remove()
+    if len(outputs) != 1:
+        raise ValueError(f"gradcam_layer {name!r} runs {len(outputs)} times in forward; it must run exactly once")
+    if not isinstance(outputs[0], torch.Tensor) or outputs[0].dim() != 4:
+        got = tuple(outputs[0].shape) if isinstance(outputs[0], torch.Tensor) else type(outputs[0]).__name__
+        raise ValueError(f"gradcam_layer {name!r} must output a feature map N x C x h x w, got {got}")
+    return name
+
+
 def _kind_of(target: Any) -> str:
     """A short lower-case name of a call_function / call_method target (``add``, ``flatten``, ...)."""
     if isinstance(target, str):
@@ -430,8 +450,8 @@ def _kind_of(target: Any) -> str:
 def lrp_coverage(module: nn.Module) -> LRPCoverage:
     """Classify every operation of ``module``'s forward pass by the LRP rule it gets (pure inspection).
 
-    Rules follow semcontrib's ``epsilon`` composite (zennit ``layer_map_base`` plus Epsilon on conv and
-    linear layers): conv/linear -> Epsilon (the chosen composite's rule), activations -> Pass, average
+    Rules follow zennit's composites (``layer_map_base`` plus a rule on conv and linear layers, Epsilon
+    in semcontrib's default ``epsilon``): conv/linear -> the composite's rule, activations -> Pass, average
     pooling and canonized residual sums -> Norm, BatchNorm -> merged into the preceding conv/linear
     layer where the data flow allows, else Pass. Max-pooling keeps its gradient (winner takes all, the
     usual LRP treatment). Anything else — other modules, sums outside torchvision ResNet blocks,
@@ -455,7 +475,7 @@ def lrp_coverage(module: nn.Module) -> LRPCoverage:
             if calls > 1:
                 uncovered.append(f"{name} ({type(m).__name__} called {calls} times)")
             else:
-                cover("conv/linear: epsilon")
+                cover("conv/linear: composite rule")
         elif isinstance(m, Activation):
             cover("activation: pass")
         elif isinstance(m, AvgPool):
