@@ -43,6 +43,10 @@ and method, S the model's input side, C the head's classes, K the region vocabul
         all/embedding/tsne float32 M x 2     openTSNE of the contribution vectors (``pca`` below 8 images)
         all/cluster/kmeans-KK  uint32 M      k-means clusters of the contribution vectors, attrs ``k``
 
+Images are float32 in [0, 1] as the specification asks. ViRelAy's viewer guesses the value range of
+float images from their minimum and maximum (``virelay.model.Sample``), so a very dark photograph
+(minimum + maximum below 0.5) is shown with the wrong range there; the data themselves are exact.
+
 The embedding input is the weighted unit vector of each image's contributions
 (:func:`semcontrib.contributions.weighted_unit_vectors` with equal weights), so Euclidean distances
 are the CatViz eq. 6 weighted cosine; a corpus stores no embedding, so one is computed here.
