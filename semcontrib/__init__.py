@@ -6,6 +6,10 @@ Python API (the CLI does the same)::
     report = analyze("photos/", "corpus/", methods=["lrp", "gradcam", "ig"], regions="grid")
     corpus = open_corpus("corpus/")
     table = corpus.contribution_table(head="nature", method="lrp", wide=True)
+
+    # your own torch model (dict, tuple or single-tensor logits), see semcontrib.wrap
+    from semcontrib import wrap_model
+    analyze("photos/", "corpus/", model=wrap_model(net, heads={"animal": ["cat", "dog"]}, input_size=224))
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["analyze", "open_corpus", "export_table", "__version__"]
+__all__ = ["analyze", "open_corpus", "export_table", "wrap_model", "__version__"]
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing the package does not import torch
@@ -30,4 +34,8 @@ def __getattr__(name: str) -> Any:  # lazy: importing the package does not impor
         from semcontrib.export import export_table
 
         return export_table
+    if name == "wrap_model":
+        from semcontrib.wrap import wrap_model
+
+        return wrap_model
     raise AttributeError(name)
