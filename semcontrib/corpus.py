@@ -376,17 +376,21 @@ class WorkStore:
     """Reads and writes the work files of one corpus; every read validated, bad files deleted.
 
     ``size`` is the model's input resolution S; reads return None for a missing file and for a bad
-    one (which is logged with its path and deleted, so the caller recomputes it).
+    one (which is logged with its path and, unless ``readonly``, deleted so the caller recomputes it).
     """
 
-    def __init__(self, root: Path, size: int) -> None:
+    def __init__(self, root: Path, size: int, readonly: bool = False) -> None:
         self.paths = StorePaths(Path(root))
         self.size = size
+        self.readonly = readonly
         self.discarded: list[str] = []
 
     def _discard(self, path: Path, why: str) -> None:
-        logger.warning("discarding bad work file %s (%s); it will be recomputed", path, why)
         self.discarded.append(str(path))
+        if self.readonly:  # a reader never changes the corpus
+            logger.warning("bad work file %s (%s); run `semcontrib analyze` again to recompute it", path, why)
+            return
+        logger.warning("discarding bad work file %s (%s); it will be recomputed", path, why)
         with contextlib.suppress(OSError):
             path.unlink()
 
@@ -710,7 +714,7 @@ class Corpus:
 
     # ---- per-image files
     def _store(self) -> WorkStore:
-        return WorkStore(self.root, self.input_size)
+        return WorkStore(self.root, self.input_size, readonly=True)
 
     def attribution_map(self, image_id: str, head: str, method: str) -> np.ndarray | None:
         """The stored map, float64 HxW at model resolution, or None (absent, non-finite or bad)."""
@@ -732,6 +736,14 @@ class Corpus:
             logger.warning("cannot read %s: %s", path, exc)
             return None
         return values if values.ndim == 2 else None
+
+    def logits(self, image_id: str, head: str) -> np.ndarray | None:
+        """The head's logits for one image (float32, one per class), or None when not stored or bad."""
+        if head not in self.manifest["heads"]:
+            raise ValueError(f"unknown head {head!r}; corpus has {self.heads}")
+        work = self._store().read_predictions(self.manifest["model"]["key"], check_image_id(image_id),
+                                              {head: len(self.manifest["heads"][head])})
+        return None if work is None else np.asarray(work.logits[head], np.float32)
 
     def region_map(self, image_id: str) -> RegionMap | None:
         reg = self.manifest["regions"]

@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 
 from semcontrib.contributions import BASES, NORMALISATIONS, weighted_unit_vectors
-from semcontrib.corpus import Corpus, read_npz, write_bytes
+from semcontrib.corpus import Corpus, write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -213,8 +213,10 @@ def _write_input(corpus: Corpus, images: Any, labels: np.ndarray, size: int, pat
 
 def _logits(corpus: Corpus, image_id: str, head: str) -> np.ndarray:
     """The head's logits (float32 C) from the corpus's prediction work file."""
-    z = read_npz(corpus.paths.pred(corpus.manifest["model"]["key"], image_id))
-    return np.asarray(z[f"logits/{head}"], dtype=np.float32)
+    logits = corpus.logits(image_id, head)
+    if logits is None:
+        raise ValueError(f"{corpus.root}: no stored predictions for image {image_id}; run `semcontrib analyze` again")
+    return logits
 
 
 def _write_attribution(corpus: Corpus, image_ids: list[str], view: tuple[str, str], size: int,

@@ -1,0 +1,122 @@
+"""Heatmaps computed elsewhere (``--attributions DIR``): aggregated exactly as given, or resampled by the
+documented rule; a missing or malformed file is that image's reason for that method only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from semcontrib.contributions import aggregate
+from semcontrib.corpus import Corpus
+from semcontrib.pipeline import analyze
+from semcontrib.regions import nearest_resize
+from semcontrib.settings import ExternalAttributions
+from tests.conftest import synthetic_rgb, tiny_model
+
+SIZE = 32  # the tiny model's input resolution
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(5):
+        Image.fromarray(synthetic_rgb(np.random.default_rng(i), 40, 48)).save(folder / f"ph{i}.png")
+    return folder
+
+
+def _maps(folder: Path, photos: Path, shape=(SIZE, SIZE)) -> dict[str, dict[str, np.ndarray]]:
+    folder.mkdir(exist_ok=True)
+    out = {}
+    for i, p in enumerate(sorted(photos.glob("*.png"))):
+        rng = np.random.default_rng(100 + i)
+        maps = {"task_a": rng.normal(size=shape).astype(np.float32),
+                "task_b": rng.normal(size=shape).astype(np.float32)}
+        np.savez(folder / f"{p.stem}.npz", **maps)
+        out[p.stem] = maps
+    return out
+
+
+def test_maps_at_model_resolution_are_aggregated_exactly_as_given(photos, tmp_path):
+    given = _maps(tmp_path / "maps", photos)
+    out = tmp_path / "c"
+    analyze(photos, out, model=tiny_model(), methods=["gradcam"], regions="grid:2x2", validity=False,
+            external=ExternalAttributions(str(tmp_path / "maps")))
+    c = Corpus.open(out)
+    assert c.methods == ["gradcam", "external"]
+    ext = c.attributions[c.attributions.method == "external"]
+    assert len(ext) == 10 and (ext.status == "ok").all()
+    for row in ext.itertuples():
+        stem = c.images.set_index("image_id").loc[row.image_id, "path"].rsplit("/", 1)[-1][:-4]
+        m = given[stem][row.head]
+        assert row.total == pytest.approx(float(m.astype(np.float64).sum()), rel=0, abs=1e-9)
+        np.testing.assert_array_equal(c.attribution_map(row.image_id, row.head, "external"), m.astype(np.float64))
+        # region sums are the given map's sums over the region map
+        rmap = c.region_map(row.image_id)
+        stats = aggregate(m.astype(np.float64), rmap.labels, 4)
+        got = c.contributions[(c.contributions.image_id == row.image_id) & (c.contributions["head"] == row.head)
+                              & (c.contributions.method == "external")].sort_values("region_index")
+        np.testing.assert_allclose(got["sum"].to_numpy(), stats.sum, rtol=0, atol=1e-12)
+    wide = c.contribution_table("task_a", "external", wide=True)
+    assert len(wide) == 5 and np.allclose(wide[c.vocabulary].abs().sum(axis=1), 1.0)
+
+
+def test_other_sizes_are_resampled_keeping_the_total(photos, tmp_path):
+    given = _maps(tmp_path / "maps", photos, shape=(48, 64))
+    out = tmp_path / "c"
+    analyze(photos, out, model=tiny_model(), methods=["gradcam"], regions="grid:2x2", validity=False,
+            external=ExternalAttributions(str(tmp_path / "maps"), name="mymaps"))
+    c = Corpus.open(out)
+    ext = c.attributions[c.attributions.method == "mymaps"]
+    for row in ext.itertuples():
+        stem = c.images.set_index("image_id").loc[row.image_id, "path"].rsplit("/", 1)[-1][:-4]
+        m = given[stem][row.head].astype(np.float64)
+        # the documented rule: bilinear to SIZE×SIZE, times H·W / SIZE²; a smooth map keeps its total closely
+        stored = c.attribution_map(row.image_id, row.head, "mymaps")
+        assert stored.shape == (SIZE, SIZE)
+        ref = np.asarray(Image.fromarray(m.astype(np.float32), mode="F").resize((SIZE, SIZE), Image.BILINEAR),
+                         np.float64) * (48 * 64 / SIZE**2)
+        np.testing.assert_allclose(stored, ref, rtol=1e-6, atol=1e-6)
+    # a constant map keeps its total exactly
+    assert nearest_resize(np.zeros((2, 2), np.int32), (4, 4)).shape == (4, 4)
+
+
+def test_missing_or_malformed_files_are_reported_per_image(photos, tmp_path):
+    _maps(tmp_path / "maps", photos)
+    (tmp_path / "maps" / "ph1.npz").unlink()
+    np.savez(tmp_path / "maps" / "ph2.npz", task_a=np.zeros((SIZE, SIZE)))  # no task_b
+    (tmp_path / "maps" / "ph3.npz").write_bytes(b"garbage")
+    np.savez(tmp_path / "maps" / "ph4.npz", task_a=np.full((SIZE, SIZE), np.nan), task_b=np.zeros((SIZE, SIZE)))
+    out = tmp_path / "c"
+    rep = analyze(photos, out, model=tiny_model(), methods=["gradcam"], regions="grid:2x2", validity=False,
+                  external=ExternalAttributions(str(tmp_path / "maps")))
+    assert rep.n_ok == 5  # the images stay analysed by the other methods
+    c = Corpus.open(out)
+    ext = c.attributions[c.attributions.method == "external"].merge(c.images[["image_id", "path"]])
+    status = {Path(p).stem: s for p, s in zip(ext.path, ext.status)}
+    assert status["ph0"] == "ok"
+    assert "no heatmap file ph1.npz" in status["ph1"]
+    assert "no array for head 'task_b'" in status["ph2"]
+    assert "not a readable .npz" in status["ph3"]
+    assert "NaN" in status["ph4"]
+    assert set(c.contributions[c.contributions.method == "external"].image_id) == set(
+        ext[ext.status == "ok"].image_id)
+    assert (c.attributions[c.attributions.method == "gradcam"].status == "ok").all()
+    # a file fixed later is picked up by the next run (keyed by its content), the others are kept
+    _maps(tmp_path / "maps", photos)
+    rep = analyze(photos, out, model=tiny_model(), methods=["gradcam"], regions="grid:2x2", validity=False,
+                  external=ExternalAttributions(str(tmp_path / "maps")))
+    c = Corpus.open(out)
+    assert (c.attributions.status == "ok").all()
+    assert isinstance(c.contributions, pd.DataFrame)
+
+
+def test_external_name_must_not_shadow_a_method():
+    with pytest.raises(ValueError, match="built-in method"):
+        ExternalAttributions("x", name="lrp")
+    with pytest.raises(ValueError, match="invalid method name"):
+        ExternalAttributions("x", name="../evil")
