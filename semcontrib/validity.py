@@ -45,6 +45,11 @@ from semcontrib.perturbation import (
 
 logger = logging.getLogger(__name__)
 
+# The basis in which each level of method's region vectors are read and judged: region methods
+# score whole regions (their stored sums are their scores); for pixel methods, the basis measured
+# most faithful on the bundled photographs (docs/trust.md).
+SCORE_BASIS: dict[str, str] = {"pixel": "mean", "region": "sum"}
+
 
 @dataclass(frozen=True)
 class ValidityConfig:
