@@ -149,7 +149,7 @@ def test_absent_regions_score_zero_and_display_map_conserves(name):
     x, labels = _batch()
     res = make_method(name).attribute_regions(model, x, TARGETS, labels, VOC)
     present = present_regions(labels, len(VOC))
-    for h, r in res.items():
+    for r in res.values():
         assert isinstance(r, RegionResult)
         assert r.scores.shape == (2, len(VOC)) and r.scores.dtype == np.float64
         assert r.maps.shape == (2, 32, 32) and r.maps.dtype == np.float32

@@ -98,7 +98,7 @@ def test_randomisation_flags_a_method_that_ignores_the_model(tiny_corpus, monkey
     corpus = Corpus.open(tiny_corpus)
     real = V.make_corpus_method
     monkeypatch.setattr(V, "make_corpus_method",
-                        lambda c, m: _ModelBlindMethod() if m == "ig" else real(c, m))
+                        lambda c, m, o=None: _ModelBlindMethod() if m == "ig" else real(c, m, o))
     report = V.build_report(corpus, V.ValidateConfig(sample=4, stages=1), model=tiny_model())
     flags = {(e["head"], e["method"]): e["randomisation"]["flagged"] for e in report["entries"]}
     assert flags[("task_a", "ig")] and flags[("task_b", "ig")]

@@ -142,8 +142,8 @@ def test_faithfulness_equals_an_independent_reference():
         t = int(TARGETS["task_b"][n])
         with torch.no_grad():
             f0 = model(x[n:n + 1])["task_b"][0, t].item()
-            drops = [f0 - model(torch.where(torch.from_numpy(labels[n] == k), base[n], x[n])[None])["task_b"][0, t].item()
-                     for k in present]
+            removed = [torch.where(torch.from_numpy(labels[n] == k), base[n], x[n])[None] for k in present]
+            drops = [f0 - model(r)["task_b"][0, t].item() for r in removed]
         assert rec.faithfulness[n] == pytest.approx(stats.spearmanr(s[n, present], drops).statistic, abs=1e-9)
     assert np.all(np.isnan(rec.deletion_auc))
 
