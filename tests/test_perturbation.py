@@ -277,3 +277,14 @@ def test_bad_labels_raise_value_error():
         OcclusionMethod().attribute_regions(model, x, TARGETS, labels[:, :16], VOC)
     with pytest.raises(ValueError, match="targets"):
         OcclusionMethod().attribute_regions(model, x, {"task_a": torch.tensor([0])}, labels, VOC)
+
+
+def test_docstring_examples():
+    import doctest
+
+    import semcontrib.attribution
+    import semcontrib.perturbation
+
+    for module in (semcontrib.perturbation, semcontrib.attribution):
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted > 0

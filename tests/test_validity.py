@@ -179,3 +179,11 @@ def test_bad_input():
     with pytest.raises(ValueError, match="without a target"):
         compute_validity(model, x, labels, VOC, {"task_a": TARGETS["task_a"]},
                          {"m": {"task_b": np.zeros((3, 6))}}, ValidityConfig())
+
+
+def test_docstring_examples():
+    import doctest
+
+    import semcontrib.validity
+
+    assert doctest.testmod(semcontrib.validity).failed == 0
