@@ -17,6 +17,11 @@ How work is shared (``tensor`` is float NCHW, B images):
 * ``ig`` (Integrated Gradients, captum's quadrature): the interpolated batches are built and run
   forward once; every head takes its own backward through them. The convergence delta
   ``sum(attribution) - (f(x) - f(baseline))`` is kept per image and head.
+
+Every method class has a ``level``: ``"pixel"`` methods (above) return a map per head that is
+aggregated over the regions afterwards; ``"region"`` methods (``occlusion``, ``shapley``, in
+:mod:`semcontrib.perturbation`) score the regions of a region map directly with
+``attribute_regions(model, tensor, targets, labels, vocabulary) -> {head: RegionResult}``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import torch
 from torch import nn
 
 from semcontrib.model import HeadAdapter, MultitaskModel
+from semcontrib.perturbation import OcclusionMethod, ShapleyMethod
 from semcontrib.settings import IG_BASELINES, IG_METHODS, LRP_COMPOSITES  # the choices have one owner
 
 logger = logging.getLogger(__name__)
@@ -48,6 +54,25 @@ class AttributionResult:
 
     maps: np.ndarray
     delta: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class RegionResult:
+    """One head's region scores for a batch, from a region-level method.
+
+    Attributes
+    ----------
+    scores : float64 (N, K), one score per image and vocabulary region (0 for absent regions).
+    maps : float32 (N, S, S) display map at model resolution: each pixel holds its region's score
+        divided by the region's pixel count (so the region sum of the map is the score; 0 on
+        unassigned pixels).
+    delta : float64 (N,) the method's residual (shapley: efficiency residual
+        ``sum(scores) - (f(x) - f(all present regions removed))``), or None (occlusion).
+    """
+
+    scores: np.ndarray
+    maps: np.ndarray
+    delta: np.ndarray | None
 
 
 def _select(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -70,6 +95,7 @@ class LRP:
     """
 
     name = "lrp"
+    level = "pixel"
 
     def __init__(self, composite: str = "epsilon", epsilon: float = 1e-6) -> None:
         if composite not in LRP_COMPOSITES:
@@ -155,6 +181,7 @@ class GradCAM:
     """
 
     name = "gradcam"
+    level = "pixel"
 
     def __init__(self, layer: str | None = None) -> None:
         if layer is not None and (not isinstance(layer, str) or not layer):
@@ -235,6 +262,7 @@ class IntegratedGradients:
     """
 
     name = "ig"
+    level = "pixel"
 
     def __init__(self, n_steps: int = 32, baseline: str = "black", method: str = "gausslegendre",
                  internal_batch_size: int = 16, blur_sigma: float = 10.0) -> None:
@@ -328,34 +356,79 @@ ATTRIBUTION_METHODS: dict[str, type] = {
     "lrp": LRP,
     "gradcam": GradCAM,
     "ig": IntegratedGradients,
+    "occlusion": OcclusionMethod,
+    "shapley": ShapleyMethod,
 }
 
 
-def make_method(name: str, **params: Any) -> LRP | GradCAM | IntegratedGradients:
+def make_method(name: str, **params: Any) -> LRP | GradCAM | IntegratedGradients | OcclusionMethod | ShapleyMethod:
     """Instantiate a method by its CLI name with its parameters."""
     if name not in ATTRIBUTION_METHODS:
         raise ValueError(f"unknown attribution method {name!r}; choose from {sorted(ATTRIBUTION_METHODS)}")
     return ATTRIBUTION_METHODS[name](**params)
 
 
+AMONG_PREFIX = "among:"
+
+
 def resolve_targets(model: MultitaskModel, logits: dict[str, np.ndarray], heads: Sequence[str],
                     named: dict[str, str] | None = None) -> dict[str, torch.Tensor]:
-    """Target class index per head and image: the predicted class, or a named class for every image.
+    """Target class index per head and image.
 
-    ``logits`` are float N x n_classes per head; ``named`` maps head -> class name.
+    Parameters
+    ----------
+    model : the model (for the heads' class names).
+    logits : per head, float (N, n_classes).
+    heads : the heads to resolve.
+    named : head -> target rule; a head without a rule gets its predicted class. A rule is either
+        a class name (that class for every image) or ``among:CLASS,CLASS,...`` (per image, the
+        best-scoring class of that set, so that every vector answers the same question even for
+        images predicted as something else, as CatViz did with the top cat class).
+
+    Returns
+    -------
+    dict head -> int64 tensor (N,) of class indices.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from semcontrib.model import HeadSpec
+    >>> class M:  # anything with ``head(name).classes``
+    ...     def head(self, name): return HeadSpec(name, ("cat", "dog", "car"))
+    >>> logits = {"h": np.array([[0.0, 1.0, 9.0], [3.0, 1.0, 9.0]])}
+    >>> resolve_targets(M(), logits, ["h"], {"h": "among:cat,dog"})["h"].tolist()
+    [1, 0]
     """
     named = dict(named or {})
-    out: dict[str, torch.Tensor] = {}
-    for h in heads:
-        spec = model.head(h)
-        n = logits[h].shape[0]
-        if h in named:
-            if named[h] not in spec.classes:
-                raise ValueError(f"head {h!r} has no class {named[h]!r}; classes: {list(spec.classes)[:20]}")
-            out[h] = torch.full((n,), spec.classes.index(named[h]), dtype=torch.long)
-        else:
-            out[h] = torch.from_numpy(np.argmax(logits[h], axis=1)).long()
     unknown = set(named) - set(heads)
     if unknown:
         raise ValueError(f"targets name heads that are not analysed: {sorted(unknown)}")
+    out: dict[str, torch.Tensor] = {}
+    for h in heads:
+        spec = model.head(h)
+        scores = np.asarray(logits[h])
+        n = scores.shape[0]
+        rule = named.get(h)
+        if rule is None:
+            out[h] = torch.from_numpy(np.argmax(scores, axis=1)).long()
+        elif rule.startswith(AMONG_PREFIX):
+            idx = _class_indices(h, spec.classes, rule[len(AMONG_PREFIX):])
+            best = np.asarray(idx)[np.argmax(scores[:, idx], axis=1)]
+            out[h] = torch.from_numpy(best).long()
+        else:
+            out[h] = torch.full((n,), _class_indices(h, spec.classes, rule, single=True)[0], dtype=torch.long)
     return out
+
+
+def _class_indices(head: str, classes: Sequence[str], text: str, single: bool = False) -> list[int]:
+    """Indices of comma-separated class names (one name when ``single``), validated."""
+    names = [text] if single else [c.strip() for c in text.split(",")]
+    if not names or any(not c for c in names):
+        raise ValueError(f"target for head {head!r}: expected among:CLASS,CLASS,... with non-empty names, "
+                         f"got {text!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"target for head {head!r} names a class twice: {text!r}")
+    missing = [c for c in names if c not in classes]
+    if missing:
+        raise ValueError(f"head {head!r} has no class {missing[0]!r}; classes: {list(classes)[:20]}")
+    return [list(classes).index(c) for c in names]

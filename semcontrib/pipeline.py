@@ -254,7 +254,7 @@ class AnalysisRun:
         self.evidence_groups: dict[str, list[int]] = json.loads(
             data_path("imagenet_class_groups.json").read_text())["evidence_groups"]
         self.vkey = _hash({"model": self.mkey, "regions": self.rkey, "methods": self.method_keys,
-                           "baseline": settings.validity_baseline, "basis": "mean", "validity": 1})
+                           "baseline": settings.validity_baseline, "basis": _validity_basis(), "validity": 1})
         self.computed: dict[str, int] = {"predictions": 0, "regions": 0,
                                          **{f"attr:{m}": 0 for m in settings.all_methods}}
         if settings.validity:
@@ -475,10 +475,7 @@ class AnalysisRun:
         stored = {it.image_id: self.store.read_validity(self.vkey, it.image_id, pairs) for it in with_regions}
         if all(v is not None for v in stored.values()):
             return {k: v for k, v in stored.items() if v is not None}
-        try:
-            from semcontrib.validity import ValidityConfig, compute_validity
-        except ImportError:  # TEMPORARY until the validity module lands
-            return {}
+        from semcontrib.validity import ValidityConfig, compute_validity
 
         K = len(self.vocabulary)
         idx = [chunk.items.index(it) for it in with_regions]
@@ -531,7 +528,8 @@ class AnalysisRun:
             extra={"targets": dict(self.settings.targets) or "predicted class per head",
                    "batch_size": self.options.batch_size,
                    "validity": {"key": self.vkey, "baseline": self.settings.validity_baseline,
-                                "scores": "region sums (pixel methods: mean basis) vs target-logit drops"}
+                                "scores": f"region scores (pixel methods: {_validity_basis()} basis; region "
+                                          "methods: their scores) vs target-logit drops"}
                    if self.settings.validity else None,
                    "packages": _versions(["semcontrib", "torch", "torchvision", "captum", "zennit", "numpy",
                                           "pandas", "pyarrow", "scikit-image", "segment-anything",
@@ -684,14 +682,25 @@ def _prediction_columns(run: AnalysisRun, pred: PredictionWork) -> dict[str, Any
 
 
 def _region_scores(a: HeadAttribution, labels: np.ndarray, K: int) -> np.ndarray:
-    """Region scores of one attribution for the validity record (pixel methods: per-pixel mean)."""
+    """Region scores of one attribution for the validity record, in the basis the validity module judges
+    (``semcontrib.validity.SCORE_BASIS``: region methods their scores, pixel methods as measured best)."""
+    from semcontrib.validity import SCORE_BASIS
+
     if a.status != "ok" or a.values is None:
         return np.full(K, np.nan)
     if a.scores is not None:
         return a.scores
     st = aggregate(a.values, labels.astype(np.int64), K)
+    if SCORE_BASIS["pixel"] == "sum":
+        return np.asarray(st.sum, np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(st.n_pixels > 0, st.sum / np.maximum(st.n_pixels, 1), 0.0)
+
+
+def _validity_basis() -> str:
+    from semcontrib.validity import SCORE_BASIS
+
+    return SCORE_BASIS["pixel"]
 
 
 def _labels_or_unassigned(work: RegionWork | None, size: int) -> np.ndarray:

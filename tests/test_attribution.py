@@ -128,3 +128,26 @@ def test_bad_method_parameters_raise_value_error(bad):
 def test_gradcam_rejects_unknown_layer(tiny):
     with pytest.raises(ValueError, match="unknown stage"):
         GradCAM(layer="layer9").attribute_batch(tiny, _inputs(1), {"task_a": torch.tensor([0])})
+
+
+def test_resolve_targets_among_a_named_set_picks_the_best_per_image(tiny):
+    logits = {"task_a": np.array([[0.0, 1.0], [2.0, 1.0], [5.0, 5.5]]),
+              "task_b": np.array([[0, 3.0, 1.0], [1.0, 0, 2.0], [9.0, 0.5, 0.4]])}
+    t = resolve_targets(tiny, logits, ["task_a", "task_b"], {"task_b": "among:y,z"})
+    assert t["task_b"].tolist() == [1, 2, 1]  # image 2 is predicted x, still explained as y or z
+    assert t["task_a"].tolist() == [1, 0, 1]
+    single = resolve_targets(tiny, logits, ["task_b"], {"task_b": "among:x"})
+    assert single["task_b"].tolist() == [0, 0, 0]
+    assert t["task_b"].dtype == torch.long
+
+
+@pytest.mark.parametrize("rule, match", [
+    ("among:y,w", "no class 'w'"),
+    ("among:", "non-empty"),
+    ("among:y,,z", "non-empty"),
+    ("among:y,y", "twice"),
+])
+def test_resolve_targets_among_rejects_bad_sets(tiny, rule, match):
+    logits = {"task_b": np.zeros((2, 3))}
+    with pytest.raises(ValueError, match=match):
+        resolve_targets(tiny, logits, ["task_b"], {"task_b": rule})

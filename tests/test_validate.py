@@ -1,0 +1,143 @@
+"""``semcontrib validate``: the report on a tiny corpus analysed by the real pipeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from semcontrib import validate as V
+from semcontrib.attribution import AttributionResult
+from semcontrib.corpus import Corpus
+from semcontrib.model import predict
+from semcontrib.validity import ValidityConfig, spearman
+from tests.conftest import synthetic_rgb, tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory) -> Path:
+    from semcontrib.pipeline import analyze
+
+    root = tmp_path_factory.mktemp("validate")
+    rng = np.random.default_rng(7)
+    (root / "images").mkdir()
+    for i in range(5):
+        Image.fromarray(synthetic_rgb(rng, 40, 48)).save(root / "images" / f"im{i}.png")
+    analyze(root / "images", root / "corpus", model=tiny_model(), methods=["gradcam", "ig"],
+            method_params={"ig": {"n_steps": 4}}, regions="grid:3x3", batch_size=5)
+    return root / "corpus"
+
+
+def test_pure_summaries():
+    s = V.summarise(np.array([1.0, np.nan, 3.0, 2.0]))
+    assert s == {"median": 2.0, "q1": 1.5, "q3": 2.5, "n": 3, "n_nan": 1}
+    assert V.summarise(np.array([np.nan]))["median"] is None
+    assert V.anti_correlated_share(np.array([-0.5, 0.2, np.nan, 0.9, -0.1])) == 0.5
+    assert V.anti_correlated_share(np.array([np.nan])) is None
+    a = np.array([[1.0, 2, 3, 4], [1.0, 2, 3, 4]])
+    b = np.array([[1.0, 3, 2, 9], [4.0, 3, 2, 1]])
+    present = np.array([[True, True, True, True], [True, True, False, False]])
+    rho = V.rowwise_spearman(a, b, present)
+    assert rho[0] == pytest.approx(spearman(a[0], b[0])) and np.isnan(rho[1])  # 2 regions: undefined
+
+
+def test_report_with_model_computes_validity_agreement_and_randomisation(tiny_corpus, tmp_path):
+    corpus = Corpus.open(tiny_corpus)
+    model = tiny_model()
+    before = predict(model, torch.ones(1, 3, 32, 32)).logits
+    config = V.ValidateConfig(sample=3, stages=1, validity=ValidityConfig(baseline="mean"))
+    report = V.build_report(corpus, config, model=model)
+    after = predict(model, torch.ones(1, 3, 32, 32)).logits
+    for h in before:  # the check randomises a copy
+        np.testing.assert_array_equal(before[h], after[h])
+    assert report["validity"].startswith("computed by validate")
+    assert report["randomisation"]["status"] == "done"
+    assert report["randomisation"]["steps"] == ["heads", "conv2"]
+    assert {(e["head"], e["method"]) for e in report["entries"]} == {
+        (h, m) for h in ("task_a", "task_b") for m in ("gradcam", "ig")}
+    for e in report["entries"]:
+        assert e["faithfulness"]["n"] == 5 and -1 <= e["faithfulness"]["median"] <= 1
+        assert 0 <= e["deletion_auc"]["median"] <= 1 and 0 <= e["insertion_auc"]["median"] <= 1
+        assert set(e["agreement"]) == {"gradcam", "ig"} - {e["method"]}
+        assert len(e["randomisation"]["median_spearman"]) == 2
+    files = V.write_report(report, tmp_path / "r")
+    data = json.loads(files["json"].read_text())
+    assert len(data["entries"]) == 4
+    assert "Model randomisation" in files["markdown"].read_text()
+    html = files["html"].read_text()
+    assert "data:image/png;base64" in html and "semcontrib validity" in html
+    assert (tmp_path / "r" / "randomisation.png").is_file()
+
+
+def test_report_agreement_matches_the_contribution_table(tiny_corpus):
+    corpus = Corpus.open(tiny_corpus)
+    report = V.build_report(corpus, V.ValidateConfig(sample=0, basis="sum"), model=tiny_model())
+    e = next(e for e in report["entries"] if e["head"] == "task_a" and e["method"] == "gradcam")
+    a = corpus.contribution_table("task_a", "gradcam", basis="sum", wide=True).set_index("image_id")
+    b = corpus.contribution_table("task_a", "ig", basis="sum", wide=True).set_index("image_id").loc[a.index]
+    cols = corpus.vocabulary
+    ref = np.median([spearman(a.loc[i, cols].to_numpy(float), b.loc[i, cols].to_numpy(float)) for i in a.index])
+    assert e["agreement"]["ig"] == pytest.approx(ref)
+    assert report["randomisation"] == {"status": "skipped", "reason": "sample 0"}
+
+
+class _ModelBlindMethod:
+    """A 'method' that ignores the model: the image's brightness."""
+
+    level = "pixel"
+
+    def attribute_batch(self, model, tensor, targets):
+        return {h: AttributionResult(tensor.sum(1).numpy().astype(np.float32)) for h in targets}
+
+
+def test_randomisation_flags_a_method_that_ignores_the_model(tiny_corpus, monkeypatch):
+    corpus = Corpus.open(tiny_corpus)
+    real = V.make_corpus_method
+    monkeypatch.setattr(V, "make_corpus_method",
+                        lambda c, m, o=None: _ModelBlindMethod() if m == "ig" else real(c, m, o))
+    report = V.build_report(corpus, V.ValidateConfig(sample=4, stages=1), model=tiny_model())
+    flags = {(e["head"], e["method"]): e["randomisation"]["flagged"] for e in report["entries"]}
+    assert flags[("task_a", "ig")] and flags[("task_b", "ig")]
+    assert not flags[("task_a", "gradcam")] and not flags[("task_b", "gradcam")]
+    ig = next(e for e in report["entries"] if e["method"] == "ig")
+    assert ig["randomisation"]["median_spearman"] == [1.0, 1.0]
+
+
+def test_stored_validity_is_read_and_unloadable_model_skips_randomisation(tiny_corpus, tmp_path):
+    corpus = Corpus.open(tiny_corpus)
+    att = corpus.attributions.copy()
+    att["faithfulness"] = np.linspace(-0.5, 1.0, len(att))
+    att["deletion_auc"] = 0.25
+    att["insertion_auc"] = 0.75
+    corpus.__dict__["attributions"] = att
+    report = V.build_report(corpus, V.ValidateConfig(sample=2))
+    assert report["validity"] == "stored in the corpus"
+    assert report["randomisation"]["status"] == "skipped"
+    assert "tiny-0-True" in report["randomisation"]["reason"]
+    e = report["entries"][0]
+    sub = att[(att["head"] == e["head"]) & (att["method"] == e["method"])]
+    assert e["faithfulness"]["median"] == pytest.approx(float(np.median(sub["faithfulness"])))
+    assert e["anti_correlated_share"] == pytest.approx(float(np.mean(sub["faithfulness"] < 0)))
+    assert e["deletion_auc"]["median"] == 0.25
+    assert "skipped" in e["randomisation"]
+    files = V.write_report(report, tmp_path / "r2")
+    assert "Skipped:" in files["markdown"].read_text()
+    assert not (tmp_path / "r2" / "randomisation.png").exists()
+
+
+def test_command_writes_the_report(tiny_corpus, tmp_path, capsys):
+    assert V.main([str(tiny_corpus), "-o", str(tmp_path / "out"), "--sample", "0"]) == 0
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert len(data["entries"]) == 4 and "validity" in data
+    assert "report:" in capsys.readouterr().out
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="basis"):
+        V.ValidateConfig(basis="median")
+    with pytest.raises(ValueError, match="sample"):
+        V.ValidateConfig(sample=-1)
