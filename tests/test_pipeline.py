@@ -174,3 +174,62 @@ def test_bad_arguments_rejected(image_folder, tmp_path):
         run(image_folder, tmp_path / "c", regions="voronoi")
     with pytest.raises(ValueError, match="unknown attribution method"):
         run(image_folder, tmp_path / "c", methods=["occlusion"])
+
+
+def test_region_methods_store_their_scores_as_region_sums(image_folder, tmp_path):
+    import torch
+
+    from semcontrib.attribution import make_method
+
+    out = tmp_path / "c"
+    run(image_folder, out, regions="grid:2x2", methods=["occlusion", "shapley"],
+        method_params={"occlusion": {"baseline": "mean"}, "shapley": {"baseline": "mean"}})
+    c = Corpus.open(out)
+    net = tiny_model()
+    image_id = c.image_ids()[0]
+    rmap = c.region_map(image_id)
+    logits = {h: c.logits(image_id, h)[None] for h in net.head_names}
+    targets = {h: torch.tensor([int(np.argmax(logits[h]))]) for h in net.head_names}
+    row = c.images.set_index("image_id").loc[image_id]
+    from semcontrib.imageio import load_rgb, resize_rgb
+
+    tensor = net.preprocess(resize_rgb(load_rgb(row.path).rgb, net.input_size))
+    for m in ("occlusion", "shapley"):
+        direct = make_method(m, baseline="mean").attribute_regions(net, tensor, targets, rmap.labels[None],
+                                                                    tuple(c.vocabulary))
+        for h in net.head_names:
+            got = c.contributions[(c.contributions.image_id == image_id) & (c.contributions["head"] == h)
+                                  & (c.contributions.method == m)].sort_values("region_index")
+            # float32 forwards in a batch of 3 vs alone differ in the last bits
+            np.testing.assert_allclose(got["sum"].to_numpy(), direct[h].scores[0], rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(got.pos_sum - got.neg_sum, np.abs(got["sum"]), atol=1e-12)
+            # the display map paints each region with its score per pixel
+            disp = c.attribution_map(image_id, h, m)
+            for k in range(4):
+                assert disp[rmap.labels == k].sum() == pytest.approx(direct[h].scores[0][k], rel=2e-3, abs=1e-4)
+    sh = c.attributions[c.attributions.method == "shapley"]
+    assert sh.delta.abs().max() < 1e-4  # exact Shapley values: efficiency holds
+    for norm in ("signed_l1", "split", "paper"):
+        assert len(c.contribution_table("task_a", "shapley", normalisation=norm, wide=True)) == 7
+
+
+def test_validity_record_for_every_vector(image_folder, tmp_path):
+    out = tmp_path / "c"
+    rep = run(image_folder, out, regions="grid:2x2", methods=["gradcam", "lrp", "occlusion"], validity=True)
+    assert rep.computed["validity"] == 7
+    c = Corpus.open(out)
+    a = c.attributions
+    assert a[["faithfulness", "deletion_auc", "insertion_auc"]].notna().all().all()
+    assert a.faithfulness.between(-1, 1).all() and a.deletion_auc.between(0, 1).all()
+    assert (a[a.method == "lrp"].lrp_ratio.notna()).all() and a[a.method != "lrp"].lrp_ratio.isna().all()
+    # occlusion with the validity baseline measures exactly what faithfulness tests: rank correlation 1
+    assert (a[a.method == "occlusion"].faithfulness > 0.999).all()
+    # fewer than 3 regions: NaN with the reason
+    out2 = tmp_path / "c2"
+    run(image_folder, out2, regions="grid:2x1", methods=["gradcam"], validity=True)
+    a2 = Corpus.open(out2).attributions
+    assert a2.faithfulness.isna().all() and a2.validity_note.str.contains("fewer than 3").all()
+    # nothing changed: nothing recomputed; a new method recomputes the record
+    assert run(image_folder, out, regions="grid:2x2", methods=["gradcam", "lrp", "occlusion"],
+               validity=True).computed["validity"] == 0
+    assert run(image_folder, out, regions="grid:2x2", methods=["gradcam"], validity=True).computed["validity"] == 7
