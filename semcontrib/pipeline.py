@@ -588,7 +588,6 @@ class _TableBuilder:
                   attrs: Mapping[str, Mapping[str, Mapping[str, HeadAttribution]]],
                   validity: Mapping[str, ValidityWork]) -> None:
         run = self.run
-        K = len(run.vocabulary)
         for it in items:
             rw = regions.get(it.image_id)
             if rw is None or rw.labels is None:
@@ -601,12 +600,15 @@ class _TableBuilder:
             for m in run.settings.all_methods:
                 for h in run.heads:
                     a = attrs[m][it.image_id][h]
-                    self._add(it.image_id, m, h, a, labels, float(logits[h][a.target]),
-                              vw.records.get((m, h)) if vw else None, K)
+                    self._add((it.image_id, m, h), a, labels, float(logits[h][a.target]),
+                              vw.records.get((m, h)) if vw else None)
 
-    def _add(self, image_id: str, m: str, h: str, a: HeadAttribution, labels: np.ndarray, logit: float,
-             vrec: tuple[float, float, float, str] | None, K: int) -> None:
+    def _add(self, key: tuple[str, str, str], a: HeadAttribution, labels: np.ndarray, logit: float,
+             vrec: tuple[float, float, float, str] | None) -> None:
+        """The rows of one (image, method, head): its attribution row and its K contribution rows."""
         run = self.run
+        image_id, m, h = key
+        K = len(run.vocabulary)
         tname = run.net.head(h).classes[a.target]
         nan = float("nan")
         row: dict[str, Any] = {"image_id": image_id, "head": h, "method": m, "target": tname,
