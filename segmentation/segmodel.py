@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from semcontrib.paths import data_path
-from semcontrib.regions import file_identity
+from semcontrib.regions import RegionError, file_identity
 from semcontrib.segmentation.landscape import LANDSCAPE_VOCABULARY
 
 logger = logging.getLogger(__name__)
@@ -158,8 +158,8 @@ class SegmentationModelLabeller:
             out = self.model(t.unsqueeze(0).to(self.device))
         logits = out["out"] if isinstance(out, Mapping) else out
         if logits.shape[1] != len(self.lut):
-            raise ValueError(f"the segmentation model outputs {logits.shape[1]} classes but the mapping "
-                             f"{self.mapping} names {len(self.lut)}")
+            raise RegionError(f"the segmentation model outputs {logits.shape[1]} classes but the mapping "
+                              f"{self.mapping} names {len(self.lut)}", permanent=True)
         if tuple(logits.shape[-2:]) != rgb.shape[:2]:
             logits = torch.nn.functional.interpolate(logits, size=rgb.shape[:2], mode="bilinear",
                                                      align_corners=False)
