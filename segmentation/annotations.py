@@ -39,6 +39,7 @@ import logging
 import math
 import os
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -541,15 +542,15 @@ class AnnotationSource:
         if rec is None:
             return self._missing(image, h, w)
         if rec.errors:
-            raise RegionError(f"{self.path}: {_where(image)}: {rec.errors[0]}", permanent=True)
-        check_size(image, (rec.height, rec.width), (h, w))
+            raise RegionError(f"{display_name(self.path)}: {_where(image)}: {rec.errors[0]}", permanent=True)
+        check_size(image, (rec.height, rec.width), (h, w), self.path)
         index = {n: i for i, n in enumerate(self._vocabulary)}
         masks, labels = [], []
         for r in rec.regions:
             try:
                 m = r.rasterize(h, w)
             except ValueError as exc:
-                raise RegionError(f"{self.path}: {_where(image)}: {r.kind} {r.label!r}: {exc}",
+                raise RegionError(f"{display_name(self.path)}: {_where(image)}: {r.kind} {r.label!r}: {exc}",
                                   permanent=True) from None
             if m is not None:
                 masks.append(m)
@@ -559,7 +560,7 @@ class AnnotationSource:
 
     def _missing(self, image: ImageInput, h: int, w: int) -> RegionMap:
         if self.missing == "error":
-            raise RegionError(f"{_where(image)} has no annotations in {self.path}", permanent=True)
+            raise RegionError(f"{_where(image)} has no annotations in {display_name(self.path)}", permanent=True)
         return RegionMap(np.full((h, w), -1, dtype=np.int32), self._vocabulary)
 
     def _segment_png(self, image: ImageInput, h: int, w: int) -> RegionMap:
@@ -586,12 +587,15 @@ def read_label_map(path: Path, image: ImageInput, size: tuple[int, int]) -> np.n
 
     where = f"{_where(image)}: label map {display_name(path)}"
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below, with our limit
+            im = Image.open(path)
+        with im:
             check_mask_size(im.height, im.width, what="label map")
             if im.mode not in ("P", "L"):
                 raise RegionError(f"{where} is mode {im.mode}; expected a palette (P) or grey (L) PNG whose "
                                   "values are class indices", permanent=True)
-            check_size(image, (im.height, im.width), size)
+            check_size(image, (im.height, im.width), size, path)
             im.load()
             return np.asarray(im).astype(np.int64)
     except RegionError:
@@ -609,14 +613,15 @@ def _where(image: ImageInput) -> str:
     return f"image {display_name(image.image_id)!r} ({display_name(image.path) if image.path else 'no path'})"
 
 
-def check_size(image: ImageInput, annotated: tuple[int, int], actual: tuple[int, int]) -> None:
-    """Raise a permanent :class:`~semcontrib.regions.RegionError` naming the image when the annotated
-    (H, W) differs from the image's."""
+def check_size(image: ImageInput, annotated: tuple[int, int], actual: tuple[int, int],
+               source: str | os.PathLike[str] = "") -> None:
+    """Raise a permanent :class:`~semcontrib.regions.RegionError` naming the image (and the annotation
+    file ``source``, when given) when the annotated (H, W) differs from the image's."""
     annotated = (int(annotated[0]), int(annotated[1]))
     actual = (int(actual[0]), int(actual[1]))
     if annotated == actual:
         return
-    where = _where(image)
+    where = f"{display_name(source)}: {_where(image)}" if source else _where(image)
     if annotated == actual[::-1]:
         raise RegionError(f"{where}: orientation mismatch: annotated as {annotated[1]}x{annotated[0]} (WxH) "
                           f"but the image is {actual[1]}x{actual[0]}; was it rotated (EXIF orientation)?",

@@ -265,7 +265,7 @@ class SamSource:
             return self._prompts._missing(image, h, w)
         if rec.errors:
             raise RegionError(f"{self._prompts.path}: image {image.image_id!r}: {rec.errors[0]}", permanent=True)
-        check_size(image, (rec.height, rec.width), (h, w))
+        check_size(image, (rec.height, rec.width), (h, w), self._prompts.path)
         if self._predictor is None:
             self._predictor = SamPredictor(self.model)
         index = {n: i for i, n in enumerate(vocab)}
