@@ -27,8 +27,17 @@ Rules
 * Images are matched by the basename of ``ImageInput.path``, its stem, or ``ImageInput.image_id``.
 * Overlapping shapes are resolved by :func:`segmentation.partition.masks_to_partition`
   (smaller wins); pixels no shape covers are unassigned.
-* An annotation whose size differs from the image raises ``ValueError`` naming the image (the
-  message says when the size is the transposed one: an orientation mismatch, e.g. EXIF rotation).
+* An annotation whose size differs from the image raises a permanent
+  :class:`~semcontrib.regions.RegionError` naming the file and the image (the message says when the
+  size is the transposed one: an orientation mismatch, e.g. EXIF rotation).
+
+Bounds
+------
+The file is indexed per image with masks kept encoded; a mask is decoded when its image is
+segmented, after every size it claims has been checked against the image and against
+:data:`segmentation.rle.MAX_MASK_PIXELS` (see :mod:`segmentation.rle`). A problem with one image's
+annotations is that image's permanent ``RegionError``; only a malformed file structure fails when
+the source is built (``ValueError``). See ``docs/regions.md``.
 """
 
 from __future__ import annotations
