@@ -64,6 +64,7 @@ from semcontrib.segmentation.rle import (
     brush_rle_header,
     brush_rle_to_mask,
     check_mask_size,
+    coco_rle_counts,
     coco_rle_decode,
     coco_rle_size,
 )
@@ -246,6 +247,8 @@ def _coco_regions(ann: dict[str, Any], label: str, rec: ImageAnnotations) -> lis
         if size != (rec.height, rec.width):
             raise ValueError(f"RLE size {size[1]}x{size[0]} (WxH) differs from the image entry "
                              f"{rec.width}x{rec.height}")
+        if isinstance(seg.get("counts"), list):  # uncompressed: keep 8 bytes per run, not a Python int each
+            seg = {"size": list(size), "counts": coco_rle_counts(seg)}
         out.append(AnnotatedRegion(label, "rle", box=box, encoded=seg))
     elif isinstance(seg, list) and seg:
         polys = tuple(_numbers(p, "polygon", 2, 6).reshape(-1, 2) for p in seg)

@@ -126,7 +126,7 @@ def coco_rle_counts(rle: Mapping[str, Any], max_pixels: int = MAX_MASK_PIXELS) -
         if len(raw) > MAX_COUNT_CHARS * (n_pixels + 1):
             raise ValueError(f"compressed COCO RLE of {len(raw)} characters is too long for {n_pixels} pixels")
         counts = _string_to_counts(raw)
-    elif isinstance(raw, (list, tuple)):
+    elif isinstance(raw, (list, tuple, np.ndarray)):
         if len(raw) > n_pixels + 1:
             raise ValueError(f"COCO RLE has {len(raw)} runs, more than its {n_pixels} pixels + 1")
         counts = _int_array(raw)
@@ -215,7 +215,7 @@ def _string_to_counts(s: str) -> np.ndarray:
     return counts
 
 
-def _int_array(values: Sequence[Any]) -> np.ndarray:
+def _int_array(values: Sequence[Any] | np.ndarray) -> np.ndarray:
     """A list of integers as int64 (integral floats accepted), else ``ValueError``."""
     try:
         arr = np.asarray(values)

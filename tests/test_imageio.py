@@ -278,3 +278,11 @@ def test_crafted_headers_claiming_huge_sizes_are_refused_before_decoding(tmp_pat
         (tmp_path / name).write_bytes(data)
         with pytest.raises(ImageLoadError, match="decompression bomb"):
             load_rgb(tmp_path / name)
+
+
+def test_image_load_error_pickles_with_its_reason():
+    import pickle
+
+    err = pickle.loads(pickle.dumps(ImageLoadError(os.fsdecode(b"x\xff.png"), "not an image\n(unidentified)")))
+    assert err.reason == "not an image (unidentified)" and err.path == os.fsdecode(b"x\xff.png")
+    assert str(err) == "x\\xff.png: not an image (unidentified)"
