@@ -293,6 +293,9 @@ class _BitReader:
         return (bits.astype(np.int64) @ weights).astype(np.uint8)
 
 
+_MASK64 = (1 << 64) - 1
+
+
 def _brush_bytes(rle: Sequence[int] | np.ndarray) -> bytes:
     try:
         data = np.asarray(rle)
@@ -344,17 +347,30 @@ def brush_rle_decode(rle: Sequence[int] | np.ndarray, max_values: int = 4 * MAX_
     bits = _BitReader(data)
     bits.pos = BrushHeader.HEADER_BITS
     out = np.zeros(head.num, dtype=np.uint8)
-    sizes = head.rle_sizes
+    sizes, word = head.rle_sizes, head.word_size
+    buf, n_bits, pos = bits.buf, bits.n_bits, bits.pos
     i = 0
     while i < head.num:
-        repeat = bits.read(1)
-        j = i + 1 + bits.read(sizes[bits.read(2)])
+        # one 64-bit window holds a chunk's head and a repeat chunk's word (<= 3 + 16 + 8 bits + offset 7)
+        byte, offset = divmod(pos, 8)
+        window = (int.from_bytes(buf[byte:byte + 8], "big") << offset) & _MASK64
+        repeat = window >> 63
+        size = sizes[(window >> 61) & 3]
+        j = i + 1 + ((window >> (61 - size)) & ((1 << size) - 1))
+        pos += 3 + size
+        if pos > n_bits:
+            raise ValueError("Label Studio brush RLE ends early (truncated stream)")
         if j > head.num:
             raise ValueError("Label Studio brush RLE run goes past the declared length")
         if repeat:
-            out[i:j] = bits.read(head.word_size)
+            if pos + word > n_bits:
+                raise ValueError("Label Studio brush RLE ends early (truncated stream)")
+            out[i:j] = (window >> (61 - size - word)) & ((1 << word) - 1)
+            pos += word
         else:
-            out[i:j] = bits.read_words(j - i, head.word_size)
+            bits.pos = pos
+            out[i:j] = bits.read_words(j - i, word)
+            pos = bits.pos
         i = j
     return out
 
