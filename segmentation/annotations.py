@@ -347,10 +347,9 @@ def _label_studio_regions(typ: str, v: dict[str, Any], labels: list[str], w: int
                 out.append(AnnotatedRegion(label, "box", box=(x, y, x + bw, y + bh)))
         elif typ == "polygonlabels":
             points = v.get("points")
-            if not isinstance(points, list):
-                raise ValueError(f"polygon points must be a list, got {_short(points)}")
-            flat = _numbers([c for p in points for c in (p if isinstance(p, list) else [None])],
-                            "polygon points", 2, 6).reshape(-1, 2)
+            if not isinstance(points, list) or any(not isinstance(p, list) or len(p) != 2 for p in points):
+                raise ValueError(f"polygon points must be a list of [x, y] pairs, got {_short(points)}")
+            flat = _numbers([c for p in points for c in p], "polygon points", 2, 6).reshape(-1, 2)
             pts = flat * np.array([w / 100.0, h / 100.0])
             out.append(AnnotatedRegion(label, "polygon", polygons=(pts,),
                                        box=(*pts.min(0).tolist(), *pts.max(0).tolist())))

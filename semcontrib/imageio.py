@@ -172,9 +172,6 @@ def load_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: i
                 img.load()
                 orientation = _orientation(img)
                 upright = ImageOps.exif_transpose(img) if orientation != 1 else img
-                if upright.width * upright.height > max_pixels:
-                    raise ImageLoadError(path, f"decompression bomb: {upright.width}x{upright.height} pixels "
-                                         f"exceeds {max_pixels}")
                 rgb = _to_rgb(upright)
     except ImageLoadError:
         raise
