@@ -27,6 +27,7 @@ class GridSource:
     """
 
     name = "grid"
+    uses_evidence = False
 
     def __init__(self, rows: int = 3, cols: int = 3) -> None:
         if not (isinstance(rows, int) and isinstance(cols, int)) or rows < 1 or cols < 1:
@@ -44,6 +45,11 @@ class GridSource:
     @property
     def params(self) -> dict[str, Any]:
         return {"rows": self.rows, "cols": self.cols}
+
+    @property
+    def cache_identity(self) -> dict[str, Any]:
+        """The params: a grid reads no file and no evidence."""
+        return self.params
 
     def segment(self, image: ImageInput) -> RegionMap:
         h, w = image.rgb.shape[:2]

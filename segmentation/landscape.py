@@ -18,11 +18,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from functools import cached_property
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from semcontrib.regions import UNASSIGNED, ImageInput, RegionMap, nearest_resize
+from semcontrib.regions import UNASSIGNED, ImageInput, RegionError, RegionMap, nearest_resize
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,10 @@ class Labeller(Protocol):
     with ids ``0..S-1`` (``-1`` = ignore), ``evidence`` group name -> float32 HxW in [0, 1] (same
     size, possibly empty). Returns int array of length S with values in
     ``0..len(LANDSCAPE_VOCABULARY)-1``.
+
+    Optional members, read through :func:`labeller_identity` and :func:`labeller_uses_evidence`:
+    ``cache_identity`` (dict, default ``params``; add the content hash of every file the labeller
+    reads) and ``uses_evidence`` (bool, default ``True``: whether ``label`` reads ``evidence``).
     """
 
     name: str
@@ -50,6 +55,17 @@ class Labeller(Protocol):
 
     def label(self, rgb: np.ndarray, segments: np.ndarray,
               evidence: Mapping[str, np.ndarray]) -> np.ndarray: ...
+
+
+def labeller_identity(labeller: Labeller) -> dict[str, Any]:
+    """``labeller.cache_identity`` when defined, else its ``params``."""
+    ident = getattr(labeller, "cache_identity", None)
+    return dict(ident) if ident is not None else dict(labeller.params)
+
+
+def labeller_uses_evidence(labeller: Labeller) -> bool:
+    """``labeller.uses_evidence`` when defined, else ``True`` (an unknown labeller may read it)."""
+    return bool(getattr(labeller, "uses_evidence", True))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -264,6 +280,7 @@ class RuleLabeller:
     ground_row: float = 0.5
     faces: bool = True
     name: str = "rules"
+    uses_evidence: ClassVar[bool] = True  # rules 1-6 read the classifier's class evidence
 
     @property
     def params(self) -> dict[str, Any]:
@@ -363,7 +380,8 @@ class LandscapeSource:
     segment_params : extra keyword arguments for the over-segmentation function.
 
     ``segment`` returns labels over :data:`LANDSCAPE_VOCABULARY` at the original size; every pixel
-    is assigned (``other`` collects what no rule claims).
+    is assigned (``other`` collects what no rule claims). ``uses_evidence`` is the labeller's
+    (``True`` for :class:`RuleLabeller`), so the region cache key includes the model key then.
     """
 
     name = "landscape"
@@ -389,6 +407,15 @@ class LandscapeSource:
         return {"oversegmentation": self.oversegmentation, "max_side": self.max_side,
                 "segment_params": self.segment_params, **self.labeller.params}
 
+    @property
+    def uses_evidence(self) -> bool:
+        return labeller_uses_evidence(self.labeller)
+
+    @cached_property
+    def cache_identity(self) -> dict[str, Any]:
+        """``params`` with the labeller's identity (file hashes of a segmentation model), once."""
+        return {**self.params, "labeller_identity": labeller_identity(self.labeller)}
+
     def segment(self, image: ImageInput) -> RegionMap:
         rgb = check_rgb(image)
         h, w = rgb.shape[:2]
@@ -404,16 +431,19 @@ class LandscapeSource:
 
 
 def check_rgb(image: ImageInput) -> np.ndarray:
-    """Validate ``image.rgb`` (uint8 HxWx3) and its evidence maps (HxW); return the rgb array."""
+    """Validate ``image.rgb`` (uint8 HxWx3) and its evidence maps (HxW); return the rgb array.
+
+    Raises a permanent :class:`~semcontrib.regions.RegionError` otherwise."""
     rgb = np.asarray(image.rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"image {image.image_id!r}: rgb must be uint8 HxWx3, got {rgb.dtype} {rgb.shape}")
+        raise RegionError(f"image {image.image_id!r}: rgb must be uint8 HxWx3, got {rgb.dtype} {rgb.shape}",
+                          permanent=True)
     if rgb.shape[0] < 1 or rgb.shape[1] < 1:
-        raise ValueError(f"image {image.image_id!r} is empty")
+        raise RegionError(f"image {image.image_id!r} is empty", permanent=True)
     for k, v in image.evidence.items():
         if np.asarray(v).shape != rgb.shape[:2]:
-            raise ValueError(f"image {image.image_id!r}: evidence {k!r} is {np.asarray(v).shape}, "
-                             f"expected {rgb.shape[:2]}")
+            raise RegionError(f"image {image.image_id!r}: evidence {k!r} is {np.asarray(v).shape}, "
+                              f"expected {rgb.shape[:2]}", permanent=True)
     return rgb
 
 

@@ -26,23 +26,27 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from semcontrib.regions import ImageInput, RegionMap
+from semcontrib.regions import ImageInput, RegionError, RegionMap, file_identity
 from semcontrib.segmentation.landscape import (
     LANDSCAPE_VOCABULARY,
     Labeller,
     RuleLabeller,
     check_rgb,
+    labeller_identity,
+    labeller_uses_evidence,
     nearest_resize,
     resize_float,
     resize_rgb,
     working_size,
 )
 from semcontrib.segmentation.partition import masks_to_partition
+from semcontrib.segmentation.segmodel import module_identity
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +157,7 @@ class SamSource:
         if unknown:
             raise ValueError(f"unknown SAM generator options {sorted(unknown)}")
         self.checkpoint = str(checkpoint or os.environ.get(CHECKPOINT_ENV) or "")
+        self._from_checkpoint = model is None
         self.model = model if model is not None else load_sam(checkpoint, device)
         if model is not None:
             self.model = model.to(device).eval()
@@ -172,6 +177,26 @@ class SamSource:
     @property
     def vocabulary(self) -> tuple[str, ...]:
         return self._prompts.vocabulary if self._prompts is not None else LANDSCAPE_VOCABULARY
+
+    @property
+    def uses_evidence(self) -> bool:
+        """Automatic mode labels masks with the labeller, which reads class evidence (the default
+        :class:`~segmentation.landscape.RuleLabeller` does); prompted mode names masks by their
+        prompts and reads none."""
+        return self._prompts is None and labeller_uses_evidence(self.labeller)
+
+    @cached_property
+    def cache_identity(self) -> dict[str, Any]:
+        """``params`` plus the sha256 of the checkpoint (or of the in-memory model's state dict), of
+        the prompts file (prompted mode) or the labeller's files (automatic mode), computed once."""
+        ident = dict(self.params)
+        ident["model_identity"] = (file_identity(self.checkpoint) if self.checkpoint and self._from_checkpoint
+                                   else module_identity(self.model))
+        if self._prompts is not None:
+            ident["prompts_identity"] = self._prompts.cache_identity
+        else:
+            ident["labeller_identity"] = labeller_identity(self.labeller)
+        return ident
 
     @property
     def params(self) -> dict[str, Any]:
@@ -238,7 +263,9 @@ class SamSource:
         vocab = self._prompts.vocabulary
         if rec is None:
             return self._prompts._missing(image, h, w)
-        check_size(image, (rec.height, rec.width), (h, w))
+        if rec.errors:
+            raise RegionError(f"{self._prompts.path}: image {image.image_id!r}: {rec.errors[0]}", permanent=True)
+        check_size(image, (rec.height, rec.width), (h, w), self._prompts.path)
         if self._predictor is None:
             self._predictor = SamPredictor(self.model)
         index = {n: i for i, n in enumerate(vocab)}
@@ -250,11 +277,16 @@ class SamSource:
                     out, _, _ = self._predictor.predict(point_coords=np.asarray(region.points),
                                                         point_labels=np.ones(len(region.points)),
                                                         multimask_output=False)
-                elif region.box is not None:
-                    out, _, _ = self._predictor.predict(box=np.asarray(region.box, dtype=np.float64),
-                                                        multimask_output=False)
                 else:
-                    continue
+                    try:
+                        box = region.bounding_box(h, w)
+                    except ValueError as exc:
+                        raise RegionError(f"{self._prompts.path}: image {image.image_id!r}: {region.kind} "
+                                          f"{region.label!r}: {exc}", permanent=True) from None
+                    if box is None:
+                        continue
+                    out, _, _ = self._predictor.predict(box=np.asarray(box, dtype=np.float64),
+                                                        multimask_output=False)
                 masks.append(np.asarray(out[0], dtype=bool))
                 labels.append(index[region.label])
         label_map, _ = masks_to_partition(masks, labels, self.min_area, shape=(h, w))

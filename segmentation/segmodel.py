@@ -21,16 +21,19 @@ torch and torchvision are imported inside the functions that need them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from semcontrib.paths import data_path
+from semcontrib.regions import RegionError, file_identity
 from semcontrib.segmentation.landscape import LANDSCAPE_VOCABULARY
 
 logger = logging.getLogger(__name__)
@@ -40,10 +43,29 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def mapping_path(spec: str | os.PathLike[str]) -> Path:
+    """The file of a mapping spec: a bundled name (``ade20k``, ``voc``) or a path."""
+    key = str(spec)
+    return Path(data_path(BUNDLED_MAPPINGS[key])) if key in BUNDLED_MAPPINGS else Path(key)
+
+
+def module_identity(model: Any) -> dict[str, Any]:
+    """``{"class": name, "state_sha256": hash}`` of an in-memory ``nn.Module``'s state dict (names,
+    dtypes, shapes and bytes of every tensor, one tensor at a time), so two different in-memory
+    models never share a region cache key."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return {"class": type(model).__name__, "state_sha256": digest.hexdigest()}
+
+
 def load_mapping(spec: str | os.PathLike[str]) -> tuple[list[str], np.ndarray]:
     """Read a class mapping; return (class names, int LUT class index -> vocabulary index)."""
-    key = str(spec)
-    path = data_path(BUNDLED_MAPPINGS[key]) if key in BUNDLED_MAPPINGS else Path(key)
+    path = mapping_path(spec)
     if not Path(path).is_file():
         raise FileNotFoundError(f"class mapping not found: {path} (or use one of {sorted(BUNDLED_MAPPINGS)})")
     data = json.loads(Path(path).read_text())
@@ -96,6 +118,7 @@ class SegmentationModelLabeller:
     """
 
     name = "segmentation-model"
+    uses_evidence = False  # labels come from the segmentation model, not the classifier's evidence
 
     def __init__(self, mapping: str | os.PathLike[str], model: Any = None, architecture: str | None = None,
                  checkpoint: str | os.PathLike[str] | None = None, device: str = "cpu") -> None:
@@ -109,12 +132,21 @@ class SegmentationModelLabeller:
         self.model = model.to(device).eval()
         self.architecture = architecture or type(model).__name__
         self.checkpoint = Path(checkpoint).name if checkpoint else "in-memory"
+        self._checkpoint_path = Path(checkpoint) if checkpoint else None
         self.device = device
 
     @property
     def params(self) -> dict[str, Any]:
         return {"labeller": self.name, "architecture": self.architecture, "checkpoint": self.checkpoint,
                 "mapping": self.mapping}
+
+    @cached_property
+    def cache_identity(self) -> dict[str, Any]:
+        """``params`` plus the sha256 of the checkpoint (or of an in-memory model's state dict) and
+        of the mapping file, computed once."""
+        model = (file_identity(self._checkpoint_path) if self._checkpoint_path is not None
+                 else module_identity(self.model))
+        return {**self.params, "model_identity": model, "mapping_identity": file_identity(mapping_path(self.mapping))}
 
     def pixel_labels(self, rgb: np.ndarray) -> np.ndarray:
         """Vocabulary index per pixel (int64 HxW) for uint8 HxWx3."""
@@ -126,8 +158,8 @@ class SegmentationModelLabeller:
             out = self.model(t.unsqueeze(0).to(self.device))
         logits = out["out"] if isinstance(out, Mapping) else out
         if logits.shape[1] != len(self.lut):
-            raise ValueError(f"the segmentation model outputs {logits.shape[1]} classes but the mapping "
-                             f"{self.mapping} names {len(self.lut)}")
+            raise RegionError(f"the segmentation model outputs {logits.shape[1]} classes but the mapping "
+                              f"{self.mapping} names {len(self.lut)}", permanent=True)
         if tuple(logits.shape[-2:]) != rgb.shape[:2]:
             logits = torch.nn.functional.interpolate(logits, size=rgb.shape[:2], mode="bilinear",
                                                      align_corners=False)

@@ -16,14 +16,24 @@ Rules (applied in this order):
      (integer images whose maximum is at most 255 are taken as already 8-bit);
    - float grey (``F``): values in [0, 1] scaled by 255, otherwise clipped to [0, 255].
 6. Images smaller than ``min_side`` (default 8) pixels on a side are skipped ("too small").
+
+Every failure, whatever exception Pillow or numpy raises while reading, converting or decoding
+one image (also ``MemoryError``), becomes an :class:`ImageLoadError` whose ``reason`` is one line;
+loading one bad file never ends a run.
+
+File names need not be valid UTF-8: :func:`list_images` returns them as Python gives them
+(``Path`` with lone surrogates, ``surrogateescape``), they load like any other, and
+:func:`display_name` gives a printable, UTF-8-encodable form for messages and tables.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -33,12 +43,61 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 
 class ImageLoadError(ValueError):
-    """An image could not be used; ``reason`` says why in a few words."""
+    """An image could not be used; ``reason`` says why in a few words (one line)."""
 
     def __init__(self, path: str | Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
+        reason = _one_line(reason)
+        super().__init__(f"{display_name(path)}: {reason}")
         self.path = str(path)
         self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable with both arguments (worker processes)
+        return (type(self), (self.path, self.reason))
+
+
+def display_name(path: str | os.PathLike[str]) -> str:
+    """A printable, UTF-8-encodable form of a file name, for messages and tables.
+
+    Bytes that are not valid UTF-8 (lone surrogates from ``surrogateescape``) become ``\\xNN``;
+    other characters that are not printable (newline, tab, control characters, unpaired
+    surrogates) become ``\\n``, ``\\t``, ``\\r`` or ``\\xNN`` / ``\\uNNNN``; everything else,
+    including non-ASCII letters, is kept.
+
+    Examples
+    --------
+    >>> display_name("caf\u00e9.jpg")
+    'caf\u00e9.jpg'
+    >>> print(display_name(os.fsdecode(b"bad\\xff\\nname.png")))
+    bad\\xff\\nname.png
+    """
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, as surrogateescape stores it
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch.isprintable():
+            out.append(ch)
+        elif ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif code <= 0xFF:
+            out.append(f"\\x{code:02x}")
+        else:
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+    return "".join(out)
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _one_line(text: str) -> str:
+    """Whitespace (newlines included) collapsed to single spaces, cut to 300 characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= 300 else line[:297] + "..."
 
 
 @dataclass(frozen=True)
@@ -93,11 +152,16 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
 
 
 def load_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 8) -> LoadedImage:
-    """Read ``path`` as upright RGB uint8 HxWx3, or raise :class:`ImageLoadError` with the reason."""
+    """Read ``path`` as upright RGB uint8 HxWx3, or raise :class:`ImageLoadError` with the reason.
+
+    The size in the file's header is checked against ``max_pixels`` before any pixel is decoded.
+    Any exception raised while opening, decoding or converting becomes an :class:`ImageLoadError`
+    (``reason`` one line), so a hostile or broken file never escapes as another exception type.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise ImageLoadError(path, "file not found")
     try:
+        if not path.is_file():
+            raise ImageLoadError(path, "file not found")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
@@ -106,7 +170,7 @@ def load_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: i
                     raise ImageLoadError(path, f"decompression bomb: {w}x{h} pixels exceeds {max_pixels}")
                 mode = img.mode
                 img.load()
-                orientation = int(img.getexif().get(0x0112, 1) or 1)
+                orientation = _orientation(img)
                 upright = ImageOps.exif_transpose(img) if orientation != 1 else img
                 rgb = _to_rgb(upright)
     except ImageLoadError:
@@ -115,13 +179,23 @@ def load_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: i
         raise ImageLoadError(path, "not an image (unidentified format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageLoadError(path, f"decompression bomb: {exc}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageLoadError(path, f"unreadable image: {exc}") from None
+    except MemoryError:
+        raise ImageLoadError(path, "unreadable image: out of memory while decoding") from None
+    except OSError as exc:
+        raise ImageLoadError(path, f"unreadable image: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is this image's reason, never the run's end
+        raise ImageLoadError(path, f"unreadable image: {type(exc).__name__}: {exc}") from None
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ImageLoadError(path, f"unsupported layout {rgb.shape}")
     if min(rgb.shape[:2]) < min_side:
         raise ImageLoadError(path, f"too small: {rgb.shape[1]}x{rgb.shape[0]} (minimum side {min_side})")
     return LoadedImage(np.ascontiguousarray(rgb), mode, orientation)
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag (1..8), 1 when absent or not a valid orientation."""
+    value = img.getexif().get(0x0112, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -132,7 +206,11 @@ def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """Files under ``folder`` (recursive) with an image suffix, sorted by relative path."""
+    """Files under ``folder`` (recursive) with an image suffix, sorted by relative path.
+
+    Names that are not valid UTF-8 or contain newlines are listed like any other (as ``Path`` with
+    lone surrogates, as Python decodes them); use :func:`display_name` to show them.
+    """
     folder = Path(folder)
     return sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
                   key=lambda p: p.relative_to(folder).as_posix())

@@ -765,12 +765,9 @@ def _make_source(settings: AnalysisSettings) -> RegionSource:
 
 
 def _region_key(source: RegionSource, mkey: str) -> str:
-    """The region store key: the source's key, and the model's when the source reads class evidence."""
-    try:
-        return source_key(source, model_key=mkey if getattr(source, "uses_evidence", False) else None)  # type: ignore[call-arg]
-    except TypeError:  # a source_key that does not take the model key yet
-        base = source_key(source)
-        return _hash({"source": base, "model": mkey}) if getattr(source, "uses_evidence", False) else base
+    """The region store key: everything the region maps depend on (the model's key for sources that
+    read its class evidence; see :func:`semcontrib.regions.source_key`)."""
+    return source_key(source, mkey)
 
 
 def _versions(names: Iterable[str]) -> dict[str, str]:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -100,12 +102,54 @@ def resize_evidence(maps: np.ndarray | None, names: Sequence[str], size: tuple[i
     return out
 
 
+class RegionError(ValueError):
+    """A region source could not segment one image; ``reason`` says why (one line).
+
+    ``permanent`` is ``True`` when the input itself causes the failure and will cause it again with
+    the same inputs (an annotation whose size differs from the image's, an image the unchanged
+    annotation file does not name, a malformed shape): the pipeline stores the reason and keeps it.
+    It is ``False`` for transient causes (an I/O error reading a file the source needs): the
+    pipeline retries the image on the next run.
+
+    Examples
+    --------
+    >>> err = RegionError("image 'a.jpg': size mismatch", permanent=True)
+    >>> isinstance(err, ValueError), err.permanent, str(err)
+    (True, True, "image 'a.jpg': size mismatch")
+    """
+
+    def __init__(self, reason: str, permanent: bool) -> None:
+        reason = " ".join(str(reason).split())  # one line
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = bool(permanent)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keeps ``permanent`` across pickling (worker processes)
+        return (type(self), (self.reason, self.permanent))
+
+
 @runtime_checkable
 class RegionSource(Protocol):
     """Turns an image into a :class:`RegionMap` over a fixed vocabulary.
 
     ``name`` is the registry key, ``vocabulary`` the fixed region names, ``params`` the settings that
-    change its output (they form the cache key), and ``segment`` does the work.
+    change its output, and ``segment`` does the work.
+
+    Two optional members make the region cache key (:func:`source_key`) complete; every source in
+    ``semcontrib.segmentation`` has them:
+
+    ``cache_identity`` (a dict, default ``params``)
+        everything the output depends on besides the image: the params plus the sha256 of the
+        content of every file the source reads (annotation files, checkpoints, mapping files),
+        computed once per source object.
+    ``uses_evidence`` (a bool, default ``True`` when absent, to be safe)
+        whether ``segment`` reads :attr:`ImageInput.evidence`, the classifier's class evidence; the
+        key then includes the model key, so another model gives other region maps.
+
+    Errors: ``segment`` raises :class:`RegionError` for an image it cannot segment, with
+    ``permanent=True`` when the input causes it (size mismatch, image not annotated, malformed
+    shape) and ``permanent=False`` for transient causes (I/O errors). Any other exception from a
+    source is unexpected; callers should record it as transient.
     """
 
     name: str
@@ -119,8 +163,42 @@ class RegionSource(Protocol):
     def segment(self, image: ImageInput) -> RegionMap: ...
 
 
-def source_key(source: RegionSource) -> str:
-    """A short hash of a source's name, vocabulary and parameters."""
-    blob = json.dumps({"name": source.name, "vocabulary": list(source.vocabulary),
-                       "params": source.params}, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+def cache_identity(source: RegionSource) -> dict[str, Any]:
+    """``source.cache_identity`` when the source defines it, else its ``params``."""
+    ident = getattr(source, "cache_identity", None)
+    return dict(ident) if ident is not None else dict(source.params)
+
+
+def uses_evidence(source: RegionSource) -> bool:
+    """``source.uses_evidence`` when defined, else ``True`` (a source of unknown kind may read it)."""
+    return bool(getattr(source, "uses_evidence", True))
+
+
+def source_key(source: RegionSource, model_key: str | None = None) -> str:
+    """A short hash (16 hex digits) of everything a source's region maps depend on.
+
+    The source's name, vocabulary and :func:`cache_identity` (params and the content hashes of the
+    files it reads), plus ``model_key`` when the source uses the classifier's class evidence
+    (:func:`uses_evidence`); for other sources ``model_key`` is ignored, so their region maps are
+    shared between models.
+    """
+    blob: dict[str, Any] = {"name": source.name, "vocabulary": list(source.vocabulary),
+            "identity": cache_identity(source)}
+    if uses_evidence(source):
+        blob["model"] = model_key
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_identity(path: str | os.PathLike[str] | None) -> dict[str, Any] | None:
+    """``{"name": basename, "sha256": content hash}`` of a file (read in 1 MiB chunks), ``None`` for
+    ``None``/``""``; a file that cannot be read gives ``"sha256": "unreadable: <reason>"``."""
+    if not path:
+        return None
+    from semcontrib.imageio import sha256_file
+
+    p = Path(path)
+    try:
+        digest = sha256_file(p)
+    except OSError as exc:
+        digest = f"unreadable: {exc.strerror or exc}"
+    return {"name": p.name, "sha256": digest}

@@ -85,3 +85,38 @@ def test_model_type_from_checkpoint_shapes(tmp_path):
         sam_model_type({"image_encoder.patch_embed.proj.weight": torch.zeros(32, 3, 1, 1)})
     with pytest.raises(ValueError, match="not a Segment Anything"):
         sam_model_type({})
+
+
+def test_cache_identity_and_evidence(tiny_sam, tmp_path):
+    from semcontrib.regions import source_key, uses_evidence
+
+    auto = SamSource(model=tiny_sam)
+    assert uses_evidence(auto)  # the default rule labeller reads the classifier's evidence
+    assert source_key(auto, "model-a") != source_key(auto, "model-b")
+    assert source_key(auto) == source_key(SamSource(model=tiny_sam))
+    assert source_key(SamSource(model=build_tiny_sam(seed=1))) != source_key(auto)  # other weights
+    coco = {"images": [{"id": 1, "file_name": "scene.png", "height": 60, "width": 80}],
+            "categories": [{"id": 1, "name": "Head"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 5, 40, 30]}]}
+    p = tmp_path / "prompts.json"
+    p.write_text(json.dumps(coco))
+    prompted = SamSource(model=tiny_sam, prompts=p)
+    assert not uses_evidence(prompted)  # masks are named by their prompts
+    key = source_key(prompted)
+    coco["annotations"][0]["bbox"] = [0, 0, 40, 30]
+    p.write_text(json.dumps(coco))
+    assert source_key(SamSource(model=tiny_sam, prompts=p)) != key
+
+
+def test_checkpoint_content_is_in_the_key(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    import semcontrib.segmentation.sam as sam_mod
+    from semcontrib.regions import source_key
+
+    ckpt = tmp_path / "sam.pth"
+    torch.save({"w": torch.zeros(2)}, ckpt)
+    monkeypatch.setattr(sam_mod, "load_sam", lambda checkpoint, device="cpu": build_tiny_sam())
+    key = source_key(SamSource(checkpoint=ckpt))
+    assert source_key(SamSource(checkpoint=ckpt)) == key
+    torch.save({"w": torch.ones(2)}, ckpt)  # same name, other content
+    assert source_key(SamSource(checkpoint=ckpt)) != key
