@@ -399,8 +399,11 @@ class AnalysisRun:
             logger.warning("regions failed for %s (will retry next run): %s", it.row["path"], exc)
             return RegionWork(None, f"{type(exc).__name__}: {exc}", permanent=False)
         except Exception as exc:  # a region source failing on one image is that image's reason
-            permanent = bool(getattr(exc, "permanent", True))
-            logger.warning("regions failed for %s: %s", it.row["path"], exc)
+            # RegionError says whether the input itself causes it; another ValueError is taken as
+            # caused by the input; anything else is unexpected and retried by the next run
+            permanent = bool(getattr(exc, "permanent", isinstance(exc, ValueError)))
+            logger.warning("regions failed for %s%s: %s", it.row["path"],
+                           "" if permanent else " (will retry next run)", exc)
             return RegionWork(None, _one_line(exc), permanent=permanent)
 
     def _attributions(self, chunk: _Chunk, method: str, targets: Mapping[str, torch.Tensor],

@@ -26,7 +26,7 @@ from semcontrib import corpus as cstore
 from semcontrib.corpus import Corpus, CorpusBusyError, CorpusError
 from semcontrib.export import export_table, spreadsheet_safe
 from semcontrib.pipeline import analyze
-from semcontrib.regions import ImageInput, RegionMap
+from semcontrib.regions import ImageInput, RegionError, RegionMap
 from tests.conftest import synthetic_rgb, tiny_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -263,7 +263,7 @@ def test_empty_folder_is_a_clear_error(tmp_path):
 
 
 class FlakySource:
-    """Fails with an unexpected exception type on one image and transiently on another."""
+    """Fails for a reason the input causes on one image and transiently on another."""
 
     name = "flaky"
     vocabulary = ("a", "b")
@@ -273,7 +273,7 @@ class FlakySource:
     def segment(self, image: ImageInput) -> RegionMap:
         h, w = image.rgb.shape[:2]
         if h == 40:
-            raise RuntimeError("an unexpected failure\nover two lines")
+            raise RegionError("an input failure\nover two lines", permanent=True)
         if h == 44 and FlakySource.transient:
             raise OSError(errno.EIO, "Input/output error")
         lab = np.zeros((h, w), np.int32)
@@ -287,11 +287,26 @@ def test_region_failures_are_the_images_reason_and_transient_ones_are_retried(ph
     rep = run(photos, out, regions=FlakySource())
     reasons = dict(rep.skipped)
     assert len(reasons) == 2 and rep.n_ok == 5
-    assert any("an unexpected failure over two lines" in r for r in reasons.values())
+    assert any("an input failure over two lines" in r for r in reasons.values())
     assert any("Input/output error" in r for r in reasons.values())
     FlakySource.transient = False  # the cause went away
     rep = run(photos, out, regions=FlakySource())
     assert rep.n_ok == 6 and rep.computed["regions"] == 1  # only the transient failure was retried
+
+
+class BuggySource(FlakySource):
+    def segment(self, image: ImageInput) -> RegionMap:
+        if image.rgb.shape[0] == 40:
+            raise RuntimeError("a bug in a region source")
+        return super().segment(image)
+
+
+def test_unexpected_region_errors_are_reported_and_retried(photos, tmp_path):
+    FlakySource.transient = False
+    rep = run(photos, tmp_path / "c", regions=BuggySource())
+    assert rep.n_ok == 6 and any("a bug in a region source" in r for r in dict(rep.skipped).values())
+    rep = run(photos, tmp_path / "c", regions=BuggySource())
+    assert rep.computed["regions"] == 1
 
 
 def test_any_decoder_exception_skips_only_that_image(photos, tmp_path, monkeypatch):
