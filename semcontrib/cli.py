@@ -109,7 +109,7 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     m.add_argument("--shapley-exact-max", type=_positive_int, default=None,
                    help="exact Shapley values up to this many present regions; default 10")
     m.add_argument("--shapley-samples", type=_positive_int, default=None,
-                   help="permutations sampled above --shapley-exact-max regions; default 64")
+                   help="permutations sampled above --shapley-exact-max regions; default 25")
     r = p.add_argument_group("how to run")
     r.add_argument("--batch-size", type=_positive_int, default=8, help="images per batch and per resumable chunk")
     r.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the model runs")
