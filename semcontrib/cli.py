@@ -97,7 +97,7 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
                    help="how a region is deleted for the validity record; new corpus: blur")
     m = p.add_argument_group("method parameters (left out: as recorded, or these defaults)")
     m.add_argument("--lrp-composite", default=None, choices=LRP_COMPOSITES, help="zennit composite; default epsilon")
-    m.add_argument("--lrp-epsilon", type=float, default=None, help="epsilon of the LRP-ε rule; default 1e-6")
+    m.add_argument("--lrp-epsilon", type=float, default=None, help="epsilon of the LRP-ε rule; default 1e-06")
     m.add_argument("--gradcam-layer", default=None, help="backbone stage for Grad-CAM; default the last conv block")
     m.add_argument("--ig-steps", type=_positive_int, default=None, help="IG interpolation steps; default 32")
     m.add_argument("--ig-baseline", default=None, choices=IG_BASELINES, help="IG baseline; default black")

@@ -143,3 +143,18 @@ def test_cli_rerun_without_options_says_it_reuses_the_manifest(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "reusing the settings recorded" in r.stderr and "regions grid:2x2" in r.stderr
     assert "attr:gradcam 0" in r.stdout and "regions 0" in r.stdout
+
+
+def test_method_defaults_in_help_match_the_methods():
+    import inspect
+
+    from semcontrib.attribution import ATTRIBUTION_METHODS
+    from semcontrib.cli import _METHOD_OPTIONS
+
+    analyze = _subparsers(build_parser())["analyze"]
+    helps = {a.dest: a.help for a in analyze._actions}
+    for dest, (method, param) in _METHOD_OPTIONS.items():
+        default = inspect.signature(ATTRIBUTION_METHODS[method].__init__).parameters[param].default
+        if default is None:
+            continue
+        assert f"default {default}" in helps[dest], (dest, default, helps[dest])
