@@ -171,4 +171,4 @@ def test_bad_arguments_rejected(image_folder, tmp_path):
     with pytest.raises(ValueError, match="unknown region source"):
         run(image_folder, tmp_path / "c", regions="voronoi")
     with pytest.raises(ValueError, match="unknown attribution method"):
-        run(image_folder, tmp_path / "c", methods=["occlusion"])
+        run(image_folder, tmp_path / "c", methods=["xrai"])
