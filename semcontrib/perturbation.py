@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 BASELINES = ("blur", "mean", "black")
 DEFAULT_BLUR_SIGMA = 10.0
-DEFAULT_BATCH_SIZE = 32
+DEFAULT_BATCH_SIZE = 16
 
 
 # --------------------------------------------------------------------------- baselines and coalitions
