@@ -6,8 +6,8 @@ On ``--images`` bundled photographs, the embedded ``imagenet-heads`` model (Effi
 1. ``occlusion`` and ``shapley`` (``--shapley-samples`` permutations, sampling mode) of
    :mod:`semcontrib.perturbation`, every head from one forward of each distinct perturbed image,
    against captum's ``FeatureAblation`` / ``ShapleyValueSampling`` called once per image and head
-   with the same region map as ``feature_mask``, the same baseline (blur) and
-   ``perturbations_per_eval = --per-eval`` (captum's batching of perturbed images). The scores
+   with the same region map as ``feature_mask``, the same baseline (blur) and the same batching
+   (``perturbations_per_eval = --batch-size``; on a CPU, larger batches are slower per image). The scores
    are checked to agree (occlusion exactly; shapley with the same permutations, as captum draws
    them after ``torch.manual_seed(seed)``).
 2. The validity overhead: :func:`semcontrib.validity.compute_validity` (faithfulness only, and with
@@ -73,8 +73,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", "--images", type=int, default=2)
     ap.add_argument("--shapley-samples", type=int, default=5)
-    ap.add_argument("--per-eval", type=int, default=16, help="captum perturbations_per_eval")
-    ap.add_argument("--batch-size", type=int, default=32, help="perturbed images per forward (ours)")
+    ap.add_argument("--batch-size", type=int, default=16,
+                    help="perturbed images per forward, ours and captum's perturbations_per_eval alike")
     ap.add_argument("--ig-steps", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -105,7 +105,7 @@ def main() -> int:
         ours_s, ours_f = time.perf_counter() - t, counter.images
         counter.images = 0
         t = time.perf_counter()
-        ref = _captum(kind, model, tensor, base, labels, targets, args.shapley_samples, 0, args.per_eval)
+        ref = _captum(kind, model, tensor, base, labels, targets, args.shapley_samples, 0, args.batch_size)
         cap_s, cap_f = time.perf_counter() - t, counter.images
         diff = max(float(np.abs(ours[h].scores - ref[h]).max()) for h in heads)
         print(f"{kind:10} {ours_s:8.1f} {cap_s:9.1f} {ours_f:9d} {cap_f:11d} {cap_s / ours_s:8.2f}x  {diff:.1e}")

@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 BASELINES = PERTURBATION_BASELINES  # the choices have one owner (semcontrib.settings)
 DEFAULT_BLUR_SIGMA = 10.0
-DEFAULT_BATCH_SIZE = 32
+DEFAULT_BATCH_SIZE = 16
 
 
 # --------------------------------------------------------------------------- baselines and coalitions

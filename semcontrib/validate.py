@@ -287,16 +287,20 @@ def _validity_frame(corpus: Corpus, model: Any, config: ValidateConfig) -> tuple
 
 
 def randomisation_steps(model: Any, stages: int) -> list[str]:
-    """``heads`` then the top ``stages`` backbone stages (``pool`` and parameter-free stages excluded)."""
+    """``heads`` then ``backbone.STAGE`` for the top ``stages`` backbone stages (``pool`` and
+    parameter-free stages excluded), in the order they are randomised."""
     names = [n for n, mod in model.backbone.named_children() if n != "pool" and any(True for _ in mod.parameters())]
-    return ["heads", *reversed(names[-stages:] if stages else [])]
+    return ["heads", *(f"backbone.{n}" for n in reversed(names[-stages:] if stages else []))]
 
 
 def randomise(model: Any, step: str, seed: int) -> None:
-    """Re-initialise every layer of the heads (``heads``) or of one backbone stage, in place, seeded."""
+    """Re-initialise every layer of the heads (``heads``) or of one backbone stage (``backbone.STAGE``),
+    in place, seeded."""
     import torch
 
-    part = model.heads if step == "heads" else model.backbone[model.stage_index(step)]
+    if step != "heads" and not step.startswith("backbone."):
+        raise ValueError(f"a randomisation step is 'heads' or 'backbone.STAGE', got {step!r}")
+    part = model.heads if step == "heads" else model.backbone[model.stage_index(step[len("backbone."):])]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for mod in part.modules():

@@ -56,7 +56,7 @@ def test_report_with_model_computes_validity_agreement_and_randomisation(tiny_co
         np.testing.assert_array_equal(before[h], after[h])
     assert report["validity"].startswith("computed by validate")
     assert report["randomisation"]["status"] == "done"
-    assert report["randomisation"]["steps"] == ["heads", "conv2"]
+    assert report["randomisation"]["steps"] == ["heads", "backbone.conv2"]
     assert {(e["head"], e["method"]) for e in report["entries"]} == {
         (h, m) for h in ("task_a", "task_b") for m in ("gradcam", "ig")}
     for e in report["entries"]:

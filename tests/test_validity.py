@@ -187,3 +187,14 @@ def test_docstring_examples():
     import semcontrib.validity
 
     assert doctest.testmod(semcontrib.validity).failed == 0
+
+
+def test_constant_scores_give_nan_with_a_reason_and_curves_still_run():
+    model = tiny_model()
+    x, labels = _batch()
+    res = compute_validity(model, x, labels, VOC, TARGETS, {"flat": {"task_a": np.zeros((3, len(VOC)))}},
+                           ValidityConfig())
+    rec = res[("flat", "task_a")]
+    assert np.all(np.isnan(rec.faithfulness))
+    assert "scores are constant" in rec.note[0] and "2 regions present" in rec.note[2]
+    assert np.all(np.isfinite(rec.deletion_auc)) and np.all(np.isfinite(rec.insertion_auc))
