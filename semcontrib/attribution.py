@@ -37,7 +37,7 @@ from torch import nn
 
 from semcontrib.model import HeadAdapter, MultitaskModel
 from semcontrib.perturbation import OcclusionMethod, ShapleyMethod
-from semcontrib.settings import IG_BASELINES, IG_METHODS, LRP_COMPOSITES  # the choices have one owner
+from semcontrib.settings import DEFAULT_LRP_COMPOSITE, IG_BASELINES, IG_METHODS, LRP_COMPOSITES  # one owner
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class LRP:
     name = "lrp"
     level = "pixel"
 
-    def __init__(self, composite: str = "epsilon", epsilon: float = 1e-6) -> None:
+    def __init__(self, composite: str = DEFAULT_LRP_COMPOSITE, epsilon: float = 1e-6) -> None:
         if composite not in LRP_COMPOSITES:
             raise ValueError(f"unknown LRP composite {composite!r}; choose from {LRP_COMPOSITES}")
         if not (isinstance(epsilon, (int, float)) and epsilon > 0):

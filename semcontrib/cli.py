@@ -18,6 +18,7 @@ from typing import Any
 
 from semcontrib import __version__
 from semcontrib.settings import (
+    DEFAULT_LRP_COMPOSITE,
     DEFAULT_METHODS,
     DEFAULT_MODEL,
     DEFAULT_REGIONS,
@@ -96,7 +97,8 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--validity-baseline", default=None, choices=PERTURBATION_BASELINES,
                    help="how a region is deleted for the validity record; new corpus: blur")
     m = p.add_argument_group("method parameters (left out: as recorded, or these defaults)")
-    m.add_argument("--lrp-composite", default=None, choices=LRP_COMPOSITES, help="zennit composite; default epsilon")
+    m.add_argument("--lrp-composite", default=None, choices=LRP_COMPOSITES,
+                   help=f"zennit composite; default {DEFAULT_LRP_COMPOSITE} (the most faithful measured)")
     m.add_argument("--lrp-epsilon", type=float, default=None, help="epsilon of the LRP-ε rule; default 1e-06")
     m.add_argument("--gradcam-layer", default=None, help="backbone stage for Grad-CAM; default the last conv block")
     m.add_argument("--ig-steps", type=_positive_int, default=None, help="IG interpolation steps; default 32")

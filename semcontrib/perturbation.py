@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from semcontrib.model import MultitaskModel
-from semcontrib.settings import PERTURBATION_BASELINES
+from semcontrib.settings import PERTURBATION_BASELINES, PERTURBATION_BATCH_SIZE, PERTURBATION_BLUR_SIGMA
 
 if TYPE_CHECKING:
     from semcontrib.attribution import RegionResult
@@ -46,8 +46,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BASELINES = PERTURBATION_BASELINES  # the choices have one owner (semcontrib.settings)
-DEFAULT_BLUR_SIGMA = 10.0
-DEFAULT_BATCH_SIZE = 16
+DEFAULT_BLUR_SIGMA = PERTURBATION_BLUR_SIGMA
+DEFAULT_BATCH_SIZE = PERTURBATION_BATCH_SIZE
 
 
 # --------------------------------------------------------------------------- baselines and coalitions

@@ -52,6 +52,7 @@ from semcontrib.regions import ImageInput, RegionSource, resize_evidence, source
 from semcontrib.settings import (
     DEFAULT_METHODS,
     REGION_METHODS,
+    SCORE_BASIS,
     AnalysisSettings,
     ExternalAttributions,
 )
@@ -689,8 +690,6 @@ def _prediction_columns(run: AnalysisRun, pred: PredictionWork) -> dict[str, Any
 def _region_scores(a: HeadAttribution, labels: np.ndarray, K: int) -> np.ndarray:
     """Region scores of one attribution for the validity record, in the basis the validity module judges
     (``semcontrib.validity.SCORE_BASIS``: region methods their scores, pixel methods as measured best)."""
-    from semcontrib.validity import SCORE_BASIS
-
     if a.status != "ok" or a.values is None:
         return np.full(K, np.nan)
     if a.scores is not None:
@@ -703,8 +702,6 @@ def _region_scores(a: HeadAttribution, labels: np.ndarray, K: int) -> np.ndarray
 
 
 def _validity_basis() -> str:
-    from semcontrib.validity import SCORE_BASIS
-
     return SCORE_BASIS["pixel"]
 
 

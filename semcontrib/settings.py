@@ -35,6 +35,15 @@ LRP_COMPOSITES = ("epsilon", "epsilon_plus", "epsilon_plus_flat", "epsilon_alpha
 IG_BASELINES = ("black", "blurred")
 IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 PERTURBATION_BASELINES = ("blur", "mean", "black")
+PERTURBATION_BLUR_SIGMA = 10.0  # pixels at model resolution, as IG's blurred baseline
+PERTURBATION_BATCH_SIZE = 16    # perturbed images per forward (larger batches are slower per image on CPU)
+
+# The basis in which each level of method's region vectors are read and judged: region methods score
+# whole regions (their stored sums are their scores); for pixel methods the region sums too, the basis
+# measured more faithful on the bundled photographs (docs/trust.md).
+SCORE_BASIS: dict[str, str] = {"pixel": "sum", "region": "sum"}
+DEFAULT_BASIS = "sum"  # the basis the dashboard shows first (docs/trust.md)
+DEFAULT_LRP_COMPOSITE = "epsilon_gamma_box"  # the most faithful composite measured (docs/trust.md)
 
 # A method name as it may appear in a corpus (and so in a work-file folder name).
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")

@@ -41,7 +41,8 @@ import numpy as np
 import pandas as pd
 
 from semcontrib.corpus import Corpus
-from semcontrib.validity import SCORE_BASIS, ValidityConfig, spearman
+from semcontrib.settings import SCORE_BASIS
+from semcontrib.validity import ValidityConfig, spearman
 
 logger = logging.getLogger(__name__)
 

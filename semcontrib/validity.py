@@ -28,20 +28,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from semcontrib.model import MultitaskModel
-from semcontrib.perturbation import (
-    BASELINES,
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_BLUR_SIGMA,
-    Coalitions,
-    baseline_tensor,
-    forward_coalitions,
-    present_regions,
-)
+from semcontrib.settings import PERTURBATION_BASELINES as BASELINES
+from semcontrib.settings import PERTURBATION_BATCH_SIZE as DEFAULT_BATCH_SIZE
+from semcontrib.settings import PERTURBATION_BLUR_SIGMA as DEFAULT_BLUR_SIGMA
+
+if TYPE_CHECKING:  # the metrics and ValidityConfig import no torch (the CLI builds its parser without it)
+    import torch
+
+    from semcontrib.model import MultitaskModel
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +47,7 @@ logger = logging.getLogger(__name__)
 # score whole regions (their stored sums are their scores); for pixel methods the region sums too,
 # the basis measured more faithful on the bundled photographs (docs/trust.md: equal on a grid,
 # better on landscape regions for every method but LRP-epsilon, which is anti-faithful in both).
-SCORE_BASIS: dict[str, str] = {"pixel": "sum", "region": "sum"}
+# SCORE_BASIS (semcontrib.settings): the basis each level of method is judged in; see docs/trust.md.
 
 
 @dataclass(frozen=True)
@@ -226,6 +224,8 @@ def compute_validity(model: MultitaskModel, tensor: torch.Tensor, labels: np.nda
     -------
     (method, head) -> ValidityRecord.
     """
+    from semcontrib.perturbation import Coalitions, baseline_tensor, forward_coalitions, present_regions
+
     labels = np.asarray(labels)
     N, K = tensor.shape[0], len(vocabulary)
     if labels.shape != (N, *tensor.shape[-2:]):
