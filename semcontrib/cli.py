@@ -171,13 +171,7 @@ def _settings(args: argparse.Namespace, out: Path) -> Any:
     from semcontrib.pipeline import settings_for
 
     given = given_settings(args)
-    params = given.pop("method_params", None)
     settings, reused = settings_for(out, given)
-    if params:  # parameters given for some methods; the others keep what was recorded
-        merged = {m: dict(p) for m, p in settings.method_params.items()}
-        for m, p in params.items():
-            merged.setdefault(m, {}).update(p)
-        settings = settings.merged({"method_params": merged})
     if reused:
         shown = ", ".join(f"{k} {_show(getattr(settings, k))}" for k in reused
                           if k in ("model", "methods", "regions", "targets", "external"))

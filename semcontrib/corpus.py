@@ -13,6 +13,7 @@ Layout of a corpus directory (Parquet tables readable in place by pandas and Duc
                                statistics and the default normalised scores
       .semcontrib.lock         held by the one run that writes (a second run waits)
       .semcontrib.tables.lock  held exclusively while tables and manifest are replaced, shared by readers
+      .generations/<id>/       the current generation's tables (the top-level tables are links to them)
       store/                   per-image work files, each written atomically, keyed by parameters:
         images/<id>.json         image record (size, colour mode) so a rerun need not decode the image
         display/<id>.jpg         the photograph for display (upright RGB, long side <= 512 px)
@@ -24,7 +25,7 @@ Layout of a corpus directory (Parquet tables readable in place by pandas and Duc
 Pixel methods' maps are stored as ``float16(map / scale)`` with ``scale = max|map|`` (float32); the
 decoded map ``float64(f16) * scale`` is the canonical map: region statistics are computed from it, so
 they can be recomputed from the store at any time and a resumed run reproduces them bit for bit.
-Heatmaps brought by the user (``--attributions``) are kept as float32, exactly as given. Region-level
+Heatmaps brought by the user (``--attributions``) are kept as float64, exactly as given. Region-level
 methods store their region scores (float64) beside a display map.
 
 Every work file read is validated (readable, the expected arrays with the expected shapes and sizes);
@@ -123,24 +124,38 @@ def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
 
 
 def read_npz(path: Path, max_array_bytes: int = MAX_ARRAY_BYTES) -> dict[str, np.ndarray]:
-    """All arrays of an ``.npz`` file, never unpickling and never loading an array over the size cap.
+    """All arrays of an ``.npz`` file, never unpickling and never allocating more than the caps.
 
-    Raises ``CorpusError`` naming the file when it is unreadable, truncated, not an npz, holds an
-    object array or an array larger than ``max_array_bytes``.
+    Each member's ``.npy`` header (shape and dtype) is read first and checked against
+    ``max_array_bytes`` and against the bytes it can really hold, and the arrays together against
+    ``MAX_WORK_FILE_BYTES``, before anything is allocated. Raises ``CorpusError`` naming the file
+    when it is unreadable, truncated, not an npz, holds an object array or claims too much.
     """
     path = Path(path)
     try:
         if path.stat().st_size > MAX_WORK_FILE_BYTES:
             raise CorpusError(f"{path}: work file larger than {MAX_WORK_FILE_BYTES} bytes")
+        with zipfile.ZipFile(path) as zf:
+            total = 0
+            for info in zf.infolist():
+                with zf.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read_header(member)
+                if dtype.hasobject:
+                    raise CorpusError(f"{path}: array {info.filename} holds Python objects")
+                nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                total += nbytes
+                if nbytes > max_array_bytes or nbytes > info.file_size or total > MAX_WORK_FILE_BYTES:
+                    raise CorpusError(f"{path}: array {info.filename} claims {nbytes} bytes "
+                                      f"({info.file_size} stored), over the {max_array_bytes}-byte limit")
         with np.load(path, allow_pickle=False) as z:
-            for info in z.zip.infolist():
-                if info.file_size > max_array_bytes:
-                    raise CorpusError(f"{path}: array {info.filename} is {info.file_size} bytes, "
-                                      f"over the {max_array_bytes}-byte limit")
             return {k: z[k] for k in z.files}
     except CorpusError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError, TypeError,
+            MemoryError, SyntaxError) as exc:
         raise CorpusError(f"{path}: unreadable work file ({type(exc).__name__}: {exc})") from exc
 
 
@@ -170,9 +185,12 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 def remove_stale_temporaries(root: Path) -> int:
-    """Delete ``.*.tmp`` files a killed writer left behind under ``root``; return how many."""
+    """Delete ``.*.tmp`` files a killed writer left behind in ``root`` and its store; return how many.
+
+    Call it only while holding the run lock (no other writer is active then)."""
     n = 0
-    for p in Path(root).rglob(".*.tmp"):
+    root = Path(root)
+    for p in [*root.glob(".*.tmp"), *(root / "store").rglob(".*.tmp"), *(root / GENERATIONS).rglob(".*.tmp")]:
         with contextlib.suppress(OSError):
             p.unlink()
             n += 1
@@ -229,18 +247,50 @@ def _tables_lock(root: Path, exclusive: bool) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+GENERATIONS = ".generations"
+
+
 def publish(root: Path, tables: Mapping[str, pd.DataFrame], manifest: Mapping[str, Any]) -> str:
     """Replace the tables and the manifest as one generation; return its id.
 
-    Readers (:meth:`Corpus.open`) take the same lock shared, so they see either the old generation
-    whole or the new one whole.
+    The new tables are first written complete into ``.generations/<id>/``; the manifest, written
+    next, makes that generation current; then the top-level tables (what DuckDB and pandas users
+    read) are replaced by hard links to it, and older generations are removed. A crash at any point
+    leaves a readable corpus: before the manifest, the old generation whole; after it, the new one
+    (readers fall back to ``.generations/<id>/`` for a top-level table not yet replaced). Readers
+    (:meth:`Corpus.open`) take the same lock shared, so they never see a half-replaced corpus.
     """
     generation = f"{time.time_ns():x}-{os.getpid():x}"
+    gen_dir = root / GENERATIONS / generation
     with _tables_lock(root, exclusive=True):
         for name in TABLES:
-            write_table(root / f"{name}.parquet", tables[name], generation)
+            write_table(gen_dir / f"{name}.parquet", tables[name], generation)
         write_json(root / MANIFEST, {**manifest, "generation": generation})
+        for name in TABLES:
+            _link_replace(gen_dir / f"{name}.parquet", root / f"{name}.parquet")
+        for old in (root / GENERATIONS).iterdir():
+            if old.name != generation:
+                _remove_tree(old)
     return generation
+
+
+def _link_replace(src: Path, dst: Path) -> None:
+    """Make ``dst`` the same file as ``src`` atomically (a hard link, or a copy where links fail)."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        tmp.write_bytes(src.read_bytes())
+    os.replace(tmp, dst)
+
+
+def _remove_tree(path: Path) -> None:
+    for p in sorted(path.rglob("*"), reverse=True):
+        with contextlib.suppress(OSError):
+            p.rmdir() if p.is_dir() and not p.is_symlink() else p.unlink()
+    with contextlib.suppress(OSError):
+        path.rmdir()
 
 
 # --------------------------------------------------------------------------- map encoding
@@ -430,12 +480,14 @@ class WorkStore:
         logits = {}
         for h, n in heads.items():
             a = z.get(f"logits/{h}")
-            if a is None or a.shape != (n,) or not np.issubdtype(a.dtype, np.floating):
+            if a is None or a.shape != (n,) or not np.issubdtype(a.dtype, np.floating) or \
+                    not np.all(np.isfinite(a)):
                 self._discard(path, f"no valid logits for head {h!r}")
                 return None
             logits[h] = a
         ev = z.get("evidence")
-        if ev is not None and (ev.ndim != 3 or not np.issubdtype(ev.dtype, np.floating)):
+        if ev is not None and (ev.ndim != 3 or min(ev.shape) < 1 or not np.issubdtype(ev.dtype, np.floating)
+                               or not np.all(np.isfinite(ev))):
             self._discard(path, "malformed class evidence")
             return None
         return PredictionWork(logits, ev)
@@ -457,11 +509,11 @@ class WorkStore:
         S = self.size
         try:
             for h, n_classes in heads.items():
-                t = int(z[f"target/{h}"])
-                status = str(z[f"status/{h}"])
+                t = int(_scalar(z, f"target/{h}", np.integer))
+                status = str(_scalar(z, f"status/{h}", np.str_))
                 if not 0 <= t < n_classes:
                     raise ValueError(f"target {t} outside 0..{n_classes - 1}")
-                delta = float(z[f"delta/{h}"]) if f"delta/{h}" in z else None
+                delta = float(_scalar(z, f"delta/{h}", np.floating)) if f"delta/{h}" in z else None
                 scores = z.get(f"scores/{h}")
                 if scores is not None and scores.shape != (n_regions,):
                     raise ValueError(f"scores of head {h!r} have shape {scores.shape}")
@@ -472,10 +524,12 @@ class WorkStore:
                     values = z[f"exact/{h}"].astype(np.float64)
                     scale = float("nan")
                 else:
-                    scale = float(z[f"scale/{h}"])
+                    scale = float(_scalar(z, f"scale/{h}", np.floating))
                     values = decode_map(z[f"map/{h}"], scale)
                 if values.shape != (S, S):
                     raise ValueError(f"map of head {h!r} is {values.shape}, expected {(S, S)}")
+                if not np.all(np.isfinite(values)):
+                    raise ValueError(f"map of head {h!r} holds NaN or Inf but its status is ok")
                 out[h] = HeadAttribution(t, status, values, scale, delta,
                                          None if scores is None else scores.astype(np.float64))
         except (KeyError, ValueError, TypeError) as exc:
@@ -485,7 +539,7 @@ class WorkStore:
 
     def write_attribution(self, method: str, key: str, image_id: str, heads: Mapping[str, HeadAttribution],
                           exact: bool = False) -> None:
-        """Store one image's attribution; ``exact`` keeps maps as float32 instead of scaled float16."""
+        """Store one image's attribution; ``exact`` keeps maps as float64 instead of scaled float16."""
         arrays: dict[str, Any] = {}
         for h, a in heads.items():
             arrays[f"target/{h}"] = np.int64(a.target)
@@ -502,7 +556,7 @@ class WorkStore:
                 continue
             assert a.values is not None
             if exact:
-                arrays[f"exact/{h}"] = np.asarray(a.values, np.float32)
+                arrays[f"exact/{h}"] = np.asarray(a.values, np.float64)
             else:
                 f16, scale = encode_map(a.values)
                 arrays[f"map/{h}"] = f16
@@ -524,7 +578,12 @@ class WorkStore:
                 return None
             return RegionWork(lab.astype(np.int16))
         if "error" in z:
-            permanent = bool(z["permanent"]) if "permanent" in z else True
+            try:
+                permanent = bool(_scalar(z, "permanent", np.bool_)) if "permanent" in z else True
+                str(_scalar(z, "error", np.str_))
+            except (KeyError, ValueError, TypeError) as exc:
+                self._discard(path, f"{type(exc).__name__}: {exc}")
+                return None
             if not permanent:
                 return None  # a transient failure: try again
             return RegionWork(None, str(z["error"]), True)
@@ -548,11 +607,11 @@ class WorkStore:
             recs = {}
             for m, h in pairs:
                 v = z[f"values/{m}/{h}"]
-                if v.shape != (3,):
-                    raise ValueError(f"validity of {m}/{h} has shape {v.shape}")
-                recs[(m, h)] = (float(v[0]), float(v[1]), float(v[2]), str(z[f"note/{m}/{h}"]))
+                if v.shape != (3,) or v.dtype != np.float64:
+                    raise ValueError(f"validity of {m}/{h} is {v.dtype} {v.shape}, expected float64 (3,)")
+                recs[(m, h)] = (float(v[0]), float(v[1]), float(v[2]), str(_scalar(z, f"note/{m}/{h}", np.str_)))
             return ValidityWork(recs)
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, TypeError) as exc:
             self._discard(path, f"{type(exc).__name__}: {exc}")
             return None
 
@@ -562,6 +621,14 @@ class WorkStore:
             arrays[f"values/{m}/{h}"] = np.array([f, d, i], np.float64)
             arrays[f"note/{m}/{h}"] = np.array(note)
         write_npz(self.paths.validity(key, image_id), arrays)
+
+
+def _scalar(z: Mapping[str, np.ndarray], key: str, kind: type) -> Any:
+    """The 0-d array ``z[key]`` of dtype ``kind`` (``KeyError``/``ValueError`` otherwise)."""
+    a = z[key]
+    if a.ndim != 0 or not np.issubdtype(a.dtype, kind):
+        raise ValueError(f"{key} must be a single {kind.__name__} value, got {a.dtype} {a.shape}")
+    return a[()]
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -680,9 +747,16 @@ class Corpus:
                 if not path.is_file():
                     raise CorpusError(f"{root}: missing {t}.parquet; run `semcontrib analyze` again to rebuild it")
                 df, gen = read_table(path)
-                if manifest.get("generation", "") != gen:
-                    raise CorpusError(f"{path}: generation {gen!r} does not match the manifest's "
-                                      f"{manifest.get('generation')!r}; run `semcontrib analyze` again")
+                want = manifest.get("generation", "")
+                if gen != want:  # a publish that stopped between its renames: the generation's own copy
+                    kept = root / GENERATIONS / str(want) / f"{t}.parquet"
+                    if not (isinstance(want, str) and want and kept.is_file()
+                            and re.fullmatch(r"[0-9a-f]+-[0-9a-f]+", want)):
+                        raise CorpusError(f"{path}: generation {gen!r} does not match the manifest's "
+                                          f"{want!r}; run `semcontrib analyze` again")
+                    df, gen = read_table(kept)
+                    if gen != want:
+                        raise CorpusError(f"{kept}: generation {gen!r} does not match the manifest's {want!r}")
                 tables[t] = df
         return cls(root, manifest, tables)
 

@@ -22,6 +22,7 @@ missing external heatmap) becomes that image's reason; the run goes on.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -30,6 +31,7 @@ import logging
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -51,10 +53,12 @@ from semcontrib.paths import data_path
 from semcontrib.regions import ImageInput, RegionSource, resize_evidence, source_key
 from semcontrib.settings import (
     DEFAULT_METHODS,
+    IN_MEMORY_MODEL,
     REGION_METHODS,
     SCORE_BASIS,
     AnalysisSettings,
     ExternalAttributions,
+    reuse,
 )
 
 logger = logging.getLogger(__name__)
@@ -152,6 +156,13 @@ def read_inputs(inputs: str | Path | Sequence[str | Path | InputEntry], exclude:
 
 
 def _read_csv(src: Path) -> list[InputEntry]:
+    try:
+        return _parse_csv(src)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise ValueError(f"{src}: not a readable CSV ({_one_line(exc)})") from None
+
+
+def _parse_csv(src: Path) -> list[InputEntry]:
     with open(src, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames:
@@ -172,6 +183,9 @@ def _read_csv(src: Path) -> list[InputEntry]:
 
 def checked_inputs(inputs: str | Path | Sequence[str | Path | InputEntry], out: Path) -> list[InputEntry]:
     """:func:`read_inputs` without the corpus's own files; ``ValueError`` when nothing is left."""
+    if isinstance(inputs, (str, Path)) and Path(inputs).resolve() == Path(out).resolve():
+        raise ValueError(f"--out {out} is the input folder; give the corpus a folder of its own "
+                         "(it may lie inside the input folder)")
     entries = read_inputs(inputs, exclude=Path(out))
     if not entries:
         where = "the list given" if isinstance(inputs, (list, tuple)) else str(inputs)
@@ -231,6 +245,9 @@ class AnalysisRun:
         self.root = Path(out)
         if self.options.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError("--device cuda was asked for, but no CUDA device is available")
+        if model is None and settings.model.startswith(IN_MEMORY_MODEL):
+            raise ValueError(f"the model {settings.model[len(IN_MEMORY_MODEL):]!r} was given from Python; "
+                             "give it again (model=) or name a model (--model)")
         net = model if model is not None else load_model(settings.model)
         self.net: MultitaskModel = net.to(self.options.device)
         self.heads = list(settings.heads) or list(self.net.head_names)
@@ -239,7 +256,7 @@ class AnalysisRun:
         self.n_classes = {h: len(self.net.head(h).classes) for h in self.net.head_names}
         self.head_classes = {h: self.n_classes[h] for h in self.heads}
         self.mkey = model_key(self.net)
-        self.methods = {m: make_method(m, **settings.method_params_for(m)) for m in settings.methods}
+        self.methods = {m: _make_method(m, settings.method_params_for(m)) for m in settings.methods}
         targets = dict(settings.targets)
         self.method_keys = {m: _hash({"model": self.mkey, "method": m, "params": obj.params, "heads": self.heads,
                                       "targets": targets}) for m, obj in self.methods.items()}
@@ -256,6 +273,9 @@ class AnalysisRun:
             data_path("imagenet_class_groups.json").read_text())["evidence_groups"]
         self.vkey = _hash({"model": self.mkey, "regions": self.rkey, "methods": self.method_keys,
                            "baseline": settings.validity_baseline, "basis": _validity_basis(), "validity": 1})
+        self._stem_count: Counter[str] = Counter()
+        if ext is not None and not Path(ext.folder).is_dir():
+            raise ValueError(f"--attributions {ext.folder}: no such folder")
         self.computed: dict[str, int] = {"predictions": 0, "regions": 0,
                                          **{f"attr:{m}": 0 for m in settings.all_methods}}
         if settings.validity:
@@ -267,8 +287,9 @@ class AnalysisRun:
         entries = checked_inputs(inputs, self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         with cstore.run_lock(self.root, wait=self.options.wait):
-            cstore.remove_stale_temporaries(self.root / "store")
+            cstore.remove_stale_temporaries(self.root)
             tables = _TableBuilder(self)
+            self._stem_count = Counter(e.path.stem for e in entries)
             seen: dict[str, str] = {}
             B = self.options.batch_size
             for start in range(0, len(entries), B):
@@ -300,7 +321,10 @@ class AnalysisRun:
         image_id = make_image_id(entry.path, sha)
         row.update(image_id=image_id, sha256=sha)
         if image_id in seen:
-            row.update(reason=f"duplicate of {seen[image_id]}", image_id=f"{image_id}-dup{len(seen)}")
+            n = sum(1 for k in seen if k.startswith(f"{image_id}-dup"))
+            dup_id = f"{image_id}-dup{n + 1}"
+            seen[dup_id] = row["path"]
+            row.update(reason=f"duplicate of {seen[image_id]}", image_id=dup_id)
             return item
         seen[image_id] = row["path"]
         rec = self.store.read_image_record(image_id)
@@ -452,11 +476,20 @@ class AnalysisRun:
         K = len(self.vocabulary)
         src = Path(ext.folder) / f"{it.entry.path.stem}.npz"
         stored = self.store.read_attribution(ext.name, key, it.image_id, self.head_classes, K)
-        source_sha = sha256_file(src) if src.is_file() else ""
+        try:
+            source_sha = sha256_file(src) if src.is_file() else ""
+        except OSError as exc:
+            source_sha = f"unreadable: {exc}"
         if stored is not None and _external_sha(self.store, ext.name, key, it.image_id) == source_sha:
             return stored
+        # the validity record of this image judged the old heatmap: recompute it too
+        with contextlib.suppress(OSError):
+            self.store.paths.validity(self.vkey, it.image_id).unlink()
         work = {}
         try:
+            if self._stem_count.get(it.entry.path.stem, 0) > 1:
+                raise ValueError(f"ambiguous heatmap file {src.name}: several inputs have the file stem "
+                                 f"{path_text(Path(it.entry.path.stem))!r}")
             maps = _read_external(src, self.heads, self.size)
             for h in self.heads:
                 work[h] = HeadAttribution(int(targets[h][k]), "ok", maps[h])
@@ -464,7 +497,7 @@ class AnalysisRun:
             reason = _one_line(exc)
             logger.warning("external heatmaps for %s: %s", it.row["path"], reason)
             work = {h: HeadAttribution(int(targets[h][k]), f"missing: {reason}") for h in self.heads}
-        self.store.write_attribution(ext.name, key, it.image_id, work, exact=True)
+        self.store.write_attribution(ext.name, key, it.image_id, work, exact=True)  # float64, as given
         cstore.write_json(self.store.paths.attr(ext.name, key, it.image_id).with_suffix(".json"),
                           {"source": path_text(src), "sha256": source_sha})
         self.computed[f"attr:{ext.name}"] += 1
@@ -670,6 +703,10 @@ class _TableBuilder:
             rows.append(row)
         images = pd.DataFrame(rows)
         attributions = pd.DataFrame(self.attr_rows, columns=list(cstore.ATTRIBUTION_COLUMNS))
+        for df in (images, attributions):  # every text stored is valid UTF-8, whatever a reason quoted
+            for col in df.columns:
+                if df[col].dtype == object:
+                    df[col] = df[col].map(lambda v: _utf8(v) if isinstance(v, str) else v)
         contributions = pd.DataFrame(self.contrib)
         contributions["n_pixels"] = contributions["n_pixels"].astype(np.int64)
         cstore.add_default_scores(contributions, len(run.vocabulary))
@@ -754,8 +791,21 @@ def _read_external(src: Path, heads: Sequence[str], size: int) -> dict[str, np.n
 
 
 def _one_line(exc: BaseException) -> str:
+    """An exception as one line of valid UTF-8 text (undecodable file-name bytes escaped), at most 500 long."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:500]
+    return _utf8(text[:500])
+
+
+def _utf8(text: str) -> str:
+    """``text`` with lone surrogates (undecodable bytes of file names) as ``\\udcNN`` escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _make_method(name: str, params: Mapping[str, Any]) -> Any:
+    try:
+        return make_method(name, **dict(params))
+    except TypeError as exc:  # a parameter the method does not take (e.g. from an older manifest)
+        raise ValueError(f"method {name!r}: {exc}") from None
 
 
 def _make_source(settings: AnalysisSettings) -> RegionSource:
@@ -791,10 +841,7 @@ def settings_for(out: str | Path, given: Mapping[str, Any]) -> tuple[AnalysisSet
     manifest = cstore.read_manifest(Path(out)) if Path(out).is_dir() else None
     if manifest is None or "settings" not in manifest:
         return AnalysisSettings(**dict(given)), []
-    recorded = AnalysisSettings.from_record(manifest["settings"])
-    reused = [k for k in ("model", "heads", "methods", "method_params", "regions", "region_options", "targets",
-                          "external", "validity", "validity_baseline") if k not in given]
-    return recorded.merged(given), reused
+    return reuse(AnalysisSettings.from_record(manifest["settings"]), given)
 
 
 def analyze(
@@ -827,6 +874,8 @@ def analyze(
     loaded = None
     if model is not None and not isinstance(model, (str, Path)):
         loaded = model
+        name = getattr(model, "identity", {}).get("name", type(model).__name__)
+        given["model"] = f"{IN_MEMORY_MODEL}{name}"
     elif model is not None:
         given["model"] = str(model)
     for k in ("heads", "methods"):

@@ -154,6 +154,56 @@ class AnalysisSettings:
         return replace(self, **dict(given))
 
 
+IN_MEMORY_MODEL = "python:"  # prefix of ``model`` for a model object given from Python
+
+
+def reuse(recorded: AnalysisSettings, given: Mapping[str, Any]) -> tuple[AnalysisSettings, list[str]]:
+    """The settings of a rerun: what the user gave, the rest as ``recorded``, and what was reused.
+
+    Rules, so that nothing recorded for another setting leaks into this one:
+
+    * ``region_options`` are reused only when ``regions`` is not given;
+    * with another ``model``, its ``heads``, ``targets`` and Grad-CAM layer are not reused;
+    * with other ``heads``, only the recorded targets of those heads are kept;
+    * ``method_params`` given for a method replace that method's recorded ones parameter by parameter;
+    * a model object given from Python cannot be reused by name (``ValueError``).
+
+    >>> rec = AnalysisSettings(methods=("ig",), regions="grid", region_options={"rows": 2},
+    ...                        method_params={"ig": {"n_steps": 8}})
+    >>> s, reused = reuse(rec, {"regions": "grid:4x4", "method_params": {"ig": {"baseline": "blurred"}}})
+    >>> s.region_options, s.method_params, "region_options" in reused
+    ({}, {'ig': {'n_steps': 8, 'baseline': 'blurred'}}, False)
+    """
+    given = dict(given)
+    out: dict[str, Any] = {}
+    reused: list[str] = []
+    other_model = "model" in given and given["model"] != recorded.model
+    if "model" not in given and recorded.model.startswith(IN_MEMORY_MODEL):
+        raise ValueError(f"this corpus was analysed with a model object given from Python "
+                         f"({recorded.model[len(IN_MEMORY_MODEL):]}); give the model again (--model or model=)")
+    for f in fields(AnalysisSettings):
+        k = f.name
+        if k in given:
+            continue
+        if k == "region_options" and "regions" in given:
+            continue
+        if k in ("heads", "targets") and other_model:
+            continue
+        out[k] = getattr(recorded, k)
+        reused.append(k)
+    heads = given.get("heads", out.get("heads", ()))
+    if "targets" in out and heads:
+        out["targets"] = {h: t for h, t in out["targets"].items() if h in heads}
+    params = {m: dict(p) for m, p in recorded.method_params.items()}
+    if other_model and "layer" in params.get("gradcam", {}):
+        del params["gradcam"]["layer"]
+    for m, p in (given.pop("method_params", None) or {}).items():
+        params.setdefault(m, {}).update(p)
+    out["method_params"] = {m: p for m, p in params.items() if p}
+    out.update(given)
+    return AnalysisSettings(**out), reused
+
+
 def parse_methods(text: str) -> tuple[str, ...]:
     """``"lrp, gradcam"`` -> ``("lrp", "gradcam")``."""
     return tuple(m.strip() for m in text.split(",") if m.strip())

@@ -224,14 +224,43 @@ def test_readers_never_mix_generations(photos, tmp_path):
     out = tmp_path / "c"
     run(photos, out)
     gen = json.loads((out / "manifest.json").read_text())["generation"]
-    # a table from another generation (a run that died between two replaces) is refused, not mixed
+    assert sorted(p.name for p in (out / cstore.GENERATIONS).iterdir()) == [gen]
+    # a publish that stopped between its renames: a top-level table of another generation is not
+    # mixed in; the manifest's generation keeps its own copy, and that is what readers get
     df, _ = cstore.read_table(out / "images.parquet")
-    cstore.write_table(out / "images.parquet", df, generation="other")
+    (out / "images.parquet").unlink()  # break the link before writing another generation's table
+    cstore.write_table(out / "images.parquet", df.iloc[:2], generation="other")
+    c = Corpus.open(out)
+    assert len(c.images) == len(df)
+    # without that copy the reader refuses instead of mixing
+    (out / cstore.GENERATIONS / gen / "images.parquet").unlink()
     with pytest.raises(CorpusError, match="generation"):
         Corpus.open(out)
     run(photos, out)
     c = Corpus.open(out)
-    assert c.manifest["generation"] != gen
+    assert c.manifest["generation"] != gen and len(c.images) == len(df)
+    assert len(list((out / cstore.GENERATIONS).iterdir())) == 1
+
+
+def test_a_crash_during_publish_leaves_a_readable_corpus(photos, tmp_path, monkeypatch):
+    out = tmp_path / "c"
+    run(photos, out)
+    before = [t.copy() for t in tables(out)]
+    calls = []
+    real = cstore._link_replace
+
+    def crash_after_first_link(src, dst):
+        calls.append(dst)
+        real(src, dst)
+        if len(calls) == 1:
+            raise SimulatedCrash()
+
+    monkeypatch.setattr(cstore, "_link_replace", crash_after_first_link)
+    with pytest.raises(SimulatedCrash):
+        run(photos, out, methods=["gradcam"])  # another generation, with other tables
+    monkeypatch.undo()
+    c = Corpus.open(out)  # readable: the new generation, whole
+    assert set(c.contributions.method) == {"gradcam"} and len(c.images) == len(before[0])
 
 
 # --------------------------------------------------------------------------- odd input
