@@ -39,7 +39,14 @@ EXPORT_FORMATS = ("table", "virelay")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows every option's default (except where there is none to show)."""
+    """Shows every option's default, except where there is none to show (None, required, already said)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, argparse.SUPPRESS) or action.required or "default" in text \
+                or isinstance(action.default, bool) or not action.option_strings:
+            return text
+        return super()._get_help_string(action)
 
 
 def _kv(text: str) -> tuple[str, str]:
@@ -92,8 +99,11 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
                    help="heatmaps computed elsewhere: DIR/<image file stem>.npz with one H×W float array per head")
     g.add_argument("--attributions-name", default=None, metavar="NAME",
                    help="method name of the --attributions heatmaps in the corpus (default: external)")
-    g.add_argument("--no-validity", action="store_true", default=None,
+    v = g.add_mutually_exclusive_group()
+    v.add_argument("--no-validity", dest="validity", action="store_false", default=None,
                    help="skip the validity record (faithfulness, deletion and insertion AUC)")
+    v.add_argument("--validity", dest="validity", action="store_true", default=None,
+                   help="compute the validity record (new corpus: on; turns it back on after --no-validity)")
     g.add_argument("--validity-baseline", default=None, choices=PERTURBATION_BASELINES,
                    help="how a region is deleted for the validity record; new corpus: blur")
     m = p.add_argument_group("method parameters (left out: as recorded, or these defaults)")
@@ -152,8 +162,8 @@ def given_settings(args: argparse.Namespace) -> dict[str, Any]:
                                                  args.attributions_name or "external")
     elif args.attributions_name is not None:
         raise ValueError("--attributions-name needs --attributions DIR")
-    if args.no_validity:
-        given["validity"] = False
+    if args.validity is not None:
+        given["validity"] = bool(args.validity)
     if args.validity_baseline is not None:
         given["validity_baseline"] = args.validity_baseline
     params: dict[str, dict[str, Any]] = {}

@@ -258,12 +258,15 @@ class AnalysisRun:
         self.mkey = model_key(self.net)
         self.methods = {m: _make_method(m, settings.method_params_for(m)) for m in settings.methods}
         targets = dict(settings.targets)
-        self.method_keys = {m: _hash({"model": self.mkey, "method": m, "params": obj.params, "heads": self.heads,
-                                      "targets": targets}) for m, obj in self.methods.items()}
+        # keys from resolved parameters and the set of heads: an explicit default or another head order
+        # computes nothing again
+        self.method_keys = {m: _hash({"model": self.mkey, "method": m, "params": _resolved_params(obj, self.net),
+                                      "heads": sorted(self.heads), "targets": targets})
+                            for m, obj in self.methods.items()}
         ext = settings.external
         if ext is not None:
             self.method_keys[ext.name] = _hash({"model": self.mkey, "external": str(Path(ext.folder).resolve()),
-                                                "heads": self.heads, "targets": targets})
+                                                "heads": sorted(self.heads), "targets": targets})
         self.source = source if source is not None else _make_source(settings)
         self.vocabulary = tuple(self.source.vocabulary)
         self.rkey = _region_key(self.source, self.mkey)
@@ -799,6 +802,14 @@ def _one_line(exc: BaseException) -> str:
 def _utf8(text: str) -> str:
     """``text`` with lone surrogates (undecodable bytes of file names) as ``\\udcNN`` escapes."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _resolved_params(method: Any, net: Any) -> dict[str, Any]:
+    """A method's parameters with defaults that depend on the model filled in (Grad-CAM's layer)."""
+    params = dict(method.params)
+    if "layer" in params and params["layer"] is None and hasattr(method, "resolve_layer_name"):
+        params["layer"] = method.resolve_layer_name(net)
+    return params
 
 
 def _make_method(name: str, params: Mapping[str, Any]) -> Any:

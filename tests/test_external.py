@@ -120,3 +120,50 @@ def test_external_name_must_not_shadow_a_method():
         ExternalAttributions("x", name="lrp")
     with pytest.raises(ValueError, match="invalid method name"):
         ExternalAttributions("x", name="../evil")
+
+
+def test_odd_names_ambiguous_stems_and_a_missing_folder(photos, tmp_path):
+    import os
+
+    raw = os.fsencode(photos) + b"/caf\xe9.png"
+    Image.fromarray(synthetic_rgb(np.random.default_rng(9), 40, 40)).save(raw.decode("utf-8", "surrogateescape"))
+    (photos / "sub").mkdir()
+    Image.fromarray(synthetic_rgb(np.random.default_rng(10), 40, 40)).save(photos / "sub" / "ph0.png")
+    _maps(tmp_path / "maps", photos)
+    out = tmp_path / "c"
+    rep = analyze(photos, out, model=tiny_model(), methods=["gradcam"], regions="grid:2x2", validity=False,
+                  external=ExternalAttributions(str(tmp_path / "maps")))
+    assert rep.n_ok == 7
+    c = Corpus.open(out)
+    ext = c.attributions[c.attributions.method == "external"].merge(c.images[["image_id", "path"]])
+    status = dict(zip(ext.path, ext.status))
+    assert "ambiguous heatmap file ph0.npz" in status[str(photos / "ph0.png")]
+    assert "ambiguous heatmap file ph0.npz" in status[str(photos / "sub" / "ph0.png")]
+    odd = [s for p, s in status.items() if "\\xe9" in p]
+    assert odd == ["ok"]  # its heatmap file has the same undecodable bytes in its name
+    os.unlink(os.fsencode(tmp_path / "maps") + b"/caf\xe9.npz")
+    analyze(photos, out, model=tiny_model(), methods=["gradcam"], regions="grid:2x2", validity=False,
+            external=ExternalAttributions(str(tmp_path / "maps")))  # a reason quoting the name is stored
+    c = Corpus.open(out)
+    assert c.attributions.status.str.contains("no heatmap file caf\\udce9.npz", regex=False).sum() == 2
+    with pytest.raises(ValueError, match="no such folder"):
+        analyze(photos, out, model=tiny_model(), external=ExternalAttributions(str(tmp_path / "nowhere")))
+
+
+def test_a_changed_heatmap_recomputes_its_validity(photos, tmp_path):
+    given = _maps(tmp_path / "maps", photos)
+    out = tmp_path / "c"
+    kw = dict(model=tiny_model(), methods=["gradcam"], regions="grid:2x2", validity=True,
+              external=ExternalAttributions(str(tmp_path / "maps")))
+    analyze(photos, out, **kw)
+    before = Corpus.open(out).attributions.set_index(["image_id", "head", "method"])
+    np.savez(tmp_path / "maps" / "ph0.npz", **{h: -m for h, m in given["ph0"].items()})
+    rep = analyze(photos, out, **kw)
+    assert rep.computed["attr:external"] == 1 and rep.computed["validity"] == 1
+    after = Corpus.open(out).attributions.set_index(["image_id", "head", "method"])
+    changed = after.faithfulness.fillna(9) != before.faithfulness.fillna(9)
+    assert set(changed[changed].index.get_level_values("method")) <= {"external"}
+    fresh = tmp_path / "fresh"
+    analyze(photos, fresh, **kw)
+    pd.testing.assert_series_equal(Corpus.open(fresh).attributions.set_index(["image_id", "head", "method"])
+                                   .faithfulness, after.faithfulness)
