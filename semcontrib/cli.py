@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 # Modules that add their own subcommands with ``register(subparsers)``, when present.
-EXTENSIONS = ("semcontrib.train_cli", "semcontrib.dashboard.cli")
+EXTENSIONS = ("semcontrib.training.cli", "semcontrib.dashboard.cli")
 
 
 def _kv(text: str) -> tuple[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semcontrib.evaluation import (
+from semcontrib.training.evaluation import (
     compare_reports,
     evaluate_logits,
     load_report,

@@ -8,7 +8,7 @@ import json
 import pytest
 from filelock import FileLock
 
-from semcontrib.train_cli import main, register
+from semcontrib.training.cli import main, register
 
 
 def test_register_adds_train_and_evaluate():

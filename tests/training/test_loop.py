@@ -15,6 +15,7 @@ from semcontrib.training import (
     LabelledSet,
     LabelReport,
     TrainConfig,
+    TrainingData,
     augment_rgb,
     fit_heads,
     read_labels,
@@ -129,8 +130,11 @@ def test_unreadable_images_are_skipped_and_counted_in_training(tmp_path, monkeyp
     def tiny_model(backbone, heads, pretrained_weights=None, random_init=False):
         return _TinyModel(LinearHeads(4, heads), [HeadSpec(h.name, h.classes) for h in heads])
 
-    monkeypatch.setattr(tr, "build_multitask", tiny_model)
-    monkeypatch.setattr(tr, "save_checkpoint", lambda model, out, extra=None: Path(str(out) + ".json"))
+    import semcontrib.model
+    import semcontrib.training.run
+
+    monkeypatch.setattr(semcontrib.training.run, "build_multitask", tiny_model)
+    monkeypatch.setattr(semcontrib.model, "save_checkpoint", lambda model, out, extra=None: Path(str(out) + ".json"))
     out = tr.train(img, tmp_path / "l.csv", tmp_path / "m", config=TrainConfig(n_views=1, epochs=3))
     assert out.labelled.report.counts["unreadable_image"] == 1
     assert "bad" not in out.labelled.image_ids and len(out.labelled) == 12
@@ -155,6 +159,7 @@ class _TinyModel(torch.nn.Module):
         self.heads = heads
         self.head_specs = specs
         self.input_size = 8
+        self.identity = {}
 
     def forward(self, x):
         return self.heads(self.backbone(x))
@@ -274,8 +279,8 @@ def test_fit_heads_learns_separable_features_and_stops_early():
     m = M()
     m.heads = heads  # type: ignore[attr-defined]
     idx = np.arange(n)
-    h = fit_heads(m, feats, targets, ["y", "z"], idx[:100], idx[100:],  # type: ignore[arg-type]
-                  TrainConfig(epochs=300, patience=5, lr=0.05))
+    h = fit_heads(m, feats, TrainingData(targets, ["y", "z"], idx[:100], idx[100:]),  # type: ignore[arg-type]
+                  TrainConfig(epochs=300, patience=5, lr=0.05, device="cpu"))
     assert h.stopped_early and len(h.train_loss) < 300
     with torch.no_grad():
         out = heads(torch.from_numpy(feats[100:, 0]))
@@ -296,8 +301,8 @@ def test_fit_heads_is_deterministic_for_a_seed():
             heads = LinearHeads(6, [HeadSpec("t", ("a", "b"))])
 
         m = M()
-        fit_heads(m, feats, targets, ["t"], np.arange(30), np.arange(30, 40),  # type: ignore[arg-type]
-                  TrainConfig(epochs=5, seed=seed, batch_size=8))
+        fit_heads(m, feats, TrainingData(targets, ["t"], np.arange(30), np.arange(30, 40)),  # type: ignore[arg-type]
+                  TrainConfig(epochs=5, seed=seed, batch_size=8, device="cpu"))
         return m.heads.layers["t"].weight.detach().clone()
 
     assert torch.equal(run(0), run(0))
