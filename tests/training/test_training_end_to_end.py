@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from semcontrib.training.evaluation import load_report
 from semcontrib.model import load_checkpoint
 from semcontrib.training import evaluate_model, extract_features, predict_features, predict_paths
+from semcontrib.training.evaluation import load_report
 
 
 def test_training_beats_the_majority_baseline(trained):
