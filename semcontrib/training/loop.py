@@ -281,6 +281,9 @@ class StateFile:
     fingerprint: Mapping[str, Any]
     resume: bool = False
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
 
 @dataclass
 class EpochJob:

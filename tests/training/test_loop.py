@@ -1,14 +1,16 @@
-"""The loss and the epoch loop on cached features: hand computations, learning, determinism."""
+"""The loss and the shared epoch loop: hand computations, learning, determinism, device, state file, resume."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from semcontrib.training import (
+    AugmentConfig,
     TrainConfig,
     TrainingData,
     fit_heads,
@@ -93,3 +95,176 @@ def test_fit_heads_is_deterministic_for_a_seed():
 
     assert torch.equal(run(0), run(0))
     assert not torch.equal(run(0), run(1))
+
+
+# --------------------------------------------------------------------------- device, state file, resume
+
+
+def _feature_world(n: int = 60, f: int = 6, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    feats = rng.normal(size=(n, 3, f)).astype(np.float32)
+    feats[:, :, 0] += (2 * y - 1)[:, None]
+    data = TrainingData(y[:, None].astype(np.int64), ["t"], np.arange(45), np.arange(45, n))
+    return feats, data
+
+
+def _heads_model(f: int = 6):
+    from semcontrib.model import HeadSpec, LinearHeads
+
+    class M:
+        heads = LinearHeads(f, [HeadSpec("t", ("a", "b"))])
+
+    return M()
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_at(epoch_to_stop: int):
+    def progress(stage, done, total):
+        if stage == "epochs" and done == epoch_to_stop:
+            raise _Stop
+
+    return progress
+
+
+def test_fit_heads_resumed_after_an_interruption_ends_as_the_uninterrupted_run(tmp_path):
+    from semcontrib.training import StateFile
+
+    feats, data = _feature_world()
+    cfg = TrainConfig(epochs=8, patience=100, batch_size=8, lr=0.05, device="cpu")
+    whole = _heads_model()
+    h_whole = fit_heads(whole, feats, data, cfg)  # type: ignore[arg-type]
+
+    state = StateFile(tmp_path / "m.train_state.pt", {"run": "a"}, resume=True)
+    with pytest.raises(_Stop):
+        fit_heads(_heads_model(), feats, data, cfg, _stop_at(3), state)  # type: ignore[arg-type]
+    assert state.path.is_file()
+    resumed = _heads_model()
+    h = fit_heads(resumed, feats, data, cfg, None, state)  # type: ignore[arg-type]
+    assert h.resumed_at == 3 and h.train_loss == h_whole.train_loss and h.val_loss == h_whole.val_loss
+    assert h.best_epoch == h_whole.best_epoch
+    for name, p in whole.heads.state_dict().items():
+        assert torch.equal(p, resumed.heads.state_dict()[name]), name
+    with pytest.raises(ValueError, match="other settings"):
+        fit_heads(_heads_model(), feats, data, cfg, None,  # type: ignore[arg-type]
+                  StateFile(state.path, {"run": "b"}, resume=True))
+
+
+def test_a_killed_process_resumes_from_its_last_epoch_state(tmp_path):
+    """SIGKILL from inside epoch 3's progress report: the state of epoch 3 survives, the rest is replayed."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import numpy as np
+        from test_loop import _feature_world, _heads_model
+        from semcontrib.training import StateFile, TrainConfig, fit_heads
+        feats, data = _feature_world()
+        cfg = TrainConfig(epochs=8, patience=100, batch_size=8, lr=0.05, device="cpu")
+        def progress(stage, done, total):
+            if stage == "epochs" and done == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+        fit_heads(_heads_model(), feats, data, cfg, progress,
+                  StateFile({str(tmp_path / 'k.pt')!r}, {{"run": "a"}}, resume=True))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120,
+                          cwd=str(Path(__file__).parents[2]))
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    from semcontrib.training import StateFile
+
+    feats, data = _feature_world()
+    cfg = TrainConfig(epochs=8, patience=100, batch_size=8, lr=0.05, device="cpu")
+    resumed = _heads_model()
+    h = fit_heads(resumed, feats, data, cfg, None,  # type: ignore[arg-type]
+                  StateFile(tmp_path / "k.pt", {"run": "a"}, resume=True))
+    whole = _heads_model()
+    h_whole = fit_heads(whole, feats, data, cfg)  # type: ignore[arg-type]
+    assert h.resumed_at == 3 and h.train_loss == h_whole.train_loss
+    assert torch.equal(resumed.heads.layers["t"].weight, whole.heads.layers["t"].weight)
+
+
+def _image_world(n: int = 12):
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 255, (40, 40, 3), dtype=np.uint8) for _ in range(n)]
+    targets = np.stack([rng.integers(0, 2, n), rng.integers(0, 3, n)], 1).astype(np.int64)
+    return images, TrainingData(targets, ["task_a", "task_b"], np.arange(9), np.arange(9, n))
+
+
+def test_fine_tune_resume_and_workers_give_the_uninterrupted_result(tmp_path):
+    """The shared epoch loop, fine-tuning a tiny model: 2 DataLoader workers and a resume change nothing."""
+    from semcontrib.training import StateFile, fine_tune
+    from tests.conftest import tiny_model
+
+    images, data = _image_world()
+    cfg = TrainConfig(epochs=4, patience=100, batch_size=4, lr=0.01, backbone_lr=0.01, device="cpu",
+                      augment=AugmentConfig(hue=0.0))
+    whole = tiny_model()
+    h_whole = fine_tune(whole, images, data, cfg)
+    state = StateFile(tmp_path / "ft.pt", {"run": "ft"}, resume=True)
+    with pytest.raises(_Stop):
+        fine_tune(tiny_model(), images, data, cfg, _stop_at(2), state)
+    resumed = tiny_model()
+    h = fine_tune(resumed, images, data, TrainConfig(**{**cfg.to_dict(), "augment": cfg.augment, "workers": 2}),
+                  None, state)
+    assert h.resumed_at == 2 and h.train_loss == h_whole.train_loss
+    for name, p in whole.state_dict().items():
+        assert torch.equal(p, resumed.state_dict()[name]), name
+    assert not any(p.requires_grad for p in resumed.parameters())
+
+
+def test_device_choices_are_checked():
+    from semcontrib.training import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="device must be one of"):
+        TrainConfig(device="tpu")
+    with pytest.raises(ValueError, match="workers"):
+        TrainConfig(workers=-1)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_python_and_cli_defaults_agree():
+    import argparse
+
+    from semcontrib.training import ConceptLoss, ModelSetup
+    from semcontrib.training.cli import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["train", "i", "l.csv", "--out", "m"])
+    cfg, setup, closs = TrainConfig(), ModelSetup(), ConceptLoss()
+    assert args.freeze_backbone is setup.freeze_backbone is True
+    assert (args.device, args.workers, args.amp, args.epochs, args.batch_size, args.lr, args.backbone_lr,
+            args.patience, args.views, args.seed) == (cfg.device, cfg.workers, cfg.amp, cfg.epochs, cfg.batch_size,
+                                                      cfg.lr, cfg.backbone_lr, cfg.patience, cfg.n_views, cfg.seed)
+    assert (args.backbone, args.architecture) == (setup.backbone, setup.architecture)
+    assert (args.concept_weight, args.concept_target, args.concept_min_area) == (closs.weight, closs.target,
+                                                                                 closs.min_area)
+    assert not parser.parse_args(["train", "i", "l.csv", "--out", "m", "--fine-tune"]).freeze_backbone
+
+
+def test_every_train_option_has_help_showing_its_default():
+    import argparse
+
+    from semcontrib.training.cli import register
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    register(sub)
+    for name in ("train", "evaluate"):
+        p = sub.choices[name]
+        text = p.format_help()
+        for action in p._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{name} {action.option_strings} has no help"
+        assert "(default: efficientnet_lite0)" in text or name == "evaluate"
+        assert "(default: auto)" in text and "(default: 32)" in text
