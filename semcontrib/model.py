@@ -262,7 +262,7 @@ def save_checkpoint(model: MultitaskModel, path: str | Path, extra: Mapping[str,
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     weights = base.with_name(base.name + ".safetensors")
     save_file(tensors, str(weights))
-    sidecar = {
+    sidecar: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "backbone": model.spec.name,
         "heads": [{"name": h.name, "classes": list(h.classes)} for h in model.head_specs],

@@ -557,8 +557,11 @@ def fit_heads(model: MultitaskModel, features: np.ndarray, data: TrainingData, c
             idx = np.asarray(data.val_idx[s:s + cfg.batch_size])
             yield (torch.from_numpy(np.ascontiguousarray(features[idx, 0])), *_tensors(data, idx))
 
+    def train_mode() -> None:
+        heads.train()
+
     job = EpochJob(heads, opt, _loss_fn(heads, None, data), train_batches,
-                   val_batches if len(data.val_idx) else None, heads.train, len(data.train_idx))
+                   val_batches if len(data.val_idx) else None, train_mode, len(data.train_idx))
     return run_epochs(job, cfg, True, state, progress)
 
 
@@ -641,7 +644,7 @@ def fine_tune(model: MultitaskModel, images: Sequence[np.ndarray], data: Trainin
     std = torch.tensor(model.spec.std, device=device).view(1, 3, 1, 1)
 
     def loader(batches: list[list[tuple[int, int]]]) -> Iterable[tuple[torch.Tensor, ...]]:
-        dl = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=cfg.workers,  # type: ignore[arg-type]
+        dl = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=cfg.workers,
                                          collate_fn=_collate, pin_memory=device.type == "cuda")
         for rgb, *rest in dl:
             x = rgb.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
