@@ -25,8 +25,8 @@ class PathPredictions:
     ----------
     logits : head -> float32 N x K (rows of unreadable images are NaN).
     reasons : index -> why an image could not be read.
-    forward_seconds : wall time of the model's forward passes alone (no decoding), synchronised
-        on CUDA.
+    forward_seconds : wall time of the model's forward passes alone (no decoding, after one untimed
+        warm-up pass), synchronised on CUDA.
     n_images : images that went through the model.
     device : the device they ran on.
     """
@@ -58,6 +58,8 @@ def predict_paths_timed(model: MultitaskModel, paths: Sequence[Path], batch_size
     pending: list[tuple[int, np.ndarray]] = []
     seconds = 0.0
     n_done = 0
+    if paths:  # warm-up (lazy kernel initialisation) outside the timed passes
+        model(torch.zeros(1, 3, model.input_size, model.input_size, device=device))
 
     def flush() -> None:
         nonlocal seconds, n_done

@@ -1,13 +1,17 @@
-"""The whole run with a tiny stand-in model: unreadable images are skipped and counted."""
+"""The whole run with a tiny stand-in model: unreadable images are skipped and counted; resume through train()."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from semcontrib.training import (
+    ModelSetup,
+    RunOptions,
     TrainConfig,
+    state_path,
 )
 from tests.training.helpers import write_images
 
@@ -59,3 +63,62 @@ class _TinyModel(torch.nn.Module):
 
     def forward(self, x):
         return self.heads(self.backbone(x))
+
+
+def _tiny_world(tmp_path, monkeypatch):
+    from semcontrib.model import HeadSpec, LinearHeads
+
+    img = tmp_path / "img"
+    write_images(img, [f"{k}.jpg" for k in range(20)])
+    rows = [f"{k},{'yes' if k % 2 else 'no'}" for k in range(20)]
+    (tmp_path / "l.csv").write_text("image_id,t\n" + "\n".join(rows) + "\n")
+
+    def tiny_model(backbone, heads, pretrained_weights=None, random_init=False):
+        torch.manual_seed(0)  # the same stand-in backbone for every run
+        return _TinyModel(LinearHeads(4, heads), [HeadSpec(h.name, h.classes) for h in heads])
+
+    import semcontrib.model
+    import semcontrib.training.run
+
+    saved = {}
+
+    def save(model, out, extra=None):
+        saved[str(out)] = ({k: v.clone() for k, v in model.state_dict().items()}, extra)
+        return Path(str(out) + ".json")
+
+    monkeypatch.setattr(semcontrib.training.run, "build_multitask", tiny_model)
+    monkeypatch.setattr(semcontrib.model, "save_checkpoint", save)
+    return img, tmp_path / "l.csv", saved
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_train_resumes_after_an_interruption_with_the_same_result(tmp_path, monkeypatch):
+    import semcontrib.training as tr
+
+    img, csv, saved = _tiny_world(tmp_path, monkeypatch)
+    cfg = TrainConfig(n_views=2, epochs=6, patience=100, batch_size=4, device="cpu")
+    whole = tr.train(img, csv, tmp_path / "whole", ModelSetup(), cfg)
+
+    def stop(stage, done, total):
+        if stage == "epochs" and done == 4:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        tr.train(img, csv, tmp_path / "cut", ModelSetup(), cfg, RunOptions(resume=True), stop)
+    assert state_path(tmp_path / "cut").is_file()
+    resumed = tr.train(img, csv, tmp_path / "cut", ModelSetup(), cfg, RunOptions(resume=True))
+    assert resumed.history.resumed_at == 4 and resumed.history.train_loss == whole.history.train_loss
+    w_whole, w_cut = saved[str(tmp_path / "whole")][0], saved[str(tmp_path / "cut")][0]
+    assert all(torch.equal(w_whole[k], w_cut[k]) for k in w_whole)
+    assert resumed.evaluation.to_dict()["tasks"] == whole.evaluation.to_dict()["tasks"]
+    assert not state_path(tmp_path / "cut").exists()  # removed once the checkpoint is saved
+    # another setting (here the learning rate) refuses the stored state
+    with pytest.raises(_Stop):
+        tr.train(img, csv, tmp_path / "cut", ModelSetup(), cfg, RunOptions(resume=True), stop)
+    with pytest.raises(ValueError, match="other settings"):
+        tr.train(img, csv, tmp_path / "cut", ModelSetup(), TrainConfig(**{**cfg.to_dict(), "lr": 0.01,
+                                                                          "augment": cfg.augment}),
+                 RunOptions(resume=True))
