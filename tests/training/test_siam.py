@@ -148,3 +148,42 @@ def test_train_siam_on_the_sample_photographs(sample_data, tmp_path):
     md = (tmp_path / "report" / "report.md").read_text()
     assert "Concepts (SIAM)" in md and "Cost of the concept bottleneck" in md
     assert not (tmp_path / "siam.train_state.pt").exists()
+
+
+def test_concept_loss_is_the_binary_cross_entropy_of_presence_and_area(siam):
+    from semcontrib.training import ConceptLoss, concept_loss
+
+    gen = torch.Generator().manual_seed(0)
+    maps = torch.rand(3, 3, 4, 4, generator=gen)
+    areas = torch.tensor([[0.5, 0.0, 0.005], [0.0, 0.2, 0.3], [float("nan")] * 3])
+    presence = siam.heads.presence_logits(maps)
+    got = concept_loss(siam.heads, presence, maps, areas, ConceptLoss(target="presence", min_area=0.01))
+    truth = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    p = torch.sigmoid(presence[:2])
+    expected = -(truth * p.log() + (1 - truth) * (1 - p).log()).mean()
+    torch.testing.assert_close(got, expected)
+    both = concept_loss(siam.heads, presence, maps, areas, ConceptLoss(target="both"))
+    area = concept_loss(siam.heads, presence, maps, areas, ConceptLoss(target="area"))
+    torch.testing.assert_close(both, (got + area) / 2)
+    with pytest.raises(ValueError, match="concept target"):
+        ConceptLoss(target="shape")
+
+
+def test_fine_tuning_a_siam_model_uses_the_concept_loss(rng):
+    from semcontrib.training import ConceptLoss, TrainConfig, TrainingData, fine_tune
+
+    images = [rng.integers(0, 255, (40, 40, 3), dtype=np.uint8) for _ in range(10)]
+    targets = np.stack([rng.integers(0, 2, 10), rng.integers(0, 3, 10)], 1).astype(np.int64)
+    areas = rng.dirichlet(np.ones(3), size=10).astype(np.float32)
+    cfg = TrainConfig(epochs=2, batch_size=4, device="cpu", lr=0.01, backbone_lr=0.01)
+
+    def run(weight: float) -> SiamModel:
+        model = tiny_siam()
+        data = TrainingData(targets, ["task_a", "task_b"], np.arange(8), np.arange(8, 10), areas,
+                            ConceptLoss(weight=weight, min_area=0.3))
+        fine_tune(model, images, data, cfg)
+        return model
+
+    with_concepts, without = run(5.0), run(0.0)
+    assert not torch.equal(with_concepts.heads.concept_conv.weight, without.heads.concept_conv.weight)
+    assert not torch.equal(with_concepts.backbone[0][0].weight, tiny_siam().backbone[0][0].weight)
