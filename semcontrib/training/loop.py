@@ -124,7 +124,9 @@ def concept_loss(heads: SiamHeads, presence_logits: torch.Tensor, maps: torch.Te
         scale = heads.presence_scale.view(1, -1, 1, 1)
         bias = heads.presence_bias.view(1, -1, 1, 1)
         predicted = torch.sigmoid(scale * maps[ok].float() + bias).mean(dim=(2, 3)).clamp(1e-6, 1 - 1e-6)
-        parts.append(nn.functional.binary_cross_entropy(predicted, a.clamp(0, 1)))
+        target = a.clamp(0, 1)
+        # written out: F.binary_cross_entropy refuses to run under CUDA autocast
+        parts.append(-(target * predicted.log() + (1 - target) * (1 - predicted).log()).mean())
     return torch.stack(parts).mean()
 
 

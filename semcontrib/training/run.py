@@ -26,7 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from semcontrib.model import ARCHITECTURES, MultitaskModel, SiamModel, build_multitask, build_siam, load_model
+from semcontrib.model import (
+    ARCHITECTURES,
+    MultitaskModel,
+    SiamModel,
+    build_multitask,
+    build_siam,
+    freeze,
+    load_model,
+)
 from semcontrib.training.concepts import ConceptAreas, concept_areas
 from semcontrib.training.features import Progress, extract_features
 from semcontrib.training.labels import LabelledSet, class_counts, data_hash, drop_unreadable, read_labels
@@ -224,7 +232,7 @@ def train(images: str | Path, labels_csv: str | Path, out: str | Path, setup: Mo
     if isinstance(model, SiamModel) and areas is not None:
         report = _add_siam_results(report, model, setup, cfg, (labelled, split, data, feats, imgs),
                                    test_paths, areas)
-    model.cpu()
+    freeze(model.cpu())
     extra = {
         "label_mapping": labelled.label_mapping(),
         "tasks": list(labelled.tasks),

@@ -122,3 +122,12 @@ def test_train_resumes_after_an_interruption_with_the_same_result(tmp_path, monk
         tr.train(img, csv, tmp_path / "cut", ModelSetup(), TrainConfig(**{**cfg.to_dict(), "lr": 0.01,
                                                                           "augment": cfg.augment}),
                  RunOptions(resume=True))
+
+
+def test_the_trained_model_is_frozen_on_the_cpu(tmp_path, monkeypatch):
+    import semcontrib.training as tr
+
+    img, csv, _ = _tiny_world(tmp_path, monkeypatch)
+    out = tr.train(img, csv, tmp_path / "m", ModelSetup(), TrainConfig(n_views=1, epochs=2, device="cpu"))
+    assert not any(p.requires_grad for p in out.model.parameters())
+    assert all(p.device.type == "cpu" for p in out.model.parameters()) and not out.model.training
