@@ -129,7 +129,7 @@ def run_train(args: argparse.Namespace) -> int:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     cache = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     options = RunOptions(tasks=tasks, group_column=args.group_column,
-                         cache_dir=cache if args.freeze_backbone else None, report_dir=report_dir,
+                         cache_dir=cache, report_dir=report_dir,
                          resume=args.resume)
     try:
         with tqdm_progress(not args.quiet) as progress:

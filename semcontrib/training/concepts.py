@@ -58,27 +58,45 @@ def label_areas(labels: np.ndarray, k: int) -> np.ndarray:
 
 
 def concept_areas(paths: Sequence[Path], image_ids: Sequence[str], source: str,
-                  options: Mapping[str, Any] | None = None, progress: Progress | None = None) -> ConceptAreas:
+                  options: Mapping[str, Any] | None = None, progress: Progress | None = None,
+                  cache_dir: str | Path | None = None) -> ConceptAreas:
     """Run the region source ``source`` on every image and measure each concept's area.
 
     Images the source cannot read or segment get a NaN row and a reason (the concept loss leaves
-    them out); the run goes on.
+    them out); the run goes on. With ``cache_dir``, each image's areas are stored as
+    ``cache_dir/concepts/<source key>/<file sha256>.npy`` (float32 K) and read back on the next
+    run (the key covers the source's name, vocabulary and parameters; ``annotations`` sources,
+    whose output depends on files the key does not cover, are never cached).
     """
-    from semcontrib.imageio import ImageLoadError, load_rgb
-    from semcontrib.regions import ImageInput
+    from semcontrib.imageio import ImageLoadError, load_rgb, sha256_file
+    from semcontrib.regions import ImageInput, source_key
     from semcontrib.segmentation import make_region_source
+    from semcontrib.training.features import atomic_save
 
     if len(paths) != len(image_ids):
         raise ValueError(f"{len(paths)} paths but {len(image_ids)} image ids")
     src = make_region_source(source, **dict(options or {}))
     vocab = tuple(src.vocabulary)
+    cache = None
+    if cache_dir is not None and not source.startswith("annotations"):
+        cache = Path(cache_dir) / "concepts" / source_key(src)
     areas = np.full((len(paths), len(vocab)), np.nan, dtype=np.float32)
     reasons: dict[int, str] = {}
     for i, (p, rid) in enumerate(zip(paths, image_ids)):
         try:
+            stored = cache / f"{sha256_file(p)}.npy" if cache is not None else None
+            if stored is not None and stored.is_file():
+                arr = np.load(stored)
+                if arr.shape == (len(vocab),):
+                    areas[i] = arr
+                    if progress:
+                        progress("concepts", i + 1, len(paths))
+                    continue
             rgb = load_rgb(p).rgb
             region_map = src.segment(ImageInput(str(rid), rgb, str(p)))
             areas[i] = label_areas(region_map.labels, len(vocab))
+            if stored is not None:
+                atomic_save(stored, areas[i])
         except (ImageLoadError, ValueError, OSError) as exc:
             reasons[i] = str(getattr(exc, "reason", exc))
         if progress:

@@ -85,7 +85,8 @@ def _views_key(n_views: int, seed: int, augment: AugmentConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _atomic_save(path: Path, arr: np.ndarray) -> None:
+def atomic_save(path: Path, arr: np.ndarray) -> None:
+    """``np.save`` through a temporary file and a rename: readers never see a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npy")
     try:
@@ -164,7 +165,7 @@ def extract_features(model: MultitaskModel, paths: Sequence[Path], n_views: int 
             feats[i] = f
             ok[i] = True
             if cache is not None:
-                _atomic_save(cache / f"{hashes[i]}.npy", f)
+                atomic_save(cache / f"{hashes[i]}.npy", f)
         done += len(pending)
         pending.clear()
         if progress:

@@ -104,7 +104,8 @@ class RunOptions:
     ----------
     tasks : the task columns to use (default every column but the id).
     group_column : see :func:`~semcontrib.training.labels.read_labels`.
-    cache_dir : where backbone features are cached between runs (frozen backbone only).
+    cache_dir : where backbone features (frozen backbone) and concept areas (SIAM) are cached
+        between runs.
     report_dir : where the evaluation report goes (JSON, Markdown, HTML, plots); ``None``: none.
     resume : continue from ``OUT.train_state.pt`` (written after every epoch) when it exists.
     """
@@ -186,7 +187,8 @@ def train(images: str | Path, labels_csv: str | Path, out: str | Path, setup: Mo
     areas: ConceptAreas | None = None
     if setup.architecture == "siam":
         assert setup.concepts is not None
-        areas = concept_areas(labelled.paths, labelled.image_ids, setup.concepts, setup.concept_options, progress)
+        areas = concept_areas(labelled.paths, labelled.image_ids, setup.concepts, setup.concept_options, progress,
+                              opts.cache_dir)
     model = _build(setup, labelled, areas.vocabulary if areas else None)
     model.eval().to(device)
     t0 = time.perf_counter()
