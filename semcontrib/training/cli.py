@@ -252,7 +252,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--device", default=cfg.device, choices=DEVICES,
                    help="auto: CUDA when torch sees a GPU, else the CPU")
     p.add_argument("--workers", type=int, default=cfg.workers,
-                   help="DataLoader worker processes decoding and augmenting images (--fine-tune)")
+                   help="DataLoader worker processes decoding and augmenting images")
     p.add_argument("--no-amp", dest="amp", action="store_false", default=cfg.amp,
                    help="no automatic mixed precision on CUDA (default: mixed precision on CUDA; never "
                    "on the CPU)%(default).0s")

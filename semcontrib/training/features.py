@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -117,29 +118,72 @@ def to_tensor(model: MultitaskModel, batch: np.ndarray, device: torch.device | s
     return (t - mean) / std
 
 
+class _ImageViews(torch.utils.data.Dataset):
+    """Item ``i`` -> (i, file sha256, kind, payload): ``("cached", float32 (1+V) x ...)``,
+    ``("views", uint8 (1+V) x S x S x 3)`` or ``("error", reason)``. Runs in DataLoader workers."""
+
+    def __init__(self, paths: Sequence[Path], cache: Path | None, n_views: int, seed: int,
+                 augment: AugmentConfig, size_and_shape: tuple[int, tuple[int, ...]]) -> None:
+        self.paths, self.cache, self.n_views, self.seed, self.augment = paths, cache, n_views, seed, augment
+        self.size, self.shape = size_and_shape
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, str, str, Any]:
+        from semcontrib.imageio import ImageLoadError, load_rgb, sha256_file
+
+        p = self.paths[i]
+        try:
+            digest = sha256_file(p)
+        except OSError as exc:
+            return i, "", "error", f"unreadable: {exc}"
+        if self.cache is not None:
+            cached = self.cache / f"{digest}.npy"
+            if cached.is_file():
+                try:
+                    arr = np.load(cached)
+                    if arr.shape == (1 + self.n_views, *self.shape):
+                        return i, digest, "cached", arr
+                except (OSError, ValueError):
+                    logger.warning("ignoring corrupt cache file %s", cached)
+        try:
+            rgb = load_rgb(p).rgb
+        except ImageLoadError as exc:
+            return i, "", "error", exc.reason
+        rng = np.random.default_rng([self.seed, int(digest[:15], 16)])
+        return i, digest, "views", image_views(rgb, self.size, self.n_views, rng, self.augment)
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
 def extract_features(model: MultitaskModel, paths: Sequence[Path], n_views: int = 4, seed: int = 0,
                      augment: AugmentConfig | None = None, batch_size: int = 32,
-                     cache_dir: str | Path | None = None, progress: Progress | None = None) -> FeatureSet:
+                     cache_dir: str | Path | None = None, progress: Progress | None = None,
+                     workers: int = 0) -> FeatureSet:
     """Backbone features of each image and of ``n_views`` augmented views of it.
 
     The views of an image are drawn from a generator seeded by (``seed``, the file's sha256), so
-    they do not depend on the order of the files. With ``cache_dir``, each image's features are
-    stored as ``cache_dir/<backbone key>/<views key>/<file sha256>.npy`` (float32 (1 + V) x F)
-    and read back on the next run.
+    they do not depend on the order of the files (nor on ``workers``, the DataLoader processes
+    that hash, decode and augment the images while the model runs on the model's device). With
+    ``cache_dir``, each image's features are stored as
+    ``cache_dir/<backbone key>/<views key>/<file sha256>.npy`` (float32 (1 + V) x F) and read back
+    on the next run.
 
     Returns
     -------
     FeatureSet
-        ``features`` float32 N x (1 + n_views) x F.
+        ``features`` float32 N x (1 + n_views) x F (N x (1 + n_views) x F x h x w for SIAM).
     """
-    from semcontrib.imageio import ImageLoadError, load_rgb, sha256_file
-
     if n_views < 0:
         raise ValueError(f"n_views must be >= 0, got {n_views}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
     augment = augment or AugmentConfig()
-    size = model.input_size
     key = f"{backbone_key(model)}/{_views_key(n_views, seed, augment)}"
     cache = Path(cache_dir) / key if cache_dir is not None else None
     n = len(paths)
@@ -171,40 +215,25 @@ def extract_features(model: MultitaskModel, paths: Sequence[Path], n_views: int 
         if progress:
             progress("features", done, n)
 
+    dataset = _ImageViews(paths, cache, n_views, seed, augment, (model.input_size, shape))
+    items: Any = (dataset if workers == 0 else
+                  torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_as_is))
     try:
-        for i, p in enumerate(paths):
-            try:
-                hashes[i] = sha256_file(p)
-            except OSError as exc:
-                reasons[i] = f"unreadable: {exc}"
-                hashes[i] = ""
+        for i, digest, kind, payload in items:
+            hashes[i] = digest
+            if kind == "error":
+                reasons[i] = payload
                 done += 1
-                continue
-            if cache is not None:
-                cached = cache / f"{hashes[i]}.npy"
-                if cached.is_file():
-                    try:
-                        arr = np.load(cached)
-                        if arr.shape == (1 + n_views, *shape):
-                            feats[i] = arr
-                            ok[i] = True
-                            done += 1
-                            if progress:
-                                progress("features", done, n)
-                            continue
-                    except (OSError, ValueError):
-                        logger.warning("ignoring corrupt cache file %s", cached)
-            try:
-                rgb = load_rgb(p).rgb
-            except ImageLoadError as exc:
-                reasons[i] = exc.reason
-                hashes[i] = ""
+            elif kind == "cached":
+                feats[i] = payload
+                ok[i] = True
                 done += 1
-                continue
-            rng = np.random.default_rng([seed, int(hashes[i][:15], 16)])
-            pending.append((i, image_views(rgb, size, n_views, rng, augment)))
-            if sum(len(v) for _, v in pending) >= batch_size:
-                flush()
+                if progress:
+                    progress("features", done, n)
+            else:
+                pending.append((i, payload))
+                if sum(len(v) for _, v in pending) >= batch_size:
+                    flush()
         flush()
     finally:
         model.train(was_training)

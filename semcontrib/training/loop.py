@@ -153,8 +153,8 @@ class TrainConfig:
     seed : seeds the split, the views, the initialisation and the batch order.
     augment : augmentation settings.
     device : ``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``.
-    workers : DataLoader worker processes that decode and augment images when fine-tuning
-        (0: in the main process). Results do not depend on it.
+    workers : DataLoader worker processes that decode and augment images (feature extraction
+        and fine-tuning; 0: in the main process). Results do not depend on it.
     amp : automatic mixed precision (float16 autocast and a gradient scaler) on CUDA; ignored on
         the CPU.
     """

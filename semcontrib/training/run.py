@@ -196,7 +196,8 @@ def train(images: str | Path, labels_csv: str | Path, out: str | Path, setup: Mo
     imgs: list[np.ndarray] = []
     if setup.freeze_backbone:
         fs = extract_features(model, labelled.paths, n_views=cfg.n_views, seed=cfg.seed, augment=cfg.augment,
-                              batch_size=cfg.batch_size, cache_dir=opts.cache_dir, progress=progress)
+                              batch_size=cfg.batch_size, cache_dir=opts.cache_dir, progress=progress,
+                              workers=cfg.workers)
         labelled, keep = drop_unreadable(labelled, fs.reasons)
         feats = fs.features[keep]
         file_hashes = [fs.file_hashes[i] for i in keep]
