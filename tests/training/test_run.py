@@ -131,3 +131,38 @@ def test_the_trained_model_is_frozen_on_the_cpu(tmp_path, monkeypatch):
     out = tr.train(img, csv, tmp_path / "m", ModelSetup(), TrainConfig(n_views=1, epochs=2, device="cpu"))
     assert not any(p.requires_grad for p in out.model.parameters())
     assert all(p.device.type == "cpu" for p in out.model.parameters()) and not out.model.training
+
+
+def test_fine_tuned_siam_run_reports_concepts_and_the_plain_models_cost(tmp_path, monkeypatch):
+    """The fine-tuning branch of a SIAM run (tiny stand-in models): concept AP and the plain model's accuracy."""
+    import semcontrib.model
+    import semcontrib.training.run as run
+    from tests.conftest import tiny_model
+
+    img = tmp_path / "img"
+    write_images(img, [f"{k}.jpg" for k in range(20)])
+    (tmp_path / "l.csv").write_text("image_id,task_a\n" + "\n".join(f"{k},{'yes' if k % 2 else 'no'}"
+                                                                       for k in range(20)) + "\n")
+
+    def siam(backbone, heads, concepts, weights=None, random_init=False):
+        base = tiny_model()
+        return semcontrib.model.siam_from_stages(base.spec, base.backbone, heads, concepts)
+
+    def plain(backbone, heads, pretrained_weights=None, random_init=False):
+        base = tiny_model()
+        return semcontrib.model.MultitaskModel(base.spec, base.backbone,
+                                               semcontrib.model.LinearHeads(6, heads), {"input_size": 32})
+
+    monkeypatch.setattr(run, "build_siam", siam)
+    monkeypatch.setattr(run, "build_multitask", plain)
+    monkeypatch.setattr(semcontrib.model, "save_checkpoint", lambda model, out, extra=None: Path(str(out) + ".json"))
+    out = run.train(img, tmp_path / "l.csv", tmp_path / "m",
+                    ModelSetup(freeze_backbone=False, architecture="siam", concepts="grid:2x2"),
+                    TrainConfig(epochs=2, batch_size=4, device="cpu"))
+    report = out.evaluation
+    assert report.concepts["source"] == "grid:2x2" and report.concepts["n"] == len(out.split.test)
+    assert set(report.plain_model["tasks"]) == {"task_a"}
+    cost = report.plain_model["tasks"]["task_a"]
+    assert cost["cost"] == pytest.approx(cost["plain_accuracy"] - cost["siam_accuracy"], abs=1e-6)
+    with pytest.raises(ValueError, match="needs concepts"):
+        ModelSetup(architecture="siam")
