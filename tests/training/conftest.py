@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from semcontrib.training import TrainConfig, TrainOutcome, build_sample_dataset, train
+from semcontrib.training import RunOptions, TrainConfig, TrainOutcome, build_sample_dataset, train
 
 VARIANTS = 4
 CONFIG = TrainConfig(n_views=1, seed=0)
@@ -66,4 +66,4 @@ def trained(sample_data: SampleData, tmp_path_factory: pytest.TempPathFactory) -
     out = tmp_path_factory.mktemp("model")
     with FileLock(str(sample_data.cache.parent / "features.lock")):
         return train(sample_data.images, sample_data.labels, out / "model", config=CONFIG,
-                     cache_dir=sample_data.cache, report_dir=out / "report")
+                     options=RunOptions(cache_dir=sample_data.cache, report_dir=out / "report"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semcontrib.evaluation import (
+from semcontrib.training.evaluation import (
     compare_reports,
     evaluate_logits,
     load_report,
@@ -85,3 +85,52 @@ def test_report_files_roundtrip_and_comparison(tmp_path):
     (tmp_path / "bogus.json").write_text('{"format": "other"}')
     with pytest.raises(ValueError, match="not a semcontrib evaluation report"):
         load_report(tmp_path / "bogus.json")
+
+
+def test_report_loss_equals_the_training_loss():
+    import torch
+
+    from semcontrib.training import task_balanced_loss as torch_loss
+    from semcontrib.training.evaluation import task_balanced_loss
+
+    rng = np.random.default_rng(0)
+    logits = {"a": rng.normal(size=(7, 2)), "b": rng.normal(size=(7, 4)) * 3}
+    targets = np.stack([rng.integers(0, 2, 7), rng.integers(-1, 4, 7)], 1)
+    expected = float(torch_loss({k: torch.from_numpy(v) for k, v in logits.items()}, torch.from_numpy(targets),
+                                ["a", "b"]))
+    assert task_balanced_loss(logits, targets, ["a", "b"]) == pytest.approx(expected, rel=1e-6)
+    report = evaluate_logits(logits, targets, ["a", "b"], {"a": ("x", "y"), "b": ("p", "q", "r", "s")})
+    assert report.loss == pytest.approx(expected, rel=1e-6)
+    assert np.isnan(task_balanced_loss(logits, np.full((7, 2), -1), ["a", "b"]))
+
+
+def test_concept_metrics_by_hand():
+    from semcontrib.training.evaluation import concept_metrics
+
+    presence = np.array([[0.9, 0.2, 0.5], [0.8, 0.6, 0.5], [0.1, 0.4, 0.5], [np.nan, 0.0, 0.0]])
+    areas = np.array([[0.5, 0.0, 0.2], [0.3, 0.05, 0.3], [0.0, 0.2, 0.1], [0.5, 0.5, 0.5]])
+    m = concept_metrics(presence, areas, ("sky", "water", "built"), min_area=0.1)
+    # sky: positives ranked first -> AP 1; water: truth [0, 0, 1] with scores .2 .6 .4 -> precision 1/2 at
+    # the positive; built: always present -> undefined
+    assert m["average_precision"] == {"sky": 1.0, "water": 0.5, "built": None}
+    assert m["mean_average_precision"] == 0.75 and m["n"] == 3
+    assert m["prevalence"]["sky"] == pytest.approx(2 / 3, abs=1e-6)
+    with pytest.raises(ValueError, match="N x 3"):
+        concept_metrics(presence[:, :2], areas, ("sky", "water", "built"), 0.1)
+
+
+def test_comparison_table_has_loss_accuracy_f1_and_inference_time():
+    from semcontrib.training.evaluation import plain_comparison
+
+    targets = np.array([[0], [1], [1], [0]])
+    good = evaluate_logits({"t": np.array([[2.0, 0], [0, 2], [0, 2], [2, 0]])}, targets, ["t"], {"t": ("a", "b")},
+                           meta={"backbone": "efficientnet_lite0", "ms_per_image": 12.5, "device": "cpu"})
+    bad = evaluate_logits({"t": np.array([[0.0, 1], [0, 1], [0, 1], [0, 1]])}, targets, ["t"], {"t": ("a", "b")},
+                          meta={"backbone": "efficientnet_lite1", "ms_per_image": 20.0, "device": "cpu"})
+    df = compare_reports({"lite0": good, "lite1": bad})
+    for col in ("test_loss", "t accuracy", "mean_accuracy", "mean_f1", "ms_per_image"):
+        assert col in df.columns
+    assert df.loc["lite0", "ms_per_image"] == 12.5 and df.loc["lite1", "mean_accuracy"] == 0.5
+    assert df.loc["lite0", "test_loss"] < df.loc["lite1", "test_loss"]
+    cost = plain_comparison(bad, good)
+    assert cost["mean_cost"] == 0.5 and cost["tasks"]["t"]["cost"] == 0.5

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from semcontrib.evaluation import load_report
 from semcontrib.model import load_checkpoint
 from semcontrib.training import evaluate_model, extract_features, predict_features, predict_paths
+from semcontrib.training.evaluation import load_report
 
 
 def test_training_beats_the_majority_baseline(trained):
@@ -139,13 +139,13 @@ def test_label_csv_from_data_folder_names_existing_photos():
 
 def test_fine_tuning_trains_the_backbone_too(sample_data, tmp_path):
     from semcontrib.model import build_multitask
-    from semcontrib.training import TrainConfig, train
+    from semcontrib.training import ModelSetup, TrainConfig, train
 
     df = pd.read_csv(sample_data.labels)
     keep = df["image_id"].str.rsplit("_v", n=1).str[0].isin(["chelsea", "coffee", "gravel", "brick"])
     df[keep].to_csv(tmp_path / "small.csv", index=False)
-    out = train(sample_data.images, tmp_path / "small.csv", tmp_path / "ft", freeze_backbone=False,
-                config=TrainConfig(epochs=2, batch_size=8))
+    out = train(sample_data.images, tmp_path / "small.csv", tmp_path / "ft", ModelSetup(freeze_backbone=False),
+                TrainConfig(epochs=2, batch_size=8))
     assert len(out.history.train_loss) == 2
     pretrained = build_multitask("efficientnet_lite0", out.labelled.head_specs())
     before = pretrained.backbone.state_dict()

@@ -15,8 +15,6 @@ with equal weight.
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import json
 import logging
@@ -26,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from semcontrib.report import markdown_to_html
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +68,12 @@ class EvaluationReport:
     mean_accuracy, mean_f1 : equal-weight means over tasks of accuracy and weighted F1.
     n_examples : evaluated images.
     label_report : ``training.LabelReport.to_dict()`` of the labels (counts of bad labels).
-    meta : model, backbone, subset, split, ...
+    meta : model, backbone, subset, split, device, ``ms_per_image`` (inference time), ...
     predictions : per image id, per task: (true class or None, predicted class).
+    loss : the task-balanced cross-entropy of the logits (:func:`task_balanced_loss`).
+    concepts : SIAM models: concept average precision (:func:`concept_metrics`); else empty.
+    plain_model : SIAM models: the plain linear model's accuracy on the same split and the cost
+        (:func:`plain_comparison`); else empty.
     """
 
     tasks: dict[str, TaskMetrics]
@@ -79,6 +83,9 @@ class EvaluationReport:
     label_report: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     predictions: list[dict[str, Any]] = field(default_factory=list)
+    loss: float = float("nan")
+    concepts: dict[str, Any] = field(default_factory=dict)
+    plain_model: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """Small dict for a checkpoint sidecar: means and per-task accuracy / F1 / baseline."""
@@ -87,6 +94,8 @@ class EvaluationReport:
             "n_examples": self.n_examples,
             "mean_accuracy": _r(self.mean_accuracy),
             "mean_f1": _r(self.mean_f1),
+            "loss": _r(self.loss),
+            "ms_per_image": self.meta.get("ms_per_image"),
             "tasks": {t: {"accuracy": _r(m.accuracy), "f1_weighted": _r(m.f1_weighted),
                           "majority_accuracy": _r(m.majority_accuracy), "n": m.n}
                       for t, m in self.tasks.items()},
@@ -102,8 +111,14 @@ class EvaluationReport:
         if d.get("format") != REPORT_FORMAT:
             raise ValueError(f"not a semcontrib evaluation report (format {d.get('format')!r})")
         tasks = {t: TaskMetrics(**m) for t, m in d["tasks"].items()}
-        return cls(tasks, float(d["mean_accuracy"]), float(d["mean_f1"]), int(d["n_examples"]),
-                   dict(d.get("label_report", {})), dict(d.get("meta", {})), list(d.get("predictions", [])))
+        loss = d.get("loss")
+        return cls(tasks, _f(d["mean_accuracy"]), _f(d["mean_f1"]), int(d["n_examples"]),
+                   dict(d.get("label_report", {})), dict(d.get("meta", {})), list(d.get("predictions", [])),
+                   _f(loss), dict(d.get("concepts", {})), dict(d.get("plain_model", {})))
+
+
+def _f(x: Any) -> float:
+    return float("nan") if x is None else float(x)
 
 
 def _r(x: float) -> float | None:
@@ -187,6 +202,7 @@ def evaluate_logits(logits: Mapping[str, np.ndarray], targets: np.ndarray, tasks
         preds[t] = z.argmax(axis=1) if n else np.zeros(0, dtype=np.int64)
         per_task[t] = task_metrics(targets[:, j], preds[t], classes[t],
                                    (baseline_counts or {}).get(t))
+    loss = task_balanced_loss(logits, targets, tasks)
     accs = [m.accuracy for m in per_task.values() if m.n]
     f1s = [m.f1_weighted for m in per_task.values() if m.n]
     rows = []
@@ -199,7 +215,76 @@ def evaluate_logits(logits: Mapping[str, np.ndarray], targets: np.ndarray, tasks
             rows.append(row)
     return EvaluationReport(per_task, float(np.mean(accs)) if accs else float("nan"),
                             float(np.mean(f1s)) if f1s else float("nan"), n,
-                            dict(label_report or {}), dict(meta or {}), rows)
+                            dict(label_report or {}), dict(meta or {}), rows, loss)
+
+
+def task_balanced_loss(logits: Mapping[str, np.ndarray], targets: np.ndarray, tasks: Sequence[str]) -> float:
+    """Mean over tasks of (cross-entropy over the labelled examples) / log(K_t), in float64.
+
+    The same formula as the training loss (``semcontrib.training.loop.task_balanced_loss``, torch);
+    tasks without a labelled example are left out; NaN when no task has one.
+    """
+    parts = []
+    for j, t in enumerate(tasks):
+        y = np.asarray(targets)[:, j]
+        mask = y >= 0
+        if not mask.any():
+            continue
+        z = np.asarray(logits[t], dtype=np.float64)[mask]
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        ce = -logp[np.arange(len(z)), y[mask]].mean()
+        parts.append(ce / np.log(max(z.shape[1], 2)))
+    return float(np.mean(parts)) if parts else float("nan")
+
+
+def concept_metrics(presence: np.ndarray, areas: np.ndarray, vocabulary: Sequence[str],
+                    min_area: float) -> dict[str, Any]:
+    """Average precision of concept presence scores (SIAM table 2).
+
+    Parameters
+    ----------
+    presence : float N x K predicted presence probabilities (NaN rows: unreadable images).
+    areas : float N x K area fractions from the region source (NaN rows: unknown).
+    vocabulary : K concept names.
+    min_area : area from which a concept counts as present.
+
+    Returns
+    -------
+    dict
+        ``average_precision``: concept -> AP (``None`` where the concept is never present or
+        always present among the evaluated images), ``mean_average_precision`` over the concepts
+        with an AP, ``n``: images evaluated, ``prevalence``: concept -> fraction present.
+    """
+    from sklearn.metrics import average_precision_score
+
+    presence = np.asarray(presence, dtype=np.float64)
+    areas = np.asarray(areas, dtype=np.float64)
+    if presence.shape != areas.shape or presence.ndim != 2 or presence.shape[1] != len(vocabulary):
+        raise ValueError(f"presence and areas must both be N x {len(vocabulary)}, got {presence.shape} "
+                         f"and {areas.shape}")
+    ok = ~(np.isnan(presence).any(axis=1) | np.isnan(areas).any(axis=1))
+    truth = areas[ok] >= min_area
+    ap: dict[str, float | None] = {}
+    for k, name in enumerate(vocabulary):
+        col = truth[:, k]
+        ap[name] = (round(float(average_precision_score(col, presence[ok, k])), 6)
+                    if 0 < col.sum() < len(col) else None)
+    valid = [v for v in ap.values() if v is not None]
+    return {"average_precision": ap, "mean_average_precision": round(float(np.mean(valid)), 6) if valid else None,
+            "n": int(ok.sum()), "min_area": min_area,
+            "prevalence": {n: round(float(truth[:, k].mean()), 6) if len(truth) else None
+                           for k, n in enumerate(vocabulary)}}
+
+
+def plain_comparison(siam: EvaluationReport, plain: EvaluationReport) -> dict[str, Any]:
+    """The task-accuracy cost of the concept bottleneck: plain-model accuracy minus SIAM accuracy, per task."""
+    tasks = {t: {"plain_accuracy": _r(plain.tasks[t].accuracy), "siam_accuracy": _r(m.accuracy),
+                 "cost": _r(plain.tasks[t].accuracy - m.accuracy)}
+             for t, m in siam.tasks.items() if t in plain.tasks}
+    return {"tasks": tasks, "plain_mean_accuracy": _r(plain.mean_accuracy), "siam_mean_accuracy":
+            _r(siam.mean_accuracy), "mean_cost": _r(plain.mean_accuracy - siam.mean_accuracy),
+            "plain_mean_f1": _r(plain.mean_f1), "plain_loss": _r(plain.loss)}
 
 
 # --------------------------------------------------------------------------- writing
@@ -297,7 +382,8 @@ def report_markdown(report: EvaluationReport, images: Mapping[str, str] | None =
     images = images or {}
     meta = report.meta
     out = ["# Evaluation report", ""]
-    for k in ("model", "backbone", "subset", "labels_csv", "freeze_backbone"):
+    for k in ("model", "backbone", "architecture", "subset", "labels_csv", "freeze_backbone", "device",
+              "ms_per_image"):
         if k in meta:
             out.append(f"- **{k}**: {meta[k]}")
     if "split" in meta:
@@ -306,7 +392,8 @@ def report_markdown(report: EvaluationReport, images: Mapping[str, str] | None =
                    f"validation {s.get('n_val')}, test {s.get('n_test')}) {s.get('note', '')}".rstrip())
     out += [f"- **images evaluated**: {report.n_examples}",
             f"- **mean accuracy**: {_fmt(report.mean_accuracy)}",
-            f"- **mean weighted F1**: {_fmt(report.mean_f1)}", ""]
+            f"- **mean weighted F1**: {_fmt(report.mean_f1)}",
+            f"- **loss** (task-balanced cross-entropy): {_fmt(report.loss)}", ""]
     out += ["| task | n | accuracy | weighted F1 | macro F1 | majority baseline (class) |",
             "|---|---|---|---|---|---|"]
     for t, m in report.tasks.items():
@@ -317,6 +404,7 @@ def report_markdown(report: EvaluationReport, images: Mapping[str, str] | None =
         out += [f"![metrics]({images['metrics']})", ""]
     if "history" in images:
         out += ["## Training", "", f"![loss per epoch]({images['history']})", ""]
+    out += _siam_lines(report)
     out += ["## Confusion matrices", "", "Rows: true class; columns: predicted class.", ""]
     for t, m in report.tasks.items():
         out += [f"### {t}", "", "| true \\ predicted | " + " | ".join(m.classes) + " |",
@@ -339,54 +427,28 @@ def report_markdown(report: EvaluationReport, images: Mapping[str, str] | None =
     return "\n".join(out)
 
 
-def _markdown_to_html(md: str, pngs: Mapping[str, bytes], names: Mapping[str, str]) -> str:
-    """A minimal renderer for the Markdown this module writes (headings, lists, tables, images)."""
-    inv = {v: k for k, v in names.items()}
-    body: list[str] = []
-    table: list[list[str]] = []
-
-    def close_table() -> None:
-        if not table:
-            return
-        head, *rest = table
-        body.append("<table><thead><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr></thead><tbody>")
-        body.extend("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rest)
-        body.append("</tbody></table>")
-        table.clear()
-
-    def inline(s: str) -> str:
-        s = html.escape(s)
-        parts = s.split("**")
-        return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
-
-    for line in md.splitlines():
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if all(set(c) <= {"-"} for c in cells):
-                continue
-            table.append([inline(c) for c in cells])
-            continue
-        close_table()
-        if line.startswith("!["):
-            alt, src = line[2:].split("](", 1)
-            src = src.rstrip(")")
-            key = inv.get(src)
-            if key is not None and key in pngs:
-                data = base64.b64encode(pngs[key]).decode()
-                body.append(f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></p>')
-        elif line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
-        elif line.startswith("- "):
-            body.append(f"<li>{inline(line[2:])}</li>")
-        elif line.strip():
-            body.append(f"<p>{inline(line)}</p>")
-    close_table()
-    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}")
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>semcontrib evaluation</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
-
+def _siam_lines(report: EvaluationReport) -> list[str]:
+    out: list[str] = []
+    c = report.concepts
+    if c:
+        out += ["## Concepts (SIAM)", "",
+                f"Concept presence against the region source `{c.get('source')}` (present from area "
+                f"{c.get('min_area')}), {c.get('n')} images; mean average precision "
+                f"{_fmt(c.get('mean_average_precision'))}.", "",
+                "| concept | average precision | prevalence |", "|---|---|---|"]
+        for name, ap in c.get("average_precision", {}).items():
+            out.append(f"| {name} | {_fmt(ap)} | {_fmt(c.get('prevalence', {}).get(name))} |")
+        out.append("")
+    p = report.plain_model
+    if p:
+        out += ["## Cost of the concept bottleneck", "",
+                "Accuracy of a plain linear model trained on the same split, and the SIAM model's.", "",
+                "| task | plain | SIAM | cost |", "|---|---|---|---|"]
+        for t, m in p.get("tasks", {}).items():
+            out.append(f"| {t} | {_fmt(m['plain_accuracy'])} | {_fmt(m['siam_accuracy'])} | {_fmt(m['cost'])} |")
+        out += [f"| **mean** | {_fmt(p.get('plain_mean_accuracy'))} | {_fmt(p.get('siam_mean_accuracy'))} | "
+                f"{_fmt(p.get('mean_cost'))} |", ""]
+    return out
 
 def write_report(report: EvaluationReport, out_dir: str | Path,
                  history: Mapping[str, Any] | None = None) -> dict[str, Path]:
@@ -417,7 +479,7 @@ def write_report(report: EvaluationReport, out_dir: str | Path,
     (out / REPORT_JSON).write_text(json.dumps(d, indent=1, default=_json_default, allow_nan=True))
     md = report_markdown(report, names)
     (out / "report.md").write_text(md)
-    (out / "report.html").write_text(_markdown_to_html(md, pngs, names))
+    (out / "report.html").write_text(markdown_to_html(md, pngs, names))
     written.update({"json": out / REPORT_JSON, "markdown": out / "report.md", "html": out / "report.html"})
     return written
 
@@ -455,9 +517,11 @@ def compare_reports(reports: Mapping[str, EvaluationReport]) -> Any:
     Returns
     -------
     pandas.DataFrame
-        Index: the labels; columns ``backbone``, ``subset``, ``n``, ``mean_accuracy``,
-        ``mean_f1``, then ``<task> accuracy`` and ``<task> F1`` for every task of any report
-        (NaN where a report lacks the task).
+        Index: the labels; columns ``backbone``, ``architecture``, ``subset``, ``n``, ``test_loss``,
+        ``mean_accuracy``, ``mean_f1`` (mean weighted F1), ``ms_per_image`` (inference, forward
+        pass only, with ``device``), then ``<task> accuracy``, ``<task> F1`` and ``<task> baseline``
+        (majority class) for every task of any report (NaN where a report lacks the task), and
+        ``concept_mAP`` / ``accuracy_cost`` for SIAM reports.
     """
     import pandas as pd
 
@@ -465,12 +529,19 @@ def compare_reports(reports: Mapping[str, EvaluationReport]) -> Any:
         raise ValueError("compare_reports needs at least one report")
     rows = {}
     for label, r in reports.items():
-        row: dict[str, Any] = {"backbone": r.meta.get("backbone"), "subset": r.meta.get("subset"),
-                               "n": r.n_examples, "mean_accuracy": r.mean_accuracy, "mean_f1": r.mean_f1}
+        ms = r.meta.get("ms_per_image")
+        row: dict[str, Any] = {"backbone": r.meta.get("backbone"), "architecture": r.meta.get("architecture", "linear"),
+                               "subset": r.meta.get("subset"), "n": r.n_examples, "test_loss": r.loss,
+                               "mean_accuracy": r.mean_accuracy, "mean_f1": r.mean_f1,
+                               "ms_per_image": float(ms) if ms is not None else float("nan"),
+                               "device": r.meta.get("device")}
         for t, m in r.tasks.items():
             row[f"{t} accuracy"] = m.accuracy
             row[f"{t} F1"] = m.f1_weighted
             row[f"{t} baseline"] = m.majority_accuracy
+        if r.concepts or r.plain_model:
+            row["concept_mAP"] = _f(r.concepts.get("mean_average_precision"))
+            row["accuracy_cost"] = _f(r.plain_model.get("mean_cost"))
         rows[label] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 
@@ -491,5 +562,5 @@ def write_comparison(reports: Mapping[str, EvaluationReport], out: str | Path) -
         lines.append(f"| {label} | " + " | ".join(str(v) for v in row.tolist()) + " |")
     md = "\n".join(lines) + "\n"
     (out / "comparison.md").write_text(md)
-    (out / "comparison.html").write_text(_markdown_to_html(md, {}, {}))
+    (out / "comparison.html").write_text(markdown_to_html(md, {}, {}))
     return {"csv": out / "comparison.csv", "markdown": out / "comparison.md", "html": out / "comparison.html"}

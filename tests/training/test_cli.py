@@ -8,7 +8,7 @@ import json
 import pytest
 from filelock import FileLock
 
-from semcontrib.train_cli import main, register
+from semcontrib.training.cli import main, register
 
 
 def test_register_adds_train_and_evaluate():
@@ -62,3 +62,25 @@ def test_missing_weights_and_bad_input_exit_2_with_a_message(sample_data, tmp_pa
     assert main(["evaluate"]) == 2
     with pytest.raises(SystemExit):
         main(["train", "x", "y"])  # --out is required
+
+
+def test_compare_prints_one_table_across_backbones(tmp_path, capsys):
+    import numpy as np
+
+    from semcontrib.training.evaluation import evaluate_logits, write_report
+
+    targets = np.array([[0], [1], [1], [0]])
+    for backbone, ms, z in (("efficientnet_lite0", 10.0, [[2.0, 0], [0, 2], [0, 2], [2, 0]]),
+                            ("efficientnet_lite2", 25.0, [[1.0, 0], [0, 1], [1, 0], [1, 0]])):
+        report = evaluate_logits({"t": np.array(z)}, targets, ["t"], {"t": ("a", "b")},
+                                 meta={"backbone": backbone, "ms_per_image": ms, "device": "cpu", "subset": "test"})
+        write_report(report, tmp_path / backbone)
+    rc = main(["evaluate", "--compare", str(tmp_path / "efficientnet_lite0"), str(tmp_path / "efficientnet_lite2"),
+               "--out", str(tmp_path / "cmp")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    header = next(line for line in out.splitlines() if line.startswith("| report"))
+    for col in ("test_loss", "mean_accuracy", "mean_f1", "ms_per_image", "t accuracy"):
+        assert col in header
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "efficientnet_lite" in line]
+    assert len(rows) == 2 and "25.000" in rows[1] and "0.750" in rows[1]
