@@ -33,7 +33,15 @@ from semcontrib.settings import (
 )
 
 # Modules that add their own subcommands with ``register(subparsers)``, when present.
-EXTENSIONS = ("semcontrib.validate", "semcontrib.training.cli", "semcontrib.dashboard.cli")
+# Modules that add their own subcommands with ``register(subparsers)``: module -> {command: one-line help}.
+# A module is imported only when its command is run (or for a full parser), so ``semcontrib --help``
+# never pays for what they import (training imports torch).
+EXTENSIONS: dict[str, dict[str, str]] = {
+    "semcontrib.validate": {"validate": "report how far each method's region vectors can be trusted"},
+    "semcontrib.training.cli": {"train": "train a multitask classifier (frozen or fine-tuned backbone, or SIAM)",
+                                "evaluate": "evaluate a trained model, or compare evaluation reports"},
+    "semcontrib.dashboard.cli": {"dashboard": "explore a corpus in the browser (Dash)"},
+}
 
 EXPORT_FORMATS = ("table", "virelay")
 
@@ -283,7 +291,8 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``argv``, only the extension that ``argv`` runs is imported."""
     common = verbosity_parent()
     parser = argparse.ArgumentParser(prog="semcontrib", description=__doc__, parents=[common],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -319,11 +328,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_analysis_options(p)
     p.set_defaults(func=run_demo)
 
-    for name in EXTENSIONS:
+    wanted = _command_in(argv) if argv is not None else None
+    for name, commands in EXTENSIONS.items():
+        if argv is not None and wanted not in commands:
+            for cmd, text in commands.items():  # a placeholder: listed in --help, loaded when run
+                sub.add_parser(cmd, help=text, add_help=False)
+            continue
         try:
             if importlib.util.find_spec(name) is None:
                 continue
-        except ModuleNotFoundError:  # its parent is a module, not a package
+        except ModuleNotFoundError:
             continue
         module = importlib.import_module(name)
         before = set(sub.choices)
@@ -336,6 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_in(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first word that is one), or None."""
+    known = {c for commands in EXTENSIONS.values() for c in commands}
+    return next((a for a in argv if a in known), None)
+
+
 def _configure_logging(args: argparse.Namespace) -> None:
     verbose = getattr(args, "verbose", 0) or 0
     level = logging.ERROR if getattr(args, "quiet", False) else \
@@ -344,7 +364,8 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     _configure_logging(args)
     try:

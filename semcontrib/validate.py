@@ -591,7 +591,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``validate`` to the ``semcontrib`` command's subparsers."""
-    from semcontrib.perturbation import BASELINES
+    from semcontrib.settings import PERTURBATION_BASELINES as BASELINES
 
     p = subparsers.add_parser(
         "validate", help="report how far each method's region vectors can be trusted",
