@@ -254,7 +254,8 @@ def region_vectors(model: Any, method_obj: Any, tensor: Any, targets: dict[str, 
 def _validity_frame(corpus: Corpus, model: Any, config: ValidateConfig) -> tuple[pd.DataFrame | None, str]:
     """Rows (image_id, head, method, faithfulness, deletion_auc, insertion_auc): stored or computed."""
     att = corpus.attributions
-    if set(VALIDITY_COLUMNS) <= set(att.columns):
+    recorded = corpus.manifest.get("validity", True) is not None  # None: analysed with --no-validity
+    if recorded and set(VALIDITY_COLUMNS) <= set(att.columns) and att[list(VALIDITY_COLUMNS)].notna().any().any():
         return att[["image_id", "head", "method", *VALIDITY_COLUMNS]].copy(), "stored in the corpus"
     if model is None:
         return None, "not stored in the corpus, and the model is unavailable to compute it"
@@ -602,7 +603,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("-o", "--out", default=None, help="report folder (default CORPUS/validity_report)")
     p.add_argument("--sample", type=int, default=4, help="images in the randomisation check (0: skip it)")
     p.add_argument("--stages", type=int, default=2, help="backbone stages randomised after the heads")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the randomisation check and the sample")
     p.add_argument("--basis", default="auto", choices=("auto", "mean", "sum"),
                    help="region vector basis (auto: region sums for region methods, see docs/trust.md)")
     p.add_argument("--validity-baseline", default="blur", choices=list(BASELINES),

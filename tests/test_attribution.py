@@ -47,7 +47,7 @@ def _inputs(n=3, size=32, seed=0):
     return torch.randn(n, 3, size, size, generator=g)
 
 
-@pytest.mark.parametrize("method", [LRP(), GradCAM(), IntegratedGradients(n_steps=8, internal_batch_size=16),
+@pytest.mark.parametrize("method", [LRP(composite="epsilon"), GradCAM(), IntegratedGradients(n_steps=8, internal_batch_size=16),
                                     IntegratedGradients(n_steps=5, baseline="blurred", method="riemann_trapezoid",
                                                         blur_sigma=2.0)])
 def test_batched_engine_equals_one_call_per_image_and_head(method, tiny):
@@ -79,7 +79,7 @@ def test_ig_completeness_and_delta_are_consistent(tiny):
 def test_lrp_epsilon_on_bias_free_relu_net_conserves_and_equals_input_times_gradient():
     m = tiny_model(seed=3, bias=False)
     x = _inputs(2, seed=5)
-    lrp = LRP(epsilon=1e-9)
+    lrp = LRP(composite="epsilon", epsilon=1e-9)
     targets = {"task_a": torch.tensor([0, 1]), "task_b": torch.tensor([2, 1])}
     res = lrp.attribute_batch(m, x, targets)
     for h, t in targets.items():

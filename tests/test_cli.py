@@ -17,10 +17,10 @@ from semcontrib.cli import build_parser, main
 from semcontrib.pipeline import settings_for
 from tests.conftest import synthetic_rgb, tiny_model
 
-NO_TORCH = ("import sys; sys.modules['torch'] = None; from semcontrib.cli import main; "
-            "code = main(sys.argv[1:]); "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'captum', 'zennit')]; "
-            "assert not bad, bad; sys.exit(code)")
+NO_TORCH = ("import sys; sys.modules['torch'] = None; from semcontrib.cli import main\n"
+            "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
+            "bad = [m for m, v in sys.modules.items() if v is not None and m.split('.')[0] in "
+            "('torch', 'captum', 'zennit')]\nassert not bad, bad\nsys.exit(code)")
 
 
 def cli(*args: str, no_torch: bool = False, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -119,7 +119,9 @@ def test_analyze_reuses_the_settings_recorded_in_the_corpus(tmp_path):
     out = tmp_path / "c"
     analyze(folder, out, model=tiny_model(), methods=["gradcam"], regions="grid:3x1", validity=False,
             targets={"task_a": "yes"})
-    settings, reused = settings_for(out, {})
+    with pytest.raises(ValueError, match="model object given from Python"):
+        settings_for(out, {})  # an in-memory model cannot be reused by name
+    settings, reused = settings_for(out, {"model": "python:tiny-0-True"})
     assert settings.regions == "grid:3x1" and settings.methods == ("gradcam",) and not settings.validity
     assert settings.targets == {"task_a": "yes"} and "regions" in reused
     # a rerun that names nothing keeps the recorded region source (not the default grid) and computes nothing

@@ -28,7 +28,7 @@ def tiny_corpus(tmp_path_factory) -> Path:
     for i in range(5):
         Image.fromarray(synthetic_rgb(rng, 40, 48)).save(root / "images" / f"im{i}.png")
     analyze(root / "images", root / "corpus", model=tiny_model(), methods=["gradcam", "ig"],
-            method_params={"ig": {"n_steps": 4}}, regions="grid:3x3", batch_size=5)
+            method_params={"ig": {"n_steps": 4}}, regions="grid:3x3", batch_size=5, validity=False)
     return root / "corpus"
 
 
@@ -114,6 +114,7 @@ def test_stored_validity_is_read_and_unloadable_model_skips_randomisation(tiny_c
     att["deletion_auc"] = 0.25
     att["insertion_auc"] = 0.75
     corpus.__dict__["attributions"] = att
+    corpus.manifest = {**corpus.manifest, "validity": {"baseline": "blur"}}  # as an analysis with validity
     report = V.build_report(corpus, V.ValidateConfig(sample=2))
     assert report["validity"] == "stored in the corpus"
     assert report["randomisation"]["status"] == "skipped"

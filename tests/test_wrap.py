@@ -111,7 +111,7 @@ def resnet_run(photos, tmp_path_factory):
     before = {k: v.clone() for k, v in model.module(probe).items()}
     out = tmp_path_factory.mktemp("wrapped") / "corpus"
     report = semcontrib.analyze(photos, out, model=model, methods=["gradcam", "lrp", "ig"], regions="grid",
-                                method_params={"ig": {"n_steps": 64}}, batch_size=3)
+                                method_params={"ig": {"n_steps": 64}, "lrp": {"composite": "epsilon"}}, batch_size=3)
     return model, probe, before, report, Corpus.open(out)
 
 
@@ -189,7 +189,7 @@ def test_tuple_and_single_tensor_modules(photos, tmp_path, single):
     assert model.identity["output"] == ("tensor" if single else "tuple")
     assert model.spec.cam_layer == "net.features"  # default: last child with a 4-D output
     report = semcontrib.analyze(photos, tmp_path / "c", model=model, methods=["gradcam", "lrp", "ig"],
-                                regions="grid", method_params={"ig": {"n_steps": 16}})
+                                regions="grid", method_params={"ig": {"n_steps": 16}, "lrp": {"composite": "epsilon"}})
     corpus = Corpus.open(tmp_path / "c")
     assert report.n_ok == 3 and corpus.heads == list(heads)
     x = _input_tensor_tiny(corpus, model)

@@ -62,7 +62,7 @@ def test_lrp_conserves_relevance_without_biases(lite):
         p.requires_grad_(False)
     x = torch.randn(2, 3, 64, 64) * 0.5
     target = torch.tensor([0, 1])
-    result = LRP(epsilon=1e-9).attribute_batch(model, x, {"a": target})["a"]
+    result = LRP(composite="epsilon", epsilon=1e-9).attribute_batch(model, x, {"a": target})["a"]
     with torch.no_grad():
         logit = model(x)["a"].gather(1, target.view(-1, 1))[:, 0]
     torch.testing.assert_close(torch.from_numpy(result.maps).double().sum(dim=(1, 2)), logit.double(),
