@@ -47,7 +47,8 @@ def _inputs(n=3, size=32, seed=0):
     return torch.randn(n, 3, size, size, generator=g)
 
 
-@pytest.mark.parametrize("method", [LRP(composite="epsilon"), GradCAM(), IntegratedGradients(n_steps=8, internal_batch_size=16),
+@pytest.mark.parametrize("method", [LRP(composite="epsilon"), GradCAM(),
+                                    IntegratedGradients(n_steps=8, internal_batch_size=16),
                                     IntegratedGradients(n_steps=5, baseline="blurred", method="riemann_trapezoid",
                                                         blur_sigma=2.0)])
 def test_batched_engine_equals_one_call_per_image_and_head(method, tiny):

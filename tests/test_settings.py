@@ -1,0 +1,67 @@
+"""What an analysis is asked to do: the settings record, its manifest form, and the reuse rules."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+
+import semcontrib.settings as S
+from semcontrib.settings import AnalysisSettings, ExternalAttributions, reuse
+
+
+def test_docstring_examples() -> None:
+    assert doctest.testmod(S).failed == 0
+
+
+def test_record_round_trip() -> None:
+    s = AnalysisSettings(model="m.json", heads=("a",), methods=("lrp", "occlusion"),
+                         method_params={"lrp": {"composite": "epsilon"}}, regions="annotations:x.json",
+                         region_options={"min_area": 3}, targets={"a": "among:x,y"},
+                         external=ExternalAttributions("/maps", "mine"), validity=False, validity_baseline="mean")
+    assert AnalysisSettings.from_record(s.to_record()) == s
+    assert s.all_methods == ("lrp", "occlusion", "mine")
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"methods": ()}, "at least one"), ({"methods": ("saliency",)}, "unknown attribution method"),
+    ({"methods": ("lrp", "lrp")}, "named twice"), ({"validity_baseline": "grey"}, "validity baseline"),
+])
+def test_bad_settings(kw, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        AnalysisSettings(**kw)
+    with pytest.raises(ValueError, match="malformed manifest settings|must be an object"):
+        AnalysisSettings.from_record({"methods": ["lrp"], "targets": []})
+
+
+def test_reuse_rules() -> None:
+    rec = AnalysisSettings(model="a.json", heads=("h1", "h2"), methods=("gradcam", "ig"),
+                           method_params={"gradcam": {"layer": "stage5"}, "ig": {"n_steps": 8}},
+                           regions="grid", region_options={"rows": 2}, targets={"h1": "x", "h2": "y"})
+    # nothing given: everything as recorded
+    s, reused = reuse(rec, {})
+    assert s == rec and set(reused) >= {"model", "heads", "methods", "regions", "region_options", "targets"}
+    # another region source: the recorded source options do not leak into it
+    s, _ = reuse(rec, {"regions": "grid:4x4"})
+    assert s.regions == "grid:4x4" and s.region_options == {}
+    # another model: its heads, targets and Grad-CAM layer are not reused; other parameters are
+    s, reused = reuse(rec, {"model": "b.json"})
+    assert s.heads == () and s.targets == {} and s.method_params == {"ig": {"n_steps": 8}}
+    assert "heads" not in reused and "targets" not in reused
+    # other heads: only their targets are kept
+    s, _ = reuse(rec, {"heads": ("h2",)})
+    assert s.targets == {"h2": "y"}
+    # parameters given for one method replace that method's, parameter by parameter
+    s, _ = reuse(rec, {"method_params": {"ig": {"baseline": "blurred"}}})
+    assert s.method_params == {"gradcam": {"layer": "stage5"}, "ig": {"n_steps": 8, "baseline": "blurred"}}
+    # a model object given from Python cannot be reused by name
+    with pytest.raises(ValueError, match="model object given from Python"):
+        reuse(AnalysisSettings(model="python:tiny"), {})
+    assert reuse(AnalysisSettings(model="python:tiny"), {"model": "python:tiny"})[0].model == "python:tiny"
+
+
+def test_names_that_become_path_parts() -> None:
+    for bad in ("../x", "Lrp", "a b", "x" * 40, ""):
+        with pytest.raises(ValueError):
+            S.check_method_name(bad)
+    assert S.check_method_name("external_2") == "external_2"
