@@ -25,7 +25,7 @@ export PYTHONPATH="$WORK/T"
 "$PY" -c "import semcontrib, sys; assert semcontrib.__file__.startswith(sys.argv[1]), semcontrib.__file__" "$WORK/T"
 "$PY" -m semcontrib --version
 "$PY" -c "from semcontrib.demo import write_demo_images; write_demo_images('photos')" >/dev/null
-"$PY" -m semcontrib -q analyze photos --out C --methods gradcam --regions grid --heads nature,biotic --no-validity
+"$PY" -m semcontrib -q analyze photos --out C --methods gradcam --regions grid
 "$PY" -c "
 import semcontrib, sys
 from semcontrib.corpus import Corpus
