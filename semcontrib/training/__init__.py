@@ -30,6 +30,7 @@ through :mod:`logging`; only the CLI prints.
 from semcontrib.training.augmentation import AugmentConfig, augment_rgb, augment_view, crop_box
 from semcontrib.training.concepts import ConceptAreas, concept_areas, label_areas
 from semcontrib.training.features import (
+    FeatureJob,
     FeatureSet,
     Progress,
     backbone_key,
@@ -79,6 +80,7 @@ from semcontrib.training.sample import build_sample_dataset
 from semcontrib.training.split import Split, split_examples
 
 __all__ = [
+    "FeatureJob",
     "CONCEPT_TARGETS", "DEVICES", "ID_COLUMNS", "REPORT_COUNT_KEYS",
     "AugmentConfig", "AugmentedImages", "ConceptAreas", "ConceptLoss", "EpochJob", "FeatureSet", "History",
     "LabelReport", "LabelledSet", "ModelSetup", "PathPredictions", "Progress", "RunOptions", "Split",

@@ -13,7 +13,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -159,11 +159,33 @@ def _as_is(item: Any) -> Any:
     return item
 
 
-def extract_features(model: MultitaskModel, paths: Sequence[Path], n_views: int = 4, seed: int = 0,
-                     augment: AugmentConfig | None = None, batch_size: int = 32,
-                     cache_dir: str | Path | None = None, progress: Progress | None = None,
-                     workers: int = 0) -> FeatureSet:
+@dataclass(frozen=True)
+class FeatureJob:
+    """How :func:`extract_features` works: the views it draws and how it reads and batches images.
+
+    Attributes
+    ----------
+    n_views : augmented views per image (besides the plain view 0).
+    seed : seeds each image's views (with the file's sha256).
+    augment : the augmentation (default ``AugmentConfig()``).
+    batch_size : views per forward.
+    cache_dir : where features are cached, or None.
+    workers : DataLoader processes that hash, decode and augment images.
+    """
+
+    n_views: int = 4
+    seed: int = 0
+    augment: AugmentConfig | None = None
+    batch_size: int = 32
+    cache_dir: str | Path | None = None
+    workers: int = 0
+
+
+def extract_features(model: MultitaskModel, paths: Sequence[Path], job: FeatureJob | None = None,
+                     progress: Progress | None = None, **kw: Any) -> FeatureSet:
     """Backbone features of each image and of ``n_views`` augmented views of it.
+
+    ``job`` says how (:class:`FeatureJob`; its fields may also be given as keywords).
 
     The views of an image are drawn from a generator seeded by (``seed``, the file's sha256), so
     they do not depend on the order of the files (nor on ``workers``, the DataLoader processes
@@ -177,6 +199,9 @@ def extract_features(model: MultitaskModel, paths: Sequence[Path], n_views: int 
     FeatureSet
         ``features`` float32 N x (1 + n_views) x F (N x (1 + n_views) x F x h x w for SIAM).
     """
+    job = replace(job or FeatureJob(), **kw)
+    n_views, seed, batch_size, workers = job.n_views, job.seed, job.batch_size, job.workers
+    augment, cache_dir = job.augment, job.cache_dir
     if n_views < 0:
         raise ValueError(f"n_views must be >= 0, got {n_views}")
     if batch_size < 1:

@@ -36,7 +36,7 @@ from semcontrib.model import (
     load_model,
 )
 from semcontrib.training.concepts import ConceptAreas, concept_areas
-from semcontrib.training.features import Progress, extract_features
+from semcontrib.training.features import FeatureJob, Progress, extract_features
 from semcontrib.training.labels import LabelledSet, class_counts, data_hash, drop_unreadable, read_labels
 from semcontrib.training.loop import (
     ConceptLoss,
@@ -195,9 +195,9 @@ def train(images: str | Path, labels_csv: str | Path, out: str | Path, setup: Mo
     feats: np.ndarray | None = None
     imgs: list[np.ndarray] = []
     if setup.freeze_backbone:
-        fs = extract_features(model, labelled.paths, n_views=cfg.n_views, seed=cfg.seed, augment=cfg.augment,
-                              batch_size=cfg.batch_size, cache_dir=opts.cache_dir, progress=progress,
-                              workers=cfg.workers)
+        job = FeatureJob(n_views=cfg.n_views, seed=cfg.seed, augment=cfg.augment, batch_size=cfg.batch_size,
+                         cache_dir=opts.cache_dir, workers=cfg.workers)
+        fs = extract_features(model, labelled.paths, job, progress)
         labelled, keep = drop_unreadable(labelled, fs.reasons)
         feats = fs.features[keep]
         file_hashes = [fs.file_hashes[i] for i in keep]
