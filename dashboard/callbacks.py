@@ -88,12 +88,14 @@ def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
     def _embedding_job(set_progress: Any, job: Any) -> Any:
         return panels.embedding_job(query, set_progress, job)
 
-    @app.callback(output={"figure": Output(I.SCATTER, "figure"), "count": Output(I.FILTER_COUNT, "children")},
+    @app.callback(output={"figure": Output(I.SCATTER, "figure"), "count": Output(I.FILTER_COUNT, "children"),
+                          "shown": Output(I.SCATTER_SHOWN, "data")},
                   inputs={"emb": Input(I.EMBEDDING, "data"), "view": view(State), "filters": filters(Input),
-                          "selections": Input(I.SELECTIONS, "data"), "options": options(Input)})
-    def _scatter(emb: Any, view: dict, filters: dict, selections: Any, options: dict) -> Any:
+                          "selections": Input(I.SELECTIONS, "data"), "options": options(Input),
+                          "shown": State(I.SCATTER_SHOWN, "data")})
+    def _scatter(emb: Any, view: dict, filters: dict, selections: Any, options: dict, shown: Any) -> Any:
         return panels.scatter(query, emb, View.from_inputs(view), Filters.from_inputs(filters), selections,
-                              ScatterOptions.from_inputs(options), ctx.triggered_id in (None, I.EMBEDDING))
+                              ScatterOptions.from_inputs(options), shown)
 
     @app.callback(Output(I.TOOLTIP, "show"), Output(I.TOOLTIP, "bbox"), Output(I.TOOLTIP, "children"),
                   inputs={"hover": Input(I.SCATTER, "hoverData"), "view": view(State)})
@@ -142,7 +144,7 @@ def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
                           "compare": Input(I.COMPARE, "value")})
     def _statistics(tab: str, view: dict, filters: dict, weights: dict, selections: Any, compare: Any) -> Any:
         return panels.statistics(query, tab, View.from_inputs(view), Filters.from_inputs(filters),
-                                 Weights.from_inputs(weights), selections, compare)
+                                 Weights.from_inputs(weights), selections, compare, ctx.triggered_id)
 
     @app.callback(Output(I.TRUST, "children"), inputs={"tab": Input(I.TABS, "value"), "view": view(Input)})
     def _trust(tab: str, view: dict) -> Any:
@@ -175,7 +177,7 @@ def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
                                    "page": Input(I.DETAIL_PAGE, "data")}})
     def _detail(tab: str, view: dict, filters: dict, selections: Any, compare: Any, sort: dict) -> Any:
         return panels.detail(query, tab, View.from_inputs(view), Filters.from_inputs(filters), selections, compare,
-                             sort)
+                             sort, ctx.triggered_id)
 
     @app.callback(Output(I.INSPECTOR, "children"),
                   inputs={"tab": Input(I.TABS, "value"), "image_id": Input(I.FOCUS, "data"), "view": view(Input)})

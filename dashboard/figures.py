@@ -65,7 +65,8 @@ def code_colours() -> list[str]:
     out += [FILTERED_COLOUR, "rgba(0,0,0,0)", "rgba(120,120,120,0.5)"]
     for b in range(FAITH_BINS):
         out.append(_rgba(FAITH_COLOURS[min(len(FAITH_COLOURS) - 1, b * len(FAITH_COLOURS) // FAITH_BINS)], 0.9))
-    assert len(out) == N_CODES
+    if len(out) != N_CODES:
+        raise RuntimeError("one colour per point code is needed")
     return out
 
 
@@ -91,9 +92,9 @@ def typed(values: np.ndarray) -> dict[str, str]:
 
 
 def marker_update(codes: np.ndarray, highlight: np.ndarray) -> dict[str, Any]:
-    """The marker fields that filters, selections and highlights change: colour codes and sizes."""
-    return {"color": typed(codes.astype(np.uint8)), "size": typed(np.where(highlight, 11, 6).astype(np.uint8)),
-            "line": {"width": typed(np.where(highlight, 1.5, 0).astype(np.float32)), "color": "#222"}}
+    """The marker fields that filters, selections and highlights change: colour codes and sizes
+    (highlighted points are drawn larger), one byte per point each."""
+    return {"color": typed(codes.astype(np.uint8)), "size": typed(np.where(highlight, 11, 6).astype(np.uint8))}
 
 
 def points_trace(xy: np.ndarray, rows: np.ndarray, symbols: np.ndarray, codes: np.ndarray,
@@ -215,16 +216,25 @@ def grouped_bars(frame: pd.DataFrame, title: str, colours: Mapping[str, str], ya
                                      "legend": {"orientation": "h", "y": -0.25}}}
 
 
+def _pivot(frame: pd.DataFrame, key: str, groups: Sequence[str]) -> pd.DataFrame:
+    """(group, key, share) rows -> index key (first-seen order), one column per group (0 where absent)."""
+    keys = list(dict.fromkeys(frame[key].tolist()))
+    table = np.zeros((len(keys), len(groups)))
+    row, col = {k: i for i, k in enumerate(keys)}, {g: j for j, g in enumerate(groups)}
+    for g, k, v in zip(frame["group"], frame[key], frame["share"]):
+        if g in col:
+            table[row[k], col[g]] = v
+    return pd.DataFrame(table, index=keys, columns=list(groups))
+
+
 def statistics_figures(stats: GroupStatistics, colours: Mapping[str, str]) -> tuple[dict, dict, dict]:
     """(mean weighted contribution per region, top predicted classes, most often top region)."""
     names = list(stats.mean_contribution.columns)
     labels = {g: f"{g} ({stats.sizes.get(g, 0)})" for g in names}
     cols = {labels[g]: colours.get(g, "#777") for g in names}
     means = stats.mean_contribution.rename(columns=labels)
-    classes = stats.top_classes.pivot_table(index="class", columns="group", values="share", fill_value=0.0,
-                                            sort=False).reindex(columns=names, fill_value=0.0)
-    tops = stats.top_region.pivot_table(index="region", columns="group", values="share", fill_value=0.0,
-                                        sort=False).reindex(columns=names, fill_value=0.0)
+    classes = _pivot(stats.top_classes, "class", names)
+    tops = _pivot(stats.top_region, "region", names)
     return (grouped_bars(means, "mean weighted contribution per region", cols, "score"),
             grouped_bars(classes.rename(columns=labels), "top predicted classes", cols, "share of images"),
             grouped_bars(tops.rename(columns=labels), "most often the top-contributing region", cols,

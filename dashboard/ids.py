@@ -25,6 +25,7 @@ SCATTER = "scatter"
 TOOLTIP = "tooltip"
 EMBEDDING = "embedding"
 EMBED_JOB = "embed-job"
+SCATTER_SHOWN = "scatter-shown"  # the embedding key the scatter figure was built with
 LASSO_INPUT = "lasso-input"  # the browser's reduction of selectedData: a polygon, a box or rows
 
 # selections

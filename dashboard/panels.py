@@ -105,33 +105,33 @@ def _sample(n: int) -> np.ndarray:
 
 
 def scatter(query: CorpusQuery, emb: Mapping[str, Any] | None, view: View, filters: Filters, selections: Any,
-            options: ScatterOptions, full: bool) -> dict[str, Any]:
-    """Outputs ``figure`` (the whole figure when ``full``, else a ``Patch`` of the colours only) and
-    ``count`` (how many images pass the filters)."""
+            options: ScatterOptions, shown: Any) -> dict[str, Any]:
+    """Outputs ``figure``, ``count`` (how many images pass the filters) and ``shown`` (the embedding key the
+    figure is built with). When the page already shows this embedding (``shown``), the figure is a
+    ``Patch`` of the point colours (and the density image) only; else the whole figure is sent."""
     mask, codes, highlight = _codes(query, view, filters, selections, options)
     count = f"{int(mask.sum())} of {len(mask)} images pass the filters"
-    xy = query.embedding_by_key((emb or {}).get("key"))
+    key = (emb or {}).get("key")
+    xy = query.embedding_by_key(key)
     if xy is None:
         return {"figure": {"data": [], "layout": {"title": {"text": "computing the embedding…"},
                                                   "xaxis": {"visible": False}, "yaxis": {"visible": False}}},
-                "count": count}
+                "count": count, "shown": None}
     dense = len(xy) > POINTS_MAX
     sample = _sample(len(xy)) if dense else None
-    if not full:
+    if shown == key:
         patch = Patch()
         rows = sample if sample is not None else slice(None)
         patch["data"][0]["marker"].update(figures.marker_update(codes[rows], highlight[rows]))
         if dense:
             patch["layout"]["images"][0]["source"] = figures.density_image(xy, codes)["source"]
-        return {"figure": patch, "count": count}
+        return {"figure": patch, "count": count, "shown": no_update}
     symbols, legend = figures.class_symbols(query.predictions(view.head))
     colour = "faithfulness (blue −1 … red +1)" if options.colour_by == "faithfulness" else "selection"
-    title = f"{emb.get('label', '')} · weighted cosine · symbol: predicted {view.head} · colour: {colour}" \
-        if emb else ""
-    fig = figures.scatter_figure(xy, symbols, legend, codes, highlight, uirevision=str((emb or {}).get("key")),
-                                 title=title, density=figures.density_image(xy, codes) if dense else None,
-                                 sample=sample)
-    return {"figure": fig, "count": count}
+    title = f"{(emb or {}).get('label', '')} · weighted cosine · symbol: predicted {view.head} · colour: {colour}"
+    fig = figures.scatter_figure(xy, symbols, legend, codes, highlight, uirevision=str(key), title=title,
+                                 density=figures.density_image(xy, codes) if dense else None, sample=sample)
+    return {"figure": fig, "count": count, "shown": key}
 
 
 def tooltip(query: CorpusQuery, hover: Mapping[str, Any] | None, view: View) -> tuple[bool, Any, Any]:
@@ -223,9 +223,15 @@ def _groups(query: CorpusQuery, mask: np.ndarray, selections: Any, compare: Sequ
 # --------------------------------------------------------------------------- statistics, detail, table, trust
 
 
+def _unaffected(trigger: Any, tab: str, own_tab: str, compare: Sequence[str] | None) -> bool:
+    """A panel need not be redrawn when its tab is closed, or when only the selections changed and none is
+    compared (it shows the filtered set only)."""
+    return tab != own_tab or (trigger == I.SELECTIONS and not compare)
+
+
 def statistics(query: CorpusQuery, tab: str, view: View, filters: Filters, weights: Weights, selections: Any,
-               compare: Sequence[str] | None) -> Any:
-    if tab != "statistics":
+               compare: Sequence[str] | None, trigger: Any = None) -> Any:
+    if _unaffected(trigger, tab, "statistics", compare):
         return no_update, no_update, no_update
     matrix = query.score_matrix(view)
     mask = query.filter_mask(view, filters)
@@ -248,9 +254,9 @@ def turn_page(trigger: Any, current: int | None) -> int:
 
 
 def detail(query: CorpusQuery, tab: str, view: View, filters: Filters, selections: Any,
-           compare: Sequence[str] | None, sort: Mapping[str, Any]) -> tuple[Any, Any]:
+           compare: Sequence[str] | None, sort: Mapping[str, Any], trigger: Any = None) -> tuple[Any, Any]:
     """(card columns, page text); ``sort``: column, order, page."""
-    if tab != "detail":
+    if _unaffected(trigger, tab, "detail", compare):
         return no_update, no_update
     matrix = query.score_matrix(view)
     mask = query.filter_mask(view, filters)
@@ -390,8 +396,9 @@ def save_state(query: CorpusQuery, view: View, options: Mapping[str, Any], filte
 
 def load_state(query: CorpusQuery, contents: Any, weight_ids: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Outputs of a state upload: the view, algorithm, highlight, weights, selections, restore, message."""
-    keep = {k: no_update for k in ("head", "method", "normalisation", "basis", "algorithm", "highlight",
-                                   "weights", "selections", "restore")}
+    keep: dict[str, Any] = {k: no_update for k in ("head", "method", "normalisation", "basis", "algorithm",
+                                                    "highlight", "selections", "restore")}
+    keep["weights"] = [no_update] * len(weight_ids)  # a wildcard output takes one value per component
     if not contents:
         return {**keep, "message": ""}
     try:

@@ -52,6 +52,18 @@ class SyntheticSpec:
     n_skipped: int = 1
 
 
+DEMO_VOCABULARY = ("sky", "water", "vegetation", "bare_ground", "built", "person", "animal", "other")
+DEMO_HEADS = {"landscape": ["forest", "coast", "mountain", "urban", "field"], "nature": ["nature", "non_nature"]}
+DEMO_MAPS = 500
+
+
+def demo_spec(n_images: int) -> SyntheticSpec:
+    """What ``semcontrib demo --synthetic N`` writes: 2 heads, 3 methods, 8 regions, photos and maps for the
+    first 500 images, 3 skipped images."""
+    return SyntheticSpec(n_images=n_images, heads=dict(DEMO_HEADS), methods=("lrp", "gradcam", "ig"),
+                         vocabulary=DEMO_VOCABULARY, n_maps=min(n_images, DEMO_MAPS), n_skipped=3)
+
+
 def _region_labels(rng: np.random.Generator, k: int) -> np.ndarray:
     """int32 224x224: horizontal bands of a random subset of the regions, one block left unassigned."""
     present = np.sort(rng.choice(k, size=rng.integers(2, k + 1), replace=False))

@@ -459,13 +459,15 @@ def group_statistics(matrix: ScoreMatrix, weights: np.ndarray, predictions: np.n
     valid = matrix.valid
     if valid.any():
         top_col[valid] = np.argmax(W[valid], axis=1)
+    codes, names = pd.factorize(pd.Series(predictions, dtype=object))
     for name, mask in groups:
         m = mask & valid
         sizes[name] = int(m.sum())
         means[name] = W[m].mean(axis=0) if m.any() else np.zeros(len(matrix.columns))
         if m.any():
-            vc = pd.Series(predictions[m]).value_counts(normalize=True).head(top_n)
-            classes += [(name, str(c), float(s)) for c, s in vc.items()]
+            share = np.bincount(codes[m], minlength=len(names)) / m.sum()
+            order = np.argsort(-share, kind="stable")[:top_n]
+            classes += [(name, str(names[c]), float(share[c])) for c in order if share[c] > 0]
             counts = np.bincount(top_col[m], minlength=len(matrix.columns)) / m.sum()
             tops += [(name, matrix.columns[k], float(counts[k])) for k in np.argsort(-counts, kind="stable")
                      if counts[k] > 0]
