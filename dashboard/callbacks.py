@@ -44,14 +44,14 @@ def options(kind: type = Input) -> dict[str, Any]:
 
 
 # The browser reduces plotly's selectedData (every point of a lasso, ~100 bytes each) to the lasso
-# polygon, the box, or the corpus rows of clicked points; the server tests the polygon against its
-# own copy of the embedding.
+# polygon, the box, or the point numbers of clicked points; the server tests the polygon against its
+# own copy of the embedding and maps point numbers to corpus rows.
 REDUCE_SELECTION = """
 function(sel) {
     if (!sel) { return null; }
     if (sel.lassoPoints && sel.lassoPoints.x) { return {lasso: {x: sel.lassoPoints.x, y: sel.lassoPoints.y}}; }
     if (sel.range && sel.range.x) { return {range: {x: sel.range.x, y: sel.range.y}}; }
-    return {indices: (sel.points || []).map(p => Array.isArray(p.customdata) ? p.customdata[0] : p.customdata)};
+    return {indices: (sel.points || []).filter(p => p.curveNumber === 0).map(p => p.pointNumber)};
 }
 """
 

@@ -134,20 +134,35 @@ def scatter(query: CorpusQuery, emb: Mapping[str, Any] | None, view: View, filte
     return {"figure": fig, "count": count, "shown": key}
 
 
+def point_rows(query: CorpusQuery, point_numbers: Sequence[Any]) -> np.ndarray:
+    """int64 corpus rows of the scatter's points (plotly point numbers of trace 0; the trace holds every
+    image in corpus order, or the sample when the scatter is a density image); bad numbers are dropped."""
+    n = len(query.ids)
+    rows = _sample(n) if n > POINTS_MAX else None
+    m = n if rows is None else len(rows)
+    ok = np.array([p for p in point_numbers if isinstance(p, int) and not isinstance(p, bool) and 0 <= p < m],
+                  dtype=np.int64)
+    return ok if rows is None else rows[ok]
+
+
+def _row(query: CorpusQuery, event: Mapping[str, Any] | None) -> int | None:
+    pts = (event or {}).get("points") or []
+    if not pts or not isinstance(pts[0], Mapping) or pts[0].get("curveNumber") != 0:
+        return None
+    rows = point_rows(query, [pts[0].get("pointNumber")])
+    return int(rows[0]) if len(rows) else None
+
+
 def tooltip(query: CorpusQuery, hover: Mapping[str, Any] | None, view: View) -> tuple[bool, Any, Any]:
-    if not hover or not hover.get("points"):
+    k = _row(query, hover)
+    if k is None or not (hover or {})["points"][0].get("bbox"):
         return False, no_update, no_update
-    pt = hover["points"][0]
-    k = pt.get("customdata")
-    if not isinstance(k, int) or not 0 <= k < len(query.ids) or not pt.get("bbox"):
-        return False, no_update, no_update
-    return True, pt.get("bbox"), layout.tooltip_card(query, k, query.score_matrix(view))
+    return True, hover["points"][0].get("bbox"), layout.tooltip_card(query, k, query.score_matrix(view))  # type: ignore[index]
 
 
 def focus_from_click(query: CorpusQuery, click: Mapping[str, Any] | None) -> tuple[Any, Any]:
-    pts = (click or {}).get("points") or []
-    k = pts[0].get("customdata") if pts else None
-    if not isinstance(k, int) or not 0 <= k < len(query.ids):
+    k = _row(query, click)
+    if k is None:
         return no_update, no_update
     return str(query.ids[k]), "image"
 
@@ -159,6 +174,8 @@ def lasso(query: CorpusQuery, selected: Mapping[str, Any] | None, emb: Mapping[s
           filters: Filters) -> tuple[dict[str, Any], str]:
     """(the lasso store ``{members, n}``, its text) from the browser's reduced selection (a polygon, a box
     or corpus rows) tested against the server's embedding."""
+    if isinstance(selected, Mapping) and isinstance(selected.get("indices"), list):
+        selected = {"indices": point_rows(query, selected["indices"][:len(query.ids)]).tolist()}
     mask = views.lasso_mask(selected, query.embedding_by_key((emb or {}).get("key")),
                             query.filter_mask(view, filters))
     return {"members": views.encode_members(mask), "n": int(mask.sum())}, f"{int(mask.sum())} images in the lasso"

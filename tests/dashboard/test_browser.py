@@ -226,7 +226,7 @@ def test_click_opens_the_image_inspector_with_validity(dash_duo: Any, corpus_cop
     query = CorpusQuery(corpus_copy)
     dash_duo.driver.execute_script(
         "document.querySelector('#scatter .js-plotly-plot').emit('plotly_hover', {points: [{curveNumber: 0,"
-        " pointNumber: 7, customdata: 7, bbox: {x0: 300, x1: 305, y0: 200, y1: 205}}]})")
+        " pointNumber: 7, pointIndex: 7, bbox: {x0: 300, x1: 305, y0: 200, y1: 205}}]})")
     dash_duo.wait_for_contains_text(f"#{I.TOOLTIP}", str(query.ids[7]))
     _emit(dash_duo, "plotly_click", [5])
     dash_duo.wait_for_contains_text("#inspector-body", str(query.ids[5]))
