@@ -186,7 +186,8 @@ def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
 
     @app.callback(Output(I.SELECTIONS, "data", allow_duplicate=True), Output(I.CLUSTER_TEXT, "children"),
                   inputs={"run": Input(I.CLUSTER_RUN, "n_clicks"),
-                          "options": {"algorithm": State(I.CLUSTER_ALGORITHM, "value"), "k": State(I.CLUSTER_K, "value")},
+                          "options": {"algorithm": State(I.CLUSTER_ALGORITHM, "value"),
+                                      "k": State(I.CLUSTER_K, "value")},
                           "view": view(State), "filters": filters(State), "weights": weights(State),
                           "selections": State(I.SELECTIONS, "data")},
                   background=True, manager=background_manager, interval=250, prevent_initial_call=True,
@@ -208,7 +209,8 @@ def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
 
     @app.callback(Output(I.STATE_DOWNLOAD, "data"),
                   inputs={"click": Input(I.STATE_SAVE, "n_clicks"), "view": view(State),
-                          "options": {"algorithm": State(I.ALGORITHM, "value"), "highlight": State(I.HIGHLIGHT, "value")},
+                          "options": {"algorithm": State(I.ALGORITHM, "value"),
+                                      "highlight": State(I.HIGHLIGHT, "value")},
                           "filters": filters(State), "weights": weights(State),
                           "selections": State(I.SELECTIONS, "data")}, prevent_initial_call=True)
     def _save_state(click: Any, view: dict, options: dict, filters: dict, weights: dict, selections: Any) -> Any:

@@ -181,7 +181,7 @@ def lasso(query: CorpusQuery, selected: Mapping[str, Any] | None, emb: Mapping[s
     return {"members": views.encode_members(mask), "n": int(mask.sum())}, f"{int(mask.sum())} images in the lasso"
 
 
-def table_pick(query: CorpusQuery, rows: Sequence[Mapping[str, Any]] | None) -> tuple[Any, str]:
+def table_pick(query: CorpusQuery, rows: Sequence[Mapping[str, Any]] | None) -> tuple[Any, Any]:
     """Rows picked in the table become the lasso (so they are saved as a selection the same way)."""
     if not rows:
         return no_update, no_update

@@ -176,7 +176,7 @@ def write_synthetic_corpus(root: str | Path, spec: SyntheticSpec | None = None, 
             arrays: dict[str, np.ndarray] = {}
             for hi, (h, classes) in enumerate(heads.items()):
                 g = (i * M + mi) * H + hi
-                target = classes.index(images.at[i, f"pred_{h}"])
+                target = classes.index(str(images.at[i, f"pred_{h}"]))
                 ramp = (np.arange(SIZE) / SIZE)[None, :] * (hi + 1)
                 amap = _attribution(rng, labels, K) + cluster[i] * ramp
                 f16, scale = cstore.encode_map(amap)

@@ -666,20 +666,29 @@ def _column_filter(column: pd.Series, spec: Mapping[str, Any]) -> np.ndarray:
             raise ValueError(f"text filter type must be one of {TEXT_OPS} with a text value")
         s = column.astype(str).str.lower()
         f = spec["filter"].lower()
-        hit = {"contains": lambda: s.str.contains(f, regex=False), "notContains": lambda: ~s.str.contains(f, regex=False),
+        hit = {"contains": lambda: s.str.contains(f, regex=False),
+               "notContains": lambda: ~s.str.contains(f, regex=False),
                "equals": lambda: s == f, "notEqual": lambda: s != f, "startsWith": lambda: s.str.startswith(f),
                "endsWith": lambda: s.str.endswith(f)}[op]()
         return np.asarray(hit, dtype=bool)
     if op not in NUMBER_OPS:
         raise ValueError(f"number filter type must be one of {NUMBER_OPS}")
     v = column.to_numpy(np.float64)
-    a = float(spec.get("filter")) if spec.get("filter") is not None else np.nan
+    a = _as_float(spec.get("filter"))
     with np.errstate(invalid="ignore"):
         if op == "inRange":
-            b = float(spec.get("filterTo")) if spec.get("filterTo") is not None else np.nan
+            b = _as_float(spec.get("filterTo"))
             return (v >= a) & (v <= b)
         return {"equals": v == a, "notEqual": v != a, "lessThan": v < a, "lessThanOrEqual": v <= a,
                 "greaterThan": v > a, "greaterThanOrEqual": v >= a}[op]
+
+
+def _as_float(value: Any) -> float:
+    if value is None:
+        return float("nan")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"a number filter needs a number, got {type(value).__name__}")
+    return float(value)
 
 
 def table_order(frame: pd.DataFrame, base: np.ndarray, filter_model: Mapping[str, Any] | None,
@@ -697,7 +706,7 @@ def table_order(frame: pd.DataFrame, base: np.ndarray, filter_model: Mapping[str
         mask &= _column_filter(frame[col], spec)
     idx = np.flatnonzero(mask)
     for sort in reversed(list(sort_model or [])[:3]):
-        col = sort.get("colId") if isinstance(sort, Mapping) else None
+        col = str(sort.get("colId")) if isinstance(sort, Mapping) else ""
         if col not in frame.columns:
             raise ValueError(f"cannot sort by {str(col)[:80]!r}")
         values = frame[col].to_numpy()[idx]

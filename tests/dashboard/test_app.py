@@ -232,8 +232,8 @@ def test_panels_clusters_state_and_table(corpus: Path) -> None:
     assert sum(s["n"] for s in sels[:3]) == 40 and "3 clusters" in text
     saved = panels.save_state(q, View("nature", "lrp", "paper", "sum"), {"algorithm": "umap", "highlight": ["nature"]},
                               Filters(("sky",), ((0.0, 10.0),)), Weights(("sky",), (3.0,)), sels)
-    loaded = panels.load_state(q, "data:application/json;base64," + base64.b64encode(saved["content"].encode()).decode(),
-                               [{"region": "sky"}, {"region": "water"}])
+    upload = "data:application/json;base64," + base64.b64encode(saved["content"].encode()).decode()
+    loaded = panels.load_state(q, upload, [{"region": "sky"}, {"region": "water"}])
     assert loaded["basis"] == "sum" and loaded["restore"] == {"filters": {"sky": [0.0, 10.0]}}
     assert loaded["weights"] == [3.0, 1.0] and [s["n"] for s in loaded["selections"]] == [s["n"] for s in sels]
     rows = panels.table_rows(q, {"startRow": 0, "endRow": 10, "sortModel": [{"colId": "faithfulness", "sort": "desc"}],
