@@ -122,7 +122,7 @@ def test_filter_update_is_a_patch_of_colours_and_the_lasso_sends_a_polygon(corpu
     c.call(c.find(f"{I.EMBEDDING}.data", f"{I.EMBED_JOB}.data"), [f"{I.HEAD}.value"])
     emb = c.values[(I.EMBEDDING, "data")]
     assert emb["key"].startswith("pca") and c.values[(I.EMBED_JOB, "data")]["head"] == "nature"
-    scatter = c.find(f"{I.SCATTER}.figure", f"{I.FILTER_COUNT}.children")
+    scatter = c.find(f"{I.SCATTER}.figure", f"{I.FILTER_COUNT}.children", f"{I.SCATTER_SHOWN}.data")
     full = c.call(scatter, [f"{I.EMBEDDING}.data"]).value(I.SCATTER, "figure")
     assert full["data"][0]["x"]["dtype"] == "f4"
     assert c.values[(I.SCATTER_SHOWN, "data")] == emb["key"]
