@@ -96,7 +96,7 @@ def _codes(query: CorpusQuery, view: View, filters: Filters, selections: Any, op
     if options.colour_by == "faithfulness" and faith is None:
         faith = np.full(len(query.ids), np.nan)
     codes = views.point_codes(mask, sels, faith, options.hide_filtered)
-    highlight = np.isin(query.predictions(view.head), list(options.highlight)) & mask
+    highlight = query.highlight_mask(view.head, options.highlight) & mask
     return mask, codes, highlight
 
 
@@ -250,12 +250,10 @@ def statistics(query: CorpusQuery, tab: str, view: View, filters: Filters, weigh
                compare: Sequence[str] | None, trigger: Any = None) -> Any:
     if _unaffected(trigger, tab, "statistics", compare):
         return no_update, no_update, no_update
-    matrix = query.score_matrix(view)
     mask = query.filter_mask(view, filters)
-    w = views.column_weights(matrix, query.vocabulary, weights.as_dict())
     groups = [("filtered set", "#999999", mask)] + [
         (s["name"], s["colour"], m & mask) for s, m in _selections(query, selections) if s["id"] in (compare or [])][:3]
-    stats = views.group_statistics(matrix, w, query.predictions(view.head), [(g[0], g[2]) for g in groups])
+    stats = views.group_statistics(query.weighted_scores(view, weights), None, None, [(g[0], g[2]) for g in groups])
     return figures.statistics_figures(stats, {g[0]: g[1] for g in groups})
 
 

@@ -31,7 +31,7 @@ from semcontrib import corpus as cstore
 from semcontrib.contributions import BASES, NORMALISATIONS
 from semcontrib.corpus import Corpus
 from semcontrib.dashboard import overlay, views
-from semcontrib.dashboard.records import Filters, View
+from semcontrib.dashboard.records import Filters, View, Weights
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +171,26 @@ class CorpusQuery:
     @lru_cache(maxsize=16)  # noqa: B019  # one query per app, kept for the app's life
     def _predictions(self, head: str) -> np.ndarray:
         return self.images[f"pred_{head}"].fillna("").astype(str).to_numpy(dtype=object)
+
+    def highlight_mask(self, head: str, classes: Sequence[str]) -> np.ndarray:
+        """bool (N,): images whose predicted class of ``head`` is one of ``classes``."""
+        codes, names = self._prediction_codes(head)
+        wanted = [k for k, c in enumerate(names) if c in set(classes)]
+        return np.isin(codes, wanted) if wanted else np.zeros(len(codes), dtype=bool)
+
+    @lru_cache(maxsize=16)  # noqa: B019  # one query per app, kept for the app's life
+    def _prediction_codes(self, head: str) -> tuple[np.ndarray, tuple[str, ...]]:
+        codes, names = pd.factorize(pd.Series(self.predictions(head), dtype=object))
+        return np.asarray(codes, dtype=np.int64), tuple(str(c) for c in names)
+
+    def slider_bounds(self, view: View) -> dict[str, list[float]]:
+        """Score column -> [low, high] slider range in percent, from the data (cached per view)."""
+        return self._slider_bounds(view)
+
+    @lru_cache(maxsize=16)  # noqa: B019  # one query per app, kept for the app's life
+    def _slider_bounds(self, view: View) -> dict[str, list[float]]:
+        matrix = self.score_matrix(view)
+        return {c: b.tolist() for c, b in zip(matrix.columns, views.slider_bounds(matrix.values))}
 
     def probabilities(self, head: str) -> np.ndarray:
         return self.images[f"prob_{head}"].to_numpy(dtype=np.float64)
@@ -440,6 +460,16 @@ class CorpusQuery:
                                  "validity_note": str(r["validity_note"])})
         return pd.DataFrame(rows)
 
+    def weighted_scores(self, view: View, weights: Weights) -> views.WeightedScores:
+        """Weighted scores, top regions and predicted-class codes of the view (cached per weighting)."""
+        return self._weighted_scores(view, weights)
+
+    @lru_cache(maxsize=4)  # noqa: B019  # one query per app, kept for the app's life
+    def _weighted_scores(self, view: View, weights: Weights) -> views.WeightedScores:
+        matrix = self.score_matrix(view)
+        w = views.column_weights(matrix, self.vocabulary, weights.as_dict())
+        return views.weighted_scores(matrix, w, self.predictions(view.head))
+
     # ---- filters
     def filter_mask(self, view: View, filters: Filters) -> np.ndarray:
         """bool (N,): images with a vector for the view that pass every range filter (cached)."""
@@ -448,7 +478,7 @@ class CorpusQuery:
     @lru_cache(maxsize=8)  # noqa: B019  # one query per app, kept for the app's life
     def _filter_mask(self, view: View, filters: Filters) -> np.ndarray:
         matrix = self.score_matrix(view)
-        bounds = {c: b.tolist() for c, b in zip(matrix.columns, views.slider_bounds(matrix.values))}
+        bounds = self.slider_bounds(view)
         pairs = [(c, v) for c, v in zip(filters.columns, filters.values) if c in matrix.columns]
         ranges = views.ranges_from_sliders([{"column": c} for c, _ in pairs], [v for _, v in pairs], bounds)
         mask = views.filter_mask(matrix, ranges)

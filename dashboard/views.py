@@ -448,30 +448,64 @@ class GroupStatistics:
     sizes: dict[str, int] = field(default_factory=dict)
 
 
-def group_statistics(matrix: ScoreMatrix, weights: np.ndarray, predictions: np.ndarray,
+@dataclass(frozen=True)
+class WeightedScores:
+    """What group statistics need of one view and weighting, computed once (the query caches it).
+
+    Attributes
+    ----------
+    columns : score column names (C).
+    W : float64 N x C weighted scores, 0 where the image has no vector.
+    valid : bool (N,), the image has a vector.
+    top : int64 (N,), the column with the largest weighted score (-1 without a vector).
+    classes : int64 (N,) code of the predicted class; ``class_names`` : the names of the codes.
+    """
+
+    columns: tuple[str, ...]
+    W: np.ndarray
+    valid: np.ndarray
+    top: np.ndarray
+    classes: np.ndarray
+    class_names: tuple[str, ...]
+
+
+def weighted_scores(matrix: ScoreMatrix, weights: np.ndarray, predictions: np.ndarray) -> WeightedScores:
+    """Weighted scores, top column and predicted-class codes of every image (see :class:`WeightedScores`)."""
+    W = np.nan_to_num(matrix.values * weights[None, :])
+    top = np.full(matrix.n, -1, dtype=np.int64)
+    if matrix.valid.any():
+        top[matrix.valid] = np.argmax(W[matrix.valid], axis=1)
+    codes, names = pd.factorize(pd.Series(predictions, dtype=object))
+    return WeightedScores(matrix.columns, W, matrix.valid, top, np.asarray(codes, dtype=np.int64),
+                          tuple(str(c) for c in names))
+
+
+def group_statistics(matrix: ScoreMatrix | WeightedScores, weights: np.ndarray | None, predictions: np.ndarray | None,
                      groups: Sequence[tuple[str, np.ndarray]], top_n: int = 10) -> GroupStatistics:
-    """Mean weighted contribution per column, top predicted classes and top region for each group."""
-    W = matrix.values * weights[None, :]
+    """Mean weighted contribution per column, top predicted classes and top region for each group.
+
+    ``matrix`` is a score matrix (then ``weights`` and ``predictions`` are needed) or precomputed
+    :class:`WeightedScores` (then they are ignored). Images without a vector are left out of every group.
+    """
+    ws = matrix if isinstance(matrix, WeightedScores) else weighted_scores(matrix, np.asarray(weights),
+                                                                              np.asarray(predictions))
+    C = len(ws.columns)
     means: dict[str, np.ndarray] = {}
     classes, tops = [], []
     sizes = {}
-    top_col = np.full(matrix.n, -1)
-    valid = matrix.valid
-    if valid.any():
-        top_col[valid] = np.argmax(W[valid], axis=1)
-    codes, names = pd.factorize(pd.Series(predictions, dtype=object))
     for name, mask in groups:
-        m = mask & valid
-        sizes[name] = int(m.sum())
-        means[name] = W[m].mean(axis=0) if m.any() else np.zeros(len(matrix.columns))
-        if m.any():
-            share = np.bincount(codes[m], minlength=len(names)) / m.sum()
+        m = mask & ws.valid
+        count = int(m.sum())
+        sizes[name] = count
+        means[name] = (m.astype(np.float64) @ ws.W) / count if count else np.zeros(C)
+        if count:
+            share = np.bincount(ws.classes[m], minlength=len(ws.class_names)) / count
             order = np.argsort(-share, kind="stable")[:top_n]
-            classes += [(name, str(names[c]), float(share[c])) for c in order if share[c] > 0]
-            counts = np.bincount(top_col[m], minlength=len(matrix.columns)) / m.sum()
-            tops += [(name, matrix.columns[k], float(counts[k])) for k in np.argsort(-counts, kind="stable")
+            classes += [(name, ws.class_names[c], float(share[c])) for c in order if share[c] > 0]
+            counts = np.bincount(ws.top[m], minlength=C) / count
+            tops += [(name, ws.columns[k], float(counts[k])) for k in np.argsort(-counts, kind="stable")
                      if counts[k] > 0]
-    return GroupStatistics(pd.DataFrame(means, index=list(matrix.columns)),
+    return GroupStatistics(pd.DataFrame(means, index=list(ws.columns)),
                            pd.DataFrame(classes, columns=["group", "class", "share"]),
                            pd.DataFrame(tops, columns=["group", "region", "share"]), sizes)
 
