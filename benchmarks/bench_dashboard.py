@@ -90,7 +90,8 @@ def measure(root: Path, embed_images: int, repeat: int = 5) -> dict[str, Any]:
     sliders = _sliders(panel.value(I.FILTER_PANEL, "children"))
     c.set_all(I.RANGE, "value", sliders)
     emb = c.call(c.find(f"{I.EMBEDDING}.data", f"{I.EMBED_JOB}.data"), [f"{I.HEAD}.value"])
-    scatter = c.find(f"{I.SCATTER}.figure", f"{I.FILTER_COUNT}.children", f"{I.SCATTER_SHOWN}.data")
+    scatter = c.find(f"{I.SCATTER}.figure", f"{I.FILTER_COUNT}.children", f"{I.SCATTER_SHOWN}.data",
+                     f"{I.SCATTER_WINDOW}.data")
     full = c.call(scatter, [f"{I.EMBEDDING}.data"])
     n = len(q.ids)
 

@@ -89,32 +89,47 @@ def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
         return panels.embedding_job(query, set_progress, job)
 
     @app.callback(output={"figure": Output(I.SCATTER, "figure"), "count": Output(I.FILTER_COUNT, "children"),
-                          "shown": Output(I.SCATTER_SHOWN, "data")},
+                          "shown": Output(I.SCATTER_SHOWN, "data"),
+                          "window": Output(I.SCATTER_WINDOW, "data", allow_duplicate=True)},
                   inputs={"emb": Input(I.EMBEDDING, "data"), "view": view(State), "filters": filters(Input),
                           "selections": Input(I.SELECTIONS, "data"), "options": options(Input),
-                          "shown": State(I.SCATTER_SHOWN, "data")})
-    def _scatter(emb: Any, view: dict, filters: dict, selections: Any, options: dict, shown: Any) -> Any:
+                          "shown": State(I.SCATTER_SHOWN, "data"), "window": State(I.SCATTER_WINDOW, "data")},
+                  prevent_initial_call="initial_duplicate")
+    def _scatter(emb: Any, view: dict, filters: dict, selections: Any, options: dict, shown: Any,
+                 window: Any) -> Any:
         return panels.scatter(query, emb, View.from_inputs(view), Filters.from_inputs(filters), selections,
-                              ScatterOptions.from_inputs(options), shown)
+                              ScatterOptions.from_inputs(options), shown, window)
+
+    @app.callback(output={"figure": Output(I.SCATTER, "figure", allow_duplicate=True),
+                          "window": Output(I.SCATTER_WINDOW, "data")},
+                  inputs={"relayout": Input(I.SCATTER, "relayoutData"), "emb": State(I.EMBEDDING, "data"),
+                          "view": view(State), "filters": filters(State), "selections": State(I.SELECTIONS, "data"),
+                          "options": options(State)}, prevent_initial_call=True)
+    def _zoom(relayout: Any, emb: Any, view: dict, filters: dict, selections: Any, options: dict) -> Any:
+        return panels.zoom(query, relayout, emb, View.from_inputs(view), Filters.from_inputs(filters), selections,
+                           ScatterOptions.from_inputs(options))
 
     @app.callback(Output(I.TOOLTIP, "show"), Output(I.TOOLTIP, "bbox"), Output(I.TOOLTIP, "children"),
-                  inputs={"hover": Input(I.SCATTER, "hoverData"), "view": view(State)})
-    def _tooltip(hover: Any, view: dict) -> Any:
-        return panels.tooltip(query, hover, View.from_inputs(view))
+                  inputs={"hover": Input(I.SCATTER, "hoverData"), "view": view(State),
+                          "emb": State(I.EMBEDDING, "data"), "window": State(I.SCATTER_WINDOW, "data")})
+    def _tooltip(hover: Any, view: dict, emb: Any, window: Any) -> Any:
+        return panels.tooltip(query, hover, View.from_inputs(view), emb, window)
 
-    @app.callback(Output(I.FOCUS, "data"), Output(I.TABS, "value"), Input(I.SCATTER, "clickData"),
-                  prevent_initial_call=True)
-    def _focus(click: Any) -> Any:
-        return panels.focus_from_click(query, click)
+    @app.callback(Output(I.FOCUS, "data"), Output(I.TABS, "value"),
+                  inputs={"click": Input(I.SCATTER, "clickData"), "emb": State(I.EMBEDDING, "data"),
+                          "window": State(I.SCATTER_WINDOW, "data")}, prevent_initial_call=True)
+    def _focus(click: Any, emb: Any, window: Any) -> Any:
+        return panels.focus_from_click(query, click, emb, window)
 
     app.clientside_callback(REDUCE_SELECTION, Output(I.LASSO_INPUT, "data"), Input(I.SCATTER, "selectedData"),
                             prevent_initial_call=True)
 
     @app.callback(Output(I.LASSO, "data"), Output(I.LASSO_COUNT, "children"),
                   inputs={"selected": Input(I.LASSO_INPUT, "data"), "emb": State(I.EMBEDDING, "data"),
-                          "view": view(State), "filters": filters(State)}, prevent_initial_call=True)
-    def _lasso(selected: Any, emb: Any, view: dict, filters: dict) -> Any:
-        return panels.lasso(query, selected, emb, View.from_inputs(view), Filters.from_inputs(filters))
+                          "view": view(State), "filters": filters(State), "window": State(I.SCATTER_WINDOW, "data")},
+                  prevent_initial_call=True)
+    def _lasso(selected: Any, emb: Any, view: dict, filters: dict, window: Any) -> Any:
+        return panels.lasso(query, selected, emb, View.from_inputs(view), Filters.from_inputs(filters), window)
 
     @app.callback(Output(I.LASSO, "data", allow_duplicate=True),
                   Output(I.LASSO_COUNT, "children", allow_duplicate=True),

@@ -26,6 +26,7 @@ TOOLTIP = "tooltip"
 EMBEDDING = "embedding"
 EMBED_JOB = "embed-job"
 SCATTER_SHOWN = "scatter-shown"  # the embedding key the scatter figure was built with
+SCATTER_WINDOW = "scatter-window"  # density mode: the zoom window whose images are drawn as points
 LASSO_INPUT = "lasso-input"  # the browser's reduction of selectedData: a polygon, a box or rows
 
 # selections

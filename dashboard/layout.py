@@ -231,7 +231,7 @@ def build(query: CorpusQuery) -> html.Div:
         tabs,
     ])
     stores = [dcc.Store(id=I.EMBEDDING, data=init["embedding"]), dcc.Store(id=I.EMBED_JOB),
-              dcc.Store(id=I.SCATTER_SHOWN),
+              dcc.Store(id=I.SCATTER_SHOWN), dcc.Store(id=I.SCATTER_WINDOW),
               dcc.Store(id=I.SELECTIONS, data=[]), dcc.Store(id=I.LASSO), dcc.Store(id=I.LASSO_INPUT),
               dcc.Store(id=I.FOCUS), dcc.Store(id=I.DETAIL_PAGE, data=0), dcc.Store(id=I.STATE_RESTORE)]
     return html.Div([sidebar, main, *stores],

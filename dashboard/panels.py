@@ -104,8 +104,61 @@ def _sample(n: int) -> np.ndarray:
     return np.sort(np.random.default_rng(0).choice(n, size=min(n, SAMPLE_POINTS), replace=False))
 
 
+def shown_rows(n: int, xy: np.ndarray | None, window: Any) -> np.ndarray | None:
+    """Corpus rows drawn as points in density mode: a fixed sample, or, zoomed in to ``window``
+    ([x0, x1, y0, y1]), the images inside it (evenly thinned to at most SAMPLE_POINTS). None: every point."""
+    if n <= POINTS_MAX:
+        return None
+    box = _window(window)
+    if xy is None or box is None:
+        return _sample(n)
+    x0, x1, y0, y1 = box
+    inside = np.flatnonzero((xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1))
+    if len(inside) > SAMPLE_POINTS:
+        inside = inside[np.linspace(0, len(inside) - 1, SAMPLE_POINTS).astype(np.int64)]
+    return inside
+
+
+def _window(window: Any) -> tuple[float, float, float, float] | None:
+    if not isinstance(window, list) or len(window) != 4:
+        return None
+    try:
+        x0, x1, y0, y1 = (float(v) for v in window)
+    except (TypeError, ValueError):
+        return None
+    if not all(np.isfinite([x0, x1, y0, y1])):
+        return None
+    return min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
+
+
+def zoom(query: CorpusQuery, relayout: Mapping[str, Any] | None, emb: Mapping[str, Any] | None, view: View,
+         filters: Filters, selections: Any, options: ScatterOptions) -> dict[str, Any]:
+    """Density mode, zoomed in: draw the images inside the window as points (a Patch of trace 0). Outputs
+    ``figure`` and ``window`` (what :func:`shown_rows` needs to map point numbers back to images)."""
+    xy = query.embedding_by_key((emb or {}).get("key"))
+    if xy is None or len(xy) <= POINTS_MAX or not isinstance(relayout, Mapping):
+        return {"figure": no_update, "window": no_update}
+    keys = ("xaxis.range[0]", "xaxis.range[1]", "yaxis.range[0]", "yaxis.range[1]")
+    if all(k in relayout for k in keys):
+        window: list[float] | None = [relayout[k] for k in keys]
+    elif relayout.get("xaxis.autorange") or relayout.get("autosize"):
+        window = None
+    else:
+        return {"figure": no_update, "window": no_update}
+    rows = shown_rows(len(xy), xy, window)
+    assert rows is not None
+    _, codes, highlight = _codes(query, view, filters, selections, options)
+    symbols, _legend = figures.class_symbols(query.predictions(view.head))
+    patch = Patch()
+    trace = figures.points_trace(xy, rows, symbols, codes, highlight)
+    for field in ("x", "y", "customdata"):
+        patch["data"][0][field] = trace[field]
+    patch["data"][0]["marker"].update({k: trace["marker"][k] for k in ("symbol", "color", "size")})
+    return {"figure": patch, "window": window}
+
+
 def scatter(query: CorpusQuery, emb: Mapping[str, Any] | None, view: View, filters: Filters, selections: Any,
-            options: ScatterOptions, shown: Any) -> dict[str, Any]:
+            options: ScatterOptions, shown: Any, window: Any = None) -> dict[str, Any]:
     """Outputs ``figure``, ``count`` (how many images pass the filters) and ``shown`` (the embedding key the
     figure is built with). When the page already shows this embedding (``shown``), the figure is a
     ``Patch`` of the point colours (and the density image) only; else the whole figure is sent."""
@@ -116,52 +169,57 @@ def scatter(query: CorpusQuery, emb: Mapping[str, Any] | None, view: View, filte
     if xy is None:
         return {"figure": {"data": [], "layout": {"title": {"text": "computing the embedding…"},
                                                   "xaxis": {"visible": False}, "yaxis": {"visible": False}}},
-                "count": count, "shown": None}
+                "count": count, "shown": None, "window": None}
     dense = len(xy) > POINTS_MAX
-    sample = _sample(len(xy)) if dense else None
     if shown == key:
         patch = Patch()
-        rows = sample if sample is not None else slice(None)
+        drawn = shown_rows(len(xy), xy, window)
+        rows = drawn if drawn is not None else slice(None)
         patch["data"][0]["marker"].update(figures.marker_update(codes[rows], highlight[rows]))
         if dense:
             patch["layout"]["images"][0]["source"] = figures.density_image(xy, codes)["source"]
-        return {"figure": patch, "count": count, "shown": no_update}
+        return {"figure": patch, "count": count, "shown": no_update, "window": no_update}
     symbols, legend = figures.class_symbols(query.predictions(view.head))
     colour = "faithfulness (blue −1 … red +1)" if options.colour_by == "faithfulness" else "selection"
     title = f"{(emb or {}).get('label', '')} · weighted cosine · symbol: predicted {view.head} · colour: {colour}"
     fig = figures.scatter_figure(xy, symbols, legend, codes, highlight, uirevision=str(key), title=title,
-                                 density=figures.density_image(xy, codes) if dense else None, sample=sample)
-    return {"figure": fig, "count": count, "shown": key}
+                                 density=figures.density_image(xy, codes) if dense else None,
+                                 sample=shown_rows(len(xy), xy, None))
+    return {"figure": fig, "count": count, "shown": key, "window": None}
 
 
-def point_rows(query: CorpusQuery, point_numbers: Sequence[Any]) -> np.ndarray:
-    """int64 corpus rows of the scatter's points (plotly point numbers of trace 0; the trace holds every
-    image in corpus order, or the sample when the scatter is a density image); bad numbers are dropped."""
+def point_rows(query: CorpusQuery, point_numbers: Sequence[Any], emb: Mapping[str, Any] | None = None,
+               window: Any = None) -> np.ndarray:
+    """int64 corpus rows of the scatter's points (plotly point numbers of trace 0: every image in corpus
+    order, or in density mode the rows :func:`shown_rows` draws); bad numbers are dropped."""
     n = len(query.ids)
-    rows = _sample(n) if n > POINTS_MAX else None
+    xy = query.embedding_by_key((emb or {}).get("key")) if n > POINTS_MAX else None
+    rows = shown_rows(n, xy, window)
     m = n if rows is None else len(rows)
     ok = np.array([p for p in point_numbers if isinstance(p, int) and not isinstance(p, bool) and 0 <= p < m],
                   dtype=np.int64)
     return ok if rows is None else rows[ok]
 
 
-def _row(query: CorpusQuery, event: Mapping[str, Any] | None) -> int | None:
+def _row(query: CorpusQuery, event: Mapping[str, Any] | None, emb: Any = None, window: Any = None) -> int | None:
     pts = (event or {}).get("points") or []
     if not pts or not isinstance(pts[0], Mapping) or pts[0].get("curveNumber") != 0:
         return None
-    rows = point_rows(query, [pts[0].get("pointNumber")])
+    rows = point_rows(query, [pts[0].get("pointNumber")], emb, window)
     return int(rows[0]) if len(rows) else None
 
 
-def tooltip(query: CorpusQuery, hover: Mapping[str, Any] | None, view: View) -> tuple[bool, Any, Any]:
-    k = _row(query, hover)
+def tooltip(query: CorpusQuery, hover: Mapping[str, Any] | None, view: View, emb: Any = None,
+            window: Any = None) -> tuple[bool, Any, Any]:
+    k = _row(query, hover, emb, window)
     if k is None or not (hover or {})["points"][0].get("bbox"):
         return False, no_update, no_update
     return True, hover["points"][0].get("bbox"), layout.tooltip_card(query, k, query.score_matrix(view))  # type: ignore[index]
 
 
-def focus_from_click(query: CorpusQuery, click: Mapping[str, Any] | None) -> tuple[Any, Any]:
-    k = _row(query, click)
+def focus_from_click(query: CorpusQuery, click: Mapping[str, Any] | None, emb: Any = None,
+                     window: Any = None) -> tuple[Any, Any]:
+    k = _row(query, click, emb, window)
     if k is None:
         return no_update, no_update
     return str(query.ids[k]), "image"
@@ -171,11 +229,11 @@ def focus_from_click(query: CorpusQuery, click: Mapping[str, Any] | None) -> tup
 
 
 def lasso(query: CorpusQuery, selected: Mapping[str, Any] | None, emb: Mapping[str, Any] | None, view: View,
-          filters: Filters) -> tuple[dict[str, Any], str]:
+          filters: Filters, window: Any = None) -> tuple[dict[str, Any], str]:
     """(the lasso store ``{members, n}``, its text) from the browser's reduced selection (a polygon, a box
     or corpus rows) tested against the server's embedding."""
     if isinstance(selected, Mapping) and isinstance(selected.get("indices"), list):
-        selected = {"indices": point_rows(query, selected["indices"][:len(query.ids)]).tolist()}
+        selected = {"indices": point_rows(query, selected["indices"][:len(query.ids)], emb, window).tolist()}
     mask = views.lasso_mask(selected, query.embedding_by_key((emb or {}).get("key")),
                             query.filter_mask(view, filters))
     return {"members": views.encode_members(mask), "n": int(mask.sum())}, f"{int(mask.sum())} images in the lasso"

@@ -122,7 +122,8 @@ def test_filter_update_is_a_patch_of_colours_and_the_lasso_sends_a_polygon(corpu
     c.call(c.find(f"{I.EMBEDDING}.data", f"{I.EMBED_JOB}.data"), [f"{I.HEAD}.value"])
     emb = c.values[(I.EMBEDDING, "data")]
     assert emb["key"].startswith("pca") and c.values[(I.EMBED_JOB, "data")]["head"] == "nature"
-    scatter = c.find(f"{I.SCATTER}.figure", f"{I.FILTER_COUNT}.children", f"{I.SCATTER_SHOWN}.data")
+    scatter = c.find(f"{I.SCATTER}.figure", f"{I.FILTER_COUNT}.children", f"{I.SCATTER_SHOWN}.data",
+                     f"{I.SCATTER_WINDOW}.data")
     full = c.call(scatter, [f"{I.EMBEDDING}.data"]).value(I.SCATTER, "figure")
     assert full["data"][0]["x"]["dtype"] == "f4"
     assert c.values[(I.SCATTER_SHOWN, "data")] == emb["key"]
@@ -308,3 +309,37 @@ def test_real_corpus_views(real_corpus: Path) -> None:
     assert text.startswith("page 1 of")
     assert q.overlay_png(str(q.ids[0]), view.head, view.method)
     assert not q.is_synthetic
+
+
+def test_density_mode_draws_a_sample_and_the_points_of_a_zoom_window(corpus: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(panels, "POINTS_MAX", 10)  # 40 images count as "many"
+    monkeypatch.setattr(panels, "SAMPLE_POINTS", 6)
+    q = CorpusQuery(corpus)
+    spec, X = q.embedding_spec(VIEW, "tsne", {})
+    emb = {"key": q.quick_embedding(spec, X)}
+    xy = q.embedding_by_key(emb["key"])
+    assert xy is not None
+    full = panels.scatter(q, emb, VIEW, Filters(), [], ScatterOptions(), None)
+    fig = full["figure"]
+    assert fig["layout"]["images"][0]["source"].startswith("data:image/png;base64,")
+    sample = panels.shown_rows(40, xy, None)
+    assert sample is not None and len(sample) == 6
+    drawn = np.frombuffer(base64.b64decode(fig["data"][0]["customdata"]["bdata"]), "<i4")
+    assert drawn.tolist() == sample.tolist()
+    # a filter update patches the image and the sample's colours
+    patch = panels.scatter(q, emb, VIEW, Filters(("sky",), ((0.0, 5.0),)), [], ScatterOptions(), emb["key"])
+    ops = json.dumps(patch["figure"].to_plotly_json())
+    assert "images" in ops and "bdata" in ops
+    # zoomed in: the images inside the window are drawn, and point numbers map back to them
+    x0, x1 = np.quantile(xy[:, 0], [0.0, 0.5])
+    window = [x0, x1, float(xy[:, 1].min()), float(xy[:, 1].max())]
+    relayout = {"xaxis.range[0]": x0, "xaxis.range[1]": x1, "yaxis.range[0]": window[2], "yaxis.range[1]": window[3]}
+    z = panels.zoom(q, relayout, emb, VIEW, Filters(), [], ScatterOptions())
+    assert z["window"] == window
+    inside = panels.shown_rows(40, xy, window)
+    assert inside is not None and (xy[inside, 0] <= x1).all() and len(inside) == 6  # thinned to SAMPLE_POINTS
+    assert panels.point_rows(q, [0, 5, 6, -1], emb, window).tolist() == [inside[0], inside[5]]
+    assert panels.zoom(q, {"xaxis.autorange": True}, emb, VIEW, Filters(), [], ScatterOptions())["window"] is None
+    assert panels.focus_from_click(q, {"points": [{"curveNumber": 0, "pointNumber": 1}]}, emb, window)[0] == \
+        str(q.ids[inside[1]])
