@@ -249,7 +249,7 @@ def test_panels_clusters_state_and_table(corpus: Path) -> None:
     assert sc["count"] == "40 of 40 images pass the filters"
 
 
-def test_cli_registers_the_dashboard_subcommand_and_refuses_remote_binding() -> None:
+def test_cli_registers_the_dashboard_subcommand_and_refuses_remote_binding(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["dashboard", "some/corpus"])
@@ -259,21 +259,22 @@ def test_cli_registers_the_dashboard_subcommand_and_refuses_remote_binding() -> 
         app_module.check_host("0.0.0.0", allow_remote=False)
     app_module.check_host("0.0.0.0", allow_remote=True)
     app_module.check_host("127.0.0.1", allow_remote=False)
-    r = subprocess.run([sys.executable, "-m", "semcontrib.cli", "dashboard", "nowhere", "--host", "0.0.0.0"],
-                       capture_output=True, text=True)
-    assert r.returncode == 2 and "--allow-remote" in r.stderr and "Traceback" not in r.stderr
+    from semcontrib.cli import main
+
+    assert main(["dashboard", "nowhere", "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "--allow-remote" in err and "Traceback" not in err
 
 
-def test_demo_synthetic_writes_a_labelled_corpus(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "semcontrib.cli", "demo", "--synthetic", "30", "--out", str(tmp_path),
-                        "--no-dashboard"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert "SYNTHETIC" in r.stdout
+def test_demo_synthetic_writes_a_labelled_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from semcontrib.cli import main
+
+    assert main(["demo", "--synthetic", "30", "--out", str(tmp_path), "--no-dashboard"]) == 0
+    assert "SYNTHETIC" in capsys.readouterr().out
     q = CorpusQuery(tmp_path / "synthetic-30")
     assert len(q.ids) == 30 and q.is_synthetic and len(q.methods) == 3 and len(q.vocabulary) == 8
-    r = subprocess.run([sys.executable, "-m", "semcontrib.cli", "demo", "--synthetic", "3", "--out", str(tmp_path),
-                        "--no-dashboard"], capture_output=True, text=True)
-    assert r.returncode == 2 and "at least 10" in r.stderr
+    assert main(["demo", "--synthetic", "3", "--out", str(tmp_path), "--no-dashboard"]) == 2
+    assert "at least 10" in capsys.readouterr().err
 
 
 def test_overlay_is_red_positive_blue_negative_with_outlines() -> None:
