@@ -322,19 +322,19 @@ def selection_list(selections: Sequence[Mapping[str, Any]]) -> html.Ul:
 
 def table_columns(query: CorpusQuery, view: View) -> list[dict[str, Any]]:
     """dash-ag-grid column definitions of the ranked table for ``view``."""
-    number = {"filter": "agNumberColumnFilter", "sortable": True, "width": 110}
+    number = {"filter": "agNumberColumnFilter", "sortable": True, "width": 100}
     text = {"filter": "agTextColumnFilter", "sortable": True}
     cols: list[dict[str, Any]] = [
         {"field": "thumb", "headerName": "", "cellRenderer": "ThumbRenderer", "width": 70, "sortable": False,
          "filter": False, "checkboxSelection": True},
         {"field": "image_id", "headerName": "image", "width": 190, **text},
     ]
+    if query.has_validity:
+        cols += [{"field": c, "headerName": c.replace("_", " "), **number} for c in VALIDITY_COLUMNS]
     for h in query.heads:
         cols += [{"field": f"pred_{h}", "headerName": f"{h}", "width": 120, **text},
                  {"field": f"prob_{h}", "headerName": f"p({h})", **number}]
     cols += [{"field": c, "headerName": c, **number} for c in query.score_matrix(view).columns]
-    if query.has_validity:
-        cols += [{"field": c, "headerName": c.replace("_", " "), **number} for c in VALIDITY_COLUMNS]
     return cols
 
 
@@ -346,7 +346,8 @@ def table_grid(query: CorpusQuery, view: View) -> Any:
         id=I.TABLE, rowModelType="infinite", columnDefs=table_columns(query, view),
         defaultColDef={"resizable": True, "floatingFilter": True, "filterParams": {"maxNumConditions": 2}},
         dashGridOptions={"rowSelection": "multiple", "rowMultiSelectWithClick": True, "cacheBlockSize": 100,
-                         "maxBlocksInCache": 20, "rowHeight": 48, "suppressRowClickSelection": False},
+                         "maxBlocksInCache": 20, "rowHeight": 48, "suppressRowClickSelection": False,
+                         "suppressColumnVirtualisation": True},
         style={"height": "520px"}, className="ag-theme-alpine")
 
 
