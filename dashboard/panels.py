@@ -181,7 +181,7 @@ def scatter(query: CorpusQuery, emb: Mapping[str, Any] | None, view: View, filte
         return {"figure": patch, "count": count, "shown": no_update, "window": no_update}
     symbols, legend = figures.class_symbols(query.predictions(view.head))
     colour = "faithfulness (blue −1 … red +1)" if options.colour_by == "faithfulness" else "selection"
-    title = f"{(emb or {}).get('label', '')} · weighted cosine · symbol: predicted {view.head} · colour: {colour}"
+    title = f"{(emb or {}).get('label', '')} · symbol: predicted {view.head} · colour: {colour}"
     fig = figures.scatter_figure(xy, symbols, legend, codes, highlight, uirevision=str(key), title=title,
                                  density=figures.density_image(xy, codes) if dense else None,
                                  sample=shown_rows(len(xy), xy, None))

@@ -98,18 +98,20 @@ def main() -> None:
         tab("statistics")
         time.sleep(3)
         shot("overview")
-        for _ in (0, 1):  # compare the first two clusters
+        for name in ("cluster 1", "cluster 2"):  # compare the first two clusters
             d.find_element("css selector", f"#{I.COMPARE}").click()
-            time.sleep(0.5)
-            choices = d.find_elements("css selector", ".dash-dropdown-options .dash-dropdown-option")
-            if choices:
-                choices[0].click()
-            time.sleep(0.5)
+            time.sleep(0.8)
+            for choice in d.find_elements("css selector", ".dash-dropdown-options .dash-dropdown-option"):
+                if name in choice.text:
+                    choice.click()
+                    break
+            time.sleep(0.8)
+            d.find_element("css selector", "body").send_keys("\ue00c")
         d.find_element("css selector", "body").send_keys("\ue00c")  # Escape closes the menu
         time.sleep(3)
         shot("statistics", I.TABS)
         tab("trust")
-        time.sleep(3)
+        wait("return document.querySelectorAll('#trust-body tbody tr').length > 0")
         shot("trust", I.TABS)
         tab("table")
         wait("return document.querySelectorAll('#table .ag-row').length > 5")
@@ -124,12 +126,14 @@ def main() -> None:
                "if (x) x.click();")
         time.sleep(1)
         tab("detail")
-        time.sleep(5)
+        wait("return document.querySelectorAll('#detail .image-card img').length > 0")
+        time.sleep(4)
         shot("detail", I.TABS)
         js("window.scrollTo(0, 0)")
         js("const g=document.querySelector('#scatter .js-plotly-plot');"
            "g.emit('plotly_click',{points:[{curveNumber:0,pointNumber:2,pointIndex:2}]})")
-        time.sleep(5)
+        wait("return !!document.getElementById('inspector-body')")
+        time.sleep(4)
         shot("image", I.TABS)
     finally:
         d.quit()
