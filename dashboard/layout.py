@@ -325,9 +325,9 @@ def table_columns(query: CorpusQuery, view: View) -> list[dict[str, Any]]:
     number = {"filter": "agNumberColumnFilter", "sortable": True, "width": 100}
     text = {"filter": "agTextColumnFilter", "sortable": True}
     cols: list[dict[str, Any]] = [
-        {"field": "thumb", "headerName": "", "cellRenderer": "ThumbRenderer", "width": 70, "sortable": False,
-         "filter": False, "checkboxSelection": True},
-        {"field": "image_id", "headerName": "image", "width": 190, **text},
+        {"field": "image_id", "headerName": "image", "width": 210, "checkboxSelection": True, **text},
+        {"field": "thumb", "headerName": "", "cellRenderer": "ThumbRenderer", "width": 80, "sortable": False,
+         "filter": False},
     ]
     if query.has_validity:
         cols += [{"field": c, "headerName": c.replace("_", " "), **number} for c in VALIDITY_COLUMNS]

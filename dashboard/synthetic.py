@@ -136,7 +136,7 @@ def _validity(rng: np.random.Generator, n_present: np.ndarray, method_index: int
     """Validity columns: faithfulness in [-1, 1] (NaN with a note below 3 regions), AUCs in [0, 1]."""
     G = len(n_present)
     centre = 0.55 - 0.35 * method_index + 0.1 * (cluster - 1)
-    faith = np.clip(rng.normal(centre, 0.3, G), -1, 1)
+    faith = np.tanh(rng.normal(np.arctanh(np.clip(centre, -0.9, 0.9)), 0.5, G))
     few = n_present < 3
     faith[few] = np.nan
     deletion = np.clip(rng.beta(2, 5, G) + 0.1 * method_index, 0, 1)

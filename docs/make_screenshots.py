@@ -131,7 +131,7 @@ def main() -> None:
         shot("detail", I.TABS)
         js("window.scrollTo(0, 0)")
         js("const g=document.querySelector('#scatter .js-plotly-plot');"
-           "g.emit('plotly_click',{points:[{curveNumber:0,pointNumber:2,pointIndex:2}]})")
+           "g.emit('plotly_click',{points:[{curveNumber:0,pointNumber:5,pointIndex:5}]})")
         wait("return !!document.getElementById('inspector-body')")
         time.sleep(4)
         shot("image", I.TABS)
