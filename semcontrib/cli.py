@@ -104,31 +104,25 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_synthetic_demo(args: argparse.Namespace) -> int:
-    """``demo --synthetic N``: a synthetic corpus of N images (random numbers, no model) in the dashboard."""
-    from semcontrib.corpus import MANIFEST
-    from semcontrib.dashboard.synthetic import demo_spec, write_synthetic_corpus
-
-    if args.synthetic < 10:
-        raise ValueError(f"--synthetic needs at least 10 images, got {args.synthetic}")
-    root = Path(args.out) / f"synthetic-{args.synthetic}"
-    if not (root / MANIFEST).is_file():
-        print(f"demo: writing a SYNTHETIC corpus of {args.synthetic} images (random numbers, not the output of "
-              f"a model) to {root}")
-        t = time.perf_counter()
-        write_synthetic_corpus(root, demo_spec(args.synthetic))
-        print(f"synthetic corpus ready in {time.perf_counter() - t:.0f} s")
-    if args.no_dashboard:
-        return 0
-    from semcontrib.dashboard.app import serve
-
-    serve(root, host=args.host, port=args.port)
-    return 0
-
-
 def run_demo(args: argparse.Namespace) -> int:
-    if args.synthetic is not None:
-        return _run_synthetic_demo(args)
+    if args.synthetic is not None:  # a synthetic corpus of N images (random numbers, no model)
+        from semcontrib.corpus import MANIFEST
+        from semcontrib.dashboard.synthetic import demo_spec, write_synthetic_corpus
+
+        if args.synthetic < 10:
+            raise ValueError(f"--synthetic needs at least 10 images, got {args.synthetic}")
+        root = Path(args.out) / f"synthetic-{args.synthetic}"
+        if not (root / MANIFEST).is_file():
+            print(f"demo: writing a SYNTHETIC corpus of {args.synthetic} images (random numbers, not the output "
+                  f"of a model) to {root}")
+            t = time.perf_counter()
+            write_synthetic_corpus(root, demo_spec(args.synthetic))
+            print(f"synthetic corpus ready in {time.perf_counter() - t:.0f} s")
+        if not args.no_dashboard:
+            from semcontrib.dashboard.app import serve
+
+            serve(root, host=args.host, port=args.port)
+        return 0
     from semcontrib.demo import write_demo_images
     from semcontrib.pipeline import analyze
 
