@@ -115,6 +115,10 @@ def main() -> None:
         shot("trust", I.TABS)
         tab("table")
         wait("return document.querySelectorAll('#table .ag-row').length > 5")
+        # the images 100-199 (the synthetic corpus has photographs for its first 500), by faithfulness
+        box = d.find_elements("css selector", "#table .ag-floating-filter input")[0]
+        box.send_keys("img00001")
+        time.sleep(2)
         js("document.querySelector('#table .ag-header-cell[col-id=faithfulness] .ag-header-cell-label').click()")
         time.sleep(1)
         js("document.querySelector('#table .ag-header-cell[col-id=faithfulness] .ag-header-cell-label').click()")
