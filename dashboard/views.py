@@ -219,11 +219,13 @@ def _fit_tsne(X: np.ndarray, seed: int, say: Callable[[str], None]) -> Any:
     return tsne.fit(X)
 
 
-def place(model: Any, X_new: np.ndarray, n_iter: int = 100) -> np.ndarray:
+def place(model: Any, X_new: np.ndarray, n_iter: int = 25) -> np.ndarray:
     """float64 M x 2: rows ``X_new`` placed into a fitted openTSNE map (``TSNEEmbedding.transform``).
 
-    The existing points stay where they are; each new point is initialised at the median of its
-    nearest reference points and optimised against the fixed map.
+    The existing points stay where they are; each new point is initialised at the median of its 25
+    nearest reference points and refined against the fixed map for ``n_iter`` iterations (25: measured
+    as good as openTSNE's default 250 for the kNN accuracy of placed points on clustered data, at under
+    1 ms per image).
     """
     if len(X_new) == 0:
         return np.zeros((0, 2))
