@@ -177,7 +177,7 @@ def test_table_view_sorts_on_the_server_and_picked_rows_become_a_selection(
         return dash_duo.driver.execute_script(
             "return Array.from(document.querySelectorAll('#table .ag-center-cols-container .ag-row'))"
             ".sort((a, b) => a.getAttribute('row-index') - b.getAttribute('row-index'))"
-            ".map(r => (r.querySelector('[col-id=image_id]') || {}).textContent).slice(0, 5)")
+            ".map(r => ((r.querySelector('[col-id=image_id]') || {}).textContent || '').trim()).slice(0, 5)")
 
     _wait_for(lambda: len(first_ids()) == 5 and all(first_ids()), what="table rows")
     assert first_ids() == [str(i) for i in query.ids[:5]]  # corpus order before any sort

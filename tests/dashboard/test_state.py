@@ -84,7 +84,7 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st
 FIELDS = st.fixed_dictionaries({}, optional={k: JSON | st.just(v) for k, v in GOOD.items()})
 
 
-@settings(max_examples=300, deadline=500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=500, suppress_health_check=[HealthCheck.too_slow], database=None)
 @given(FIELDS)
 def test_fuzz_any_json_object_loads_or_raises_state_error(obj: dict) -> None:
     try:
@@ -100,7 +100,7 @@ def test_fuzz_any_json_object_loads_or_raises_state_error(obj: dict) -> None:
     assert all(s["name"].lower() not in state.RESERVED_NAMES for s in st_.selections)
 
 
-@settings(max_examples=300, deadline=500)
+@settings(max_examples=300, deadline=500, database=None)  # no example database in the work tree
 @given(st.binary(max_size=2000) | st.text(max_size=2000).map(str.encode))
 def test_fuzz_any_bytes_load_or_raise_state_error(data: bytes) -> None:
     try:
