@@ -1,12 +1,20 @@
 """The app factory and the server entry point.
 
 ``create_app(corpus_path)`` builds a fresh :class:`dash.Dash` on one corpus (browser tests start one per
-test); ``serve(...)`` runs it with debug off, bound to 127.0.0.1 unless told otherwise.
+test); ``serve(...)`` runs it with debug off, bound to 127.0.0.1 unless told otherwise — binding any
+other address needs ``allow_remote=True`` (``--allow-remote``) and is logged as a warning, because the
+dashboard has no authentication.
+
+Hardening: request bodies are capped (Flask ``MAX_CONTENT_LENGTH``), every response carries
+``X-Content-Type-Options: nosniff``, images are served by corpus image id only (and only from files
+inside the corpus's store, see :class:`~semcontrib.dashboard.query.CorpusQuery`).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,14 +28,32 @@ from semcontrib.dashboard.query import CorpusQuery
 
 logger = logging.getLogger(__name__)
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# The largest callback request: a state upload (4 MB as base64) plus the selections in the page
+# (a bit mask of N/8 bytes each, at most 50) at a million images.
+MAX_REQUEST_BYTES = 24_000_000
+
 CSS = """
 .hint { color: #666; font-size: 12px; }
 .region-filter { margin-bottom: 2px; }
 .region-filter .rc-slider, .region-filter .dash-slider { margin: 2px 0 6px 0; }
+.trust-table td, .trust-table th, .validity-table td, .validity-table th { border: 1px solid #ccc;
+  padding: 2px 8px; font-size: 13px; }
+"""
+# The table's thumbnail cells (dash-ag-grid looks cell renderers up by name in this object).
+GRID_JS = """
+var dagcomponentfuncs = (window.dashAgGridComponentFunctions = window.dashAgGridComponentFunctions || {});
+dagcomponentfuncs.ThumbRenderer = function (props) {
+  return React.createElement('img', {src: props.value, style: {height: '44px'}, alt: ''});
+};
 """
 
 
-def _add_image_routes(server: object, query: CorpusQuery) -> None:
+class RemoteBindError(ValueError):
+    """Binding a non-loopback address without ``allow_remote``."""
+
+
+def _add_image_routes(server: Any, query: CorpusQuery) -> None:
     """Images are served by corpus image id only; an unknown id is a 404 and never reaches a path."""
 
     def photo(image_id: str) -> Response:
@@ -50,10 +76,20 @@ def _add_image_routes(server: object, query: CorpusQuery) -> None:
             abort(404)
         return Response(data, mimetype="image/png", headers={"Cache-Control": "max-age=3600"})
 
-    add = server.add_url_rule  # type: ignore[attr-defined]
+    add = server.add_url_rule
     add("/corpus/photo/<image_id>", "corpus_photo", photo)
     add("/corpus/thumb/<image_id>", "corpus_thumb", thumb)
     add("/corpus/overlay/<head>/<method>/<image_id>", "corpus_overlay", overlay)
+
+
+def _harden(server: Any) -> None:
+    server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+
+    @server.after_request
+    def _headers(response: Response) -> Response:
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+        return response
 
 
 class SpawnDiskcacheManager(DiskcacheManager):
@@ -73,33 +109,54 @@ class SpawnDiskcacheManager(DiskcacheManager):
         return process.pid
 
 
+def _jobs_dir(cache_dir: str | Path | None) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir) / "jobs"
+    tmp = Path(tempfile.mkdtemp(prefix="semcontrib-dashboard-jobs-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # job results only; embeddings live in the corpus
+    return tmp
+
+
 def create_app(corpus_path: str | Path, cache_dir: str | Path | None = None) -> dash.Dash:
     """A dashboard on the corpus at ``corpus_path``.
 
     Parameters
     ----------
     corpus_path : a corpus directory written by ``semcontrib analyze`` or ``semcontrib demo``.
-    cache_dir : where background jobs and embeddings are cached (``diskcache``); a new temporary
-        directory when None.
+    cache_dir : where background jobs keep their results; a temporary directory (removed at exit) when
+        None. Embeddings are cached in the corpus folder (``CORPUS/dashboard/``) either way.
     """
     import diskcache
 
-    cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="semcontrib-dashboard-"))
-    query = CorpusQuery(corpus_path, cache_dir=cache_dir)
-    manager = SpawnDiskcacheManager(diskcache.Cache(str(cache_dir / "jobs")))
+    query = CorpusQuery(corpus_path)
+    manager = SpawnDiskcacheManager(diskcache.Cache(str(_jobs_dir(cache_dir))))
     app = dash.Dash(__name__, title=f"semcontrib · {query.root.name}", background_callback_manager=manager,
                     suppress_callback_exceptions=True, assets_ignore=".*")
-    app.index_string = app.index_string.replace("{%css%}", "{%css%}<style>" + CSS + "</style>")
+    app.index_string = app.index_string.replace(
+        "{%css%}", "{%css%}<style>" + CSS + "</style><script>" + GRID_JS + "</script>")
     app.layout = layout.build(query)
     callbacks.register(app, query, manager)
     _add_image_routes(app.server, query)
+    _harden(app.server)
     return app
 
 
-def serve(corpus_path: str | Path, host: str = "127.0.0.1", port: int = 8050) -> None:
-    """Run the dashboard (debug off). Binds 127.0.0.1 unless another host is given."""
+def check_host(host: str, allow_remote: bool) -> None:
+    """Refuse a non-loopback ``host`` unless ``allow_remote``; warn when it is allowed."""
+    if host in LOOPBACK:
+        return
+    if not allow_remote:
+        raise RemoteBindError(
+            f"refusing to bind {host!r}: the dashboard has no authentication and would be reachable from other "
+            f"machines; bind 127.0.0.1 (the default), or pass --allow-remote if that is what you want")
+    logger.warning("the dashboard is reachable from other machines on %s, without authentication", host)
+
+
+def serve(corpus_path: str | Path, host: str = "127.0.0.1", port: int = 8050, allow_remote: bool = False) -> None:
+    """Run the dashboard (debug off). Binds 127.0.0.1 unless another host is given with ``allow_remote``."""
+    check_host(host, allow_remote)
     app = create_app(corpus_path)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("the dashboard is reachable from other machines on %s:%d", host, port)
+    if host not in LOOPBACK:
+        print(f"WARNING: the dashboard on {host}:{port} is reachable from other machines, without authentication")
     print(f"semcontrib dashboard on http://{host}:{port}/ (Ctrl+C stops it)")
     app.run(host=host, port=port, debug=False)

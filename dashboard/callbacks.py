@@ -1,4 +1,10 @@
-"""Callback wiring: every callback body is one call into :mod:`dashboard.panels`."""
+"""Callback wiring: every callback body is one call into :mod:`dashboard.panels`.
+
+Callbacks take grouped arguments (Dash's flexible callback signatures): ``view`` (head, method,
+normalisation, basis), ``filters`` (the range sliders and the faithfulness range), ``weights`` (the region
+weights), ``options`` (how points are drawn); each group becomes a record of
+:mod:`dashboard.records`. Trigger ids come from :mod:`dashboard.ids`.
+"""
 
 from __future__ import annotations
 
@@ -9,134 +15,231 @@ from dash import ALL, Dash, Input, Output, State, ctx
 from semcontrib.dashboard import ids as I
 from semcontrib.dashboard import panels
 from semcontrib.dashboard.query import CorpusQuery
+from semcontrib.dashboard.records import Filters, ScatterOptions, View, Weights
 
-VIEW = [State(I.HEAD, "value"), State(I.METHOD, "value"), State(I.NORMALISATION, "value")]
-VIEW_IN = [Input(I.HEAD, "value"), Input(I.METHOD, "value"), Input(I.NORMALISATION, "value")]
-RANGE_IDS = State({"type": I.RANGE, "column": ALL}, "id")
-RANGE_VALUES = Input({"type": I.RANGE, "column": ALL}, "value")
-WEIGHT_IDS = State({"type": I.WEIGHT, "region": ALL}, "id")
-WEIGHT_VALUES = State({"type": I.WEIGHT, "region": ALL}, "value")
+
+def view(kind: type = State) -> dict[str, Any]:
+    """The view group: head, method, normalisation, basis."""
+    return {"head": kind(I.HEAD, "value"), "method": kind(I.METHOD, "value"),
+            "normalisation": kind(I.NORMALISATION, "value"), "basis": kind(I.BASIS, "value")}
+
+
+def filters(kind: type = State) -> dict[str, Any]:
+    """The filter group: the range sliders (ids and values) and the faithfulness range."""
+    return {"ids": State({"type": I.RANGE, "column": ALL}, "id"),
+            "values": kind({"type": I.RANGE, "column": ALL}, "value"),
+            "faithfulness": kind(I.FAITH_RANGE, "value")}
+
+
+def weights(kind: type = State) -> dict[str, Any]:
+    """The weight group: one number per region."""
+    return {"ids": State({"type": I.WEIGHT, "region": ALL}, "id"),
+            "values": kind({"type": I.WEIGHT, "region": ALL}, "value")}
+
+
+def options(kind: type = Input) -> dict[str, Any]:
+    """How points are drawn: highlighted classes, dim or hide, colour by selection or faithfulness."""
+    return {"highlight": kind(I.HIGHLIGHT, "value"), "mode": kind(I.FILTERED_MODE, "value"),
+            "colour_by": kind(I.COLOUR_BY, "value")}
+
+
+# The browser reduces plotly's selectedData (every point of a lasso, ~100 bytes each) to the lasso
+# polygon, the box, or the point numbers of clicked points; the server tests the polygon against its
+# own copy of the embedding and maps point numbers to corpus rows.
+REDUCE_SELECTION = """
+function(sel) {
+    if (!sel) { return null; }
+    if (sel.lassoPoints && sel.lassoPoints.x) { return {lasso: {x: sel.lassoPoints.x, y: sel.lassoPoints.y}}; }
+    if (sel.range && sel.range.x) { return {range: {x: sel.range.x, y: sel.range.y}}; }
+    return {indices: (sel.points || []).filter(p => p.curveNumber === 0).map(p => p.pointNumber)};
+}
+"""
 
 
 def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
     """Attach every callback of the dashboard to ``app``."""
 
-    @app.callback(Output(I.FILTER_PANEL, "children"), *VIEW_IN, Input(I.STATE_RESTORE, "data"))
-    def _filter_panel(head: str, method: str, norm: str, restore: Any) -> Any:
-        restored = I.STATE_RESTORE in ctx.triggered_prop_ids.values()
-        return panels.filter_panel(query, head, method, norm, restore, restored)
+    @app.callback(Output(I.FILTER_PANEL, "children"), inputs={"view": view(Input),
+                                                              "restore": Input(I.STATE_RESTORE, "data")})
+    def _filter_panel(view: dict, restore: Any) -> Any:
+        return panels.filter_panel(query, View.from_inputs(view), restore,
+                                   I.STATE_RESTORE in ctx.triggered_prop_ids.values())
 
     @app.callback(Output(I.HIGHLIGHT, "options"), Input(I.HEAD, "value"))
     def _highlight(head: str) -> Any:
         return panels.highlight_options(query, head)
 
-    @app.callback(Output(I.DETAIL_SORT, "options"), *VIEW_IN)
-    def _sort_options(head: str, method: str, norm: str) -> Any:
-        return panels.sort_options(query, head, method, norm)
+    @app.callback(Output(I.DETAIL_SORT, "options"), inputs={"view": view(Input)})
+    def _sort_options(view: dict) -> Any:
+        return panels.sort_options(query, View.from_inputs(view))
 
-    @app.callback(Output(I.EMBEDDING, "data"), Input(I.RECOMPUTE, "n_clicks"), *VIEW_IN,
-                  Input(I.ALGORITHM, "value"), Input(I.STATE_RESTORE, "data"), WEIGHT_IDS, WEIGHT_VALUES,
-                  background=True, manager=background_manager, interval=250,
+    @app.callback(output={"embedding": Output(I.EMBEDDING, "data"), "job": Output(I.EMBED_JOB, "data")},
+                  inputs={"view": view(Input), "algorithm": Input(I.ALGORITHM, "value"),
+                          "recompute": Input(I.RECOMPUTE, "n_clicks"), "weights": weights(State),
+                          "restore": Input(I.STATE_RESTORE, "data")})
+    def _embedding(view: dict, algorithm: str, recompute: Any, weights: dict, restore: Any) -> Any:
+        return panels.embedding_lookup(query, View.from_inputs(view), algorithm, Weights.from_inputs(weights),
+                                       ctx.triggered_id == I.RECOMPUTE)
+
+    @app.callback(Output(I.EMBEDDING, "data", allow_duplicate=True), Input(I.EMBED_JOB, "data"),
+                  background=True, manager=background_manager, interval=250, prevent_initial_call=True,
                   progress=[Output(I.PROGRESS, "value"), Output(I.PROGRESS_TEXT, "children")],
                   running=[(Output(I.RECOMPUTE, "disabled"), True, False)])
-    def _embedding(set_progress: Any, _clicks: Any, head: str, method: str, norm: str, algorithm: str,
-                   _restore: Any, weight_ids: Any, weight_values: Any) -> Any:
-        return panels.embedding(query, set_progress, head, method, norm, algorithm, weight_ids, weight_values)
+    def _embedding_job(set_progress: Any, job: Any) -> Any:
+        return panels.embedding_job(query, set_progress, job)
 
-    @app.callback(Output(I.SCATTER, "figure"), Output(I.FILTER_COUNT, "children"),
-                  Input(I.EMBEDDING, "data"), RANGE_VALUES, Input(I.HIGHLIGHT, "value"),
-                  Input(I.SELECTIONS, "data"), Input(I.FILTERED_MODE, "value"), *VIEW, RANGE_IDS)
-    def _scatter(emb: Any, values: Any, highlight: Any, sels: Any, mode: str, head: str, method: str,
-                 norm: str, range_ids: Any) -> Any:
-        return panels.scatter(query, emb, values, highlight, sels, mode, head, method, norm, range_ids)
+    @app.callback(output={"figure": Output(I.SCATTER, "figure"), "count": Output(I.FILTER_COUNT, "children"),
+                          "shown": Output(I.SCATTER_SHOWN, "data"),
+                          "window": Output(I.SCATTER_WINDOW, "data", allow_duplicate=True)},
+                  inputs={"emb": Input(I.EMBEDDING, "data"), "view": view(State), "filters": filters(Input),
+                          "selections": Input(I.SELECTIONS, "data"), "options": options(Input),
+                          "shown": State(I.SCATTER_SHOWN, "data"), "window": State(I.SCATTER_WINDOW, "data")},
+                  prevent_initial_call="initial_duplicate")
+    def _scatter(emb: Any, view: dict, filters: dict, selections: Any, options: dict, shown: Any,
+                 window: Any) -> Any:
+        return panels.scatter(query, emb, View.from_inputs(view), Filters.from_inputs(filters), selections,
+                              ScatterOptions.from_inputs(options), shown, window)
+
+    @app.callback(output={"figure": Output(I.SCATTER, "figure", allow_duplicate=True),
+                          "window": Output(I.SCATTER_WINDOW, "data")},
+                  inputs={"relayout": Input(I.SCATTER, "relayoutData"), "emb": State(I.EMBEDDING, "data"),
+                          "view": view(State), "filters": filters(State), "selections": State(I.SELECTIONS, "data"),
+                          "options": options(State)}, prevent_initial_call=True)
+    def _zoom(relayout: Any, emb: Any, view: dict, filters: dict, selections: Any, options: dict) -> Any:
+        return panels.zoom(query, relayout, emb, View.from_inputs(view), Filters.from_inputs(filters), selections,
+                           ScatterOptions.from_inputs(options))
 
     @app.callback(Output(I.TOOLTIP, "show"), Output(I.TOOLTIP, "bbox"), Output(I.TOOLTIP, "children"),
-                  Input(I.SCATTER, "hoverData"), *VIEW)
-    def _tooltip(hover: Any, head: str, method: str, norm: str) -> Any:
-        return panels.tooltip(query, hover, head, method, norm)
+                  inputs={"hover": Input(I.SCATTER, "hoverData"), "view": view(State),
+                          "emb": State(I.EMBEDDING, "data"), "window": State(I.SCATTER_WINDOW, "data")})
+    def _tooltip(hover: Any, view: dict, emb: Any, window: Any) -> Any:
+        return panels.tooltip(query, hover, View.from_inputs(view), emb, window)
 
-    @app.callback(Output(I.FOCUS, "data"), Output(I.TABS, "value"), Input(I.SCATTER, "clickData"),
+    @app.callback(Output(I.FOCUS, "data"), Output(I.TABS, "value"),
+                  inputs={"click": Input(I.SCATTER, "clickData"), "emb": State(I.EMBEDDING, "data"),
+                          "window": State(I.SCATTER_WINDOW, "data")}, prevent_initial_call=True)
+    def _focus(click: Any, emb: Any, window: Any) -> Any:
+        return panels.focus_from_click(query, click, emb, window)
+
+    app.clientside_callback(REDUCE_SELECTION, Output(I.LASSO_INPUT, "data"), Input(I.SCATTER, "selectedData"),
+                            prevent_initial_call=True)
+
+    @app.callback(Output(I.LASSO, "data"), Output(I.LASSO_COUNT, "children"),
+                  inputs={"selected": Input(I.LASSO_INPUT, "data"), "emb": State(I.EMBEDDING, "data"),
+                          "view": view(State), "filters": filters(State), "window": State(I.SCATTER_WINDOW, "data")},
                   prevent_initial_call=True)
-    def _focus(click: Any) -> Any:
-        return panels.focus_from_click(query, click)
+    def _lasso(selected: Any, emb: Any, view: dict, filters: dict, window: Any) -> Any:
+        return panels.lasso(query, selected, emb, View.from_inputs(view), Filters.from_inputs(filters), window)
 
-    @app.callback(Output(I.LASSO, "data"), Output(I.LASSO_COUNT, "children"), Input(I.SCATTER, "selectedData"),
-                  *VIEW, RANGE_IDS, State({"type": I.RANGE, "column": ALL}, "value"), prevent_initial_call=True)
-    def _lasso(selected: Any, head: str, method: str, norm: str, range_ids: Any, values: Any) -> Any:
-        return panels.lasso(query, selected, head, method, norm, range_ids, values)
+    @app.callback(Output(I.LASSO, "data", allow_duplicate=True),
+                  Output(I.LASSO_COUNT, "children", allow_duplicate=True),
+                  Input(I.TABLE, "selectedRows"), prevent_initial_call=True)
+    def _table_pick(rows: Any) -> Any:
+        return panels.table_pick(query, rows)
 
-    @app.callback(Output(I.SELECTIONS, "data"), Input(I.SELECTION_SAVE, "n_clicks"),
-                  Input(I.EDIT_RENAME, "n_clicks"), Input(I.EDIT_RECOLOUR, "n_clicks"),
-                  Input(I.EDIT_DELETE, "n_clicks"), State(I.SELECTIONS, "data"), State(I.LASSO, "data"),
-                  State(I.SELECTION_NAME, "value"), State(I.EDIT_TARGET, "value"), State(I.EDIT_NAME, "value"),
-                  State(I.EDIT_COLOUR, "value"), prevent_initial_call=True)
-    def _edit(_s: Any, _r: Any, _c: Any, _d: Any, sels: Any, lasso: Any, name: Any, target: Any,
-              new_name: Any, colour: Any) -> Any:
-        return panels.edit_selections(ctx.triggered_id, sels, lasso, name, target, new_name, colour)
+    @app.callback(Output(I.SELECTIONS, "data"),
+                  inputs={"clicks": [Input(I.SELECTION_SAVE, "n_clicks"), Input(I.EDIT_RENAME, "n_clicks"),
+                                     Input(I.EDIT_RECOLOUR, "n_clicks"), Input(I.EDIT_DELETE, "n_clicks")],
+                          "selections": State(I.SELECTIONS, "data"), "lasso": State(I.LASSO, "data"),
+                          "edit": {"name": State(I.SELECTION_NAME, "value"), "target": State(I.EDIT_TARGET, "value"),
+                                   "new_name": State(I.EDIT_NAME, "value"), "colour": State(I.EDIT_COLOUR, "value")}},
+                  prevent_initial_call=True)
+    def _edit(clicks: Any, selections: Any, lasso: Any, edit: dict) -> Any:
+        return panels.edit_selections(query, ctx.triggered_id, selections, lasso, edit)
 
     @app.callback(Output(I.SELECTION_LIST, "children"), Output(I.EDIT_TARGET, "options"),
                   Output(I.COMPARE, "options"), Output(I.EXPORT_SCOPE, "options"), Input(I.SELECTIONS, "data"))
-    def _selection_lists(sels: Any) -> Any:
-        return panels.selection_lists(sels)
+    def _selection_lists(selections: Any) -> Any:
+        return panels.selection_lists(selections)
 
     @app.callback(Output(I.STATS_REGIONS, "figure"), Output(I.STATS_CLASSES, "figure"),
-                  Output(I.STATS_TOP, "figure"), *VIEW_IN, RANGE_VALUES,
-                  Input({"type": I.WEIGHT, "region": ALL}, "value"), Input(I.SELECTIONS, "data"),
-                  Input(I.COMPARE, "value"), RANGE_IDS, WEIGHT_IDS)
-    def _statistics(head: str, method: str, norm: str, values: Any, weights: Any, sels: Any, compare: Any,
-                    range_ids: Any, weight_ids: Any) -> Any:
-        return panels.statistics(query, head, method, norm, range_ids, values, weight_ids, weights, sels,
-                                 compare)
+                  Output(I.STATS_TOP, "figure"),
+                  inputs={"tab": Input(I.TABS, "value"), "view": view(Input), "filters": filters(Input),
+                          "weights": weights(Input), "selections": Input(I.SELECTIONS, "data"),
+                          "compare": Input(I.COMPARE, "value")})
+    def _statistics(tab: str, view: dict, filters: dict, weights: dict, selections: Any, compare: Any) -> Any:
+        return panels.statistics(query, tab, View.from_inputs(view), Filters.from_inputs(filters),
+                                 Weights.from_inputs(weights), selections, compare, ctx.triggered_id)
 
-    @app.callback(Output(I.DETAIL_PAGE, "data"), Input(I.DETAIL_PREV, "n_clicks"),
-                  Input(I.DETAIL_NEXT, "n_clicks"), Input(I.DETAIL_SORT, "value"), Input(I.DETAIL_ORDER, "value"),
-                  Input(I.COMPARE, "value"), State(I.DETAIL_PAGE, "data"), prevent_initial_call=True)
-    def _page(_p: Any, _n: Any, _s: Any, _o: Any, _c: Any, current: Any) -> Any:
+    @app.callback(Output(I.TRUST, "children"), inputs={"tab": Input(I.TABS, "value"), "view": view(Input)})
+    def _trust(tab: str, view: dict) -> Any:
+        return panels.trust(query, tab, View.from_inputs(view))
+
+    @app.callback(Output(I.TABLE_BOX, "children"),
+                  inputs={"tab": Input(I.TABS, "value"), "view": view(Input), "filters": filters(Input)},
+                  prevent_initial_call=True)
+    def _table_box(tab: str, view: dict, filters: dict) -> Any:
+        return panels.table_panel(query, tab, View.from_inputs(view))
+
+    @app.callback(Output(I.TABLE, "getRowsResponse"),
+                  inputs={"request": Input(I.TABLE, "getRowsRequest"), "view": view(State),
+                          "filters": filters(State)}, prevent_initial_call=True)
+    def _table_rows(request: Any, view: dict, filters: dict) -> Any:
+        return panels.table_rows(query, request, View.from_inputs(view), Filters.from_inputs(filters))
+
+    @app.callback(Output(I.DETAIL_PAGE, "data"),
+                  inputs={"clicks": [Input(I.DETAIL_PREV, "n_clicks"), Input(I.DETAIL_NEXT, "n_clicks")],
+                          "reset": [Input(I.DETAIL_SORT, "value"), Input(I.DETAIL_ORDER, "value"),
+                                    Input(I.COMPARE, "value")],
+                          "current": State(I.DETAIL_PAGE, "data")}, prevent_initial_call=True)
+    def _page(clicks: Any, reset: Any, current: Any) -> Any:
         return panels.turn_page(ctx.triggered_id, current)
 
-    @app.callback(Output(I.DETAIL, "children"), Output(I.DETAIL_PAGE_TEXT, "children"), *VIEW_IN,
-                  RANGE_VALUES, Input(I.SELECTIONS, "data"), Input(I.COMPARE, "value"),
-                  Input(I.DETAIL_SORT, "value"), Input(I.DETAIL_ORDER, "value"), Input(I.DETAIL_PAGE, "data"),
-                  RANGE_IDS)
-    def _detail(head: str, method: str, norm: str, values: Any, sels: Any, compare: Any, sort: Any,
-                order: Any, page: Any, range_ids: Any) -> Any:
-        return panels.detail(query, head, method, norm, range_ids, values, sels, compare, sort, order, page)
+    @app.callback(Output(I.DETAIL, "children"), Output(I.DETAIL_PAGE_TEXT, "children"),
+                  inputs={"tab": Input(I.TABS, "value"), "view": view(Input), "filters": filters(Input),
+                          "selections": Input(I.SELECTIONS, "data"), "compare": Input(I.COMPARE, "value"),
+                          "sort": {"column": Input(I.DETAIL_SORT, "value"), "order": Input(I.DETAIL_ORDER, "value"),
+                                   "page": Input(I.DETAIL_PAGE, "data")}})
+    def _detail(tab: str, view: dict, filters: dict, selections: Any, compare: Any, sort: dict) -> Any:
+        return panels.detail(query, tab, View.from_inputs(view), Filters.from_inputs(filters), selections, compare,
+                             sort, ctx.triggered_id)
 
-    @app.callback(Output(I.INSPECTOR, "children"), Input(I.FOCUS, "data"), *VIEW_IN)
-    def _inspector(image_id: Any, head: str, method: str, norm: str) -> Any:
-        return panels.inspector(query, image_id, head, method, norm)
+    @app.callback(Output(I.INSPECTOR, "children"),
+                  inputs={"tab": Input(I.TABS, "value"), "image_id": Input(I.FOCUS, "data"), "view": view(Input)})
+    def _inspector(tab: str, image_id: Any, view: dict) -> Any:
+        return panels.inspector(query, tab, image_id, View.from_inputs(view))
 
     @app.callback(Output(I.SELECTIONS, "data", allow_duplicate=True), Output(I.CLUSTER_TEXT, "children"),
-                  Input(I.CLUSTER_RUN, "n_clicks"), State(I.CLUSTER_ALGORITHM, "value"), State(I.CLUSTER_K, "value"),
-                  *VIEW, RANGE_IDS, State({"type": I.RANGE, "column": ALL}, "value"), WEIGHT_IDS, WEIGHT_VALUES,
-                  State(I.SELECTIONS, "data"), prevent_initial_call=True)
-    def _clusters(_n: Any, algorithm: str, k: Any, head: str, method: str, norm: str, range_ids: Any,
-                  values: Any, weight_ids: Any, weights: Any, sels: Any) -> Any:
-        return panels.clusters(query, algorithm, k, head, method, norm, range_ids, values, weight_ids, weights,
-                               sels)
+                  inputs={"run": Input(I.CLUSTER_RUN, "n_clicks"),
+                          "options": {"algorithm": State(I.CLUSTER_ALGORITHM, "value"),
+                                      "k": State(I.CLUSTER_K, "value")},
+                          "view": view(State), "filters": filters(State), "weights": weights(State),
+                          "selections": State(I.SELECTIONS, "data")},
+                  background=True, manager=background_manager, interval=250, prevent_initial_call=True,
+                  progress=Output(I.CLUSTER_PROGRESS, "children"),
+                  running=[(Output(I.CLUSTER_RUN, "disabled"), True, False)])
+    def _clusters(set_progress: Any, run: Any, options: dict, view: dict, filters: dict, weights: dict,
+                  selections: Any) -> Any:
+        return panels.clusters(query, set_progress, options, View.from_inputs(view), Filters.from_inputs(filters),
+                               Weights.from_inputs(weights), selections)
 
-    @app.callback(Output(I.EXPORT_DOWNLOAD, "data"), Input(I.EXPORT_CSV, "n_clicks"),
-                  Input(I.EXPORT_PARQUET, "n_clicks"), State(I.EXPORT_SCOPE, "value"), State(I.EXPORT_WIDE, "value"),
-                  *VIEW, RANGE_IDS, State({"type": I.RANGE, "column": ALL}, "value"), State(I.SELECTIONS, "data"),
+    @app.callback(Output(I.EXPORT_DOWNLOAD, "data"),
+                  inputs={"clicks": [Input(I.EXPORT_CSV, "n_clicks"), Input(I.EXPORT_PARQUET, "n_clicks")],
+                          "options": {"scope": State(I.EXPORT_SCOPE, "value"), "wide": State(I.EXPORT_WIDE, "value")},
+                          "view": view(State), "filters": filters(State), "selections": State(I.SELECTIONS, "data")},
                   prevent_initial_call=True)
-    def _export(_c: Any, _p: Any, scope: Any, wide: Any, head: str, method: str, norm: str, range_ids: Any,
-                values: Any, sels: Any) -> Any:
-        return panels.export(query, ctx.triggered_id, scope, wide, head, method, norm, range_ids, values, sels)
+    def _export(clicks: Any, options: dict, view: dict, filters: dict, selections: Any) -> Any:
+        return panels.export(query, ctx.triggered_id, options, View.from_inputs(view), Filters.from_inputs(filters),
+                             selections)
 
-    @app.callback(Output(I.STATE_DOWNLOAD, "data"), Input(I.STATE_SAVE, "n_clicks"), *VIEW,
-                  State(I.ALGORITHM, "value"), State(I.HIGHLIGHT, "value"), RANGE_IDS,
-                  State({"type": I.RANGE, "column": ALL}, "value"), WEIGHT_IDS, WEIGHT_VALUES,
-                  State(I.SELECTIONS, "data"), prevent_initial_call=True)
-    def _save_state(_n: Any, head: str, method: str, norm: str, algorithm: str, highlight: Any, range_ids: Any,
-                    values: Any, weight_ids: Any, weights: Any, sels: Any) -> Any:
-        return panels.save_state(head, method, norm, algorithm, highlight, query, range_ids, values, weight_ids,
-                                 weights, sels)
+    @app.callback(Output(I.STATE_DOWNLOAD, "data"),
+                  inputs={"click": Input(I.STATE_SAVE, "n_clicks"), "view": view(State),
+                          "options": {"algorithm": State(I.ALGORITHM, "value"),
+                                      "highlight": State(I.HIGHLIGHT, "value")},
+                          "filters": filters(State), "weights": weights(State),
+                          "selections": State(I.SELECTIONS, "data")}, prevent_initial_call=True)
+    def _save_state(click: Any, view: dict, options: dict, filters: dict, weights: dict, selections: Any) -> Any:
+        return panels.save_state(query, View.from_inputs(view), options, Filters.from_inputs(filters),
+                                 Weights.from_inputs(weights), selections)
 
-    @app.callback(Output(I.HEAD, "value"), Output(I.METHOD, "value"), Output(I.NORMALISATION, "value"),
-                  Output(I.ALGORITHM, "value"), Output(I.HIGHLIGHT, "value"),
-                  Output({"type": I.WEIGHT, "region": ALL}, "value"),
-                  Output(I.SELECTIONS, "data", allow_duplicate=True), Output(I.STATE_RESTORE, "data"),
-                  Output(I.STATE_MESSAGE, "children"), Input(I.STATE_UPLOAD, "contents"), WEIGHT_IDS,
+    @app.callback(output={"head": Output(I.HEAD, "value"), "method": Output(I.METHOD, "value"),
+                          "normalisation": Output(I.NORMALISATION, "value"), "basis": Output(I.BASIS, "value"),
+                          "algorithm": Output(I.ALGORITHM, "value"), "highlight": Output(I.HIGHLIGHT, "value"),
+                          "weights": Output({"type": I.WEIGHT, "region": ALL}, "value"),
+                          "selections": Output(I.SELECTIONS, "data", allow_duplicate=True),
+                          "restore": Output(I.STATE_RESTORE, "data"), "message": Output(I.STATE_MESSAGE, "children")},
+                  inputs={"contents": Input(I.STATE_UPLOAD, "contents"),
+                          "weight_ids": State({"type": I.WEIGHT, "region": ALL}, "id")},
                   prevent_initial_call=True)
     def _load_state(contents: Any, weight_ids: Any) -> Any:
         return panels.load_state(query, contents, weight_ids)

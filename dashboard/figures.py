@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
-from semcontrib.dashboard.views import GroupStatistics
+from semcontrib.dashboard.views import (
+    CODE_BASE,
+    CODE_FAITH,
+    CODE_FILTERED,
+    CODE_HIDDEN,
+    CODE_NO_VALIDITY,
+    FAITH_BINS,
+    N_CODES,
+    PALETTE,
+    GroupStatistics,
+)
 
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "cross", "triangle-down", "star", "hexagon",
            "pentagon", "triangle-left", "triangle-right")
@@ -25,53 +38,150 @@ def _rgba(hex_colour: str, alpha: float) -> str:
 
 
 def class_symbols(predictions: np.ndarray) -> tuple[np.ndarray, dict[str, str]]:
-    """Symbol per point and the legend (class -> symbol); classes beyond the 11 commonest share 'other'."""
-    classes, counts = np.unique(predictions.astype(str), return_counts=True)
+    """Symbol number per point (uint8, index into SYMBOLS) and the legend (class -> symbol name); classes
+    beyond the 11 commonest share 'other'."""
+    classes, inverse, counts = np.unique(predictions.astype(str), return_inverse=True, return_counts=True)
     order = classes[np.argsort(-counts, kind="stable")]
     many = len(order) > len(SYMBOLS)
     named = list(order[: len(SYMBOLS) - 1] if many else order)
     legend = {c: SYMBOLS[i] for i, c in enumerate(named)}
     if many:
         legend["other classes"] = SYMBOLS[-1]
-    lookup = {c: legend.get(c, SYMBOLS[-1]) for c in classes}
-    return np.array([lookup[c] for c in predictions.astype(str)], dtype=object), legend
+    lookup = np.array([SYMBOLS.index(legend.get(c, SYMBOLS[-1])) for c in classes], dtype=np.uint8)
+    return lookup[inverse.ravel()] if len(classes) else np.zeros(0, np.uint8), legend
 
 
-def scatter_figure(xy: np.ndarray, predictions: np.ndarray, visible: np.ndarray, colours: np.ndarray,
-                   highlight: np.ndarray, hide_filtered: bool, uirevision: str, title: str = "") -> dict[str, Any]:
-    """The embedding scatter (one WebGL trace; customdata = corpus index).
+# plotly's symbol numbers of SYMBOLS (scattergl takes numbers as well as names)
+SYMBOL_NUMBERS = {"circle": 0, "square": 1, "diamond": 2, "cross": 3, "x": 4, "triangle-up": 5,
+                  "triangle-down": 6, "triangle-left": 7, "triangle-right": 8, "pentagon": 13, "hexagon": 14,
+                  "star": 17}
+FAITH_COLOURS = ("#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7", "#f4a582", "#d6604d",
+                 "#b2182b", "#67001f")
 
-    ``colours`` is an object array of CSS colours per point (selection colour or the base colour),
-    ``visible`` the filter mask (others dimmed, or left out when ``hide_filtered``), ``highlight`` a
-    bool mask drawn larger with a dark outline.
-    """
-    n = len(xy)
-    symbols, legend = class_symbols(predictions) if n else (np.array([], dtype=object), {})
-    keep = np.flatnonzero(visible) if hide_filtered else np.arange(n)
-    col = np.where(visible, colours, FILTERED_COLOUR)[keep]
-    size = np.where(highlight, 11, 7)[keep]
-    line_w = np.where(highlight & visible, 1.5, 0.0)[keep]
-    trace = {
+
+def code_colours() -> list[str]:
+    """CSS colour of every point code of :func:`views.point_codes` (index = code)."""
+    out = [BASE_COLOUR] + [_rgba(c, 0.9) for c in PALETTE]
+    out += [FILTERED_COLOUR, "rgba(0,0,0,0)", "rgba(120,120,120,0.5)"]
+    for b in range(FAITH_BINS):
+        out.append(_rgba(FAITH_COLOURS[min(len(FAITH_COLOURS) - 1, b * len(FAITH_COLOURS) // FAITH_BINS)], 0.9))
+    if len(out) != N_CODES:
+        raise RuntimeError("one colour per point code is needed")
+    return out
+
+
+CODE_COLOURS = code_colours()
+
+
+def _code_scale() -> list[list[Any]]:
+    scale: list[list[Any]] = []
+    for i, c in enumerate(CODE_COLOURS):
+        scale += [[i / N_CODES, c], [(i + 1) / N_CODES, c]]
+    return scale
+
+
+def typed(values: np.ndarray) -> dict[str, str]:
+    """A numpy array as plotly.js's base64 typed array ``{"dtype", "bdata"}`` (little-endian)."""
+    arr = np.ascontiguousarray(values)
+    kinds = {np.dtype(np.uint8): "u1", np.dtype(np.int32): "i4", np.dtype(np.float32): "f4",
+             np.dtype(np.float64): "f8", np.dtype(np.uint16): "u2"}
+    if arr.dtype not in kinds:
+        raise ValueError(f"dtype must be one of {list(kinds)}, got {arr.dtype}")
+    return {"dtype": kinds[arr.dtype], "bdata": base64.b64encode(arr.astype(arr.dtype.newbyteorder("<"))
+                                                                 .tobytes()).decode("ascii")}
+
+
+def marker_update(codes: np.ndarray, highlight: np.ndarray) -> dict[str, Any]:
+    """The marker fields that filters, selections and highlights change: colour codes and sizes
+    (highlighted points are drawn larger), one byte per point each."""
+    return {"color": typed(codes.astype(np.uint8)), "size": typed(np.where(highlight, 11, 6).astype(np.uint8))}
+
+
+def points_trace(xy: np.ndarray, rows: np.ndarray, symbols: np.ndarray, codes: np.ndarray,
+                 highlight: np.ndarray) -> dict[str, Any]:
+    """One WebGL trace of the points ``rows`` (int (M,) corpus rows, customdata), coloured by code."""
+    return {
         "type": "scattergl", "mode": "markers", "name": "images", "showlegend": False,
-        "x": np.round(xy[keep, 0], 4).tolist(), "y": np.round(xy[keep, 1], 4).tolist(),
-        "customdata": keep.tolist(), "hoverinfo": "none",
-        "marker": {"color": col.tolist(), "symbol": symbols[keep].tolist(), "size": size.tolist(),
-                   "line": {"width": line_w.tolist(), "color": "#222"}},
+        "x": typed(xy[rows, 0].astype(np.float32)), "y": typed(xy[rows, 1].astype(np.float32)),
+        "customdata": typed(rows.astype(np.int32)), "hoverinfo": "none",
+        "marker": {"symbol": [SYMBOL_NUMBERS[SYMBOLS[k]] for k in symbols[rows]],
+                   "cmin": -0.5, "cmax": N_CODES - 0.5, "colorscale": _code_scale(), "showscale": False,
+                   **marker_update(codes[rows], highlight[rows])},
         "unselected": {"marker": {"opacity": 0.35}},
     }
+
+
+def scatter_figure(xy: np.ndarray, symbols: np.ndarray, legend: Mapping[str, str], codes: np.ndarray,
+                   highlight: np.ndarray, uirevision: str, title: str = "",
+                   density: dict[str, Any] | None = None, sample: np.ndarray | None = None) -> dict[str, Any]:
+    """The embedding scatter.
+
+    Every point is drawn (one WebGL trace, customdata = corpus row) unless ``density`` is given: then the
+    points are a density image (``layout.images[0]``, see :func:`density_image`) and only the rows
+    ``sample`` are drawn as points (for hover and click). Colours are codes (uint8, see
+    :func:`views.point_codes`) on a fixed discrete colour scale, so a filter or selection change
+    updates only ``marker.color`` (and the image), never the positions.
+    """
+    rows = np.arange(len(xy)) if sample is None else sample
+    trace = points_trace(xy, rows, symbols, codes, highlight)
     legend_traces = [{"type": "scattergl", "mode": "markers", "x": [None], "y": [None], "name": c,
                       "marker": {"symbol": s, "color": BASE_COLOUR, "size": 9},
                       "hoverinfo": "skip"} for c, s in legend.items()]
-    return {
-        "data": [trace, *legend_traces],
-        "layout": {
-            "title": {"text": title, "font": {"size": 13}}, "dragmode": "lasso", "uirevision": uirevision,
-            "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "clickmode": "event+select",
-            "xaxis": {"visible": False}, "yaxis": {"visible": False, "scaleanchor": "x"},
-            "legend": {"title": {"text": "predicted class"}, "itemclick": False, "itemdoubleclick": False},
-            "plot_bgcolor": "white", "hovermode": "closest",
-        },
+    layout: dict[str, Any] = {
+        "title": {"text": title, "font": {"size": 13}}, "dragmode": "lasso", "uirevision": uirevision,
+        "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "clickmode": "event+select",
+        "xaxis": {"visible": False}, "yaxis": {"visible": False, "scaleanchor": "x"},
+        "legend": {"title": {"text": "predicted class"}, "itemclick": False, "itemdoubleclick": False},
+        "plot_bgcolor": "white", "hovermode": "closest",
     }
+    if density is not None:
+        layout["images"] = [density]
+        x0, y1 = density["x"], density["y"]
+        layout["xaxis"]["range"] = [x0, x0 + density["sizex"]]
+        layout["yaxis"]["range"] = [y1 - density["sizey"], y1]
+    return {"data": [trace, *legend_traces], "layout": layout}
+
+
+def density_image(xy: np.ndarray, codes: np.ndarray, size: int = 480) -> dict[str, Any]:
+    """A plotly layout image of the point density, coloured by point code (a datashader-style raster).
+
+    ``xy`` is float N x 2, ``codes`` uint8 (N,). Each code is binned on a ``size`` x ``size`` grid; a
+    bin's opacity grows with the log of its count; codes are painted in the order filtered, base,
+    faithfulness bins, selections, so selections lie on top.
+    """
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    span = np.maximum(hi - lo, 1e-9)
+    pad = span * 0.02
+    lo, span = lo - pad, span + 2 * pad
+    ij = np.clip(((xy - lo) / span * size).astype(np.int64), 0, size - 1)
+    flat = (size - 1 - ij[:, 1]) * size + ij[:, 0]  # image rows run top to bottom
+    rgba = np.zeros((size * size, 4), np.float64)
+    colours = np.array([_parse_rgba(c) for c in CODE_COLOURS])
+    present = np.unique(codes)
+    order = [CODE_FILTERED, CODE_BASE, CODE_NO_VALIDITY, *range(CODE_FAITH, N_CODES), *range(1, CODE_FILTERED)]
+    for code in order:
+        if code not in present or code == CODE_HIDDEN:
+            continue
+        counts = np.bincount(flat[codes == code], minlength=size * size).astype(np.float64)
+        alpha = np.log1p(counts) / np.log1p(max(counts.max(), 1)) * min(1.0, colours[code, 3] + 0.1)
+        alpha = np.where(counts > 0, np.maximum(alpha, 0.25), 0.0)
+        a = alpha[:, None]
+        rgba[:, :3] = colours[code, :3] * a + rgba[:, :3] * (1 - a)
+        rgba[:, 3] = alpha + rgba[:, 3] * (1 - alpha)
+    img = np.clip(rgba.reshape(size, size, 4) * [1, 1, 1, 255], 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img, "RGBA").save(buf, format="PNG", compress_level=1)
+    return {"source": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"),
+            "xref": "x", "yref": "y", "x": float(lo[0]), "y": float(lo[1] + span[1]),
+            "sizex": float(span[0]), "sizey": float(span[1]), "sizing": "stretch", "layer": "below"}
+
+
+def _parse_rgba(css: str) -> tuple[float, float, float, float]:
+    if css.startswith("#"):
+        h = css.lstrip("#")
+        return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16), 1.0)
+    r, g, b, a = (float(x) for x in css[css.index("(") + 1:-1].split(","))
+    return (r, g, b, a)
 
 
 def point_colours(n: int, selections: Sequence[tuple[str, np.ndarray]]) -> np.ndarray:
@@ -106,16 +216,25 @@ def grouped_bars(frame: pd.DataFrame, title: str, colours: Mapping[str, str], ya
                                      "legend": {"orientation": "h", "y": -0.25}}}
 
 
+def _pivot(frame: pd.DataFrame, key: str, groups: Sequence[str]) -> pd.DataFrame:
+    """(group, key, share) rows -> index key (first-seen order), one column per group (0 where absent)."""
+    keys = list(dict.fromkeys(frame[key].tolist()))
+    table = np.zeros((len(keys), len(groups)))
+    row, col = {k: i for i, k in enumerate(keys)}, {g: j for j, g in enumerate(groups)}
+    for g, k, v in zip(frame["group"], frame[key], frame["share"]):
+        if g in col:
+            table[row[k], col[g]] = v
+    return pd.DataFrame(table, index=keys, columns=list(groups))
+
+
 def statistics_figures(stats: GroupStatistics, colours: Mapping[str, str]) -> tuple[dict, dict, dict]:
     """(mean weighted contribution per region, top predicted classes, most often top region)."""
     names = list(stats.mean_contribution.columns)
     labels = {g: f"{g} ({stats.sizes.get(g, 0)})" for g in names}
     cols = {labels[g]: colours.get(g, "#777") for g in names}
     means = stats.mean_contribution.rename(columns=labels)
-    classes = stats.top_classes.pivot_table(index="class", columns="group", values="share", fill_value=0.0,
-                                            sort=False).reindex(columns=names, fill_value=0.0)
-    tops = stats.top_region.pivot_table(index="region", columns="group", values="share", fill_value=0.0,
-                                        sort=False).reindex(columns=names, fill_value=0.0)
+    classes = _pivot(stats.top_classes, "class", names)
+    tops = _pivot(stats.top_region, "region", names)
     return (grouped_bars(means, "mean weighted contribution per region", cols, "score"),
             grouped_bars(classes.rename(columns=labels), "top predicted classes", cols, "share of images"),
             grouped_bars(tops.rename(columns=labels), "most often the top-contributing region", cols,

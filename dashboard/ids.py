@@ -6,6 +6,9 @@ from __future__ import annotations
 HEAD = "head"
 METHOD = "method"
 NORMALISATION = "normalisation"
+BASIS = "basis"
+COLOUR_BY = "colour-by"
+FAITH_RANGE = "faith-range"
 ALGORITHM = "algorithm"
 HIGHLIGHT = "highlight"
 FILTERED_MODE = "filtered-mode"
@@ -21,6 +24,10 @@ PROGRESS_TEXT = "progress-text"
 SCATTER = "scatter"
 TOOLTIP = "tooltip"
 EMBEDDING = "embedding"
+EMBED_JOB = "embed-job"
+SCATTER_SHOWN = "scatter-shown"  # the embedding key the scatter figure was built with
+SCATTER_WINDOW = "scatter-window"  # density mode: the zoom window whose images are drawn as points
+LASSO_INPUT = "lasso-input"  # the browser's reduction of selectedData: a polygon, a box or rows
 
 # selections
 LASSO = "lasso"
@@ -55,6 +62,12 @@ CLUSTER_ALGORITHM = "cluster-algorithm"
 CLUSTER_K = "cluster-k"
 CLUSTER_RUN = "cluster-run"
 CLUSTER_TEXT = "cluster-text"
+TABLE = "table"
+TABLE_BOX = "table-box"
+CLUSTER_PROGRESS = "cluster-progress"
+TRUST = "trust"
+SUMMARY = "summary"
+SYNTHETIC_BANNER = "synthetic-banner"
 
 # export and state
 EXPORT_SCOPE = "export-scope"

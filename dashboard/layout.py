@@ -15,7 +15,8 @@ from dash import dcc, html
 
 from semcontrib.dashboard import figures, views
 from semcontrib.dashboard import ids as I
-from semcontrib.dashboard.query import CorpusQuery
+from semcontrib.dashboard.query import VALIDITY_COLUMNS, CorpusQuery
+from semcontrib.dashboard.records import View
 
 SIDEBAR = {"width": "300px", "flex": "0 0 300px", "padding": "8px 12px", "borderRight": "1px solid #ddd",
            "overflowY": "auto", "height": "100vh", "position": "sticky", "top": "0", "fontSize": "13px",
@@ -25,6 +26,7 @@ BUTTON = {"margin": "4px 4px 4px 0"}
 CARD = {"border": "1px solid #ddd", "borderRadius": "4px", "padding": "6px", "margin": "4px",
         "width": "250px", "display": "inline-block", "verticalAlign": "top", "fontSize": "12px"}
 GRAPH_CONFIG: Any = {"displayModeBar": False}
+MAX_UPLOAD_BYTES = 4_000_000  # a state file (also checked on the server: state.MAX_STATE_BYTES)
 
 
 def photo_url(image_id: str) -> str:
@@ -43,32 +45,95 @@ def _label(text: str) -> html.Label:
     return html.Label(text, style=LABEL)
 
 
+TABS = ("statistics", "trust", "table", "detail", "image", "clusters", "export")
+TAB_LABELS = {"statistics": "Statistics", "trust": "How far to trust each method", "table": "Table",
+              "detail": "Detail", "image": "Image", "clusters": "Clusters", "export": "Export & state"}
+SYNTHETIC_TEXT = ("SYNTHETIC CORPUS — random numbers written by semcontrib's synthetic corpus builder, not the "
+                  "output of any model. Use it to feel the dashboard at scale; read nothing into its scores.")
+
+
+def _initial(query: CorpusQuery) -> dict[str, Any]:
+    """The view the page opens with: the one of the last embedding when it is cached, else the defaults."""
+    heads = list(query.heads)
+    out: dict[str, Any] = {"head": heads[0], "method": "lrp" if "lrp" in query.methods else query.methods[0],
+                           "normalisation": "signed_l1", "basis": "mean", "algorithm": "tsne",
+                           "weights": {}, "embedding": None}
+    last = query.last_embedding()
+    if last is not None:
+        out.update({k: last["params"][k] for k in ("head", "method", "normalisation", "basis", "algorithm",
+                                                    "weights")})
+        out["embedding"] = {"key": last["key"], "label": f"{last['params']['algorithm']} (cached)",
+                            "ready": True, "head": last["params"]["head"]}
+    return out
+
+
+def summary(query: CorpusQuery) -> html.Details:
+    """What is in this corpus: open on first load."""
+    s = query.summary()
+    reasons = "; ".join(f"{r}: {n}" for r, n in s["reasons"].items())
+    heads = ", ".join(f"{h} ({len(c)} classes)" for h, c in s["heads"].items())
+    return html.Details(id=I.SUMMARY, open=True, style={"border": "1px solid #ddd", "borderRadius": "4px",
+                                                         "padding": "4px 8px", "margin": "4px 0"}, children=[
+        html.Summary(f"What is in this corpus: {s['images']} images analysed, {s['skipped']} skipped",
+                     style={"fontWeight": "600", "cursor": "pointer"}),
+        html.Ul(style={"margin": "4px 0", "fontSize": "13px"}, children=[
+            html.Li(f"skipped, by reason: {reasons}" if reasons else "no image was skipped"),
+            html.Li(f"model: {s['model']}; heads: {heads}"),
+            html.Li(f"methods: {', '.join(s['methods'])}"),
+            html.Li(f"regions: {s['regions']} ({len(s['vocabulary'])}: {', '.join(s['vocabulary'])})"),
+            html.Li("validity record: faithfulness, deletion and insertion AUC per image — see the tab "
+                    "'How far to trust each method'" if s["validity"] else
+                    "no validity record in this corpus (it was analysed without one); the tab "
+                    "'How far to trust each method' shows the agreement between methods"),
+        ]),
+    ])
+
+
 def build(query: CorpusQuery) -> html.Div:
     heads = list(query.heads)
-    head = heads[0]
-    method = "lrp" if "lrp" in query.methods else query.methods[0]
+    init = _initial(query)
     weights = [html.Div([html.Span(r, style={"display": "inline-block", "width": "150px"}),
-                         dcc.Input(id={"type": I.WEIGHT, "region": r}, type="number", min=0, step=0.1, value=1,
-                                   debounce=True, style={"width": "90px", "display": "inline-block"})])
+                         dcc.Input(id={"type": I.WEIGHT, "region": r}, type="number", min=0, step=0.1,
+                                   value=init["weights"].get(r, 1), debounce=True,
+                                   style={"width": "90px", "display": "inline-block"})])
                for r in query.vocabulary]
+    validity = [_label("Faithfulness filter (Spearman, −1 … 1)"),
+                dcc.RangeSlider(id=I.FAITH_RANGE, min=-1, max=1, step=0.05, value=[-1, 1], marks=None,
+                                allowCross=False, updatemode="mouseup",
+                                tooltip={"placement": "bottom", "always_visible": False})] \
+        if query.has_validity else [html.Div(dcc.RangeSlider(id=I.FAITH_RANGE, min=-1, max=1, value=[-1, 1]),
+                                             style={"display": "none"}),
+                                    html.Div("no validity record: no faithfulness filter", className="hint")]
+    banner = [html.Div(SYNTHETIC_TEXT, id=I.SYNTHETIC_BANNER,
+                       style={"background": "#fff3cd", "border": "2px solid #d39e00", "padding": "6px",
+                              "fontWeight": "600", "margin": "4px 0"})] if query.is_synthetic else []
     sidebar = html.Div(style=SIDEBAR, children=[
-        html.H3("semcontrib", style={"margin": "4px 0"}),
+        html.H3("semcontrib" + (" · synthetic" if query.is_synthetic else ""), style={"margin": "4px 0"}),
         html.Div(f"{query.root.name}: {len(query.ids)} images"
                  + (f", {query.n_skipped} skipped" if query.n_skipped else ""), className="hint"),
         _label("Head"),
-        dcc.Dropdown(id=I.HEAD, options=heads, value=head, clearable=False),
+        dcc.Dropdown(id=I.HEAD, options=heads, value=init["head"], clearable=False),
         _label("Method"),
-        dcc.Dropdown(id=I.METHOD, options=query.methods, value=method, clearable=False),
+        dcc.Dropdown(id=I.METHOD, options=query.methods, value=init["method"], clearable=False),
         _label("Normalisation"),
-        dcc.RadioItems(id=I.NORMALISATION, options=list(query.normalisations), value="signed_l1", inline=True),
+        dcc.RadioItems(id=I.NORMALISATION, options=list(query.normalisations), value=init["normalisation"],
+                       inline=True),
+        _label("Basis (per-pixel mean or region sum)"),
+        dcc.RadioItems(id=I.BASIS, options=list(query.bases), value=init["basis"], inline=True),
         _label("Embedding"),
         dcc.RadioItems(id=I.ALGORITHM, options=[{"label": "t-SNE", "value": "tsne"},
-                                                {"label": "UMAP", "value": "umap"}], value="tsne", inline=True),
+                                                {"label": "UMAP", "value": "umap"}], value=init["algorithm"],
+                       inline=True),
+        _label("Colour points by"),
+        dcc.RadioItems(id=I.COLOUR_BY, options=[{"label": "selection", "value": "selection"},
+                                                {"label": "faithfulness", "value": "faithfulness"}],
+                       value="selection", inline=True),
         _label("Highlight predicted classes"),
         dcc.Dropdown(id=I.HIGHLIGHT, options=[], value=[], multi=True, placeholder="classes…"),
         _label("Filtered-out points"),
         dcc.RadioItems(id=I.FILTERED_MODE, options=[{"label": "dim", "value": "dim"},
                                                     {"label": "hide", "value": "hide"}], value="dim", inline=True),
+        *validity,
         _label("Region filters (score in %)"),
         html.Div(id=I.FILTER_COUNT, className="hint"),
         html.Div(id=I.FILTER_PANEL),
@@ -101,11 +166,18 @@ def build(query: CorpusQuery) -> html.Div:
                                style={"width": "420px", "display": "inline-block", "verticalAlign": "middle"})]),
     ])
     tabs = dcc.Tabs(id=I.TABS, value="statistics", children=[
-        dcc.Tab(label="Statistics", value="statistics", children=html.Div([
+        dcc.Tab(label=TAB_LABELS["statistics"], value="statistics", children=html.Div([
             dcc.Graph(id=I.STATS_REGIONS, config=GRAPH_CONFIG),
             html.Div([dcc.Graph(id=I.STATS_CLASSES, config=GRAPH_CONFIG, style={"flex": "1"}),
                       dcc.Graph(id=I.STATS_TOP, config=GRAPH_CONFIG, style={"flex": "1"})],
                      style={"display": "flex"})])),
+        dcc.Tab(label=TAB_LABELS["trust"], value="trust", children=html.Div(id=I.TRUST, style={"padding": "6px"})),
+        dcc.Tab(label=TAB_LABELS["table"], value="table", children=html.Div(style={"padding": "6px"}, children=[
+            html.Div("Every image that passes the filters, one row each: sort and filter by any column (rows are "
+                     "read from the server a block at a time). Tick rows, then 'Save lasso as selection' above "
+                     "to make them a named selection.", className="hint"),
+            html.Div(id=I.TABLE_BOX, children=table_grid(
+                query, View(init["head"], init["method"], init["normalisation"], init["basis"])))])),
         dcc.Tab(label="Detail", value="detail", children=html.Div([
             html.Div([html.Span("Sort by "),
                       dcc.Dropdown(id=I.DETAIL_SORT, options=[], value="", clearable=False,
@@ -127,6 +199,7 @@ def build(query: CorpusQuery) -> html.Div:
             html.Span(" k = "), dcc.Input(id=I.CLUSTER_K, type="number", min=2, max=50, step=1, value=4,
                                           style={"width": "80px", "display": "inline-block"}),
             html.Button("Suggest clusters", id=I.CLUSTER_RUN, n_clicks=0, style=BUTTON),
+            html.Span(id=I.CLUSTER_PROGRESS, className="hint"),
             html.Div(id=I.CLUSTER_TEXT)])),
         dcc.Tab(label="Export & state", value="export", children=html.Div(style={"padding": "6px"}, children=[
             html.H4("Contribution table"),
@@ -143,18 +216,23 @@ def build(query: CorpusQuery) -> html.Div:
             html.Button("Save state (JSON)", id=I.STATE_SAVE, n_clicks=0, style=BUTTON),
             dcc.Download(id=I.STATE_DOWNLOAD),
             dcc.Upload(id=I.STATE_UPLOAD, children=html.Div("Load a state: drop a JSON file here or click"),
+                       max_size=MAX_UPLOAD_BYTES,
                        style={"border": "1px dashed #888", "padding": "10px", "margin": "6px 0",
                               "width": "360px", "textAlign": "center"}, accept=".json,application/json"),
             html.Div(id=I.STATE_MESSAGE)])),
     ])
     main = html.Div(style={"flex": "1", "padding": "6px 12px", "minWidth": "0"}, children=[
+        *banner,
+        summary(query),
         dcc.Graph(id=I.SCATTER, style={"height": "560px"}, config={"displaylogo": False, "scrollZoom": True},
                   clear_on_unhover=True),
         dcc.Tooltip(id=I.TOOLTIP, direction="right"),
         selection_bar,
         tabs,
     ])
-    stores = [dcc.Store(id=I.EMBEDDING), dcc.Store(id=I.SELECTIONS, data=[]), dcc.Store(id=I.LASSO, data=[]),
+    stores = [dcc.Store(id=I.EMBEDDING, data=init["embedding"]), dcc.Store(id=I.EMBED_JOB),
+              dcc.Store(id=I.SCATTER_SHOWN), dcc.Store(id=I.SCATTER_WINDOW),
+              dcc.Store(id=I.SELECTIONS, data=[]), dcc.Store(id=I.LASSO), dcc.Store(id=I.LASSO_INPUT),
               dcc.Store(id=I.FOCUS), dcc.Store(id=I.DETAIL_PAGE, data=0), dcc.Store(id=I.STATE_RESTORE)]
     return html.Div([sidebar, main, *stores],
                     style={"display": "flex", "fontFamily": "system-ui, sans-serif", "fontSize": "14px"})
@@ -182,12 +260,28 @@ def _predictions(query: CorpusQuery, k: int) -> html.Ul:
                    style={"margin": "2px 0", "paddingLeft": "16px"})
 
 
-def tooltip_card(query: CorpusQuery, k: int, matrix: views.ScoreMatrix, head: str) -> html.Div:
+def _fmt(value: float) -> str:
+    return "—" if value is None or not np.isfinite(value) else f"{value:+.2f}"
+
+
+def validity_line(query: CorpusQuery, k: int, view: View) -> html.Div:
+    """One image's validity for the view's head and method, or 'no validity record'."""
+    v = query.validity(view.head, view.method)
+    if v is None:
+        return html.Div("no validity record", className="validity hint")
+    r = v.iloc[k]
+    note = f" ({r['validity_note']})" if r["validity_note"] else ""
+    return html.Div(f"faithfulness {_fmt(r['faithfulness'])} · deletion AUC {_fmt(r['deletion_auc'])} · "
+                    f"insertion AUC {_fmt(r['insertion_auc'])}{note}", className="validity",
+                    style={"fontSize": "11px"})
+
+
+def tooltip_card(query: CorpusQuery, k: int, matrix: views.ScoreMatrix) -> html.Div:
     image_id = str(query.ids[k])
     v = matrix.values[k]
     order = np.argsort(-np.abs(np.nan_to_num(v)))[:4]
     return html.Div(style={"width": "200px", "fontSize": "12px", "whiteSpace": "normal"}, children=[
-        html.Img(src=thumb_url(image_id), style={"width": "100%"}),
+        html.Img(src=thumb_url(image_id), style={"width": "100%"}, alt="no photo"),
         html.B(image_id, style={"wordBreak": "break-all"}),
         _predictions(query, k),
         html.Div([html.Div(f"{matrix.columns[j]}: {v[j]:+.3f}") for j in order] if matrix.valid[k]
@@ -195,65 +289,136 @@ def tooltip_card(query: CorpusQuery, k: int, matrix: views.ScoreMatrix, head: st
     ])
 
 
-def image_card(query: CorpusQuery, k: int, matrix: views.ScoreMatrix, head: str, method: str) -> html.Div:
+def image_card(query: CorpusQuery, k: int, matrix: views.ScoreMatrix, view: View) -> html.Div:
     image_id = str(query.ids[k])
     return html.Div(className="image-card", style=CARD, children=[
-        html.Img(src=overlay_url(image_id, head, method), style={"width": "100%"}, alt=image_id),
+        html.Img(src=overlay_url(image_id, view.head, view.method), style={"width": "100%"}, alt="no photo"),
         html.Div(image_id, className="card-id", style={"fontWeight": "600", "wordBreak": "break-all"}),
         _predictions(query, k),
+        validity_line(query, k, view),
         dcc.Graph(figure=figures.contribution_bars(matrix.columns, matrix.values[k], height=160),
                   config=GRAPH_CONFIG, style={"height": "160px"}),
     ])
 
 
 def detail_column(query: CorpusQuery, name: str, colour: str, total: int, on_page: np.ndarray,
-                  matrix: views.ScoreMatrix, head: str, method: str) -> html.Div:
+                  matrix: views.ScoreMatrix, view: View) -> html.Div:
     return html.Div(style={"flex": "1", "borderTop": f"4px solid {colour}"}, children=[
         html.H4(f"{name} ({total} images)", style={"margin": "4px"}),
-        html.Div([image_card(query, int(k), matrix, head, method) for k in on_page]
+        html.Div([image_card(query, int(k), matrix, view) for k in on_page]
                  or [html.P("no images", className="hint")]),
     ])
 
 
 def selection_list(selections: Sequence[Mapping[str, Any]]) -> html.Ul:
     if not selections:
-        return html.Ul([html.Li("no selections yet: lasso points in the scatter, then save them",
-                                className="hint")])
-    return html.Ul([html.Li([html.Span("■ ", style={"color": s["colour"], "fontSize": "16px"}),
-                             html.Span(s["name"], className="selection-name"),
-                             html.Span(f" ({len(s['image_ids'])} images)")], className="selection-item")
+        return html.Ul([html.Li("no selections yet: lasso points in the scatter (or tick rows in the table), "
+                                "then save them", className="hint")])
+    return html.Ul([html.Li([html.Span("■ ", style={"color": s.get("colour"), "fontSize": "16px"}),
+                             html.Span(str(s.get("name")), className="selection-name"),
+                             html.Span(f" ({s.get('n', 0)} images)")], className="selection-item")
                     for s in selections], style={"margin": "4px 0"})
 
 
-def inspector(query: CorpusQuery, image_id: str, head: str, method: str, norm: str) -> html.Div:
+def table_columns(query: CorpusQuery, view: View) -> list[dict[str, Any]]:
+    """dash-ag-grid column definitions of the ranked table for ``view``."""
+    number = {"filter": "agNumberColumnFilter", "sortable": True, "width": 100}
+    text = {"filter": "agTextColumnFilter", "sortable": True}
+    cols: list[dict[str, Any]] = [
+        {"field": "image_id", "headerName": "image", "width": 210, "checkboxSelection": True, **text},
+        {"field": "thumb", "headerName": "", "cellRenderer": "ThumbRenderer", "width": 80, "sortable": False,
+         "filter": False},
+    ]
+    if query.has_validity:
+        cols += [{"field": c, "headerName": c.replace("_", " "), **number} for c in VALIDITY_COLUMNS]
+    for h in query.heads:
+        cols += [{"field": f"pred_{h}", "headerName": f"{h}", "width": 120, **text},
+                 {"field": f"prob_{h}", "headerName": f"p({h})", **number}]
+    cols += [{"field": c, "headerName": c, **number} for c in query.score_matrix(view).columns]
+    return cols
+
+
+def table_grid(query: CorpusQuery, view: View) -> Any:
+    """The ranked table (dash-ag-grid, infinite row model: the server sends one block of rows at a time)."""
+    import dash_ag_grid as dag
+
+    return dag.AgGrid(
+        id=I.TABLE, rowModelType="infinite", columnDefs=table_columns(query, view),
+        defaultColDef={"resizable": True, "floatingFilter": True, "filterParams": {"maxNumConditions": 2}},
+        dashGridOptions={"rowSelection": "multiple", "rowMultiSelectWithClick": True, "cacheBlockSize": 100,
+                         "maxBlocksInCache": 20, "rowHeight": 48, "suppressRowClickSelection": False,
+                         "suppressColumnVirtualisation": True},
+        style={"height": "520px"}, className="ag-theme-alpine")
+
+
+def trust_panel(table: Any, has_validity: bool) -> html.Div:
+    """The corpus-level 'how far to trust each method' table (head x method)."""
+    def cell(v: float) -> str:
+        return "—" if not np.isfinite(v) else f"{v:+.2f}"
+
+    header = ["head", "method", "images", "median faithfulness", "median deletion AUC", "median insertion AUC",
+              "agreement with other methods"]
+    rows = [html.Tr([html.Td(r["head"]), html.Td(r["method"]), html.Td(str(r["images"])),
+                     html.Td(cell(r["median_faithfulness"])), html.Td(cell(r["median_deletion_auc"])),
+                     html.Td(cell(r["median_insertion_auc"])), html.Td(cell(r["agreement"]))])
+            for r in table.to_dict("records")]
+    return html.Div(id="trust-body", children=[
+        html.P("How far can a region score be read as 'this region pushed this head towards its decision'? "
+               "Faithfulness: Spearman correlation between the region scores and the drop of the target logit "
+               "when each region is deleted (1 = scores rank regions exactly as deleting them does; 0 = no "
+               "relation; below 0 = the opposite). Deletion AUC: target probability while regions are removed "
+               "in order of decreasing score (lower = the top regions matter). Agreement: median Spearman "
+               "between this method's vector and another method's vector of the same image and head."),
+        html.P("no validity record in this corpus: faithfulness and AUC columns are empty (analyse with "
+               "validity to fill them); agreement is computed from the vectors." if not has_validity else "",
+               className="hint"),
+        html.Table([html.Thead(html.Tr([html.Th(h) for h in header])), html.Tbody(rows)],
+                   style={"borderCollapse": "collapse"}, className="trust-table"),
+    ])
+
+
+def inspector(query: CorpusQuery, image_id: str, view: View) -> html.Div:
     """One image: photo + overlay, its vector for every head side by side, and for every method with their
-    agreement (Spearman rank correlation of region scores)."""
+    agreement (Spearman rank correlation of region scores), and its validity record."""
     import pandas as pd
 
+    head, method, norm = view.head, view.method, view.normalisation
     k = query.index[image_id]
-    vectors = query.image_vectors(image_id, norm)
-    columns = query.score_matrix(head, method, norm).columns
+    vectors = query.image_vectors(image_id, norm, view.basis)
+    columns = query.score_matrix(view).columns
     by_head = pd.DataFrame({h: vectors[(h, method)] for h in query.heads if (h, method) in vectors},
                            index=list(columns))
     by_method = pd.DataFrame({m: vectors[(head, m)] for m in query.methods if (head, m) in vectors},
                              index=list(columns))
     colours = {c: views.PALETTE[i % len(views.PALETTE)] for i, c in enumerate([*query.heads, *query.methods])}
     agreement = views.method_agreement({m: by_method[m].to_numpy() for m in by_method.columns})
+    validity = query.image_validity(image_id)
+    if validity is None:
+        vtable: Any = html.Div("no validity record", className="hint")
+    else:
+        vtable = html.Table([html.Tr([html.Th(c) for c in ("head", "method", "faithfulness", "deletion AUC",
+                                                           "insertion AUC", "note")])] +
+                            [html.Tr([html.Td(r["head"]), html.Td(r["method"]), html.Td(_fmt(r["faithfulness"])),
+                                      html.Td(_fmt(r["deletion_auc"])), html.Td(_fmt(r["insertion_auc"])),
+                                      html.Td(r["validity_note"])]) for r in validity.to_dict("records")],
+                            className="validity-table")
     return html.Div(id="inspector-body", children=[
         html.Div(style={"display": "flex", "gap": "12px"}, children=[
             html.Div(style={"flex": "0 0 360px"}, children=[
-                html.Img(src=overlay_url(image_id, head, method), style={"width": "360px"}, alt=image_id),
-                html.Img(src=photo_url(image_id), style={"width": "360px", "marginTop": "4px"}, alt=image_id),
+                html.Img(src=overlay_url(image_id, head, method), style={"width": "360px"}, alt="no photo"),
+                html.Img(src=photo_url(image_id), style={"width": "360px", "marginTop": "4px"}, alt="no photo"),
             ]),
             html.Div(style={"flex": "1"}, children=[
                 html.H4(image_id, style={"margin": "4px 0"}),
-                html.Div(f"{head} / {method} / {norm}; overlay: red pushes towards the target, blue against "
+                html.Div(f"{view.label}; overlay: red pushes towards the target, blue against "
                          "it, opacity ∝ |value| up to the 99th percentile of |map| of this image; "
                          "white lines are region borders.",
                          className="hint"),
                 _predictions(query, k),
-                dcc.Graph(figure=figures.contribution_bars(columns, query.score_matrix(head, method, norm)
-                                                           .values[k], title=f"{head} / {method}", height=220),
+                html.H5("Validity", style={"margin": "6px 0 2px 0"}),
+                vtable,
+                dcc.Graph(figure=figures.contribution_bars(columns, query.score_matrix(view).values[k],
+                                                           title=f"{head} / {method}", height=220),
                           config=GRAPH_CONFIG),
             ]),
         ]),

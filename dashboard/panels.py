@@ -1,66 +1,43 @@
-"""What each callback computes: one function per callback, composing the query, the pure views and
-the figure and component builders. Functions here take plain values (what Dash passes) and return
-plain values (what Dash expects); they keep no state between calls.
+"""What each callback computes: one function per callback, composing the query, the pure views and the
+figure and component builders.
+
+Functions take the records of :mod:`semcontrib.dashboard.records` (the view, the filters, the weights,
+the scatter options) and plain values, and return what Dash expects; they keep no state between calls
+(the query caches read-only results). Panels that only one tab shows compute only while their tab is
+open, so a filter change costs the scatter and the open tab, not every panel.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from dash import dcc, html, no_update
+from dash import Patch, dcc, html, no_update
 
-from semcontrib.dashboard import figures, layout, views
+from semcontrib.dashboard import figures, layout, state, views
+from semcontrib.dashboard import ids as I
 from semcontrib.dashboard.query import CorpusQuery
+from semcontrib.dashboard.records import Filters, ScatterOptions, View, Weights
 
-FULL_RANGE = None
 PAGE_SIZE = 8
+POINTS_MAX = 200_000  # above this many images the scatter is a density image plus a sample of points
+SAMPLE_POINTS = 20_000
+TABLE_BLOCK_MAX = 500
 
 
-def _ranges(query: CorpusQuery, matrix: views.ScoreMatrix, slider_ids: Sequence[Mapping[str, Any]],
-            slider_values: Sequence[Sequence[float] | None]) -> dict[str, list[float]]:
-    bounds = {c: b.tolist() for c, b in zip(matrix.columns, views.slider_bounds(matrix.values))}
-    pairs = [(i, v) for i, v in zip(slider_ids, slider_values) if str(i.get("column")) in matrix.columns]
-    return views.ranges_from_sliders([p[0] for p in pairs], [p[1] for p in pairs], bounds)
-
-
-def filtered(query: CorpusQuery, head: str, method: str, norm: str, slider_ids: Sequence[Mapping[str, Any]],
-             slider_values: Sequence[Sequence[float] | None]) -> tuple[views.ScoreMatrix, np.ndarray]:
-    """(score matrix, filter mask) of the current view."""
-    matrix = query.score_matrix(head, method, norm)
-    return matrix, views.filter_mask(matrix, _ranges(query, matrix, slider_ids, slider_values))
-
-
-def _weights(query: CorpusQuery, weight_ids: Sequence[Mapping[str, Any]], weight_values: Sequence[Any]
-             ) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for i, v in zip(weight_ids, weight_values):
-        try:
-            out[str(i["region"])] = None if v is None or v == "" else max(0.0, float(v))
-        except (TypeError, ValueError):
-            out[str(i["region"])] = None
-    return out
-
-
-def _groups(query: CorpusQuery, mask: np.ndarray, selections: Sequence[Mapping[str, Any]],
-            compare: Sequence[str] | None) -> list[tuple[str, str, np.ndarray]]:
-    """(name, colour, members within the filter) of the filtered set, or of the 1-2 compared selections."""
-    chosen = [s for s in selections if s["id"] in (compare or [])][:2]
-    if not chosen:
-        return [("filtered set", "#999999", mask)]
-    return [(s["name"], s["colour"], views.members_mask(query.index, len(query.ids), s["image_ids"]) & mask)
-            for s in chosen]
+def _selections(query: CorpusQuery, selections: Any) -> list[tuple[dict[str, Any], np.ndarray]]:
+    return views.selection_masks(selections if isinstance(selections, list) else [], len(query.ids))
 
 
 # --------------------------------------------------------------------------- controls
 
 
-def filter_panel(query: CorpusQuery, head: str, method: str, norm: str, restore: Mapping[str, Any] | None,
-                 restored: bool) -> list[Any]:
-    matrix = query.score_matrix(head, method, norm)
+def filter_panel(query: CorpusQuery, view: View, restore: Mapping[str, Any] | None, restored: bool) -> list[Any]:
+    matrix = query.score_matrix(view)
     bounds = views.slider_bounds(matrix.values)
     wanted = (restore or {}).get("filters", {}) if restored else {}
     return layout.filter_sliders(matrix.columns, bounds, wanted)
@@ -74,57 +51,176 @@ def highlight_options(query: CorpusQuery, head: str) -> list[dict[str, str]]:
 # --------------------------------------------------------------------------- embedding and scatter
 
 
-def embedding(query: CorpusQuery, set_progress: Any, head: str, method: str, norm: str, algorithm: str,
-              weight_ids: Sequence[Mapping[str, Any]], weight_values: Sequence[Any]) -> dict[str, Any]:
-    """Background job: the embedding store {key, x, y, head, method, normalisation, algorithm}."""
+def _embedding_store(key: str, spec: Any, ready: bool) -> dict[str, Any]:
+    return {"key": key, "label": f"{spec.algorithm} of {spec.view.label}" if ready
+            else f"PCA of {spec.view.label} (t-SNE being computed)", "ready": ready, "head": spec.view.head}
+
+
+def embedding_lookup(query: CorpusQuery, view: View, algorithm: str, weights: Weights, recompute: bool
+                     ) -> dict[str, Any]:
+    """Outputs ``embedding`` (the browser's store: key and label) and ``job`` (a request for the background
+    job, or no_update). A cached embedding (this process or the corpus folder) is shown at once; else an
+    instant PCA layout is shown and the job computes the real one."""
+    spec, X = query.embedding_spec(view, algorithm, weights.as_dict())
+    if query.cached_embedding(spec) is not None:
+        return {"embedding": _embedding_store(spec.client_key, spec, True), "job": no_update}
+    quick = query.quick_embedding(spec, X)
+    job = {"head": view.head, "method": view.method, "normalisation": view.normalisation, "basis": view.basis,
+           "algorithm": algorithm, "weights": dict(spec.weights), "key": spec.client_key}
+    return {"embedding": _embedding_store(quick, spec, False), "job": job}
+
+
+def embedding_job(query: CorpusQuery, set_progress: Any, job: Mapping[str, Any] | None) -> Any:
+    """Background job: compute the embedding of ``job`` and store it in the corpus folder."""
+    if not isinstance(job, Mapping):
+        return no_update
     steps = iter(range(1, 10))
 
     def say(msg: str) -> None:
         set_progress((str(next(steps, 9)), msg))
 
+    view = View.from_inputs(job)
     say("loading contribution vectors")
-    key, Y = query.embedding(head, method, norm, algorithm, _weights(query, weight_ids, weight_values), say)
-    set_progress(("10", f"embedding ready: {algorithm} of {len(Y)} images"))
-    return {"key": key, "x": np.round(Y[:, 0], 5).tolist(), "y": np.round(Y[:, 1], 5).tolist(), "head": head,
-            "method": method, "normalisation": norm, "algorithm": algorithm}
+    spec, X = query.embedding_spec(view, str(job.get("algorithm")), job.get("weights") or {})
+    Y = query.compute_embedding(spec, X, say)
+    set_progress(("10", f"embedding ready: {spec.algorithm} of {len(Y)} images"))
+    return _embedding_store(spec.client_key, spec, True)
 
 
-def scatter(query: CorpusQuery, emb: Mapping[str, Any] | None, slider_values: Sequence[Any],
-            highlight: Sequence[str] | None, selections: Sequence[Mapping[str, Any]] | None, mode: str,
-            head: str, method: str, norm: str, slider_ids: Sequence[Mapping[str, Any]]) -> tuple[dict, str]:
-    """(scatter figure, filter count text)."""
-    matrix, mask = filtered(query, head, method, norm, slider_ids, slider_values)
-    count = f"{int(mask.sum())} of {matrix.n} images pass the filters"
-    if not emb or len(emb.get("x", [])) != matrix.n:
-        return {"data": [], "layout": {"title": {"text": "computing the embedding…"},
-                                       "xaxis": {"visible": False}, "yaxis": {"visible": False}}}, count
-    xy = np.column_stack([emb["x"], emb["y"]])
-    sel = [(s["colour"], views.members_mask(query.index, matrix.n, s["image_ids"])) for s in selections or []]
-    preds = query.predictions(head)
-    hl = np.isin(preds, list(highlight or []))
-    title = (f"{emb['algorithm']} of {emb['head']} / {emb['method']} / {emb['normalisation']} "
-             f"(weighted cosine); symbols: predicted {head}")
-    fig = figures.scatter_figure(xy, preds, mask, figures.point_colours(matrix.n, sel), hl, mode == "hide",
-                                 uirevision=str(emb["key"]), title=title)
-    return fig, count
+def _codes(query: CorpusQuery, view: View, filters: Filters, selections: Any, options: ScatterOptions
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(visible mask, point codes, highlight mask) of the current state."""
+    mask = query.filter_mask(view, filters)
+    sels = [(s["colour"], m) for s, m in _selections(query, selections)]
+    faith = query.faithfulness(view) if options.colour_by == "faithfulness" else None
+    if options.colour_by == "faithfulness" and faith is None:
+        faith = np.full(len(query.ids), np.nan)
+    codes = views.point_codes(mask, sels, faith, options.hide_filtered)
+    highlight = query.highlight_mask(view.head, options.highlight) & mask
+    return mask, codes, highlight
 
 
-def tooltip(query: CorpusQuery, hover: Mapping[str, Any] | None, head: str, method: str, norm: str
-            ) -> tuple[bool, Any, Any]:
-    if not hover or not hover.get("points"):
+def _sample(n: int) -> np.ndarray:
+    return np.sort(np.random.default_rng(0).choice(n, size=min(n, SAMPLE_POINTS), replace=False))
+
+
+def shown_rows(n: int, xy: np.ndarray | None, window: Any) -> np.ndarray | None:
+    """Corpus rows drawn as points in density mode: a fixed sample, or, zoomed in to ``window``
+    ([x0, x1, y0, y1]), the images inside it (evenly thinned to at most SAMPLE_POINTS). None: every point."""
+    if n <= POINTS_MAX:
+        return None
+    box = _window(window)
+    if xy is None or box is None:
+        return _sample(n)
+    x0, x1, y0, y1 = box
+    inside = np.flatnonzero((xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1))
+    if len(inside) > SAMPLE_POINTS:
+        inside = inside[np.linspace(0, len(inside) - 1, SAMPLE_POINTS).astype(np.int64)]
+    return inside
+
+
+def _window(window: Any) -> tuple[float, float, float, float] | None:
+    if not isinstance(window, list) or len(window) != 4:
+        return None
+    try:
+        x0, x1, y0, y1 = (float(v) for v in window)
+    except (TypeError, ValueError):
+        return None
+    if not all(np.isfinite([x0, x1, y0, y1])):
+        return None
+    return min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
+
+
+def zoom(query: CorpusQuery, relayout: Mapping[str, Any] | None, emb: Mapping[str, Any] | None, view: View,
+         filters: Filters, selections: Any, options: ScatterOptions) -> dict[str, Any]:
+    """Density mode, zoomed in: draw the images inside the window as points (a Patch of trace 0). Outputs
+    ``figure`` and ``window`` (what :func:`shown_rows` needs to map point numbers back to images)."""
+    xy = query.embedding_by_key((emb or {}).get("key"))
+    if xy is None or len(xy) <= POINTS_MAX or not isinstance(relayout, Mapping):
+        return {"figure": no_update, "window": no_update}
+    keys = ("xaxis.range[0]", "xaxis.range[1]", "yaxis.range[0]", "yaxis.range[1]")
+    if all(k in relayout for k in keys):
+        window: list[float] | None = [relayout[k] for k in keys]
+    elif relayout.get("xaxis.autorange") or relayout.get("autosize"):
+        window = None
+    else:
+        return {"figure": no_update, "window": no_update}
+    rows = shown_rows(len(xy), xy, window)
+    assert rows is not None
+    _, codes, highlight = _codes(query, view, filters, selections, options)
+    symbols, _legend = figures.class_symbols(query.predictions(view.head))
+    patch = Patch()
+    trace = figures.points_trace(xy, rows, symbols, codes, highlight)
+    for field in ("x", "y", "customdata"):
+        patch["data"][0][field] = trace[field]
+    patch["data"][0]["marker"].update({k: trace["marker"][k] for k in ("symbol", "color", "size")})
+    return {"figure": patch, "window": window}
+
+
+def scatter(query: CorpusQuery, emb: Mapping[str, Any] | None, view: View, filters: Filters, selections: Any,
+            options: ScatterOptions, shown: Any, window: Any = None) -> dict[str, Any]:
+    """Outputs ``figure``, ``count`` (how many images pass the filters) and ``shown`` (the embedding key the
+    figure is built with). When the page already shows this embedding (``shown``), the figure is a
+    ``Patch`` of the point colours (and the density image) only; else the whole figure is sent."""
+    mask, codes, highlight = _codes(query, view, filters, selections, options)
+    count = f"{int(mask.sum())} of {len(mask)} images pass the filters"
+    key = (emb or {}).get("key")
+    xy = query.embedding_by_key(key)
+    if xy is None:
+        return {"figure": {"data": [], "layout": {"title": {"text": "computing the embedding…"},
+                                                  "xaxis": {"visible": False}, "yaxis": {"visible": False}}},
+                "count": count, "shown": None, "window": None}
+    dense = len(xy) > POINTS_MAX
+    if shown == key:
+        patch = Patch()
+        drawn = shown_rows(len(xy), xy, window)
+        rows = drawn if drawn is not None else slice(None)
+        patch["data"][0]["marker"].update(figures.marker_update(codes[rows], highlight[rows]))
+        if dense:
+            patch["layout"]["images"][0]["source"] = figures.density_image(xy, codes)["source"]
+        return {"figure": patch, "count": count, "shown": no_update, "window": no_update}
+    symbols, legend = figures.class_symbols(query.predictions(view.head))
+    colour = "faithfulness (blue −1 … red +1)" if options.colour_by == "faithfulness" else "selection"
+    title = f"{(emb or {}).get('label', '')} · symbol: predicted {view.head} · colour: {colour}"
+    fig = figures.scatter_figure(xy, symbols, legend, codes, highlight, uirevision=str(key), title=title,
+                                 density=figures.density_image(xy, codes) if dense else None,
+                                 sample=shown_rows(len(xy), xy, None))
+    return {"figure": fig, "count": count, "shown": key, "window": None}
+
+
+def point_rows(query: CorpusQuery, point_numbers: Sequence[Any], emb: Mapping[str, Any] | None = None,
+               window: Any = None) -> np.ndarray:
+    """int64 corpus rows of the scatter's points (plotly point numbers of trace 0: every image in corpus
+    order, or in density mode the rows :func:`shown_rows` draws); bad numbers are dropped."""
+    n = len(query.ids)
+    xy = query.embedding_by_key((emb or {}).get("key")) if n > POINTS_MAX else None
+    rows = shown_rows(n, xy, window)
+    m = n if rows is None else len(rows)
+    ok = np.array([p for p in point_numbers if isinstance(p, int) and not isinstance(p, bool) and 0 <= p < m],
+                  dtype=np.int64)
+    return ok if rows is None else rows[ok]
+
+
+def _row(query: CorpusQuery, event: Mapping[str, Any] | None, emb: Any = None, window: Any = None) -> int | None:
+    pts = (event or {}).get("points") or []
+    if not pts or not isinstance(pts[0], Mapping) or pts[0].get("curveNumber") != 0:
+        return None
+    rows = point_rows(query, [pts[0].get("pointNumber")], emb, window)
+    return int(rows[0]) if len(rows) else None
+
+
+def tooltip(query: CorpusQuery, hover: Mapping[str, Any] | None, view: View, emb: Any = None,
+            window: Any = None) -> tuple[bool, Any, Any]:
+    k = _row(query, hover, emb, window)
+    if k is None or not (hover or {})["points"][0].get("bbox"):
         return False, no_update, no_update
-    pt = hover["points"][0]
-    k = pt.get("customdata")
-    if not isinstance(k, int) or not 0 <= k < len(query.ids) or not pt.get("bbox"):
-        return False, no_update, no_update
-    matrix = query.score_matrix(head, method, norm)
-    return True, pt.get("bbox"), layout.tooltip_card(query, k, matrix, head)
+    return True, hover["points"][0].get("bbox"), layout.tooltip_card(query, k, query.score_matrix(view))  # type: ignore[index]
 
 
-def focus_from_click(query: CorpusQuery, click: Mapping[str, Any] | None) -> tuple[Any, Any]:
-    pts = (click or {}).get("points") or []
-    k = pts[0].get("customdata") if pts else None
-    if not isinstance(k, int) or not 0 <= k < len(query.ids):
+def focus_from_click(query: CorpusQuery, click: Mapping[str, Any] | None, emb: Any = None,
+                     window: Any = None) -> tuple[Any, Any]:
+    k = _row(query, click, emb, window)
+    if k is None:
         return no_update, no_update
     return str(query.ids[k]), "image"
 
@@ -132,166 +228,263 @@ def focus_from_click(query: CorpusQuery, click: Mapping[str, Any] | None) -> tup
 # --------------------------------------------------------------------------- selections
 
 
-def lasso(query: CorpusQuery, selected: Mapping[str, Any] | None, head: str, method: str, norm: str,
-          slider_ids: Sequence[Mapping[str, Any]], slider_values: Sequence[Any]) -> tuple[list[str], str]:
-    _, mask = filtered(query, head, method, norm, slider_ids, slider_values)
-    ids = views.lasso_ids(selected, query.ids, mask)
-    return ids, f"{len(ids)} images in the lasso"
+def lasso(query: CorpusQuery, selected: Mapping[str, Any] | None, emb: Mapping[str, Any] | None, view: View,
+          filters: Filters, window: Any = None) -> tuple[dict[str, Any], str]:
+    """(the lasso store ``{members, n}``, its text) from the browser's reduced selection (a polygon, a box
+    or corpus rows) tested against the server's embedding."""
+    if isinstance(selected, Mapping) and isinstance(selected.get("indices"), list):
+        selected = {"indices": point_rows(query, selected["indices"][:len(query.ids)], emb, window).tolist()}
+    mask = views.lasso_mask(selected, query.embedding_by_key((emb or {}).get("key")),
+                            query.filter_mask(view, filters))
+    return {"members": views.encode_members(mask), "n": int(mask.sum())}, f"{int(mask.sum())} images in the lasso"
 
 
-def edit_selections(trigger: Any, selections: list[dict[str, Any]] | None, lasso_ids: list[str] | None,
-                    new_name: str | None, target: str | None, edit_name: str | None, colour: str | None
+def table_pick(query: CorpusQuery, rows: Sequence[Mapping[str, Any]] | None) -> tuple[Any, Any]:
+    """Rows picked in the table become the lasso (so they are saved as a selection the same way)."""
+    if not rows:
+        return no_update, no_update
+    mask = np.zeros(len(query.ids), dtype=bool)
+    picked = [r.get("index") for r in rows if isinstance(r, Mapping)]
+    mask[[k for k in picked if isinstance(k, int) and 0 <= k < len(mask)]] = True
+    return ({"members": views.encode_members(mask), "n": int(mask.sum())},
+            f"{int(mask.sum())} images picked in the table")
+
+
+def edit_selections(query: CorpusQuery, trigger: Any, selections: Any, lasso_store: Any, edit: Mapping[str, Any]
                     ) -> list[dict[str, Any]] | Any:
-    sels = selections or []
-    if trigger == "selection-save":
-        return views.add_selection(sels, new_name or "", lasso_ids or []) if lasso_ids else no_update
+    """Save the lasso as a named selection, or rename, recolour or delete one (``edit``: name, target,
+    new_name, colour)."""
+    sels = [s for s, _ in _selections(query, selections)]
+    if trigger == I.SELECTION_SAVE:
+        try:
+            members = views.decode_members((lasso_store or {}).get("members"), len(query.ids))
+        except ValueError:
+            return no_update
+        name = str(edit.get("name") or "")
+        if not members.any() or len(sels) >= state.MAX_SELECTIONS or name.strip().lower() in state.RESERVED_NAMES:
+            return no_update
+        return views.add_selection(sels, name, members)
+    target = edit.get("target")
     if not target or target not in {s["id"] for s in sels}:
         return no_update
-    if trigger == "edit-rename":
-        return views.edit_selection(sels, target, name=edit_name)
-    if trigger == "edit-recolour" and colour:
-        return views.edit_selection(sels, target, colour=colour)
-    if trigger == "edit-delete":
+    if trigger == I.EDIT_RENAME:
+        new_name = str(edit.get("new_name") or "")
+        if new_name.strip().lower() in state.RESERVED_NAMES:
+            return no_update
+        return views.edit_selection(sels, target, name=new_name)
+    if trigger == I.EDIT_RECOLOUR and edit.get("colour") in views.PALETTE:
+        return views.edit_selection(sels, target, colour=edit.get("colour"))
+    if trigger == I.EDIT_DELETE:
         return views.edit_selection(sels, target, delete=True)
     return no_update
 
 
-def selection_lists(selections: list[dict[str, Any]] | None) -> tuple[Any, list, list, list]:
-    sels = selections or []
-    opts = [{"label": f"{s['name']} ({len(s['image_ids'])})", "value": s["id"]} for s in sels]
+def selection_lists(selections: Any) -> tuple[Any, list, list, list]:
+    sels = [s for s in selections or [] if isinstance(s, Mapping)]
+    opts = [{"label": f"{s.get('name')} ({s.get('n', 0)})", "value": s.get("id")} for s in sels]
     scope = [{"label": "filtered set", "value": "filtered"}] + opts
     return layout.selection_list(sels), opts, opts, scope
 
 
-# --------------------------------------------------------------------------- statistics and detail
+def _groups(query: CorpusQuery, mask: np.ndarray, selections: Any, compare: Sequence[str] | None
+            ) -> list[tuple[str, str, np.ndarray]]:
+    """(name, colour, members within the filter) of the filtered set, or of the 1-2 compared selections."""
+    chosen = [(s, m) for s, m in _selections(query, selections) if s["id"] in (compare or [])][:2]
+    if not chosen:
+        return [("filtered set", "#999999", mask)]
+    return [(s["name"], s["colour"], m & mask) for s, m in chosen]
 
 
-def statistics(query: CorpusQuery, head: str, method: str, norm: str, slider_ids: Sequence[Mapping[str, Any]],
-               slider_values: Sequence[Any], weight_ids: Sequence[Mapping[str, Any]], weight_values: Sequence[Any],
-               selections: Sequence[Mapping[str, Any]] | None, compare: Sequence[str] | None
-               ) -> tuple[dict, dict, dict]:
-    matrix, mask = filtered(query, head, method, norm, slider_ids, slider_values)
-    w = views.column_weights(matrix, query.vocabulary, _weights(query, weight_ids, weight_values))
-    chosen = [s for s in selections or [] if s["id"] in (compare or [])][:2]
+# --------------------------------------------------------------------------- statistics, detail, table, trust
+
+
+def _unaffected(trigger: Any, tab: str, own_tab: str, compare: Sequence[str] | None) -> bool:
+    """A panel need not be redrawn when its tab is closed, or when only the selections changed and none is
+    compared (it shows the filtered set only)."""
+    return tab != own_tab or (trigger == I.SELECTIONS and not compare)
+
+
+def statistics(query: CorpusQuery, tab: str, view: View, filters: Filters, weights: Weights, selections: Any,
+               compare: Sequence[str] | None, trigger: Any = None) -> Any:
+    if _unaffected(trigger, tab, "statistics", compare):
+        return no_update, no_update, no_update
+    mask = query.filter_mask(view, filters)
     groups = [("filtered set", "#999999", mask)] + [
-        (s["name"], s["colour"], views.members_mask(query.index, matrix.n, s["image_ids"]) & mask) for s in chosen]
-    stats = views.group_statistics(matrix, w, query.predictions(head), [(g[0], g[2]) for g in groups])
+        (s["name"], s["colour"], m & mask) for s, m in _selections(query, selections) if s["id"] in (compare or [])][:3]
+    stats = views.group_statistics(query.weighted_scores(view, weights), None, None, [(g[0], g[2]) for g in groups])
     return figures.statistics_figures(stats, {g[0]: g[1] for g in groups})
 
 
-def sort_options(query: CorpusQuery, head: str, method: str, norm: str) -> list[dict[str, str]]:
-    cols = query.score_matrix(head, method, norm).columns
-    return [{"label": "corpus order", "value": ""}] + [{"label": c, "value": c} for c in cols]
+def sort_options(query: CorpusQuery, view: View) -> list[dict[str, str]]:
+    cols = query.score_matrix(view).columns
+    extra = [{"label": "faithfulness", "value": "faithfulness"}] if query.has_validity else []
+    return [{"label": "corpus order", "value": ""}] + [{"label": c, "value": c} for c in cols] + extra
 
 
 def turn_page(trigger: Any, current: int | None) -> int:
     p = int(current or 0)
-    return max(0, p - 1) if trigger == "detail-prev" else p + 1 if trigger == "detail-next" else 0
+    return max(0, p - 1) if trigger == I.DETAIL_PREV else p + 1 if trigger == I.DETAIL_NEXT else 0
 
 
-def detail(query: CorpusQuery, head: str, method: str, norm: str, slider_ids: Sequence[Mapping[str, Any]],
-           slider_values: Sequence[Any], selections: Sequence[Mapping[str, Any]] | None,
-           compare: Sequence[str] | None, sort: str | None, order: str, page_number: int | None
-           ) -> tuple[list[Any], str]:
-    matrix, mask = filtered(query, head, method, norm, slider_ids, slider_values)
-    column = sort if sort in matrix.columns else None
-    columns, texts = [], []
+def detail(query: CorpusQuery, tab: str, view: View, filters: Filters, selections: Any,
+           compare: Sequence[str] | None, sort: Mapping[str, Any], trigger: Any = None) -> tuple[Any, Any]:
+    """(card columns, page text); ``sort``: column, order, page."""
+    if _unaffected(trigger, tab, "detail", compare):
+        return no_update, no_update
+    matrix = query.score_matrix(view)
+    mask = query.filter_mask(view, filters)
+    column = sort.get("column")
+    faith = query.faithfulness(view)
+    columns, texts, pages = [], [], []
     n_pages = 1
-    pages = []
-    for name, colour, members in _groups(query, mask, selections or [], compare):
-        ordered = views.rank(matrix, members, column, descending=order != "asc")
-        on_page, p, n = views.page(ordered, page_number or 0, PAGE_SIZE)
+    for name, colour, members in _groups(query, mask, selections, compare):
+        if column == "faithfulness" and faith is not None:
+            idx = np.flatnonzero(members)
+            key = np.where(np.isnan(faith[idx]), np.inf, faith[idx] if sort.get("order") == "asc" else -faith[idx])
+            ordered = idx[np.argsort(key, kind="stable")]
+        else:
+            ordered = views.rank(matrix, members, column if column in matrix.columns else None,
+                                 descending=sort.get("order") != "asc")
+        on_page, p, n = views.page(ordered, sort.get("page") or 0, PAGE_SIZE)
         n_pages = max(n_pages, n)
         pages.append(p)
-        columns.append(layout.detail_column(query, name, colour, len(ordered), on_page, matrix, head, method))
+        columns.append(layout.detail_column(query, name, colour, len(ordered), on_page, matrix, view))
         texts.append(f"{name}: {len(ordered)} images")
     p = max(pages) if pages else 0
     return columns, f"page {p + 1} of {n_pages} · " + " · ".join(texts)
 
 
-def inspector(query: CorpusQuery, image_id: str | None, head: str, method: str, norm: str) -> Any:
+def table_panel(query: CorpusQuery, tab: str, view: View) -> Any:
+    """A fresh grid (it asks for its rows again) when the view or the filters change while it is shown."""
+    if tab != "table":
+        return no_update
+    return layout.table_grid(query, view)
+
+
+def table_rows(query: CorpusQuery, request: Mapping[str, Any] | None, view: View, filters: Filters) -> Any:
+    """dash-ag-grid's ``getRowsResponse`` for one block of the ranked table (server-side rows)."""
+    if not isinstance(request, Mapping):
+        return no_update
+    frame = query.table_frame(view)
+    try:
+        start = max(0, int(request.get("startRow") or 0))
+        end = min(start + TABLE_BLOCK_MAX, max(start, int(request.get("endRow") or start + 100)))
+        order = views.table_order(frame, query.filter_mask(view, filters), request.get("filterModel"),
+                                  request.get("sortModel"))
+    except (TypeError, ValueError):
+        return {"rowData": [], "rowCount": 0}
+    rows = frame.iloc[order[start:end]]
+    records = rows.astype(object).where(rows.notna(), None).to_dict("records")
+    for r in records:
+        r["thumb"] = layout.thumb_url(str(r["image_id"]))
+    return {"rowData": records, "rowCount": int(len(order))}
+
+
+def trust(query: CorpusQuery, tab: str, view: View) -> Any:
+    if tab != "trust":
+        return no_update
+    return layout.trust_panel(query.trust(view.normalisation, view.basis), query.has_validity)
+
+
+def inspector(query: CorpusQuery, tab: str, image_id: str | None, view: View) -> Any:
+    if tab != "image":
+        return no_update
     if not image_id or query.known_id(image_id) is None:
-        return html.P("Click a point in the scatter to inspect one image.", className="hint")
-    return layout.inspector(query, str(query.known_id(image_id)), head, method, norm)
+        return html.P("Click a point in the scatter (or an image id in the table) to inspect one image.",
+                      className="hint")
+    return layout.inspector(query, str(query.known_id(image_id)), view)
 
 
-# --------------------------------------------------------------------------- clusters
+# --------------------------------------------------------------------------- clusters (background job)
 
 
-def clusters(query: CorpusQuery, algorithm: str, k: int | None, head: str, method: str, norm: str,
-             slider_ids: Sequence[Mapping[str, Any]], slider_values: Sequence[Any],
-             weight_ids: Sequence[Mapping[str, Any]], weight_values: Sequence[Any],
-             selections: list[dict[str, Any]] | None) -> tuple[Any, str]:
+def clusters(query: CorpusQuery, set_progress: Any, options: Mapping[str, Any], view: View, filters: Filters,
+             weights: Weights, selections: Any) -> tuple[Any, str]:
     """Suggested clusters of the filtered set and its outliers, appended as named selections."""
-    matrix, mask = filtered(query, head, method, norm, slider_ids, slider_values)
+    set_progress("clustering…")
+    mask = query.filter_mask(view, filters)
     idx = np.flatnonzero(mask)
     if len(idx) < 3:
         return no_update, "too few images pass the filters to cluster"
-    w = views.column_weights(matrix, query.vocabulary, _weights(query, weight_ids, weight_values))
+    matrix = query.score_matrix(view)
+    w = views.column_weights(matrix, query.vocabulary, weights.as_dict())
     X = views.embedding_input(matrix, w)[idx]
-    labels = views.suggest_clusters(X, algorithm, int(k or 4))
-    sels = list(selections or [])
+    algorithm = options.get("algorithm") if options.get("algorithm") in views.CLUSTERINGS else "kmeans"
+    try:
+        k = int(options.get("k") or 4)
+    except (TypeError, ValueError):
+        k = 4
+    labels = views.suggest_clusters(X, algorithm, min(max(k, 2), 50))
+    sels = [s for s, _ in _selections(query, selections)]
     made = []
     for c in sorted(set(labels.tolist()) - {-1}):
-        ids = [str(i) for i in query.ids[idx[labels == c]]]
-        sels = views.add_selection(sels, f"{algorithm} cluster {c + 1}", ids)
-        made.append(len(ids))
-    outliers = views.flag_outliers(X)
+        members = np.zeros(len(query.ids), dtype=bool)
+        members[idx[labels == c]] = True
+        sels = views.add_selection(sels, f"{algorithm} cluster {c + 1}", members)
+        made.append(int(members.sum()))
+    set_progress("looking for outliers…")
+    outliers = views.flag_outliers(X) if len(X) <= 200_000 else np.zeros(len(X), dtype=bool)
     if outliers.any():
-        sels = views.add_selection(sels, "outliers", [str(i) for i in query.ids[idx[outliers]]])
+        members = np.zeros(len(query.ids), dtype=bool)
+        members[idx[outliers]] = True
+        sels = views.add_selection(sels, "outliers", members)
     text = (f"{len(made)} clusters ({', '.join(map(str, made))} images), {int((labels == -1).sum())} noise, "
             f"{int(outliers.sum())} outliers (mean distance to 5 nearest neighbours, robust z > 3.5); "
             "added as selections")
-    return sels, text
+    return sels[:state.MAX_SELECTIONS], text
 
 
 # --------------------------------------------------------------------------- export and state
 
 
-def export(query: CorpusQuery, trigger: Any, scope: str | None, wide: Sequence[str] | None, head: str,
-           method: str, norm: str, slider_ids: Sequence[Mapping[str, Any]], slider_values: Sequence[Any],
-           selections: Sequence[Mapping[str, Any]] | None) -> Any:
-    matrix, mask = filtered(query, head, method, norm, slider_ids, slider_values)
-    members = mask
-    name = "filtered"
-    for s in selections or []:
-        if s["id"] == scope:
-            members = views.members_mask(query.index, matrix.n, s["image_ids"]) & mask
-            name = s["id"]
-    table = query.contribution_table(head, method, norm, [str(i) for i in query.ids[members]],
-                                     wide=bool(wide))
-    stem = f"contributions-{head}-{method}-{norm}-{name}"
-    if trigger == "export-parquet":
+def export(query: CorpusQuery, trigger: Any, options: Mapping[str, Any], view: View, filters: Filters,
+           selections: Any) -> Any:
+    mask = query.filter_mask(view, filters)
+    members, name = mask, "filtered"
+    for s, m in _selections(query, selections):
+        if s["id"] == options.get("scope"):
+            members, name = m & mask, s["id"]
+    table = query.contribution_table(view, [str(i) for i in query.ids[members]], wide=bool(options.get("wide")))
+    stem = f"contributions-{view.head}-{view.method}-{view.normalisation}-{view.basis}-{name}"
+    if trigger == I.EXPORT_PARQUET:
         buf = io.BytesIO()
         table.to_parquet(buf, index=False)
         return dcc.send_bytes(buf.getvalue(), f"{stem}.parquet")
     return dcc.send_data_frame(table.to_csv, f"{stem}.csv", index=False)
 
 
-def save_state(head: str, method: str, norm: str, algorithm: str, highlight: Sequence[str] | None,
-               query: CorpusQuery, slider_ids: Sequence[Mapping[str, Any]], slider_values: Sequence[Any],
-               weight_ids: Sequence[Mapping[str, Any]], weight_values: Sequence[Any],
-               selections: Sequence[Mapping[str, Any]] | None) -> Any:
-    matrix = query.score_matrix(head, method, norm)
-    state = views.DashboardState(
-        head, method, norm, algorithm, tuple(highlight or []), _ranges(query, matrix, slider_ids, slider_values),
-        {k: (1.0 if v is None else v) for k, v in _weights(query, weight_ids, weight_values).items()},
-        tuple(dict(s) for s in selections or []))
-    return {"content": state.to_json(), "filename": "dashboard-state.json", "type": "application/json"}
+def save_state(query: CorpusQuery, view: View, options: Mapping[str, Any], filters: Filters, weights: Weights,
+               selections: Any) -> Any:
+    matrix = query.score_matrix(view)
+    bounds = {c: b.tolist() for c, b in zip(matrix.columns, views.slider_bounds(matrix.values))}
+    pairs = [(c, v) for c, v in zip(filters.columns, filters.values) if c in matrix.columns]
+    ranges = views.ranges_from_sliders([{"column": c} for c, _ in pairs], [v for _, v in pairs], bounds)
+    st = state.DashboardState(
+        view.head, view.method, view.normalisation, view.basis, str(options.get("algorithm") or "tsne"),
+        tuple(str(c) for c in options.get("highlight") or []), ranges,
+        {k: (1.0 if v is None else v) for k, v in weights.as_dict().items()},
+        tuple(s for s, _ in _selections(query, selections)))
+    return {"content": st.to_json(query.ids), "filename": "dashboard-state.json", "type": "application/json"}
 
 
-def load_state(query: CorpusQuery, contents: str | None, weight_ids: Sequence[Mapping[str, Any]]) -> tuple:
-    """Outputs: head, method, normalisation, algorithm, highlight, weights, selections, restore, message."""
-    keep = (no_update,) * 7
+def load_state(query: CorpusQuery, contents: Any, weight_ids: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Outputs of a state upload: the view, algorithm, highlight, weights, selections, restore, message."""
+    keep: dict[str, Any] = {k: no_update for k in ("head", "method", "normalisation", "basis", "algorithm",
+                                                    "highlight", "selections", "restore")}
+    keep["weights"] = [no_update] * len(weight_ids)  # a wildcard output takes one value per component
     if not contents:
-        return (*keep, no_update, "")
+        return {**keep, "message": ""}
     try:
-        text = base64.b64decode(contents.split(",", 1)[1]).decode("utf-8")
-        st = views.parse_state(text, query.heads, query.methods, query.normalisations, query.vocabulary)
-    except (ValueError, IndexError, UnicodeDecodeError) as exc:
-        return (*keep, no_update, f"state not loaded: {exc}")
-    weights = [st.weights.get(str(i["region"]), 1.0) for i in weight_ids]
-    restore = {"filters": st.filters}
-    return (st.head, st.method, st.normalisation, st.algorithm, list(st.highlight), weights,
-            list(st.selections), restore,
-            f"state loaded: {len(st.filters)} filters, {len(st.selections)} selections")
+        if not isinstance(contents, str) or len(contents) > state.MAX_STATE_BYTES * 4 // 3 + 100:
+            raise state.StateError(f"a state file may be at most {state.MAX_STATE_BYTES} bytes")
+        data = base64.b64decode(contents.split(",", 1)[1], validate=True)
+        st = state.parse_state(data, state.Context(query.heads, query.methods, query.normalisations,
+                                                   query.vocabulary, query.index))
+    except (ValueError, IndexError, binascii.Error) as exc:
+        return {**keep, "message": f"state not loaded: {exc}"}
+    dropped = f"; {st.dropped_ids} image ids not in this corpus were dropped" if st.dropped_ids else ""
+    return {"head": st.head, "method": st.method, "normalisation": st.normalisation, "basis": st.basis,
+            "algorithm": st.algorithm, "highlight": list(st.highlight),
+            "weights": [st.weights.get(str(i.get("region")), 1.0) for i in weight_ids],
+            "selections": list(st.selections), "restore": {"filters": st.filters},
+            "message": f"state loaded: {len(st.filters)} filters, {len(st.selections)} selections{dropped}"}

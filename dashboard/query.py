@@ -1,16 +1,24 @@
-"""The one module of the dashboard that reads the corpus (read-only).
+"""The one module of the dashboard that reads the corpus (read-only), and keeps the dashboard's cache.
 
 :class:`CorpusQuery` wraps :class:`semcontrib.corpus.Corpus` and caches what the views need per view
-key (score matrices per head, method and normalisation; embeddings by a hash of their inputs, on disk).
-Images are found by image id only: an id from a request is looked up among the corpus's ids, and only
-the stored id (never the request's string) is used to locate files.
+(score matrices per head, method, normalisation and basis; the ranked-table frame; the trust table).
+Embeddings are cached in the corpus folder (``CORPUS/dashboard/embeddings/``, written with the corpus's
+atomic writers) under a hash of what they depend on, so a restarted dashboard shows its last embedding
+at once, and images added to the corpus later are placed into the stored map instead of recomputing it.
+
+Images are found by image id only: an id from a request is looked up among the corpus's ids, only the
+stored id (never the request's string) locates a file, and a file is read only when its resolved path
+lies inside the corpus's store (a symlink pointing out of the store is refused).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -19,11 +27,48 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from semcontrib.contributions import NORMALISATIONS
+from semcontrib import corpus as cstore
+from semcontrib.contributions import BASES, NORMALISATIONS
 from semcontrib.corpus import Corpus
 from semcontrib.dashboard import overlay, views
+from semcontrib.dashboard.records import Filters, View, Weights
 
 logger = logging.getLogger(__name__)
+
+# Inside the corpus's dashboard cache folder (``semcontrib.corpus.StorePaths.dashboard_cache``).
+_EMBEDDINGS_DIR = "embeddings"
+_LAST = "last-embedding.json"
+EMBED_VERSION = 2
+VALIDITY_COLUMNS = ("faithfulness", "deletion_auc", "insertion_auc")
+MAX_DISPLAY_BYTES = 20_000_000
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """What an embedding depends on, and where it is cached.
+
+    Attributes
+    ----------
+    view, algorithm : the scores embedded and the method.
+    weights : region -> weight (every region, default 1).
+    key : hash of the parameters (the cache file name); ``content`` : hash of the embedded rows.
+    """
+
+    view: View
+    algorithm: str
+    weights: tuple[tuple[str, float], ...]
+    key: str
+    content: str
+
+    @property
+    def client_key(self) -> str:
+        """What the browser stores: identifies both the parameters and the rows."""
+        return f"{self.key}-{self.content}"
+
+    def params(self) -> dict[str, Any]:
+        v = self.view
+        return {"head": v.head, "method": v.method, "normalisation": v.normalisation, "basis": v.basis,
+                "algorithm": self.algorithm, "weights": dict(self.weights)}
 
 
 class CorpusQuery:
@@ -32,7 +77,7 @@ class CorpusQuery:
     Parameters
     ----------
     corpus_path : a corpus directory (see ``semcontrib.corpus``).
-    cache_dir : where embeddings are cached (a ``diskcache`` directory), or None for no disk cache.
+    cache_dir : where embeddings are cached; default ``CORPUS/dashboard/embeddings``.
     """
 
     def __init__(self, corpus_path: str | Path, cache_dir: str | Path | None = None) -> None:
@@ -40,17 +85,19 @@ class CorpusQuery:
         self.corpus = Corpus.open(corpus_path)
         self.root = self.corpus.root
         images = self.corpus.images
+        self.all_images = images
         self.images: pd.DataFrame = images[images["status"] == "ok"].reset_index(drop=True)
         self.ids: np.ndarray = self.images["image_id"].astype(str).to_numpy(dtype=object)
         self.index: dict[str, int] = {str(i): k for k, i in enumerate(self.ids)}
         self.n_skipped = int((images["status"] != "ok").sum())
-        self._cache: Any = None
-        if cache_dir is not None:
-            import diskcache
-
-            self._cache = diskcache.Cache(str(Path(cache_dir) / "embeddings"))
-        self.score_matrix = lru_cache(maxsize=32)(self._score_matrix)
+        self.cache_dir = Path(cache_dir) if cache_dir else self.corpus.paths.dashboard_cache / _EMBEDDINGS_DIR
+        self._store = cstore.StorePaths(self.root).store.resolve()
+        self._embeddings: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.score_matrix = lru_cache(maxsize=16)(self._score_matrix)
         self.overlay_png = lru_cache(maxsize=256)(self._overlay_png)
+        self.table_frame = lru_cache(maxsize=4)(self._table_frame)
+        self.trust = lru_cache(maxsize=4)(self._trust)
+        self.validity = lru_cache(maxsize=16)(self._validity)
 
     def __getstate__(self) -> dict[str, Any]:
         """Background jobs run in spawned processes; they re-open the corpus from its path."""
@@ -60,13 +107,6 @@ class CorpusQuery:
         self.__init__(*state["args"])  # type: ignore[misc]
 
     # ---- metadata
-    @property
-    def key(self) -> str:
-        """Identifies this corpus's content for caches (manifest keys and table sizes)."""
-        m = self.corpus.manifest
-        return f"{m.get('model', {}).get('key')}|{m['regions'].get('key')}|{len(self.ids)}|" + \
-            "|".join(f"{k}:{v.get('key')}" for k, v in m["methods"].items())
-
     @property
     def heads(self) -> dict[str, list[str]]:
         return {h: self.corpus.classes(h) for h in self.corpus.heads}
@@ -83,47 +123,263 @@ class CorpusQuery:
     def normalisations(self) -> tuple[str, ...]:
         return NORMALISATIONS
 
-    def check_view(self, head: str, method: str, normalisation: str) -> None:
-        if head not in self.heads:
-            raise ValueError(f"unknown head {head!r}; corpus has {list(self.heads)}")
-        if method not in self.methods:
-            raise ValueError(f"unknown method {method!r}; corpus has {self.methods}")
-        if normalisation not in NORMALISATIONS:
-            raise ValueError(f"unknown normalisation {normalisation!r}; allowed: {NORMALISATIONS}")
+    @property
+    def bases(self) -> tuple[str, ...]:
+        return BASES
+
+    @property
+    def is_synthetic(self) -> bool:
+        """A corpus written by ``dashboard.synthetic`` (random data, no model)."""
+        return bool(self.corpus.manifest.get("synthetic")) or self.corpus.manifest.get("model", {}).get(
+            "name") == "synthetic"
+
+    def summary(self) -> dict[str, Any]:
+        """What is in this corpus: images analysed and skipped (with reasons), heads, methods, regions."""
+        skipped = self.all_images[self.all_images["status"] != "ok"]
+        reasons = skipped["reason"].fillna("").astype(str).value_counts().head(10)
+        m = self.corpus.manifest
+        return {"images": len(self.ids), "skipped": len(skipped),
+                "reasons": {str(k) or "(no reason)": int(v) for k, v in reasons.items()},
+                "heads": self.heads, "methods": self.methods,
+                "regions": str(m.get("regions", {}).get("name")), "vocabulary": self.vocabulary,
+                "model": str(m.get("model", {}).get("name")), "synthetic": self.is_synthetic,
+                "validity": self.has_validity}
+
+    def check_view(self, view: View) -> None:
+        if view.head not in self.heads:
+            raise ValueError(f"unknown head {view.head!r}; corpus has {list(self.heads)}")
+        if view.method not in self.methods:
+            raise ValueError(f"unknown method {view.method!r}; corpus has {self.methods}")
+        if view.normalisation not in NORMALISATIONS:
+            raise ValueError(f"unknown normalisation {view.normalisation!r}; allowed: {NORMALISATIONS}")
+        if view.basis not in BASES:
+            raise ValueError(f"unknown basis {view.basis!r}; allowed: {BASES}")
 
     # ---- scores
-    def _score_matrix(self, head: str, method: str, normalisation: str) -> views.ScoreMatrix:
-        self.check_view(head, method, normalisation)
-        wide = self.corpus.contribution_table(head, method, normalisation, wide=True)
+    def _score_matrix(self, view: View) -> views.ScoreMatrix:
+        self.check_view(view)
+        wide = self.corpus.contribution_table(view.head, view.method, view.normalisation, basis=view.basis,
+                                              wide=True)
         return views.score_matrix(wide, list(self.ids), self.vocabulary)
 
     def predictions(self, head: str) -> np.ndarray:
         """object (N,): the predicted class of ``head`` per image (corpus order)."""
+        return self._predictions(head)
+
+    @lru_cache(maxsize=16)  # noqa: B019  # one query per app, kept for the app's life
+    def _predictions(self, head: str) -> np.ndarray:
         return self.images[f"pred_{head}"].fillna("").astype(str).to_numpy(dtype=object)
+
+    def highlight_mask(self, head: str, classes: Sequence[str]) -> np.ndarray:
+        """bool (N,): images whose predicted class of ``head`` is one of ``classes``."""
+        codes, names = self._prediction_codes(head)
+        wanted = [k for k, c in enumerate(names) if c in set(classes)]
+        return np.isin(codes, wanted) if wanted else np.zeros(len(codes), dtype=bool)
+
+    @lru_cache(maxsize=16)  # noqa: B019  # one query per app, kept for the app's life
+    def _prediction_codes(self, head: str) -> tuple[np.ndarray, tuple[str, ...]]:
+        codes, names = pd.factorize(pd.Series(self.predictions(head), dtype=object))
+        return np.asarray(codes, dtype=np.int64), tuple(str(c) for c in names)
+
+    def slider_bounds(self, view: View) -> dict[str, list[float]]:
+        """Score column -> [low, high] slider range in percent, from the data (cached per view)."""
+        return self._slider_bounds(view)
+
+    @lru_cache(maxsize=16)  # noqa: B019  # one query per app, kept for the app's life
+    def _slider_bounds(self, view: View) -> dict[str, list[float]]:
+        matrix = self.score_matrix(view)
+        return {c: b.tolist() for c, b in zip(matrix.columns, views.slider_bounds(matrix.values))}
 
     def probabilities(self, head: str) -> np.ndarray:
         return self.images[f"prob_{head}"].to_numpy(dtype=np.float64)
 
-    def contribution_table(self, head: str, method: str, normalisation: str, image_ids: Sequence[str],
-                           wide: bool = False) -> pd.DataFrame:
+    def contribution_table(self, view: View, image_ids: Sequence[str], wide: bool = False) -> pd.DataFrame:
         """The export table: raw statistics and scores of ``image_ids`` (corpus order)."""
-        self.check_view(head, method, normalisation)
-        return self.corpus.contribution_table(head, method, normalisation, wide=wide, image_ids=list(image_ids))
+        self.check_view(view)
+        return self.corpus.contribution_table(view.head, view.method, view.normalisation, basis=view.basis,
+                                              wide=wide, image_ids=list(image_ids))
+
+    # ---- validity (optional columns of attributions.parquet)
+    @property
+    def has_validity(self) -> bool:
+        return "faithfulness" in self._attribution_columns
+
+    @property
+    def _attribution_columns(self) -> list[str]:
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(self.root / "attributions.parquet").names)
+
+    def _validity(self, head: str, method: str) -> pd.DataFrame | None:
+        """One row per corpus image (corpus order): faithfulness, deletion_auc, insertion_auc (NaN where not
+        recorded), validity_note; None when the corpus has no validity record."""
+        if not self.has_validity:
+            return None
+        cols = [c for c in (*VALIDITY_COLUMNS, "validity_note") if c in self._attribution_columns]
+        attr = self.corpus.attributions
+        sub = attr[(attr["head"] == head) & (attr["method"] == method)]
+        frame = sub.drop_duplicates("image_id").set_index("image_id")[cols].reindex(list(self.ids))
+        for c in VALIDITY_COLUMNS:
+            frame[c] = frame[c].astype(np.float64) if c in frame else np.nan
+        frame["validity_note"] = frame["validity_note"].fillna("").astype(str) if "validity_note" in frame else ""
+        return frame.reset_index()
+
+    def faithfulness(self, view: View) -> np.ndarray | None:
+        """float64 (N,) faithfulness of the view's head and method, or None without a validity record."""
+        v = self.validity(view.head, view.method)
+        return None if v is None else v["faithfulness"].to_numpy(np.float64)
+
+    def _trust(self, normalisation: str, basis: str) -> pd.DataFrame:
+        vectors = {(h, m): self.score_matrix(View(h, m, normalisation, basis)).values
+                   for h in self.heads for m in self.methods}
+        validity = pd.DataFrame(columns=["head", "method"])
+        if self.has_validity:
+            cols = ["head", "method", *[c for c in VALIDITY_COLUMNS if c in self._attribution_columns]]
+            validity = self.corpus.attributions[cols]
+        return views.trust_table(validity, vectors)
+
+    # ---- the ranked table
+    def _table_frame(self, view: View) -> pd.DataFrame:
+        """One row per corpus image: index, image_id, predictions and probabilities of every head, the
+        view's scores and (when recorded) the validity figures."""
+        matrix = self.score_matrix(view)
+        data: dict[str, Any] = {"index": np.arange(len(self.ids)), "image_id": self.ids}
+        for h in self.heads:
+            data[f"pred_{h}"] = self.predictions(h)
+            data[f"prob_{h}"] = np.round(self.probabilities(h), 3)
+        for j, c in enumerate(matrix.columns):
+            data[c] = np.round(matrix.values[:, j], 4)
+        v = self.validity(view.head, view.method)
+        if v is not None:
+            for c in VALIDITY_COLUMNS:
+                data[c] = np.round(v[c].to_numpy(np.float64), 3)
+        return pd.DataFrame(data)
 
     # ---- embedding
-    def embedding(self, head: str, method: str, normalisation: str, algorithm: str,
-                  weights: Mapping[str, float | None] | None, progress: Callable[[str], None] | None = None
-                  ) -> tuple[str, np.ndarray]:
-        """(cache key, float64 N x 2) by weighted cosine; cached on disk by a hash of the inputs."""
-        matrix = self.score_matrix(head, method, normalisation)
+    def embedding_spec(self, view: View, algorithm: str, weights: Mapping[str, float | None] | None
+                       ) -> tuple[EmbeddingSpec, np.ndarray]:
+        """(the spec, float64 N x C weighted unit rows to embed)."""
+        matrix = self.score_matrix(view)
         w = views.column_weights(matrix, self.vocabulary, weights)
-        key = views.embedding_key(self.key, head, method, normalisation, algorithm, w)
-        if self._cache is not None and key in self._cache:
-            return key, np.asarray(self._cache[key])
-        Y = views.embed(views.embedding_input(matrix, w), algorithm, progress=progress)
-        if self._cache is not None:
-            self._cache[key] = Y
-        return key, Y
+        X = views.embedding_input(matrix, w)
+        given = dict(weights or {})
+        full = tuple((r, 1.0 if given.get(r) is None else float(given[r] or 0.0)) for r in self.vocabulary)
+        params = {"head": view.head, "method": view.method, "normalisation": view.normalisation,
+                  "basis": view.basis, "algorithm": algorithm, "weights": dict(full), "seed": 0,
+                  "version": EMBED_VERSION}
+        spec = EmbeddingSpec(view, algorithm, full, views.embedding_key(params), views.content_hash(self.ids, X))
+        return spec, X
+
+    def _cache_file(self, key: str) -> Path:
+        if not key.isalnum():
+            raise ValueError(f"invalid embedding key {key!r}")
+        return self.cache_dir / f"{key}.npz"
+
+    def cached_embedding(self, spec: EmbeddingSpec) -> np.ndarray | None:
+        """float64 N x 2 when this exact embedding (parameters and rows) is cached, else None."""
+        if spec.client_key in self._embeddings:
+            return self._embeddings[spec.client_key]
+        path = self._cache_file(spec.key)
+        if not path.is_file():
+            return None
+        try:
+            z = cstore.read_npz(path)
+        except (OSError, ValueError, KeyError) as exc:  # a bad cache file is recomputed
+            logger.warning("ignoring unreadable embedding cache %s: %s", path, exc)
+            return None
+        if str(z.get("content", "")) != spec.content or z["Y"].shape != (len(self.ids), 2):
+            return None
+        return self._remember(spec.client_key, z["Y"].astype(np.float64))
+
+    def _remember(self, client_key: str, Y: np.ndarray) -> np.ndarray:
+        self._embeddings[client_key] = Y
+        self._embeddings.move_to_end(client_key)
+        while len(self._embeddings) > 4:
+            self._embeddings.popitem(last=False)
+        return Y
+
+    def embedding_by_key(self, client_key: Any) -> np.ndarray | None:
+        """float64 N x 2 of an embedding this app made or cached, by the key the browser holds."""
+        if not isinstance(client_key, str):
+            return None
+        if client_key in self._embeddings:
+            return self._embeddings[client_key]
+        key, _, content = client_key.partition("-")
+        if not key.isalnum() or not content.isalnum():
+            return None
+        path = self._cache_file(key)
+        if not path.is_file():
+            return None
+        try:
+            z = cstore.read_npz(path)
+        except (OSError, ValueError, KeyError):
+            return None
+        if str(z.get("content", "")) != content or z["Y"].shape != (len(self.ids), 2):
+            return None
+        return self._remember(client_key, z["Y"].astype(np.float64))
+
+    def quick_embedding(self, spec: EmbeddingSpec, X: np.ndarray) -> str:
+        """Key of an instant PCA layout of the rows, shown while the real embedding is computed."""
+        key = f"pca{spec.key}-{spec.content}"
+        if key not in self._embeddings:
+            self._remember(key, views.pca_2d(X))
+        return key
+
+    def compute_embedding(self, spec: EmbeddingSpec, X: np.ndarray, progress: Callable[[str], None] | None = None
+                          ) -> np.ndarray:
+        """Compute (or place new rows into a stored map) and store the embedding; float64 N x 2."""
+        Y = self._place_new_rows(spec, X, progress)
+        if Y is None:
+            Y = views.embed(X, spec.algorithm, progress=progress)
+        self._store_embedding(spec, X, Y)
+        return self._remember(spec.client_key, Y)
+
+    def _place_new_rows(self, spec: EmbeddingSpec, X: np.ndarray, progress: Callable[[str], None] | None
+                        ) -> np.ndarray | None:
+        """When the cache holds this embedding for fewer images whose vectors are unchanged, place only the
+        new images into that map (openTSNE ``transform``); else None."""
+        path = self._cache_file(spec.key)
+        if spec.algorithm != "tsne" or not path.is_file():
+            return None
+        try:
+            z = cstore.read_npz(path)
+        except (OSError, ValueError, KeyError):
+            return None
+        old_ids = z["ids"].astype(str)
+        rows = np.array([self.index.get(i, -1) for i in old_ids])
+        if len(old_ids) < 10 or (rows < 0).any() or not np.allclose(z["X"], X[rows].astype(np.float32), atol=1e-6):
+            return None
+        new = np.setdiff1d(np.arange(len(self.ids)), rows)
+        if progress:
+            progress(f"placing {len(new)} new images into the stored map of {len(rows)}")
+        Y = np.zeros((len(self.ids), 2))
+        Y[rows] = z["Y"]
+        Y[new] = views.place(views.tsne_model(z["X"], z["Y"]), X[new])
+        return Y
+
+    def _store_embedding(self, spec: EmbeddingSpec, X: np.ndarray, Y: np.ndarray) -> None:
+        try:
+            cstore.write_npz(self._cache_file(spec.key), {
+                "ids": self.ids.astype(str), "X": X.astype(np.float32), "Y": Y.astype(np.float64),
+                "content": np.array(spec.content)})
+            cstore.write_json(self.cache_dir / _LAST, {"key": spec.client_key, "params": spec.params()})
+        except OSError as exc:  # a read-only corpus: the embedding is kept in memory only
+            logger.warning("cannot cache the embedding in %s: %s", self.cache_dir, exc)
+
+    def last_embedding(self) -> dict[str, Any] | None:
+        """``{"key", "params"}`` of the embedding shown last, when it is still valid for this corpus."""
+        path = self.cache_dir / _LAST
+        try:
+            last = json.loads(path.read_text())
+            params = last["params"]
+            view = View(params["head"], params["method"], params["normalisation"], params["basis"])
+            self.check_view(view)
+            spec, _ = self.embedding_spec(view, params["algorithm"], params["weights"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if spec.client_key != last.get("key") or self.cached_embedding(spec) is None:
+            return None
+        return {"key": spec.client_key, "params": spec.params()}
 
     # ---- images, by id only
     def known_id(self, image_id: object) -> str | None:
@@ -131,10 +387,25 @@ class CorpusQuery:
         k = self.index.get(image_id) if isinstance(image_id, str) else None
         return None if k is None else str(self.ids[k])
 
+    def _inside_store(self, path: Path | None) -> Path | None:
+        """``path`` when it is a regular file whose resolved location lies inside the corpus's store."""
+        if path is None:
+            return None
+        try:
+            real = path.resolve(strict=True)
+        except (OSError, RuntimeError):
+            return None
+        if not real.is_relative_to(self._store) or not real.is_file():
+            logger.warning("refusing to serve %s: it resolves outside the corpus store", path)
+            return None
+        return real
+
     def photo_jpeg(self, image_id: str) -> bytes | None:
         stored = self.known_id(image_id)
-        path = self.corpus.display_path(stored) if stored else None
-        return path.read_bytes() if path else None
+        path = self._inside_store(self.corpus.display_path(stored) if stored else None)
+        if path is None or path.stat().st_size > MAX_DISPLAY_BYTES:
+            return None
+        return path.read_bytes()
 
     def thumbnail(self, image_id: str) -> bytes | None:
         jpeg = self.photo_jpeg(image_id)
@@ -159,13 +430,62 @@ class CorpusQuery:
         return overlay.png_bytes(overlay.overlay_rgb(photo, self.attribution_map(image_id, head, method),
                                                      self.region_labels(image_id)))
 
-    def image_vectors(self, image_id: str, normalisation: str) -> dict[tuple[str, str], np.ndarray]:
+    def image_vectors(self, image_id: str, normalisation: str, basis: str = "mean"
+                      ) -> dict[tuple[str, str], np.ndarray]:
         """(head, method) -> score vector (C,) of one image, for every head and method it has."""
         k = self.index[image_id]
         out = {}
         for h in self.heads:
             for m in self.methods:
-                v = self.score_matrix(h, m, normalisation).values[k]
+                v = self.score_matrix(View(h, m, normalisation, basis)).values[k]
                 if not np.isnan(v).any():
                     out[(h, m)] = v
         return out
+
+    def image_validity(self, image_id: str) -> pd.DataFrame | None:
+        """One row per (head, method) of one image: faithfulness, deletion/insertion AUC and note; None
+        without a validity record."""
+        if not self.has_validity:
+            return None
+        k = self.index[image_id]
+        rows = []
+        for h in self.heads:
+            for m in self.methods:
+                v = self.validity(h, m)
+                if v is not None:
+                    r = v.iloc[k]
+                    rows.append({"head": h, "method": m, **{c: float(r[c]) for c in VALIDITY_COLUMNS},
+                                 "validity_note": str(r["validity_note"])})
+        return pd.DataFrame(rows)
+
+    def weighted_scores(self, view: View, weights: Weights) -> views.WeightedScores:
+        """Weighted scores, top regions and predicted-class codes of the view (cached per weighting)."""
+        return self._weighted_scores(view, weights)
+
+    @lru_cache(maxsize=4)  # noqa: B019  # one query per app, kept for the app's life
+    def _weighted_scores(self, view: View, weights: Weights) -> views.WeightedScores:
+        matrix = self.score_matrix(view)
+        w = views.column_weights(matrix, self.vocabulary, weights.as_dict())
+        return views.weighted_scores(matrix, w, self.predictions(view.head))
+
+    # ---- filters
+    def filter_mask(self, view: View, filters: Filters) -> np.ndarray:
+        """bool (N,): images with a vector for the view that pass every range filter (cached)."""
+        return self._filter_mask(view, filters)
+
+    @lru_cache(maxsize=8)  # noqa: B019  # one query per app, kept for the app's life
+    def _filter_mask(self, view: View, filters: Filters) -> np.ndarray:
+        matrix = self.score_matrix(view)
+        bounds = self.slider_bounds(view)
+        pairs = [(c, v) for c, v in zip(filters.columns, filters.values) if c in matrix.columns]
+        ranges = views.ranges_from_sliders([{"column": c} for c, _ in pairs], [v for _, v in pairs], bounds)
+        mask = views.filter_mask(matrix, ranges)
+        if filters.faithfulness is not None:
+            faith = self.faithfulness(view)
+            lo, hi = filters.faithfulness
+            if faith is None:
+                return mask
+            with np.errstate(invalid="ignore"):
+                mask = mask & (faith >= lo - 1e-9) & (faith <= hi + 1e-9)
+        mask.setflags(write=False)
+        return mask

@@ -11,6 +11,9 @@ bounds are in percent (score x 100); weights are per region and apply to every c
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +29,6 @@ EMBEDDINGS = ("tsne", "umap")
 CLUSTERINGS = ("kmeans", "hdbscan")
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
            "#bcbd22", "#7f7f7f")
-STATE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -150,17 +152,18 @@ def embedding_input(matrix: ScoreMatrix, weights: np.ndarray) -> np.ndarray:
     return weighted_unit_vectors(np.nan_to_num(matrix.values), weights)
 
 
-def embed(X: np.ndarray, algorithm: str = "tsne", seed: int = 0, max_fit: int = 3000,
+def embed(X: np.ndarray, algorithm: str = "tsne", seed: int = 0, max_fit: int = 100_000,
           progress: Callable[[str], None] | None = None) -> np.ndarray:
-    """float64 N x 2 embedding of the rows of ``X`` (weighted unit vectors).
+    """float64 N x 2 embedding of the rows of ``X`` (weighted unit vectors, so distances follow the
+    weighted cosine).
 
-    Up to ``max_fit`` rows are embedded exactly (t-SNE with PCA initialisation, or UMAP). For larger
-    corpora a seeded subsample of ``max_fit`` rows is embedded and every other row is placed at the
-    distance-weighted mean position of its 5 nearest subsample neighbours (same metric), so a
-    100,000-image corpus re-embeds in tens of seconds rather than an hour. Output is centred and scaled to unit max-abs.
+    ``tsne``: openTSNE with FFT-accelerated gradients (PCA initialisation, perplexity 30 or less for
+    small corpora) on up to ``max_fit`` rows; further rows (a seeded choice of the rest) are placed into
+    that map with openTSNE's ``transform``. ``umap``: UMAP on up to ``max_fit`` rows, the rest placed with
+    ``UMAP.transform``. ``pca``: the first two principal components (instant; shown while a t-SNE runs).
     """
-    if algorithm not in EMBEDDINGS:
-        raise ValueError(f"algorithm must be one of {EMBEDDINGS}, got {algorithm!r}")
+    if algorithm not in (*EMBEDDINGS, "pca"):
+        raise ValueError(f"algorithm must be one of {(*EMBEDDINGS, 'pca')}, got {algorithm!r}")
     if max_fit < 10:
         raise ValueError("max_fit must be >= 10")
     X = np.asarray(X, dtype=np.float64)
@@ -168,50 +171,106 @@ def embed(X: np.ndarray, algorithm: str = "tsne", seed: int = 0, max_fit: int = 
     say = progress or (lambda _msg: None)
     if n == 0:
         return np.zeros((0, 2))
-    if n < 4:
-        return np.column_stack([np.arange(n, dtype=np.float64), np.zeros(n)])
+    if n < 4 or algorithm == "pca":
+        return pca_2d(X) if n >= 2 else np.zeros((n, 2))
     rng = np.random.default_rng(seed)
     fit_idx = np.sort(rng.choice(n, size=max_fit, replace=False)) if n > max_fit else np.arange(n)
     # tiny jitter separates identical rows (zero vectors, duplicates), which t-SNE/UMAP dislike
     Xf = X[fit_idx] + rng.normal(0, 1e-6, (len(fit_idx), X.shape[1]))
-    say(f"embedding {len(fit_idx)} images with {algorithm}")
+    rest = np.setdiff1d(np.arange(n), fit_idx)
+    Y = np.zeros((n, 2))
     if algorithm == "tsne":
-        from sklearn.manifold import TSNE
-
-        perplexity = float(min(30.0, max(2.0, (len(Xf) - 1) / 3)))
-        # exact gradients are faster than Barnes-Hut below ~600 points
-        Y_fit = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
-                     method="exact" if len(Xf) <= 600 else "barnes_hut",
-                     max_iter=500 if len(Xf) > 600 else 1000).fit_transform(Xf)
+        model = _fit_tsne(Xf, seed, say)
+        Y[fit_idx] = np.asarray(model)
+        if len(rest):
+            say(f"placing {len(rest)} more images into the map (openTSNE transform)")
+            Y[rest] = place(model, X[rest])
     else:
         import umap
 
-        Y_fit = umap.UMAP(n_neighbors=int(min(15, len(Xf) - 1)), random_state=seed, n_jobs=1,
-                          init="random" if len(Xf) < 20 else "spectral").fit_transform(Xf)
-    Y = np.zeros((n, 2))
-    Y[fit_idx] = Y_fit
-    if n > len(fit_idx):
-        say(f"placing {n - len(fit_idx)} more images by nearest neighbours")
-        from sklearn.neighbors import NearestNeighbors
-
-        rest = np.setdiff1d(np.arange(n), fit_idx)
-        nn = NearestNeighbors(n_neighbors=5).fit(X[fit_idx])
-        dist, ind = nn.kneighbors(X[rest])
-        w = 1.0 / (dist + 1e-6)
-        Y[rest] = (Y_fit[ind] * w[..., None]).sum(axis=1) / w.sum(axis=1, keepdims=True)
-    Y -= Y.mean(axis=0)
-    scale = np.abs(Y).max()
-    return Y / scale if scale > 0 else Y
+        say(f"embedding {len(fit_idx)} images with UMAP")
+        reducer = umap.UMAP(n_neighbors=int(min(15, len(Xf) - 1)), random_state=seed, n_jobs=1,
+                            init="random" if len(Xf) < 20 else "spectral")
+        Y[fit_idx] = reducer.fit_transform(Xf)
+        if len(rest):
+            say(f"placing {len(rest)} more images into the map (UMAP transform)")
+            Y[rest] = reducer.transform(X[rest])
+    return Y
 
 
-def embedding_key(corpus_key: str, head: str, method: str, normalisation: str, algorithm: str,
-                  weights: np.ndarray, seed: int = 0) -> str:
-    """A hash of everything an embedding depends on (its cache key)."""
-    import hashlib
+def _fit_tsne(X: np.ndarray, seed: int, say: Callable[[str], None]) -> Any:
+    """An openTSNE ``TSNEEmbedding`` of the rows of ``X`` (keeps what ``transform`` needs)."""
+    import os
 
-    payload = json.dumps([corpus_key, head, method, normalisation, algorithm,
-                          np.round(weights, 6).tolist(), seed])
+    from openTSNE import TSNE
+
+    n = len(X)
+    total = 375
+
+    def report(iteration: int, error: float, embedding: Any) -> None:
+        say(f"t-SNE of {n} images: iteration {iteration} of about {total}")
+
+    perplexity = float(min(30.0, max(2.0, (n - 1) / 3.5)))
+    say(f"t-SNE of {n} images: nearest neighbours")
+    tsne = TSNE(n_components=2, perplexity=perplexity, initialization="pca", random_state=seed,
+                negative_gradient_method="fft" if n > 5000 else "bh", early_exaggeration_iter=125, n_iter=250,
+                n_jobs=max(1, min(4, os.cpu_count() or 1)), callbacks=report, callbacks_every_iters=25,
+                verbose=False)
+    return tsne.fit(X)
+
+
+def place(model: Any, X_new: np.ndarray, n_iter: int = 25) -> np.ndarray:
+    """float64 M x 2: rows ``X_new`` placed into a fitted openTSNE map (``TSNEEmbedding.transform``).
+
+    The existing points stay where they are; each new point is initialised at the median of its 25
+    nearest reference points and refined against the fixed map for ``n_iter`` iterations (25: measured
+    as good as openTSNE's default 250 for the kNN accuracy of placed points on clustered data, at under
+    1 ms per image).
+    """
+    if len(X_new) == 0:
+        return np.zeros((0, 2))
+    return np.asarray(model.transform(np.asarray(X_new, dtype=np.float64), n_iter=n_iter), dtype=np.float64)
+
+
+def tsne_model(X_ref: np.ndarray, Y_ref: np.ndarray, seed: int = 0) -> Any:
+    """An openTSNE map rebuilt from stored reference rows ``X_ref`` (N x C) and positions ``Y_ref``
+    (N x 2), so that images added to the corpus later can be :func:`place`-d without refitting."""
+    import os
+
+    from openTSNE import TSNEEmbedding, affinity
+
+    n = len(X_ref)
+    aff = affinity.PerplexityBasedNN(np.asarray(X_ref, dtype=np.float64),
+                                     perplexity=float(min(30.0, max(2.0, (n - 1) / 3.5))),
+                                     n_jobs=max(1, min(4, os.cpu_count() or 1)), random_state=seed)
+    return TSNEEmbedding(np.asarray(Y_ref, dtype=np.float64), aff,
+                         negative_gradient_method="fft" if n > 5000 else "bh")
+
+
+def pca_2d(X: np.ndarray) -> np.ndarray:
+    """float64 N x 2: the rows' first two principal components (deterministic signs)."""
+    X = np.asarray(X, dtype=np.float64)
+    Xc = X - X.mean(axis=0)
+    _, _, vt = np.linalg.svd(Xc.T @ Xc if len(X) > X.shape[1] else Xc, full_matrices=False)
+    comps = vt[:2] if len(X) > X.shape[1] else vt[:2]
+    Y = Xc @ comps.T
+    Y *= np.where(Y.sum(axis=0) < 0, -1.0, 1.0)
+    if Y.shape[1] < 2:
+        Y = np.column_stack([Y, np.zeros(len(Y))])
+    return Y
+
+
+def embedding_key(params: Mapping[str, Any]) -> str:
+    """A hash of the parameters an embedding depends on (view, weights, algorithm, seed, version)."""
+    payload = json.dumps(dict(params), sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def content_hash(ids: np.ndarray, X: np.ndarray) -> str:
+    """A hash of the embedded rows: their image ids and their float32 vectors."""
+    h = hashlib.sha256("\n".join(map(str, ids)).encode())
+    h.update(np.ascontiguousarray(X, dtype=np.float32).tobytes())
+    return h.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- ranking and paging
@@ -244,6 +303,24 @@ def page(indices: np.ndarray, page_number: int, page_size: int) -> tuple[np.ndar
 # --------------------------------------------------------------------------- selections
 
 
+def encode_members(mask: np.ndarray) -> str:
+    """A bool (N,) membership mask as base64 of its packed bits (N/8 bytes; what the browser stores)."""
+    return base64.b64encode(np.packbits(np.asarray(mask, dtype=bool)).tobytes()).decode("ascii")
+
+
+def decode_members(encoded: Any, n: int) -> np.ndarray:
+    """bool (n,) from :func:`encode_members`; anything else (wrong type, length or alphabet) is a ValueError."""
+    if not isinstance(encoded, str) or len(encoded) != 4 * math.ceil(math.ceil(n / 8) / 3):
+        raise ValueError(f"selection members must be the base64 bit mask of {n} images")
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("selection members are not base64") from None
+    if len(raw) != math.ceil(n / 8):
+        raise ValueError(f"selection members must be the base64 bit mask of {n} images")
+    return np.unpackbits(np.frombuffer(raw, dtype=np.uint8), count=n).astype(bool)
+
+
 def members_mask(ids_index: Mapping[str, int], n: int, image_ids: Sequence[str]) -> np.ndarray:
     """bool (n,) from image ids; ids not in the corpus are ignored."""
     mask = np.zeros(n, dtype=bool)
@@ -252,30 +329,83 @@ def members_mask(ids_index: Mapping[str, int], n: int, image_ids: Sequence[str])
     return mask
 
 
+def lasso_mask(selected: Mapping[str, Any] | None, xy: np.ndarray | None, visible: np.ndarray) -> np.ndarray:
+    """bool (N,): the visible points a lasso, a box or a list of indices picked.
+
+    ``selected`` is what the browser reduces plotly's ``selectedData`` to: ``{"lasso": {"x": [...], "y": [...]}}``
+    (polygon in data coordinates), ``{"range": {"x": [x0, x1], "y": [y0, y1]}}`` or ``{"indices": [int, ...]}``
+    (corpus rows). Polygons and boxes are tested against ``xy`` (float N x 2, the server's embedding), so the
+    browser never sends the points themselves.
+    """
+    n = len(visible)
+    out = np.zeros(n, dtype=bool)
+    if not isinstance(selected, Mapping):
+        return out
+    lasso, box, indices = selected.get("lasso"), selected.get("range"), selected.get("indices")
+    if xy is not None and len(xy) == n and isinstance(lasso, Mapping):
+        px, py = _floats(lasso.get("x")), _floats(lasso.get("y"))
+        if len(px) >= 3 and len(px) == len(py):
+            from matplotlib.path import Path as Polygon
+
+            lo, hi = np.array([px.min(), py.min()]), np.array([px.max(), py.max()])
+            near = np.flatnonzero(((xy >= lo) & (xy <= hi)).all(axis=1))
+            inside = Polygon(np.column_stack([px, py])).contains_points(xy[near])
+            out[near[inside]] = True
+    elif xy is not None and len(xy) == n and isinstance(box, Mapping):
+        bx, by = _floats(box.get("x")), _floats(box.get("y"))
+        if len(bx) == 2 and len(by) == 2:
+            out = ((xy[:, 0] >= bx.min()) & (xy[:, 0] <= bx.max()) & (xy[:, 1] >= by.min())
+                   & (xy[:, 1] <= by.max()))
+    elif isinstance(indices, list):
+        idx = np.array([i for i in indices if isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n],
+                       dtype=np.int64)
+        out[idx] = True
+    return out & visible
+
+
+def _floats(values: Any) -> np.ndarray:
+    if not isinstance(values, list) or len(values) > 100_000:
+        return np.zeros(0)
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return np.zeros(0)
+    return arr if arr.ndim == 1 and np.isfinite(arr).all() else np.zeros(0)
+
+
 def lasso_ids(selected: Mapping[str, Any] | None, ids: np.ndarray, visible: np.ndarray) -> list[str]:
-    """Image ids of the points in a plotly ``selectedData`` (customdata = corpus index) that are visible."""
-    if not selected:
-        return []
-    out = []
-    for pt in selected.get("points", []):
-        cd = pt.get("customdata")
-        i = cd[0] if isinstance(cd, list) else cd
-        if isinstance(i, int) and 0 <= i < len(ids) and visible[i]:
-            out.append(str(ids[i]))
-    return list(dict.fromkeys(out))
+    """Image ids of the visible points a selection picked (see :func:`lasso_mask`; indices only)."""
+    return [str(i) for i in ids[lasso_mask(selected, None, visible)]]
 
 
-def add_selection(selections: Sequence[Mapping[str, Any]], name: str, image_ids: Sequence[str],
+def add_selection(selections: Sequence[Mapping[str, Any]], name: str, members: np.ndarray,
                   colour: str | None = None) -> list[dict[str, Any]]:
-    """A new list with one more named selection (id ``s<N>``, next palette colour unless given)."""
-    name = (name or "").strip() or f"selection {len(selections) + 1}"
+    """A new list with one more named selection (id ``s<N>``, next palette colour unless given).
+
+    ``members`` is a bool (N,) mask; the selection stores it encoded (:func:`encode_members`) with its size.
+    """
+    name = (name or "").strip()[:80] or f"selection {len(selections) + 1}"
     used = {s["id"] for s in selections}
     k = len(selections) + 1
     while f"s{k}" in used:
         k += 1
     colour = colour or PALETTE[len(selections) % len(PALETTE)]
-    return [dict(s) for s in selections] + [{"id": f"s{k}", "name": name[:80], "colour": colour,
-                                             "image_ids": list(image_ids)}]
+    members = np.asarray(members, dtype=bool)
+    return [dict(s) for s in selections] + [{"id": f"s{k}", "name": name, "colour": colour,
+                                             "members": encode_members(members), "n": int(members.sum())}]
+
+
+def selection_masks(selections: Sequence[Mapping[str, Any]] | None, n: int) -> list[tuple[dict[str, Any], np.ndarray]]:
+    """(selection, bool (n,) members) of every well-formed selection; malformed ones are left out."""
+    out = []
+    for s in selections or []:
+        if not isinstance(s, Mapping) or not isinstance(s.get("id"), str):
+            continue
+        try:
+            out.append((dict(s), decode_members(s.get("members"), n)))
+        except ValueError:
+            continue
+    return out
 
 
 def edit_selection(selections: Sequence[Mapping[str, Any]], selection_id: str, *, name: str | None = None,
@@ -320,28 +450,64 @@ class GroupStatistics:
     sizes: dict[str, int] = field(default_factory=dict)
 
 
-def group_statistics(matrix: ScoreMatrix, weights: np.ndarray, predictions: np.ndarray,
+@dataclass(frozen=True)
+class WeightedScores:
+    """What group statistics need of one view and weighting, computed once (the query caches it).
+
+    Attributes
+    ----------
+    columns : score column names (C).
+    W : float64 N x C weighted scores, 0 where the image has no vector.
+    valid : bool (N,), the image has a vector.
+    top : int64 (N,), the column with the largest weighted score (-1 without a vector).
+    classes : int64 (N,) code of the predicted class; ``class_names`` : the names of the codes.
+    """
+
+    columns: tuple[str, ...]
+    W: np.ndarray
+    valid: np.ndarray
+    top: np.ndarray
+    classes: np.ndarray
+    class_names: tuple[str, ...]
+
+
+def weighted_scores(matrix: ScoreMatrix, weights: np.ndarray, predictions: np.ndarray) -> WeightedScores:
+    """Weighted scores, top column and predicted-class codes of every image (see :class:`WeightedScores`)."""
+    W = np.nan_to_num(matrix.values * weights[None, :])
+    top = np.full(matrix.n, -1, dtype=np.int64)
+    if matrix.valid.any():
+        top[matrix.valid] = np.argmax(W[matrix.valid], axis=1)
+    codes, names = pd.factorize(pd.Series(predictions, dtype=object))
+    return WeightedScores(matrix.columns, W, matrix.valid, top, np.asarray(codes, dtype=np.int64),
+                          tuple(str(c) for c in names))
+
+
+def group_statistics(matrix: ScoreMatrix | WeightedScores, weights: np.ndarray | None, predictions: np.ndarray | None,
                      groups: Sequence[tuple[str, np.ndarray]], top_n: int = 10) -> GroupStatistics:
-    """Mean weighted contribution per column, top predicted classes and top region for each group."""
-    W = matrix.values * weights[None, :]
+    """Mean weighted contribution per column, top predicted classes and top region for each group.
+
+    ``matrix`` is a score matrix (then ``weights`` and ``predictions`` are needed) or precomputed
+    :class:`WeightedScores` (then they are ignored). Images without a vector are left out of every group.
+    """
+    ws = matrix if isinstance(matrix, WeightedScores) else weighted_scores(matrix, np.asarray(weights),
+                                                                              np.asarray(predictions))
+    C = len(ws.columns)
     means: dict[str, np.ndarray] = {}
     classes, tops = [], []
     sizes = {}
-    top_col = np.full(matrix.n, -1)
-    valid = matrix.valid
-    if valid.any():
-        top_col[valid] = np.argmax(W[valid], axis=1)
     for name, mask in groups:
-        m = mask & valid
-        sizes[name] = int(m.sum())
-        means[name] = W[m].mean(axis=0) if m.any() else np.zeros(len(matrix.columns))
-        if m.any():
-            vc = pd.Series(predictions[m]).value_counts(normalize=True).head(top_n)
-            classes += [(name, str(c), float(s)) for c, s in vc.items()]
-            counts = np.bincount(top_col[m], minlength=len(matrix.columns)) / m.sum()
-            tops += [(name, matrix.columns[k], float(counts[k])) for k in np.argsort(-counts, kind="stable")
+        m = mask & ws.valid
+        count = int(m.sum())
+        sizes[name] = count
+        means[name] = (m.astype(np.float64) @ ws.W) / count if count else np.zeros(C)
+        if count:
+            share = np.bincount(ws.classes[m], minlength=len(ws.class_names)) / count
+            order = np.argsort(-share, kind="stable")[:top_n]
+            classes += [(name, ws.class_names[c], float(share[c])) for c in order if share[c] > 0]
+            counts = np.bincount(ws.top[m], minlength=C) / count
+            tops += [(name, ws.columns[k], float(counts[k])) for k in np.argsort(-counts, kind="stable")
                      if counts[k] > 0]
-    return GroupStatistics(pd.DataFrame(means, index=list(matrix.columns)),
+    return GroupStatistics(pd.DataFrame(means, index=list(ws.columns)),
                            pd.DataFrame(classes, columns=["group", "class", "share"]),
                            pd.DataFrame(tops, columns=["group", "region", "share"]), sizes)
 
@@ -419,74 +585,172 @@ def method_agreement(vectors: Mapping[str, np.ndarray]) -> pd.DataFrame:
     return out
 
 
-# --------------------------------------------------------------------------- dashboard state
+# --------------------------------------------------------------------------- point codes (scatter colours)
+
+CODE_BASE = 0  # codes 1..len(PALETTE): the selection colours, in palette order
+CODE_FILTERED = len(PALETTE) + 1
+CODE_HIDDEN = len(PALETTE) + 2
+CODE_NO_VALIDITY = len(PALETTE) + 3
+FAITH_BINS = 20
+CODE_FAITH = len(PALETTE) + 4  # codes CODE_FAITH .. CODE_FAITH + FAITH_BINS - 1: faithfulness -1 .. 1
+N_CODES = CODE_FAITH + FAITH_BINS
 
 
-@dataclass(frozen=True)
-class DashboardState:
-    """What a saved dashboard state restores.
+def point_codes(visible: np.ndarray, selections: Sequence[tuple[str, np.ndarray]],
+                faithfulness: np.ndarray | None = None, hide_filtered: bool = False) -> np.ndarray:
+    """uint8 (N,): the colour code of every point (see ``figures.CODE_COLOURS``).
 
-    Attributes
-    ----------
-    head, method, normalisation, algorithm : the view.
-    highlight : predicted classes to highlight.
-    filters : score column -> [low, high] in percent.
-    weights : region -> weight.
-    selections : the named selections ({id, name, colour, image_ids}).
+    A point takes the colour of the last selection that holds it (``selections``: (palette colour, bool
+    mask)), else the base colour; with ``faithfulness`` (float (N,), NaN = no record) it takes its
+    faithfulness bin instead. Filtered-out points are dimmed, or hidden when ``hide_filtered``.
     """
-
-    head: str
-    method: str
-    normalisation: str
-    algorithm: str
-    highlight: tuple[str, ...]
-    filters: dict[str, list[float]]
-    weights: dict[str, float]
-    selections: tuple[dict[str, Any], ...]
-
-    def to_json(self) -> str:
-        return json.dumps({"version": STATE_VERSION, "head": self.head, "method": self.method,
-                           "normalisation": self.normalisation, "algorithm": self.algorithm,
-                           "highlight": list(self.highlight), "filters": self.filters,
-                           "weights": self.weights, "selections": list(self.selections)}, indent=1)
+    n = len(visible)
+    codes = np.full(n, CODE_BASE, dtype=np.uint8)
+    if faithfulness is not None:
+        f = np.asarray(faithfulness, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            bins = np.clip(np.floor((f + 1) / 2 * FAITH_BINS), 0, FAITH_BINS - 1)
+        codes = np.where(np.isnan(f), CODE_NO_VALIDITY, CODE_FAITH + np.nan_to_num(bins)).astype(np.uint8)
+    else:
+        for colour, mask in selections:
+            k = PALETTE.index(colour) if colour in PALETTE else 0
+            codes[mask] = 1 + k
+    codes[~visible] = CODE_HIDDEN if hide_filtered else CODE_FILTERED
+    return codes
 
 
-def parse_state(text: str, heads: Mapping[str, Sequence[str]], methods: Sequence[str],
-                normalisations: Sequence[str], vocabulary: Sequence[str]) -> DashboardState:
-    """Validate a saved state against this corpus; raise ValueError saying what is wrong."""
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"state is not JSON: {exc}") from exc
-    if not isinstance(obj, dict) or obj.get("version") != STATE_VERSION:
-        raise ValueError(f"state must be a JSON object with version {STATE_VERSION}")
-    head, method, norm = str(obj.get("head")), str(obj.get("method")), str(obj.get("normalisation"))
-    if head not in heads:
-        raise ValueError(f"unknown head {head!r}; this corpus has {list(heads)}")
-    if method not in methods:
-        raise ValueError(f"unknown method {method!r}; this corpus has {list(methods)}")
-    if norm not in normalisations:
-        raise ValueError(f"unknown normalisation {norm!r}")
-    algorithm = obj.get("algorithm", "tsne")
-    if algorithm not in EMBEDDINGS:
-        raise ValueError(f"unknown embedding {algorithm!r}")
-    highlight = tuple(str(c) for c in obj.get("highlight") or [] if str(c) in heads[head])
-    filters = {}
-    for col, rng in (obj.get("filters") or {}).items():
-        if not (isinstance(rng, list) and len(rng) == 2 and all(isinstance(x, int | float) for x in rng)):
-            raise ValueError(f"filter {col!r} must be [low, high]")
-        filters[str(col)] = [float(rng[0]), float(rng[1])]
-    weights = {}
-    for region, w in (obj.get("weights") or {}).items():
-        if region not in vocabulary or not isinstance(w, int | float) or not math.isfinite(w) or w < 0:
-            raise ValueError(f"bad weight {region!r}: {w!r}")
-        weights[str(region)] = float(w)
-    selections: list[dict[str, Any]] = []
-    for s in obj.get("selections") or []:
-        if not (isinstance(s, dict) and isinstance(s.get("name"), str)
-                and isinstance(s.get("image_ids"), list)):
-            raise ValueError("each selection needs a name and a list of image_ids")
-        colour = s.get("colour") if s.get("colour") in PALETTE else PALETTE[len(selections) % len(PALETTE)]
-        selections.append({"id": str(s.get("id") or f"s{len(selections) + 1}"), "name": s["name"][:80],
-                           "colour": colour, "image_ids": [str(i) for i in s["image_ids"]]})
-    return DashboardState(head, method, norm, algorithm, highlight, filters, weights, tuple(selections))
+# --------------------------------------------------------------------------- validity and trust
+
+
+def row_spearman(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """float64 (N,): Spearman rank correlation of each row of A with the same row of B (N x C each);
+    NaN where a row has a NaN or is constant.
+
+    Examples
+    --------
+    >>> row_spearman(np.array([[1., 2, 3], [1, 1, 1]]), np.array([[3., 5, 9], [1, 2, 3]])).round(3).tolist()
+    [1.0, nan]
+    """
+    from scipy.stats import rankdata
+
+    A, B = np.asarray(A, np.float64), np.asarray(B, np.float64)
+    bad = np.isnan(A).any(axis=1) | np.isnan(B).any(axis=1)
+    ra = rankdata(np.nan_to_num(A), axis=1)
+    rb = rankdata(np.nan_to_num(B), axis=1)
+    ra -= ra.mean(axis=1, keepdims=True)
+    rb -= rb.mean(axis=1, keepdims=True)
+    den = np.sqrt((ra ** 2).sum(axis=1) * (rb ** 2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (ra * rb).sum(axis=1) / den
+    r[bad | (den == 0)] = np.nan
+    return r
+
+
+def trust_table(validity: pd.DataFrame, vectors: Mapping[tuple[str, str], np.ndarray]) -> pd.DataFrame:
+    """How far to trust each method: one row per (head, method).
+
+    Parameters
+    ----------
+    validity : one row per (image, head, method) with ``head, method`` and, when recorded,
+        ``faithfulness, deletion_auc, insertion_auc`` (floats, NaN where not computed).
+    vectors : (head, method) -> float N x C score matrix (rows aligned across methods of one head).
+
+    Returns
+    -------
+    DataFrame with ``head, method, images, median_faithfulness, median_deletion_auc,
+    median_insertion_auc, agreement`` (agreement: median over images and other methods of the Spearman
+    correlation between this method's vector and the other method's vector of the same image and head).
+    """
+    rows = []
+    for (head, method), V in vectors.items():
+        others = [vectors[(h, m)] for (h, m) in vectors if h == head and m != method]
+        rs = np.concatenate([row_spearman(V, W) for W in others]) if others else np.zeros(0)
+        rs = rs[~np.isnan(rs)]
+        sub = validity[(validity["head"] == head) & (validity["method"] == method)] if len(validity) else validity
+
+        def median(col: str, sub: pd.DataFrame = sub) -> float:
+            if col not in sub.columns:
+                return float("nan")
+            v = sub[col].to_numpy(np.float64)
+            v = v[~np.isnan(v)]
+            return float(np.median(v)) if len(v) else float("nan")
+
+        rows.append({"head": head, "method": method, "images": int((~np.isnan(V).any(axis=1)).sum()),
+                     "median_faithfulness": median("faithfulness"),
+                     "median_deletion_auc": median("deletion_auc"),
+                     "median_insertion_auc": median("insertion_auc"),
+                     "agreement": float(np.median(rs)) if len(rs) else float("nan")})
+    return pd.DataFrame(rows, columns=["head", "method", "images", "median_faithfulness", "median_deletion_auc",
+                                       "median_insertion_auc", "agreement"])
+
+
+# --------------------------------------------------------------------------- the ranked table (server-side rows)
+
+TEXT_OPS = ("contains", "notContains", "equals", "notEqual", "startsWith", "endsWith")
+NUMBER_OPS = ("equals", "notEqual", "lessThan", "lessThanOrEqual", "greaterThan", "greaterThanOrEqual", "inRange")
+
+
+def _column_filter(column: pd.Series, spec: Mapping[str, Any]) -> np.ndarray:
+    if "conditions" in spec and isinstance(spec["conditions"], list):
+        parts = [_column_filter(column, c) for c in spec["conditions"][:4] if isinstance(c, Mapping)]
+        if not parts:
+            return np.ones(len(column), dtype=bool)
+        return np.logical_or.reduce(parts) if spec.get("operator") == "OR" else np.logical_and.reduce(parts)
+    op = spec.get("type")
+    if spec.get("filterType") == "text":
+        if op not in TEXT_OPS or not isinstance(spec.get("filter"), str):
+            raise ValueError(f"text filter type must be one of {TEXT_OPS} with a text value")
+        s = column.astype(str).str.lower()
+        f = spec["filter"].lower()
+        hit = {"contains": lambda: s.str.contains(f, regex=False),
+               "notContains": lambda: ~s.str.contains(f, regex=False),
+               "equals": lambda: s == f, "notEqual": lambda: s != f, "startsWith": lambda: s.str.startswith(f),
+               "endsWith": lambda: s.str.endswith(f)}[op]()
+        return np.asarray(hit, dtype=bool)
+    if op not in NUMBER_OPS:
+        raise ValueError(f"number filter type must be one of {NUMBER_OPS}")
+    v = column.to_numpy(np.float64)
+    a = _as_float(spec.get("filter"))
+    with np.errstate(invalid="ignore"):
+        if op == "inRange":
+            b = _as_float(spec.get("filterTo"))
+            return (v >= a) & (v <= b)
+        return {"equals": v == a, "notEqual": v != a, "lessThan": v < a, "lessThanOrEqual": v <= a,
+                "greaterThan": v > a, "greaterThanOrEqual": v >= a}[op]
+
+
+def _as_float(value: Any) -> float:
+    if value is None:
+        return float("nan")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"a number filter needs a number, got {type(value).__name__}")
+    return float(value)
+
+
+def table_order(frame: pd.DataFrame, base: np.ndarray, filter_model: Mapping[str, Any] | None,
+                sort_model: Sequence[Mapping[str, Any]] | None) -> np.ndarray:
+    """int64 row positions of ``frame`` that pass ``base`` (bool (N,)) and the grid's column filters,
+    in the grid's sort order (ties and NaN last, in corpus order).
+
+    ``filter_model`` and ``sort_model`` are dash-ag-grid's ``getRowsRequest`` fields; unknown columns and
+    filter types are rejected with a ValueError.
+    """
+    mask = np.asarray(base, dtype=bool).copy()
+    for col, spec in (filter_model or {}).items():
+        if col not in frame.columns or not isinstance(spec, Mapping):
+            raise ValueError(f"cannot filter on {str(col)[:80]!r}; columns are {list(frame.columns)}")
+        mask &= _column_filter(frame[col], spec)
+    idx = np.flatnonzero(mask)
+    for sort in reversed(list(sort_model or [])[:3]):
+        col = str(sort.get("colId")) if isinstance(sort, Mapping) else ""
+        if col not in frame.columns:
+            raise ValueError(f"cannot sort by {str(col)[:80]!r}")
+        values = frame[col].to_numpy()[idx]
+        if values.dtype.kind in "fiub":
+            v = values.astype(np.float64)
+            key = np.where(np.isnan(v), np.inf, -v if sort.get("sort") == "desc" else v)
+            idx = idx[np.argsort(key, kind="stable")]
+        else:
+            order = np.argsort(values.astype(str), kind="stable")
+            idx = idx[order[::-1]] if sort.get("sort") == "desc" else idx[order]
+    return idx

@@ -1,6 +1,9 @@
-"""Screenshots of the main views in headless Chromium, for docs/dashboard.md.
+"""Screenshots of the dashboard's views in headless Chromium, for docs/dashboard.md and the README.
 
-Usage: python -m dashboard.screenshots CORPUS [--out docs/screenshots]
+By default on the synthetic demo corpus of 100,000 images (``semcontrib demo --synthetic 100000``), with
+its t-SNE computed first (cached in the corpus folder, so the page opens on it).
+
+Usage: python docs/make_screenshots.py [--corpus DIR | --images 100000] [--out docs/screenshots]
 """
 
 from __future__ import annotations
@@ -11,25 +14,51 @@ import time
 from pathlib import Path
 
 from semcontrib.dashboard import ids as I
+from semcontrib.dashboard import layout
 from semcontrib.dashboard.app import create_app
+from semcontrib.dashboard.query import CorpusQuery
+from semcontrib.dashboard.records import View
 
 FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
          "--enable-unsafe-swiftshader", "--window-size=1500,1250", "--hide-scrollbars")
 
 
+def _corpus(args: argparse.Namespace) -> Path:
+    if args.corpus:
+        return Path(args.corpus)
+    from semcontrib.dashboard.synthetic import demo_spec, write_synthetic_corpus
+
+    root = Path(args.work) / f"synthetic-{args.images}"
+    if not (root / "manifest.json").is_file():
+        print(f"writing a synthetic corpus of {args.images} images to {root}")
+        write_synthetic_corpus(root, demo_spec(args.images))
+    return root
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("corpus")
+    ap.add_argument("--corpus", help="a corpus directory (default: the synthetic demo corpus)")
+    ap.add_argument("--images", type=int, default=100_000, help="size of the synthetic corpus")
+    ap.add_argument("--work", default="/tmp/semcontrib-screenshots", help="where the synthetic corpus is written")
     ap.add_argument("--out", default="docs/screenshots")
     ap.add_argument("--port", type=int, default=8765)
     args = ap.parse_args()
     from selenium import webdriver
     from werkzeug.serving import make_server
 
+    root = _corpus(args)
+    q = CorpusQuery(root)
+    head = next(iter(q.heads))
+    method = "lrp" if "lrp" in q.methods else q.methods[0]
+    spec, X = q.embedding_spec(View(head, method, "signed_l1", "mean"), "tsne", {})
+    if q.cached_embedding(spec) is None:
+        t = time.perf_counter()
+        q.compute_embedding(spec, X, print)
+        print(f"t-SNE of {len(X)} images in {time.perf_counter() - t:.0f} s")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    app = create_app(args.corpus)
+    app = create_app(root)
     server = make_server("127.0.0.1", args.port, app.server, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     options = webdriver.ChromeOptions()
@@ -37,50 +66,79 @@ def main() -> None:
         options.add_argument(f)
     d = webdriver.Chrome(options=options)
     js = d.execute_script
+
+    def tab(value: str) -> None:
+        js(f"document.querySelector('#tabs .tab:nth-child({layout.TABS.index(value) + 1})').click()")
+
+    def wait(script: str, timeout: float = 120) -> None:
+        end = time.time() + timeout
+        while time.time() < end and not js(script):
+            time.sleep(0.3)
+
+    def shot(name: str, scroll_to: str | None = None) -> None:
+        if scroll_to:
+            js(f"document.getElementById('{scroll_to}').scrollIntoView()")
+        time.sleep(1.5)
+        d.save_screenshot(str(out / f"{name}.png"))
+        print(f"{out / name}.png")
+
     try:
         d.get(f"http://127.0.0.1:{args.port}/")
-        for _ in range(200):
-            if js("const g=document.querySelector('#scatter .js-plotly-plot');return g&&g.data&&g.data.length>0"):
-                break
-            time.sleep(0.3)
-        time.sleep(1.5)
-        # a cluster suggestion makes selections to show
-        js("document.querySelector('#tabs .tab:nth-child(4)').click()")
+        wait("const g=document.querySelector('#scatter .js-plotly-plot');return g&&g._fullData&&g._fullData.length>0")
+        time.sleep(2)
+        # clusters make selections to colour and compare
+        tab("clusters")
         time.sleep(0.5)
         k = d.find_element("css selector", f"#{I.CLUSTER_K}")
         k.clear()
         k.send_keys("3")
         js(f"document.getElementById('{I.CLUSTER_RUN}').click()")
+        wait(f"return document.getElementById('{I.CLUSTER_TEXT}').textContent.includes('clusters')")
+        js(f"document.getElementById('{I.SUMMARY}').open = true")
+        tab("statistics")
         time.sleep(3)
-        js("document.querySelector('#tabs .tab:nth-child(1)').click()")
-        time.sleep(2)
-        d.save_screenshot(str(out / "overview.png"))
-        for index in (0, 1):  # compare the first two clusters
-            choices = d.find_elements("css selector", ".dash-dropdown-options .dash-dropdown-option")
-            if len(choices) <= index:
-                d.find_element("css selector", f"#{I.COMPARE}").click()
-                time.sleep(0.5)
-                choices = d.find_elements("css selector", ".dash-dropdown-options .dash-dropdown-option")
-            if len(choices) > index:
-                choices[index].click()
-            time.sleep(0.5)
+        shot("overview")
+        for name in ("cluster 1", "cluster 2"):  # compare the first two clusters
+            d.find_element("css selector", f"#{I.COMPARE}").click()
+            time.sleep(0.8)
+            for choice in d.find_elements("css selector", ".dash-dropdown-options .dash-dropdown-option"):
+                if name in choice.text:
+                    choice.click()
+                    break
+            time.sleep(0.8)
+            d.find_element("css selector", "body").send_keys("\ue00c")
         d.find_element("css selector", "body").send_keys("\ue00c")  # Escape closes the menu
+        time.sleep(3)
+        shot("statistics", I.TABS)
+        tab("trust")
+        wait("return document.querySelectorAll('#trust-body tbody tr').length > 0")
+        shot("trust", I.TABS)
+        tab("table")
+        wait("return document.querySelectorAll('#table .ag-row').length > 5")
+        # the images 100-199 (the synthetic corpus has photographs for its first 500), by faithfulness
+        box = d.find_elements("css selector", "#table .ag-floating-filter input")[0]
+        box.send_keys("img00001")
         time.sleep(2)
-        js("document.getElementById('tabs').scrollIntoView()")
+        js("document.querySelector('#table .ag-header-cell[col-id=faithfulness] .ag-header-cell-label').click()")
         time.sleep(1)
-        d.save_screenshot(str(out / "statistics.png"))
+        js("document.querySelector('#table .ag-header-cell[col-id=faithfulness] .ag-header-cell-label').click()")
+        time.sleep(4)
+        shot("table", I.TABS)
         js("window.scrollTo(0, 0)")
-        js("document.querySelector('#tabs .tab:nth-child(2)').click()")
-        time.sleep(4)
-        js("document.getElementById('tabs').scrollIntoView()")
+        for _ in range(2):  # compare nothing: the filtered set, in corpus order (the first images have photos)
+            js("const x = document.querySelector('#compare .dash-dropdown-clear, #compare .Select-clear');"
+               "if (x) x.click();")
         time.sleep(1)
-        d.save_screenshot(str(out / "detail.png"))
+        tab("detail")
+        wait("return document.querySelectorAll('#detail .image-card img').length > 0")
+        time.sleep(4)
+        shot("detail", I.TABS)
+        js("window.scrollTo(0, 0)")
         js("const g=document.querySelector('#scatter .js-plotly-plot');"
-           "g.emit('plotly_click',{points:[{curveNumber:0,pointNumber:2,customdata:2}]})")
+           "g.emit('plotly_click',{points:[{curveNumber:0,pointNumber:5,pointIndex:5}]})")
+        wait("return !!document.getElementById('inspector-body')")
         time.sleep(4)
-        js("document.getElementById('tabs').scrollIntoView()")
-        time.sleep(1)
-        d.save_screenshot(str(out / "image.png"))
+        shot("image", I.TABS)
     finally:
         d.quit()
         server.shutdown()

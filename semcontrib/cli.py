@@ -266,6 +266,24 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    if args.synthetic is not None:  # a synthetic corpus of N images (random numbers, no model)
+        from semcontrib.corpus import MANIFEST
+        from semcontrib.dashboard.synthetic import demo_spec, write_synthetic_corpus
+
+        if args.synthetic < 10:
+            raise ValueError(f"--synthetic needs at least 10 images, got {args.synthetic}")
+        root = Path(args.out) / f"synthetic-{args.synthetic}"
+        if not (root / MANIFEST).is_file():
+            print(f"demo: writing a SYNTHETIC corpus of {args.synthetic} images (random numbers, not the output "
+                  f"of a model) to {root}")
+            t = time.perf_counter()
+            write_synthetic_corpus(root, demo_spec(args.synthetic))
+            print(f"synthetic corpus ready in {time.perf_counter() - t:.0f} s")
+        if not args.no_dashboard:
+            from semcontrib.dashboard.app import serve
+
+            serve(root, host=args.host, port=args.port)
+        return 0
     from semcontrib.demo import write_demo_images
     from semcontrib.pipeline import AnalysisRun
 
@@ -325,6 +343,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--no-dashboard", action="store_true", help="only build the corpus")
     p.add_argument("--host", default="127.0.0.1", help="address the dashboard binds (loopback)")
     p.add_argument("--port", type=int, default=8050, help="port of the dashboard")
+    p.add_argument("--synthetic", type=int, default=None, metavar="N",
+                   help="instead of the bundled photographs, open a synthetic corpus of N images (random numbers, "
+                        "no model; labelled synthetic in the page) to try the dashboard at scale, e.g. 100000")
     add_analysis_options(p)
     p.set_defaults(func=run_demo)
 

@@ -21,6 +21,7 @@ Layout of a corpus directory (Parquet tables readable in place by pandas and Duc
         attr/<method>-<key>/<id>.npz   per head: target, map at model resolution, status, delta, scores
         regions/<source>-<key>/<id>.npz  int16 region label map at model resolution, or the failure
         validity/<key>/<id>.npz  per method and head: faithfulness, deletion and insertion AUC
+      dashboard/               the dashboard's cache (embeddings), keyed by what they depend on
 
 Pixel methods' maps are stored as ``float16(map / scale)`` with ``scale = max|map|`` (float32); the
 decoded map ``float64(f16) * scale`` is the canonical map: region statistics are computed from it, so
@@ -339,6 +340,11 @@ class StorePaths:
 
     def validity(self, key: str, image_id: str) -> Path:
         return self.store / "validity" / _check_key(key) / f"{check_image_id(image_id)}.npz"
+
+    @property
+    def dashboard_cache(self) -> Path:
+        """The dashboard's own cache folder (embeddings); never read by the analysis."""
+        return self.root / "dashboard"
 
 
 def _check_key(key: str) -> str:

@@ -1,44 +1,280 @@
-"""The app factory, the image routes (safety), the query module and the CLI, without a browser."""
+"""The app factory, the callbacks over HTTP, the image routes (safety), the query module and the CLI,
+without a browser."""
 
 from __future__ import annotations
 
 import argparse
+import base64
 import io
+import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from semcontrib.dashboard import app as app_module
 from semcontrib.dashboard import cli, panels, views
+from semcontrib.dashboard import ids as I
 from semcontrib.dashboard.app import create_app
+from semcontrib.dashboard.callback_client import CallbackClient
 from semcontrib.dashboard.overlay import boundaries, overlay_rgb
 from semcontrib.dashboard.query import CorpusQuery
+from semcontrib.dashboard.records import Filters, ScatterOptions, View, Weights
+from semcontrib.dashboard.synthetic import SyntheticSpec, write_synthetic_corpus
+
+VIEW = View("nature", "lrp", "signed_l1", "mean")
+RANGE_PROP = json.dumps({"column": ["ALL"], "type": I.RANGE}, separators=(",", ":")) + ".value"
+
+
+@pytest.fixture
+def corpus(synthetic_corpus: Path, tmp_path: Path) -> Path:
+    """A private copy (tests here write the dashboard cache into the corpus folder)."""
+    return Path(shutil.copytree(synthetic_corpus, tmp_path / "corpus"))
 
 
 @pytest.fixture(scope="module")
 def client(synthetic_corpus: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    app = create_app(synthetic_corpus, cache_dir=tmp_path_factory.mktemp("cache"))
+    root = Path(shutil.copytree(synthetic_corpus, tmp_path_factory.mktemp("c") / "corpus"))
+    app = create_app(root, cache_dir=tmp_path_factory.mktemp("cache"))
     return app.server.test_client()
 
 
-def test_images_are_served_by_known_id_only(client, synthetic_corpus: Path) -> None:  # type: ignore[no-untyped-def]
+def _callbacks(root: Path) -> CallbackClient:
+    c = CallbackClient(create_app(root))
+    q = CorpusQuery(root)
+    for cid, prop, value in [(I.HEAD, "value", "nature"), (I.METHOD, "value", "lrp"),
+                             (I.NORMALISATION, "value", "signed_l1"), (I.BASIS, "value", "mean"),
+                             (I.ALGORITHM, "value", "tsne"), (I.HIGHLIGHT, "value", []),
+                             (I.FILTERED_MODE, "value", "dim"), (I.COLOUR_BY, "value", "selection"),
+                             (I.FAITH_RANGE, "value", [-1, 1]), (I.SELECTIONS, "data", []),
+                             (I.TABS, "value", "statistics"), (I.COMPARE, "value", [])]:
+        c.set(cid, prop, value)
+    c.set_all(I.WEIGHT, "value", [({"type": I.WEIGHT, "region": r}, 1) for r in q.vocabulary])
+    c.set_all(I.RANGE, "value", [({"type": I.RANGE, "column": r}, [-100.0, 100.0]) for r in q.vocabulary])
+    return c
+
+
+def test_images_are_served_by_known_id_only_with_nosniff(client, synthetic_corpus: Path) -> None:  # type: ignore[no-untyped-def]
     image_id = CorpusQuery(synthetic_corpus).ids[0]
     r = client.get(f"/corpus/photo/{image_id}")
     assert r.status_code == 200 and r.mimetype == "image/jpeg"
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert Image.open(io.BytesIO(r.data)).size == (160, 120)
     r = client.get(f"/corpus/overlay/nature/lrp/{image_id}")
     assert r.status_code == 200 and Image.open(io.BytesIO(r.data)).size == (160, 120)
     assert client.get(f"/corpus/thumb/{image_id}").status_code == 200
-    for bad in ("nope", "..", "broken0-0000000000", "%2e%2e%2fmanifest.json", "img000000-0000000000.jpg"):
+    for bad in ("nope", "..", "broken0-0000000000", "%2e%2e%2fmanifest.json", "img0000000-0000000000.jpg"):
         r = client.get(f"/corpus/photo/{bad}")
         assert r.status_code == 404 or r.mimetype == "text/html", bad  # Dash's page, never a file
         assert b"semcontrib-corpus" not in r.data
     assert client.get(f"/corpus/overlay/cats/lrp/{image_id}").status_code == 404
     assert client.get(f"/corpus/overlay/nature/gradcam/{image_id}").status_code == 404
+    assert client.get("/").headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_symlink_out_of_the_store_is_not_followed(corpus: Path, tmp_path: Path) -> None:
+    q = CorpusQuery(corpus)
+    image_id = str(q.ids[1])
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(b"\xff\xd8 not yours")
+    display = q.corpus.paths.display(image_id)
+    display.unlink()
+    display.symlink_to(secret)
+    assert q.photo_jpeg(image_id) is None and q.thumbnail(image_id) is None
+    assert q.photo_jpeg(str(q.ids[0])) is not None  # a regular file inside the store is served
+
+
+def test_request_bodies_are_capped(client) -> None:  # type: ignore[no-untyped-def]
+    big = b"x" * (app_module.MAX_REQUEST_BYTES + 10)
+    r = client.post("/_dash-update-component", data=big, content_type="application/json")
+    assert r.status_code == 413
+
+
+def test_state_upload_refusals_are_messages_not_http_500(corpus: Path) -> None:
+    c = _callbacks(corpus)
+    (key,) = c.triggered_by(f"{I.STATE_UPLOAD}.contents")
+
+    def upload(obj: object) -> str:
+        text = obj if isinstance(obj, str) else json.dumps(obj)
+        c.set(I.STATE_UPLOAD, "contents", "data:application/json;base64," + base64.b64encode(text.encode()).decode())
+        r = c.call(key, [f"{I.STATE_UPLOAD}.contents"])
+        return str(r.value(I.STATE_MESSAGE, "children"))
+
+    good = {"version": 1, "head": "nature", "method": "lrp", "normalisation": "signed_l1"}
+    assert upload({**good, "filters": []}).startswith("state not loaded: filters must be an object")
+    t = time.perf_counter()
+    assert "at most 50 selections" in upload({**good, "selections": [{}] * 200_000})
+    assert time.perf_counter() - t < 5
+    assert "reserved" in upload({**good, "selections": [{"name": "filtered", "image_ids": []}]})
+    msg = upload({**good, "selections": [{"name": "mine", "image_ids": [str(CorpusQuery(corpus).ids[0]), "nope"]}]})
+    assert msg.startswith("state loaded") and "1 image ids not in this corpus were dropped" in msg
+    assert "not JSON" in upload("[" * 50_000)
+
+
+def test_filter_update_is_a_patch_of_colours_and_the_lasso_sends_a_polygon(corpus: Path) -> None:
+    c = _callbacks(corpus)
+    c.call(c.find(f"{I.EMBEDDING}.data", f"{I.EMBED_JOB}.data"), [f"{I.HEAD}.value"])
+    emb = c.values[(I.EMBEDDING, "data")]
+    assert emb["key"].startswith("pca") and c.values[(I.EMBED_JOB, "data")]["head"] == "nature"
+    scatter = c.find(f"{I.SCATTER}.figure", f"{I.FILTER_COUNT}.children", f"{I.SCATTER_SHOWN}.data",
+                     f"{I.SCATTER_WINDOW}.data")
+    full = c.call(scatter, [f"{I.EMBEDDING}.data"]).value(I.SCATTER, "figure")
+    assert full["data"][0]["x"]["dtype"] == "f4"
+    assert c.values[(I.SCATTER_SHOWN, "data")] == emb["key"]
+    c.set_all(I.RANGE, "value", [({"type": I.RANGE, "column": "sky"}, [0.0, 10.0])])
+    r = c.call(scatter, [RANGE_PROP])
+    patch = r.value(I.SCATTER, "figure")
+    assert patch["__dash_patch_update"] and "bdata" in json.dumps(patch["operations"])
+    assert '"x"' not in json.dumps(patch) and r.request_bytes < 5000  # no positions either way
+    q = CorpusQuery(corpus)
+    mask = q.filter_mask(VIEW, Filters(("sky",), ((0.0, 10.0),)))
+    codes = np.frombuffer(base64.b64decode(patch["operations"][0]["params"]["value"]["color"]["bdata"]), np.uint8)
+    assert ((codes == views.CODE_FILTERED) == ~mask).all()
+    assert r.value(I.FILTER_COUNT, "children") == f"{int(mask.sum())} of 40 images pass the filters"
+    # a lasso polygon around every point: the server answers with the visible ones, as a bit mask
+    c.set(I.LASSO_INPUT, "data", {"lasso": {"x": [-1e3, 1e3, 1e3, -1e3], "y": [-1e3, -1e3, 1e3, 1e3]}})
+    c.call(c.find(f"{I.LASSO}.data", f"{I.LASSO_COUNT}.children", trigger=f"{I.LASSO_INPUT}.data"),
+           [f"{I.LASSO_INPUT}.data"])
+    lasso = c.values[(I.LASSO, "data")]
+    assert views.decode_members(lasso["members"], 40).tolist() == mask.tolist()
+
+
+def test_restarted_dashboard_shows_its_last_embedding_without_recomputing(corpus: Path) -> None:
+    q = CorpusQuery(corpus)
+    spec, X = q.embedding_spec(VIEW, "tsne", {"sky": 2.0})
+    said: list[str] = []
+    Y = q.compute_embedding(spec, X, said.append)
+    assert (corpus / "dashboard" / "embeddings" / f"{spec.key}.npz").is_file() and said
+    # a new process: the layout opens on that view with that embedding, and the lookup needs no job
+    app = create_app(corpus)
+    c = _callbacks(corpus)
+    c.client = app.server.test_client()
+    c.app = app
+    stores = {s.id: s for s in _walk(app.layout) if getattr(s, "id", None) in (I.EMBEDDING, I.HEAD)}
+    assert stores[I.EMBEDDING].data["key"] == spec.client_key and stores[I.EMBEDDING].data["ready"]
+    c.set_all(I.WEIGHT, "value", [({"type": I.WEIGHT, "region": r}, 2.0 if r == "sky" else 1) for r in q.vocabulary])
+    r = c.call(c.find(f"{I.EMBEDDING}.data", f"{I.EMBED_JOB}.data"), [f"{I.HEAD}.value"])
+    assert r.value(I.EMBEDDING, "data")["key"] == spec.client_key and r.value(I.EMBED_JOB, "data") is None
+    assert np.array_equal(CorpusQuery(corpus).embedding_by_key(spec.client_key), Y)
+    # other weights are another embedding
+    assert q.embedding_spec(VIEW, "tsne", {"sky": 1.0})[0].key != spec.key
+
+
+def _walk(node: object) -> list:  # type: ignore[type-arg]
+    out = [node]
+    children = getattr(node, "children", None)
+    for ch in children if isinstance(children, list) else [children] if children is not None else []:
+        out += _walk(ch)
+    return out
+
+
+def test_images_added_later_are_placed_into_the_stored_map(tmp_path: Path) -> None:
+    from semcontrib import corpus as cstore
+
+    root = write_synthetic_corpus(tmp_path / "c", SyntheticSpec(n_images=70, n_maps=0, seed=5))
+    q = CorpusQuery(root)
+    spec, X = q.embedding_spec(VIEW, "tsne", {})
+    # the stored map of an earlier version of the corpus: its first 60 images, unchanged since
+    Y60 = views.embed(X[:60], "tsne")
+    cstore.write_npz(q._cache_file(spec.key), {"ids": q.ids[:60].astype(str), "X": X[:60].astype(np.float32),
+                                               "Y": Y60, "content": np.array("older")})
+    said: list[str] = []
+    Y = q.compute_embedding(spec, X, said.append)
+    assert any("placing 10 new images into the stored map of 60" in s for s in said)
+    np.testing.assert_allclose(Y[:60], Y60)  # the old points stay where they were
+    assert np.isfinite(Y[60:]).all() and CorpusQuery(root).cached_embedding(spec) is not None
+    # a changed vector of a stored image: no placement, a full recompute
+    X_changed = X.copy()
+    X_changed[0] = X[1]
+    assert q._place_new_rows(spec, X_changed, None) is None
+
+
+def test_query_views_validity_and_basis(corpus: Path, tmp_path: Path) -> None:
+    q = CorpusQuery(corpus)
+    assert len(q.ids) == 40 and q.n_skipped == 1 and q.known_id("broken0-0000000000") is None
+    assert q.is_synthetic and q.has_validity and q.summary()["reasons"] == {"not an image": 1}
+    m = q.score_matrix(View("nature", "ig", "split", "mean"))
+    assert m.columns[:2] == ("sky+", "water+") and m.valid.all()
+    mean, total = q.score_matrix(VIEW).values, q.score_matrix(View("nature", "lrp", "signed_l1", "sum")).values
+    assert not np.allclose(mean, total)  # the basis changes the scores
+    faith = q.faithfulness(VIEW)
+    assert faith is not None and np.nanmin(faith) >= -1 and np.nanmax(faith) <= 1
+    only = q.filter_mask(VIEW, Filters(faithfulness=(0.5, 1.0)))
+    assert only.sum() == int((faith >= 0.5).sum()) > 0
+    trust = q.trust("signed_l1", "mean")
+    assert len(trust) == 4 and trust["median_faithfulness"].notna().all()
+    with pytest.raises(ValueError, match="unknown head"):
+        q.score_matrix(View("cats", "lrp", "signed_l1"))
+    with pytest.raises(ValueError, match="basis"):
+        q.score_matrix(View("nature", "lrp", "signed_l1", "median"))
+    # an older corpus without validity columns: "no validity record"
+    old = Path(shutil.copytree(corpus, tmp_path / "old"))
+    import pandas as pd
+
+    attr = pd.read_parquet(old / "attributions.parquet")
+    attr.drop(columns=["faithfulness", "deletion_auc", "insertion_auc", "validity_note"]).to_parquet(
+        old / "attributions.parquet")
+    q_old = CorpusQuery(old)
+    assert not q_old.has_validity and q_old.faithfulness(VIEW) is None and q_old.image_validity(str(q.ids[0])) is None
+    assert "no validity record" in json.dumps(panels.inspector(q_old, "image", str(q.ids[0]), VIEW).to_plotly_json(),
+                                              default=str)
+
+
+def test_panels_clusters_state_and_table(corpus: Path) -> None:
+    q = CorpusQuery(corpus)
+    sels, text = panels.clusters(q, lambda _m: None, {"algorithm": "kmeans", "k": 3}, VIEW, Filters(), Weights(), [])
+    assert [s["name"] for s in sels][:3] == ["kmeans cluster 1", "kmeans cluster 2", "kmeans cluster 3"]
+    assert sum(s["n"] for s in sels[:3]) == 40 and "3 clusters" in text
+    saved = panels.save_state(q, View("nature", "lrp", "paper", "sum"), {"algorithm": "umap", "highlight": ["nature"]},
+                              Filters(("sky",), ((0.0, 10.0),)), Weights(("sky",), (3.0,)), sels)
+    upload = "data:application/json;base64," + base64.b64encode(saved["content"].encode()).decode()
+    loaded = panels.load_state(q, upload, [{"region": "sky"}, {"region": "water"}])
+    assert loaded["basis"] == "sum" and loaded["restore"] == {"filters": {"sky": [0.0, 10.0]}}
+    assert loaded["weights"] == [3.0, 1.0] and [s["n"] for s in loaded["selections"]] == [s["n"] for s in sels]
+    rows = panels.table_rows(q, {"startRow": 0, "endRow": 10, "sortModel": [{"colId": "faithfulness", "sort": "desc"}],
+                                 "filterModel": {}}, VIEW, Filters())
+    faith = [r["faithfulness"] for r in rows["rowData"] if r["faithfulness"] is not None]
+    assert rows["rowCount"] == 40 and faith == sorted(faith, reverse=True) and len(rows["rowData"]) == 10
+    assert panels.table_rows(q, {"startRow": 0, "endRow": 10, "sortModel": [{"colId": "nope"}]}, VIEW,
+                             Filters()) == {"rowData": [], "rowCount": 0}
+    picked = panels.table_pick(q, [{"index": 3}, {"index": 5}, {"index": "x"}, {"index": 10 ** 9}])
+    assert views.decode_members(picked[0]["members"], 40).nonzero()[0].tolist() == [3, 5]
+    sc = panels.scatter(q, None, VIEW, Filters(), [], ScatterOptions(colour_by="faithfulness"), None)
+    assert sc["count"] == "40 of 40 images pass the filters"
+
+
+def test_cli_registers_the_dashboard_subcommand_and_refuses_remote_binding(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["dashboard", "some/corpus"])
+    assert (args.corpus, args.host, args.port, args.allow_remote, args.func) == (
+        "some/corpus", "127.0.0.1", 8050, False, cli.run)
+    with pytest.raises(app_module.RemoteBindError, match="--allow-remote"):
+        app_module.check_host("0.0.0.0", allow_remote=False)
+    app_module.check_host("0.0.0.0", allow_remote=True)
+    app_module.check_host("127.0.0.1", allow_remote=False)
+    from semcontrib.cli import main
+
+    assert main(["dashboard", "nowhere", "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "--allow-remote" in err and "Traceback" not in err
+
+
+def test_demo_synthetic_writes_a_labelled_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from semcontrib.cli import main
+
+    assert main(["demo", "--synthetic", "30", "--out", str(tmp_path), "--no-dashboard"]) == 0
+    assert "SYNTHETIC" in capsys.readouterr().out
+    q = CorpusQuery(tmp_path / "synthetic-30")
+    assert len(q.ids) == 30 and q.is_synthetic and len(q.methods) == 3 and len(q.vocabulary) == 8
+    assert main(["demo", "--synthetic", "3", "--out", str(tmp_path), "--no-dashboard"]) == 2
+    assert "at least 10" in capsys.readouterr().err
 
 
 def test_overlay_is_red_positive_blue_negative_with_outlines() -> None:
@@ -54,37 +290,6 @@ def test_overlay_is_red_positive_blue_negative_with_outlines() -> None:
     assert (out[boundaries(np.repeat(np.repeat(labels, 2, 0), 4, 1))] == 255).all()
 
 
-def test_query_reads_only_ok_images_and_caches_embeddings(synthetic_corpus: Path, tmp_path: Path) -> None:
-    q = CorpusQuery(synthetic_corpus, cache_dir=tmp_path)
-    assert len(q.ids) == 40 and q.n_skipped == 1 and q.known_id("broken0-0000000000") is None
-    m = q.score_matrix("nature", "ig", "split")
-    assert m.columns[:2] == ("sky+", "water+") and m.valid.all()
-    key, Y = q.embedding("nature", "ig", "signed_l1", "tsne", {"sky": 2})
-    key2, Y2 = q.embedding("nature", "ig", "signed_l1", "tsne", {"sky": 2})
-    assert key == key2 and np.array_equal(Y, Y2) and Y.shape == (40, 2)
-    assert q.embedding("nature", "ig", "signed_l1", "tsne", {"sky": 1})[0] != key
-    with pytest.raises(ValueError, match="unknown head"):
-        q.score_matrix("cats", "lrp", "signed_l1")
-
-
-def test_panels_clusters_and_state(synthetic_corpus: Path) -> None:
-    q = CorpusQuery(synthetic_corpus)
-    sels, text = panels.clusters(q, "kmeans", 3, "nature", "lrp", "signed_l1", [], [], [], [], [])
-    assert [s["name"] for s in sels][:3] == ["kmeans cluster 1", "kmeans cluster 2", "kmeans cluster 3"]
-    assert sum(len(s["image_ids"]) for s in sels[:3]) == 40 and "3 clusters" in text
-    saved = panels.save_state("nature", "lrp", "paper", "umap", ["nature"], q, [{"column": "sky"}], [[0, 10]],
-                              [{"region": "sky"}], [3], sels)
-    st = views.parse_state(saved["content"], q.heads, q.methods, q.normalisations, q.vocabulary)
-    assert st.filters == {"sky": [0.0, 10.0]} and st.weights == {"sky": 3.0} and len(st.selections) == len(sels)
-
-
-def test_cli_registers_the_dashboard_subcommand() -> None:
-    parser = argparse.ArgumentParser()
-    cli.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["dashboard", "some/corpus"])
-    assert (args.corpus, args.host, args.port, args.func) == ("some/corpus", "127.0.0.1", 8050, cli.run)
-
-
 def test_dashboard_never_imports_torch() -> None:
     code = ("import sys, semcontrib.dashboard.app, semcontrib.dashboard.cli, semcontrib.dashboard.synthetic; "
             "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('semcontrib.model', "
@@ -98,9 +303,44 @@ def test_real_corpus_views(real_corpus: Path) -> None:
     REAL = Path(os.environ.get("SEMCONTRIB_DEMO_CORPUS", real_corpus))
     q = CorpusQuery(REAL)
     assert "vegetation" in q.vocabulary or os.environ.get("SEMCONTRIB_DEMO_CORPUS")
-    head, method = next(iter(q.heads)), q.methods[0]
-    fig, count = panels.scatter(q, None, [], [], [], "dim", head, method, "signed_l1", [])
-    assert count.endswith(f"of {len(q.ids)} images pass the filters")
-    cols, text = panels.detail(q, head, method, "signed_l1", [], [], [], [], q.vocabulary[0], "desc", 0)
+    view = View(next(iter(q.heads)), q.methods[0], "signed_l1", "mean")
+    sc = panels.scatter(q, None, view, Filters(), [], ScatterOptions(), None)
+    assert sc["count"].endswith(f"of {len(q.ids)} images pass the filters")
+    cols, text = panels.detail(q, "detail", view, Filters(), [], [], {"column": q.vocabulary[0], "order": "desc"})
     assert text.startswith("page 1 of")
-    assert q.overlay_png(str(q.ids[0]), head, method)
+    assert q.overlay_png(str(q.ids[0]), view.head, view.method)
+    assert not q.is_synthetic
+
+
+def test_density_mode_draws_a_sample_and_the_points_of_a_zoom_window(corpus: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(panels, "POINTS_MAX", 10)  # 40 images count as "many"
+    monkeypatch.setattr(panels, "SAMPLE_POINTS", 6)
+    q = CorpusQuery(corpus)
+    spec, X = q.embedding_spec(VIEW, "tsne", {})
+    emb = {"key": q.quick_embedding(spec, X)}
+    xy = q.embedding_by_key(emb["key"])
+    assert xy is not None
+    full = panels.scatter(q, emb, VIEW, Filters(), [], ScatterOptions(), None)
+    fig = full["figure"]
+    assert fig["layout"]["images"][0]["source"].startswith("data:image/png;base64,")
+    sample = panels.shown_rows(40, xy, None)
+    assert sample is not None and len(sample) == 6
+    drawn = np.frombuffer(base64.b64decode(fig["data"][0]["customdata"]["bdata"]), "<i4")
+    assert drawn.tolist() == sample.tolist()
+    # a filter update patches the image and the sample's colours
+    patch = panels.scatter(q, emb, VIEW, Filters(("sky",), ((0.0, 5.0),)), [], ScatterOptions(), emb["key"])
+    ops = json.dumps(patch["figure"].to_plotly_json())
+    assert "images" in ops and "bdata" in ops
+    # zoomed in: the images inside the window are drawn, and point numbers map back to them
+    x0, x1 = np.quantile(xy[:, 0], [0.0, 0.5])
+    window = [x0, x1, float(xy[:, 1].min()), float(xy[:, 1].max())]
+    relayout = {"xaxis.range[0]": x0, "xaxis.range[1]": x1, "yaxis.range[0]": window[2], "yaxis.range[1]": window[3]}
+    z = panels.zoom(q, relayout, emb, VIEW, Filters(), [], ScatterOptions())
+    assert z["window"] == window
+    inside = panels.shown_rows(40, xy, window)
+    assert inside is not None and (xy[inside, 0] <= x1).all() and len(inside) == 6  # thinned to SAMPLE_POINTS
+    assert panels.point_rows(q, [0, 5, 6, -1], emb, window).tolist() == [inside[0], inside[5]]
+    assert panels.zoom(q, {"xaxis.autorange": True}, emb, VIEW, Filters(), [], ScatterOptions())["window"] is None
+    assert panels.focus_from_click(q, {"points": [{"curveNumber": 0, "pointNumber": 1}]}, emb, window)[0] == \
+        str(q.ids[inside[1]])

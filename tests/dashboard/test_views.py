@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -100,7 +98,7 @@ def _knn_preservation(X: np.ndarray, Y: np.ndarray, k: int = 5) -> float:
     return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b)]))
 
 
-def test_embed_keeps_clusters_apart_and_subsample_placement_works() -> None:
+def test_embed_keeps_clusters_apart_and_places_the_rest_with_transform() -> None:
     rng = np.random.default_rng(1)
     centres = np.eye(4)
     labels = np.repeat(np.arange(4), 30)
@@ -108,15 +106,32 @@ def test_embed_keeps_clusters_apart_and_subsample_placement_works() -> None:
                                       ("a", "b", "c", "d")), np.ones(4))
     from sklearn.neighbors import KNeighborsClassifier
 
-    for max_fit in (1000, 40):  # exact, then subsample + nearest-neighbour placement
+    for max_fit in (1000, 60):  # openTSNE on all, then on 60 with the rest placed by transform
         Y = views.embed(X, "tsne", max_fit=max_fit)
-        assert Y.shape == (120, 2) and np.abs(Y).max() == pytest.approx(1.0)
+        assert Y.shape == (120, 2) and np.isfinite(Y).all()
         acc = KNeighborsClassifier(5).fit(Y, labels).score(Y, labels)
         assert acc > 0.95, (max_fit, acc)
     assert _knn_preservation(X, views.embed(X, "tsne")) > 0.3
     with pytest.raises(ValueError, match="algorithm"):
-        views.embed(X, "pca")
+        views.embed(X, "mds")
     assert views.embed(X[:2]).shape == (2, 2)
+    P = views.embed(X, "pca")  # the instant layout: principal components
+    assert KNeighborsClassifier(5).fit(P, labels).score(P, labels) > 0.9
+
+
+def test_place_puts_new_points_near_their_cluster_in_a_rebuilt_map() -> None:
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(3), 40)
+    X = np.eye(3)[labels] + rng.normal(0, 0.05, (120, 3))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    Y = views.embed(X[:90], "tsne")
+    model = views.tsne_model(X[:90], Y)  # as the query does for images added to a stored map
+    new = views.place(model, X[90:])
+    from sklearn.neighbors import KNeighborsClassifier
+
+    clf = KNeighborsClassifier(3).fit(Y, labels[:90])
+    assert clf.score(new, labels[90:]) > 0.9
+    assert views.place(model, X[:0]).shape == (0, 2)
 
 
 def test_group_statistics() -> None:
@@ -136,26 +151,105 @@ def test_group_statistics() -> None:
 
 
 def test_selections_add_edit_delete() -> None:
-    sels = views.add_selection([], "  cats ", ["a", "b"])
-    sels = views.add_selection(sels, "", ["c"])
-    assert [(s["id"], s["name"], s["colour"]) for s in sels] == [("s1", "cats", views.PALETTE[0]),
-                                                                  ("s2", "selection 2", views.PALETTE[1])]
+    sels = views.add_selection([], "  cats ", np.array([True, True, False]))
+    sels = views.add_selection(sels, "", np.array([False, False, True]))
+    assert [(s["id"], s["name"], s["colour"], s["n"]) for s in sels] == [
+        ("s1", "cats", views.PALETTE[0], 2), ("s2", "selection 2", views.PALETTE[1], 1)]
+    assert views.decode_members(sels[0]["members"], 3).tolist() == [True, True, False]
     renamed = views.edit_selection(sels, "s2", name="<b>dogs</b>")
     assert renamed[1]["name"] == "<b>dogs</b>" and sels[1]["name"] == "selection 2"  # new list, text kept as is
     assert views.edit_selection(sels, "s1", colour=views.PALETTE[5])[0]["colour"] == views.PALETTE[5]
     assert [s["id"] for s in views.edit_selection(sels, "s1", delete=True)] == ["s2"]
-    assert views.add_selection(views.edit_selection(sels, "s1", delete=True), "x", [])[-1]["id"] == "s3"
+    assert views.add_selection(views.edit_selection(sels, "s1", delete=True), "x", np.zeros(3, bool))[-1]["id"] == "s3"
     with pytest.raises(ValueError):
         views.edit_selection(sels, "s9", delete=True)
     with pytest.raises(ValueError, match="colour"):
         views.edit_selection(sels, "s1", colour="javascript:alert(1)")
 
 
-def test_lasso_ids_keep_only_visible_points() -> None:
-    ids = np.array(["a", "b", "c"], dtype=object)
-    sel = {"points": [{"customdata": 0}, {"customdata": 2}, {"customdata": 7}, {"customdata": "x"}]}
-    assert views.lasso_ids(sel, ids, np.array([True, True, False])) == ["a"]
-    assert views.lasso_ids(None, ids, np.ones(3, bool)) == []
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 1000, 100_003])
+def test_members_round_trip_and_reject_foreign_masks(n: int) -> None:
+    mask = np.random.default_rng(n).random(n) < 0.3
+    enc = views.encode_members(mask)
+    assert len(enc) <= 4 * (n // 24 + 1) + 4  # a bit per image, base64
+    assert views.decode_members(enc, n).tolist() == mask.tolist()
+    for bad in (None, 12, enc + "AAAA", enc[:-4] if n > 24 else "", "!" * len(enc)):
+        with pytest.raises(ValueError):
+            views.decode_members(bad, n)
+    assert views.selection_masks([{"id": "s1", "members": "junk"}, "x", {"id": "s2", "members": enc}], n)[0][0][
+        "id"] == "s2"
+
+
+def test_lasso_mask_polygon_box_and_indices_keep_only_visible_points() -> None:
+    xy = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [0.5, 0.1]])
+    visible = np.array([True, True, True, False])
+    square = {"lasso": {"x": [-0.5, 1.5, 1.5, -0.5], "y": [-0.5, -0.5, 1.5, 1.5]}}
+    assert views.lasso_mask(square, xy, visible).tolist() == [True, True, False, False]
+    box = {"range": {"x": [1.5, 2.5], "y": [1.5, 2.5]}}
+    assert views.lasso_mask(box, xy, visible).tolist() == [False, False, True, False]
+    rows = {"indices": [0, 2, 3, 9, -1, "x", True]}
+    assert views.lasso_mask(rows, None, visible).tolist() == [True, False, True, False]
+    for junk in (None, [], {"lasso": {"x": [0, 1], "y": [0, 1]}}, {"lasso": {"x": ["a"] * 3, "y": [1, 2, 3]}},
+                 {"range": {"x": [0, float("nan")], "y": [0, 1]}}, {"lasso": "x"}):
+        assert not views.lasso_mask(junk, xy, visible).any()  # type: ignore[arg-type]
+    ids = np.array(["a", "b", "c", "d"], dtype=object)
+    assert views.lasso_ids(rows, ids, visible) == ["a", "c"]
+
+
+def test_point_codes_colour_selections_dim_or_hide_and_bin_faithfulness() -> None:
+    visible = np.array([True, True, False, True])
+    sel = [(views.PALETTE[2], np.array([False, True, True, False])),
+           (views.PALETTE[0], np.array([False, False, False, True]))]
+    codes = views.point_codes(visible, sel)
+    assert codes.tolist() == [views.CODE_BASE, 3, views.CODE_FILTERED, 1]
+    assert views.point_codes(visible, sel, hide_filtered=True)[2] == views.CODE_HIDDEN
+    faith = np.array([-1.0, 0.999, np.nan, 0.0])
+    codes = views.point_codes(visible, sel, faith)
+    assert codes[0] == views.CODE_FAITH and codes[1] == views.CODE_FAITH + views.FAITH_BINS - 1
+    assert codes[2] == views.CODE_FILTERED and codes[3] == views.CODE_FAITH + views.FAITH_BINS // 2
+    assert views.point_codes(np.ones(1, bool), [], np.array([np.nan]))[0] == views.CODE_NO_VALIDITY
+    assert len(figures.CODE_COLOURS) == views.N_CODES
+
+
+def test_row_spearman_matches_scipy_and_trust_table_medians() -> None:
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(4)
+    A, B = rng.normal(size=(50, 6)), rng.normal(size=(50, 6))
+    B[:10] = A[:10] * 3 + 1
+    A[20, 2] = np.nan
+    r = views.row_spearman(A, B)
+    for i in (0, 11, 33):
+        assert r[i] == pytest.approx(spearmanr(A[i], B[i]).statistic)
+    assert np.isnan(r[20]) and (r[:10] == pytest.approx(1.0))
+    validity = pd.DataFrame({"head": ["h"] * 4, "method": ["a", "a", "a", "b"],
+                             "faithfulness": [0.1, 0.5, np.nan, -0.2], "deletion_auc": [0.2, 0.4, 0.3, 0.9]})
+    t = views.trust_table(validity, {("h", "a"): A[:10], ("h", "b"): B[:10]}).set_index("method")
+    assert t.loc["a", "median_faithfulness"] == pytest.approx(0.3)  # NaN left out
+    assert t.loc["a", "median_deletion_auc"] == pytest.approx(0.3)
+    assert t.loc["a", "agreement"] == pytest.approx(1.0) and t.loc["b", "images"] == 10
+    assert np.isnan(views.trust_table(validity.drop(columns="faithfulness"), {("h", "a"): A})
+                    .loc[0, "median_faithfulness"])
+
+
+def test_table_order_filters_sorts_and_rejects_unknown_columns() -> None:
+    frame = pd.DataFrame({"image_id": ["a", "b", "c", "d"], "sky": [0.3, np.nan, -0.1, 0.3],
+                          "pred": ["cat", "dog", "Cat", "bird"]})
+    base = np.array([True, True, True, False])
+    assert views.table_order(frame, base, None, [{"colId": "sky", "sort": "desc"}]).tolist() == [0, 2, 1]
+    assert views.table_order(frame, base, None, [{"colId": "sky", "sort": "asc"}]).tolist() == [2, 0, 1]
+    text = {"pred": {"filterType": "text", "type": "contains", "filter": "CAT"}}
+    assert views.table_order(frame, np.ones(4, bool), text, None).tolist() == [0, 2]
+    num = {"sky": {"filterType": "number", "type": "inRange", "filter": 0, "filterTo": 1}}
+    assert views.table_order(frame, np.ones(4, bool), num, None).tolist() == [0, 3]
+    both = {"sky": {"filterType": "number", "operator": "OR", "conditions": [
+        {"filterType": "number", "type": "lessThan", "filter": 0},
+        {"filterType": "number", "type": "greaterThan", "filter": 0.2}]}}
+    assert views.table_order(frame, np.ones(4, bool), both, None).tolist() == [0, 2, 3]
+    for bad_filter, bad_sort in [({"nope": {"type": "equals"}}, None), (None, [{"colId": "__class__"}]),
+                                 ({"sky": {"filterType": "number", "type": "eval"}}, None)]:
+        with pytest.raises(ValueError):
+            views.table_order(frame, base, bad_filter, bad_sort)
 
 
 def test_clusters_and_outliers() -> None:
@@ -180,39 +274,34 @@ def test_method_agreement_is_spearman() -> None:
     assert np.isnan(a.loc["lrp", "flat"])
 
 
-def test_state_round_trip_and_validation() -> None:
-    heads = {"nature": ["nature", "non-nature"]}
-    st = views.DashboardState("nature", "lrp", "split", "umap", ("nature",), {"sky+": [0.0, 50.0]}, {"sky": 2.0},
-                              ({"id": "s1", "name": "x", "colour": views.PALETTE[0], "image_ids": ["a"]},))
-    back = views.parse_state(st.to_json(), heads, ["lrp"], ("signed_l1", "split"), ["sky"])
-    assert back == st
-    bad = json.loads(st.to_json())
-    for key, value, msg in [("head", "cats", "unknown head"), ("weights", {"sky": -1}, "bad weight"),
-                            ("filters", {"sky": "all"}, "low, high"), ("version", 9, "version")]:
-        with pytest.raises(ValueError, match=msg):
-            views.parse_state(json.dumps({**bad, key: value}), heads, ["lrp"], ("signed_l1", "split"), ["sky"])
-    with pytest.raises(ValueError, match="not JSON"):
-        views.parse_state("{", heads, ["lrp"], ("split",), ["sky"])
+def test_scatter_figure_sends_typed_arrays_and_density_image() -> None:
+    import base64
 
-
-def test_scatter_figure_dims_or_hides_filtered_points() -> None:
     xy = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.5]])
-    preds = np.array(["a", "b", "a"], dtype=object)
-    visible = np.array([True, False, True])
-    colours = figures.point_colours(3, [("#ff7f0e", np.array([False, False, True]))])
-    dim = figures.scatter_figure(xy, preds, visible, colours, np.zeros(3, bool), False, "k")
-    t = dim["data"][0]
-    assert t["type"] == "scattergl" and t["customdata"] == [0, 1, 2]
-    assert t["marker"]["color"][1] == figures.FILTERED_COLOUR and t["marker"]["color"][2].startswith("rgba(255,127")
-    assert t["marker"]["symbol"] == ["circle", "square", "circle"]
-    assert {d["name"] for d in dim["data"][1:]} == {"a", "b"}
-    hide = figures.scatter_figure(xy, preds, visible, colours, np.zeros(3, bool), True, "k")["data"][0]
-    assert hide["customdata"] == [0, 2] and hide["x"] == [0.0, 2.0]
-    assert dim["layout"]["uirevision"] == "k"  # positions and zoom stay when filters change
+    symbols, legend = figures.class_symbols(np.array(["a", "b", "a"], dtype=object))
+    codes = views.point_codes(np.array([True, False, True]), [])
+    fig = figures.scatter_figure(xy, symbols, legend, codes, np.zeros(3, bool), "k")
+    t = fig["data"][0]
+    assert t["type"] == "scattergl" and t["customdata"]["dtype"] == "i4"
+    assert np.frombuffer(base64.b64decode(t["x"]["bdata"]), "<f4").tolist() == [0.0, 1.0, 2.0]
+    assert np.frombuffer(base64.b64decode(t["marker"]["color"]["bdata"]), np.uint8).tolist() == codes.tolist()
+    assert t["marker"]["symbol"] == [0, 1, 0] and {d["name"] for d in fig["data"][1:]} == {"a", "b"}
+    assert fig["layout"]["uirevision"] == "k"  # positions and zoom stay when filters change
+    rng = np.random.default_rng(0)
+    many = rng.normal(size=(5000, 2))
+    img = figures.density_image(many, np.zeros(5000, np.uint8), size=64)
+    from PIL import Image
+
+    png = Image.open(__import__("io").BytesIO(base64.b64decode(img["source"].split(",", 1)[1])))
+    alpha = np.asarray(png)[..., 3]
+    assert png.size == (64, 64) and alpha[32, 32] > alpha[2, 2]  # denser in the middle
+    assert img["x"] < many[:, 0].min() and img["x"] + img["sizex"] > many[:, 0].max()
+    with pytest.raises(ValueError, match="dtype"):
+        figures.typed(np.zeros(2, np.int64))
 
 
 def test_many_classes_share_symbols() -> None:
     preds = np.array([f"c{i % 30}" for i in range(300)], dtype=object)
     symbols, legend = figures.class_symbols(preds)
     assert len(legend) == len(figures.SYMBOLS) and "other classes" in legend
-    assert set(symbols) <= set(figures.SYMBOLS)
+    assert symbols.max() == len(figures.SYMBOLS) - 1
