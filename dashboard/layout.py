@@ -17,6 +17,7 @@ from semcontrib.dashboard import figures, views
 from semcontrib.dashboard import ids as I
 from semcontrib.dashboard.query import VALIDITY_COLUMNS, CorpusQuery
 from semcontrib.dashboard.records import View
+from semcontrib.settings import DEFAULT_BASIS
 
 SIDEBAR = {"width": "300px", "flex": "0 0 300px", "padding": "8px 12px", "borderRight": "1px solid #ddd",
            "overflowY": "auto", "height": "100vh", "position": "sticky", "top": "0", "fontSize": "13px",
@@ -56,7 +57,7 @@ def _initial(query: CorpusQuery) -> dict[str, Any]:
     """The view the page opens with: the one of the last embedding when it is cached, else the defaults."""
     heads = list(query.heads)
     out: dict[str, Any] = {"head": heads[0], "method": "lrp" if "lrp" in query.methods else query.methods[0],
-                           "normalisation": "signed_l1", "basis": "mean", "algorithm": "tsne",
+                           "normalisation": "signed_l1", "basis": DEFAULT_BASIS, "algorithm": "tsne",
                            "weights": {}, "embedding": None}
     last = query.last_embedding()
     if last is not None:

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from semcontrib.settings import DEFAULT_BASIS
+
 
 @dataclass(frozen=True)
 class View:
@@ -20,13 +22,13 @@ class View:
     head: str
     method: str
     normalisation: str
-    basis: str = "mean"
+    basis: str = DEFAULT_BASIS
 
     @classmethod
     def from_inputs(cls, group: Mapping[str, Any]) -> View:
         """From the grouped callback argument ``{"head", "method", "normalisation", "basis"}``."""
         return cls(str(group.get("head")), str(group.get("method")), str(group.get("normalisation")),
-                   str(group.get("basis") or "mean"))
+                   str(group.get("basis") or DEFAULT_BASIS))
 
     @property
     def label(self) -> str:
