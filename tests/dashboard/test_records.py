@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from semcontrib.dashboard.records import Filters, ScatterOptions, View, Weights
+from semcontrib.settings import DEFAULT_BASIS
 
 
 def test_view_defaults_the_basis() -> None:
-    assert View.from_inputs({"head": "h", "method": "m", "normalisation": "n"}) == View("h", "m", "n", "mean")
-    assert View.from_inputs({"head": "h", "method": "m", "normalisation": "n", "basis": "sum"}).basis == "sum"
+    # the basis chosen by measured faithfulness (docs/trust.md)
+    assert DEFAULT_BASIS == "sum"
+    assert View.from_inputs({"head": "h", "method": "m", "normalisation": "n"}) == View("h", "m", "n", "sum")
+    assert View.from_inputs({"head": "h", "method": "m", "normalisation": "n", "basis": "mean"}).basis == "mean"
 
 
 def test_filters_keep_pairs_drop_junk_and_a_full_faithfulness_range() -> None:
