@@ -206,9 +206,7 @@ class CorpusQuery:
 
     @property
     def _attribution_columns(self) -> list[str]:
-        import pyarrow.parquet as pq
-
-        return list(pq.read_schema(self.root / "attributions.parquet").names)
+        return list(self.corpus.attributions.columns)
 
     def _validity(self, head: str, method: str) -> pd.DataFrame | None:
         """One row per corpus image (corpus order): faithfulness, deletion_auc, insertion_auc (NaN where not

@@ -161,24 +161,25 @@ def write_synthetic_corpus(root: str | Path, spec: SyntheticSpec | None = None, 
     stats = np.zeros((4, N * M * H, K))
     totals = np.zeros(N * M * H)
     unassigned = np.zeros((N * M * H, 4))
+    work = cstore.WorkStore(root, SIZE)
     for i in range(n_maps):
         labels = _region_labels(rng, K)
         cstore.write_bytes(paths.display(str(ids[i])), _photo(labels, K))
-        cstore.write_npz(paths.regions("synthetic", rkey, str(ids[i])), {"labels": labels.astype(np.int16)})
+        work.write_regions("synthetic", rkey, str(ids[i]), cstore.RegionWork(labels.astype(np.int16)))
         for mi, m in enumerate(methods):
-            arrays: dict[str, np.ndarray] = {}
+            heads_work: dict[str, cstore.HeadAttribution] = {}
             for hi, (h, classes) in enumerate(heads.items()):
                 g = (i * M + mi) * H + hi
                 target = classes.index(str(images.at[i, f"pred_{h}"]))
                 ramp = (np.arange(SIZE) / SIZE)[None, :] * (hi + 1)
                 amap = _attribution(rng, labels, K) + cluster[i] * ramp
                 f16, scale = cstore.encode_map(amap)
-                arrays.update({f"target/{h}": np.array(target, np.int64), f"map/{h}": f16,
-                               f"scale/{h}": np.array(scale, np.float32), f"status/{h}": np.array("ok")})
-                s = aggregate(cstore.decode_map(f16, float(scale)), labels, K)
+                canonical = cstore.decode_map(f16, float(scale))  # what the store gives back
+                heads_work[h] = cstore.HeadAttribution(target, "ok", canonical)
+                s = aggregate(canonical, labels, K)
                 stats[:, g] = [s.n_pixels, s.sum, s.pos_sum, s.neg_sum]
                 totals[g], unassigned[g] = s.total, s.unassigned
-            cstore.write_npz(paths.attr(m, method_keys[m], str(ids[i])), arrays)
+            work.write_attribution(m, method_keys[m], str(ids[i]), heads_work)
     if n_maps < N:
         rest = np.arange(n_maps * M * H, N * M * H)
         bulk = _bulk_stats(rng, cluster[rest // (M * H)], K)

@@ -217,9 +217,14 @@ def test_query_views_validity_and_basis(corpus: Path, tmp_path: Path) -> None:
     old = Path(shutil.copytree(corpus, tmp_path / "old"))
     import pandas as pd
 
-    attr = pd.read_parquet(old / "attributions.parquet")
-    attr.drop(columns=["faithfulness", "deletion_auc", "insertion_auc", "validity_note"]).to_parquet(
-        old / "attributions.parquet")
+    from semcontrib import corpus as cstore
+
+    attr, gen = cstore.read_table(old / "attributions.parquet")
+    shutil.rmtree(old / cstore.GENERATIONS)  # an older corpus: tables without generation copies
+    (old / "attributions.parquet").unlink()
+    cstore.write_table(old / "attributions.parquet",
+                       attr.drop(columns=["faithfulness", "deletion_auc", "insertion_auc", "validity_note"]), gen)
+    assert isinstance(pd.read_parquet(old / "attributions.parquet"), pd.DataFrame)
     q_old = CorpusQuery(old)
     assert not q_old.has_validity and q_old.faithfulness(VIEW) is None and q_old.image_validity(str(q.ids[0])) is None
     assert "no validity record" in json.dumps(panels.inspector(q_old, "image", str(q.ids[0]), VIEW).to_plotly_json(),
