@@ -35,7 +35,8 @@ typecheck: venv
 	$(BIN)/mypy $(CORE)
 
 pytest: venv browser-deps
-	$(BIN)/python -m pytest -n 2 --headless --durations=15 $(PYTEST_ARGS)
+	# one torch thread per worker: two workers already use both cores
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --headless --durations=15 $(PYTEST_ARGS)
 
 # The wheel, installed into a bare folder and used from outside the repository.
 wheelcheck: venv
