@@ -105,6 +105,8 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
                         "best-scoring class of a set (repeatable); new corpus: the predicted class")
     g.add_argument("--attributions", default=None, metavar="DIR",
                    help="heatmaps computed elsewhere: DIR/<image file stem>.npz with one H×W float array per head")
+    g.add_argument("--no-attributions", action="store_true",
+                   help="drop the external heatmaps an existing corpus recorded (its other methods stay)")
     g.add_argument("--attributions-name", default=None, metavar="NAME",
                    help="method name of the --attributions heatmaps in the corpus (default: external)")
     v = g.add_mutually_exclusive_group()
@@ -170,6 +172,10 @@ def given_settings(args: argparse.Namespace) -> dict[str, Any]:
                                                  args.attributions_name or "external")
     elif args.attributions_name is not None:
         raise ValueError("--attributions-name needs --attributions DIR")
+    if args.no_attributions:
+        if args.attributions is not None:
+            raise ValueError("--no-attributions and --attributions DIR contradict each other")
+        given["external"] = None
     if args.validity is not None:
         given["validity"] = bool(args.validity)
     if args.validity_baseline is not None:

@@ -160,3 +160,13 @@ def test_method_defaults_in_help_match_the_methods():
         if default is None:
             continue
         assert f"default {default}" in helps[dest], (dest, default, helps[dest])
+
+
+def test_no_attributions_drops_the_recorded_external_method(tmp_path):
+    from semcontrib.cli import given_settings
+
+    args = build_parser().parse_args(["analyze", "in", "--out", "c", "--no-attributions"])
+    assert given_settings(args) == {"external": None}
+    args = build_parser().parse_args(["analyze", "in", "--out", "c", "--no-attributions", "--attributions", "d"])
+    with pytest.raises(ValueError, match="contradict"):
+        given_settings(args)

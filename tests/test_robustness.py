@@ -135,6 +135,22 @@ def _count_writes(photos: Path, out: Path, monkeypatch) -> list[Path]:
     return list(calls)
 
 
+def test_crash_with_validity_and_region_methods_then_resume(photos, tmp_path, monkeypatch):
+    kw = {"methods": ["gradcam", "occlusion"], "validity": True}
+    run(photos, tmp_path / "clean_v", **kw)
+    calls = _failing_writes(monkeypatch, at=-1, exc=SimulatedCrash())
+    run(photos, tmp_path / "count_v", **kw)
+    monkeypatch.undo()
+    for seed in (5, 6):
+        out = tmp_path / f"c{seed}"
+        _failing_writes(monkeypatch, random.Random(seed).randint(1, len(calls) - 4), SimulatedCrash())
+        with pytest.raises(SimulatedCrash):
+            run(photos, out, **kw)
+        monkeypatch.undo()
+        run(photos, out, **kw)
+        assert_same_tables(tmp_path / "clean_v", out)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_crash_at_a_random_write_then_resume_gives_identical_tables(photos, clean, tmp_path, monkeypatch, seed):
     writes = _count_writes(photos, tmp_path / "count", monkeypatch)
