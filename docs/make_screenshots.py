@@ -18,6 +18,7 @@ from semcontrib.dashboard import layout
 from semcontrib.dashboard.app import create_app
 from semcontrib.dashboard.query import CorpusQuery
 from semcontrib.dashboard.records import View
+from semcontrib.settings import DEFAULT_BASIS
 
 FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -51,7 +52,7 @@ def main() -> None:
     q = CorpusQuery(root)
     head = next(iter(q.heads))
     method = "lrp" if "lrp" in q.methods else q.methods[0]
-    spec, X = q.embedding_spec(View(head, method, "signed_l1", "mean"), "tsne", {})
+    spec, X = q.embedding_spec(View(head, method, "signed_l1", DEFAULT_BASIS), "tsne", {})
     if q.cached_embedding(spec) is None:
         t = time.perf_counter()
         q.compute_embedding(spec, X, print)
