@@ -329,34 +329,24 @@ def _build_densenet121(weights: Path | None, pretrained: bool) -> tuple[nn.Seque
     return nn.Sequential(stages), net.classifier
 
 
+LITE_INPUT_SIZES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
+
+
+def _lite_spec(name: str, input_size: int) -> BackboneSpec:
+    """EfficientNet-Lite0/1/2: the same architecture and LRP coverage, at their own input sizes."""
+    return BackboneSpec(
+        name=name, build=_build_lite(name), feature_dim=1280, input_size=input_size,
+        cam_layer="head", lrp_support="rules",
+        lrp_note="ReLU6 network without squeeze-excitation; BatchNorm merged into convs "
+        "(NamedMergeBatchNorm); LRP rules cover every layer.",
+        canonizer_names=("lite_merge_bn",),
+        # The Lite models were trained on inputs scaled to [-1, 1].
+        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+    )
+
+
 BACKBONES: dict[str, BackboneSpec] = {
-    "efficientnet_lite0": BackboneSpec(
-        name="efficientnet_lite0", build=_build_lite("efficientnet_lite0"), feature_dim=1280, input_size=224,
-        cam_layer="head", lrp_support="rules",
-        lrp_note="ReLU6 network without squeeze-excitation; BatchNorm merged into convs "
-        "(NamedMergeBatchNorm); LRP rules cover every layer.",
-        canonizer_names=("lite_merge_bn",),
-        # The Lite models were trained on inputs scaled to [-1, 1].
-        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-    ),
-    "efficientnet_lite1": BackboneSpec(
-        name="efficientnet_lite1", build=_build_lite("efficientnet_lite1"), feature_dim=1280, input_size=240,
-        cam_layer="head", lrp_support="rules",
-        lrp_note="ReLU6 network without squeeze-excitation; BatchNorm merged into convs "
-        "(NamedMergeBatchNorm); LRP rules cover every layer.",
-        canonizer_names=("lite_merge_bn",),
-        # The Lite models were trained on inputs scaled to [-1, 1].
-        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-    ),
-    "efficientnet_lite2": BackboneSpec(
-        name="efficientnet_lite2", build=_build_lite("efficientnet_lite2"), feature_dim=1280, input_size=260,
-        cam_layer="head", lrp_support="rules",
-        lrp_note="ReLU6 network without squeeze-excitation; BatchNorm merged into convs "
-        "(NamedMergeBatchNorm); LRP rules cover every layer.",
-        canonizer_names=("lite_merge_bn",),
-        # The Lite models were trained on inputs scaled to [-1, 1].
-        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-    ),
+    **{name: _lite_spec(name, size) for name, size in LITE_INPUT_SIZES.items()},
     "resnet18": BackboneSpec(
         name="resnet18", build=_build_resnet("resnet18"), feature_dim=512, input_size=224,
         cam_layer="layer4", lrp_support="rules",

@@ -366,9 +366,6 @@ def check_image_id(image_id: str) -> str:
     return image_id
 
 
-_check_id = check_image_id  # the name older code uses
-
-
 # --------------------------------------------------------------------------- work files
 
 
@@ -544,30 +541,41 @@ class WorkStore:
         return out
 
     def write_attribution(self, method: str, key: str, image_id: str, heads: Mapping[str, HeadAttribution],
-                          exact: bool = False) -> None:
-        """Store one image's attribution; ``exact`` keeps maps as float64 instead of scaled float16."""
+                          exact: bool = False) -> dict[str, HeadAttribution]:
+        """Store one image's attribution; ``exact`` keeps maps as float64 instead of scaled float16.
+
+        Returns what :meth:`read_attribution` will read back (the canonical, decoded form), so a
+        caller need not read the file it has just written.
+        """
         arrays: dict[str, Any] = {}
+        stored: dict[str, HeadAttribution] = {}
         for h, a in heads.items():
             arrays[f"target/{h}"] = np.int64(a.target)
-            if a.delta is not None:
-                arrays[f"delta/{h}"] = np.float64(a.delta)
-            if a.scores is not None:
-                arrays[f"scores/{h}"] = np.asarray(a.scores, np.float64)
+            delta = None if a.delta is None else float(np.float64(a.delta))
+            scores = None if a.scores is None else np.asarray(a.scores, np.float64)
+            if delta is not None:
+                arrays[f"delta/{h}"] = np.float64(delta)
+            if scores is not None:
+                arrays[f"scores/{h}"] = scores
             ok = a.status == "ok" and a.values is not None and bool(np.all(np.isfinite(a.values)))
-            if a.status == "ok" and not ok:
-                arrays[f"status/{h}"] = np.array("nonfinite")
-                continue
-            arrays[f"status/{h}"] = np.array(a.status)
+            status = "nonfinite" if a.status == "ok" and not ok else a.status
+            arrays[f"status/{h}"] = np.array(status)
             if not ok:
+                stored[h] = HeadAttribution(a.target, status, delta=delta)
                 continue
             assert a.values is not None
             if exact:
-                arrays[f"exact/{h}"] = np.asarray(a.values, np.float64)
+                values = np.asarray(a.values, np.float64)
+                arrays[f"exact/{h}"] = values
+                stored[h] = HeadAttribution(a.target, status, values, float("nan"), delta, scores)
             else:
                 f16, scale = encode_map(a.values)
                 arrays[f"map/{h}"] = f16
                 arrays[f"scale/{h}"] = np.float32(scale)
+                stored[h] = HeadAttribution(a.target, status, decode_map(f16, float(scale)), float(scale), delta,
+                                            scores)
         write_npz(self.paths.attr(method, key, image_id), arrays)
+        return stored
 
     # ---- regions
     def read_regions(self, source: str, key: str, image_id: str, n_regions: int) -> RegionWork | None:

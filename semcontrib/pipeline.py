@@ -269,13 +269,13 @@ class AnalysisRun:
                                                 "heads": sorted(self.heads), "targets": targets})
         self.source = source if source is not None else _make_source(settings)
         self.vocabulary = tuple(self.source.vocabulary)
-        self.rkey = _region_key(self.source, self.mkey)
+        self.rkey = source_key(self.source, self.mkey)  # the model key counts only for evidence users
         self.size = int(self.net.input_size)
         self.store = cstore.WorkStore(self.root, self.size)
         self.evidence_groups: dict[str, list[int]] = json.loads(
             data_path("imagenet_class_groups.json").read_text())["evidence_groups"]
         self.vkey = _hash({"model": self.mkey, "regions": self.rkey, "methods": self.method_keys,
-                           "baseline": settings.validity_baseline, "basis": _validity_basis(), "validity": 1})
+                           "baseline": settings.validity_baseline, "basis": SCORE_BASIS["pixel"], "validity": 1})
         self._stem_count: Counter[str] = Counter()
         if ext is not None and not Path(ext.folder).is_dir():
             raise ValueError(f"--attributions {ext.folder}: no such folder")
@@ -463,14 +463,12 @@ class AnalysisRun:
                 work[h] = HeadAttribution(int(targets[h][k]), "ok", np.asarray(maps[k], np.float64),
                                           delta=None if delta is None else float(delta[k]),
                                           scores=None if scores is None else np.asarray(scores[k], np.float64))
-            if stored.get(it.image_id) is None:
-                self.store.write_attribution(method, key, it.image_id, work)
-                self.computed[f"attr:{method}"] += 1
             # what the table reads is what a rerun will read: the stored (encoded) form
-            reread = self.store.read_attribution(method, key, it.image_id, self.head_classes, K)
-            if reread is None:
-                raise OSError(f"cannot read back {self.store.paths.attr(method, key, it.image_id)}")
-            out[it.image_id] = reread
+            kept = stored.get(it.image_id)
+            if kept is None:
+                kept = self.store.write_attribution(method, key, it.image_id, work)
+                self.computed[f"attr:{method}"] += 1
+            out[it.image_id] = kept
         return out
 
     def _external(self, it: _Item, ext: ExternalAttributions, key: str, targets: Mapping[str, torch.Tensor],
@@ -500,12 +498,11 @@ class AnalysisRun:
             reason = _one_line(exc)
             logger.warning("external heatmaps for %s: %s", it.row["path"], reason)
             work = {h: HeadAttribution(int(targets[h][k]), f"missing: {reason}") for h in self.heads}
-        self.store.write_attribution(ext.name, key, it.image_id, work, exact=True)  # float64, as given
+        kept = self.store.write_attribution(ext.name, key, it.image_id, work, exact=True)  # float64, as given
         cstore.write_json(self.store.paths.attr(ext.name, key, it.image_id).with_suffix(".json"),
                           {"source": path_text(src), "sha256": source_sha})
         self.computed[f"attr:{ext.name}"] += 1
-        reread = self.store.read_attribution(ext.name, key, it.image_id, self.head_classes, K)
-        return reread if reread is not None else work
+        return kept
 
     def _validity(self, chunk: _Chunk, targets: Mapping[str, torch.Tensor], regions: Mapping[str, RegionWork],
                   attrs: Mapping[str, Mapping[str, Mapping[str, HeadAttribution]]]) -> dict[str, ValidityWork]:
@@ -568,7 +565,7 @@ class AnalysisRun:
             extra={"targets": dict(self.settings.targets) or "predicted class per head",
                    "batch_size": self.options.batch_size,
                    "validity": {"key": self.vkey, "baseline": self.settings.validity_baseline,
-                                "scores": f"region scores (pixel methods: {_validity_basis()} basis; region "
+                                "scores": f"region scores (pixel methods: {SCORE_BASIS['pixel']} basis; region "
                                           "methods: their scores) vs target-logit drops"}
                    if self.settings.validity else None,
                    "packages": _versions(["semcontrib", "torch", "torchvision", "captum", "zennit", "numpy",
@@ -741,10 +738,6 @@ def _region_scores(a: HeadAttribution, labels: np.ndarray, K: int) -> np.ndarray
         return np.where(st.n_pixels > 0, st.sum / np.maximum(st.n_pixels, 1), 0.0)
 
 
-def _validity_basis() -> str:
-    return SCORE_BASIS["pixel"]
-
-
 def _labels_or_unassigned(work: RegionWork | None, size: int) -> np.ndarray:
     if work is None or work.labels is None:
         return np.full((size, size), -1, np.int32)
@@ -823,12 +816,6 @@ def _make_source(settings: AnalysisSettings) -> RegionSource:
     from semcontrib.segmentation import make_region_source
 
     return make_region_source(settings.regions, **dict(settings.region_options))
-
-
-def _region_key(source: RegionSource, mkey: str) -> str:
-    """The region store key: everything the region maps depend on (the model's key for sources that
-    read its class evidence; see :func:`semcontrib.regions.source_key`)."""
-    return source_key(source, mkey)
 
 
 def _versions(names: Iterable[str]) -> dict[str, str]:

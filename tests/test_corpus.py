@@ -41,8 +41,13 @@ def test_round_trips(store: WorkStore) -> None:
     assert got is not None and np.array_equal(got.logits["a"], pred.logits["a"])
     values = np.random.default_rng(1).normal(size=(8, 8))
     attr = {"a": HeadAttribution(1, "ok", values, delta=0.25), "b": HeadAttribution(2, "nonfinite")}
-    store.write_attribution("lrp", KEY, "img-1", attr)
+    written = store.write_attribution("lrp", KEY, "img-1", attr)
     back = store.read_attribution("lrp", KEY, "img-1", HEADS, n_regions=4)
+    for h in HEADS:  # the writer returns exactly what a reader gets back
+        assert (written[h].target, written[h].status, written[h].delta) == (back[h].target, back[h].status,
+                                                                            back[h].delta)
+        assert (written[h].values is None and back[h].values is None) or np.array_equal(written[h].values,
+                                                                                       back[h].values)
     assert back is not None and back["a"].target == 1 and back["a"].delta == 0.25 and back["b"].status == "nonfinite"
     f16, scale = cstore.encode_map(values)
     assert np.array_equal(back["a"].values, cstore.decode_map(f16, float(scale)))  # the canonical decoded map

@@ -25,6 +25,7 @@ from semcontrib.segmentation.annotations import (
     rotated_rectangle,
 )
 from semcontrib.segmentation.rle import coco_rle_encode, mask_to_brush_rle
+from tests.segmentation.helpers import peak_bytes
 
 H, W = 20, 30
 
@@ -173,19 +174,6 @@ def test_bad_paths(tmp_path):
 # --------------------------------------------------------------------------- bounded memory, per-image errors
 
 
-def _peak_bytes(fn):
-    """(result or the ValueError raised, peak bytes traced by tracemalloc) of ``fn()``."""
-    tracemalloc.start()
-    try:
-        try:
-            result = fn()
-        except ValueError as exc:
-            result = exc
-        return result, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def _write(tmp_path, data, name="ann.json"):
     p = tmp_path / name
     p.write_text(json.dumps(data))
@@ -307,7 +295,7 @@ def test_png_label_map_sizes_checked_before_decoding(tmp_path):
     src = AnnotationSource(d)
     for name, message in (("huge", "exceeds|decompression"), ("big", "exceeds the limit"),
                           ("short", "label map"), ("junk", "not an image")):
-        result, peak = _peak_bytes(lambda n=name: src.segment(_img(f"{n}.jpg")))
+        result, peak = peak_bytes(lambda n=name: src.segment(_img(f"{n}.jpg")))
         assert isinstance(result, RegionError) and re.search(message, str(result)), (name, result)
         assert result.permanent and peak < 5_000_000, (name, peak)
 

@@ -1,6 +1,5 @@
 """COCO RLE and Label Studio brush RLE: hand examples, round trips, reference parsers, bounds, fuzzing."""
 
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from semcontrib.segmentation.rle import (
     coco_rle_encode,
     mask_to_brush_rle,
 )
+from tests.segmentation.helpers import peak_bytes
 
 
 def test_coco_uncompressed_hand_example():
@@ -152,19 +152,6 @@ def _reference_brush_decode(stream):
     return out
 
 
-def _peak_bytes(fn):
-    """(result or exception, peak traced bytes) of ``fn()``; numpy reports its buffers to tracemalloc."""
-    tracemalloc.start()
-    try:
-        try:
-            result = fn()
-        except ValueError as exc:
-            result = exc
-        return result, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def test_compressed_counts_match_the_reference_on_real_encodings():
     rng = np.random.default_rng(3)
     for _ in range(20):
@@ -233,7 +220,7 @@ def _mutated_coco(draw):
 def test_coco_decode_fuzz_loads_or_raises_within_bounds(case):
     size, counts = case
     limit = 1_000_000
-    result, peak = _peak_bytes(lambda: coco_rle_decode({"size": size, "counts": counts}, max_pixels=limit))
+    result, peak = peak_bytes(lambda: coco_rle_decode({"size": size, "counts": counts}, max_pixels=limit))
     if not isinstance(result, ValueError):
         assert result.dtype == bool and result.shape == tuple(int(v) for v in size)
         assert result.size <= limit
@@ -257,7 +244,7 @@ def _mutated_brush(draw):
 @given(st.one_of(st.lists(st.integers(0, 255), max_size=60), _mutated_brush()))
 def test_brush_decode_fuzz_matches_reference_or_raises(stream):
     limit = 200_000
-    result, peak = _peak_bytes(lambda: brush_rle_decode(stream, max_values=limit))
+    result, peak = peak_bytes(lambda: brush_rle_decode(stream, max_values=limit))
     if isinstance(result, ValueError):
         assert str(result) and "\n" not in str(result)
     else:
@@ -271,7 +258,7 @@ def test_brush_decode_fuzz_matches_reference_or_raises(stream):
                  st.none(), st.text(max_size=5)),
        st.integers(-3, 5000), st.integers(-3, 5000))
 def test_brush_to_mask_fuzz_any_input(stream, h, w):
-    result, peak = _peak_bytes(lambda: brush_rle_to_mask(stream, h, w, max_pixels=10_000))
+    result, peak = peak_bytes(lambda: brush_rle_to_mask(stream, h, w, max_pixels=10_000))
     assert isinstance(result, ValueError) or result.shape == (h, w)
     assert peak < 1_000_000
 
@@ -295,7 +282,7 @@ def test_mask_brush_round_trip_property(mask):
 
 def test_sizes_are_checked_before_anything_is_allocated():
     huge = {"size": [60000, 60000], "counts": "0"}
-    result, peak = _peak_bytes(lambda: coco_rle_decode(huge))
+    result, peak = peak_bytes(lambda: coco_rle_decode(huge))
     assert isinstance(result, ValueError) and "exceeds the limit" in str(result)
     assert peak < 100_000
     assert check_mask_size(MAX_MASK_PIXELS, 1) == (MAX_MASK_PIXELS, 1)
@@ -310,7 +297,7 @@ def test_sizes_are_checked_before_anything_is_allocated():
     assert brush_rle_header(claim).num == 2**32 - 1
     for fn in (lambda: brush_rle_decode(claim), lambda: brush_rle_to_mask(claim, 10, 10),
                lambda: brush_rle_to_mask(claim, 60000, 60000)):
-        result, peak = _peak_bytes(fn)
+        result, peak = peak_bytes(fn)
         assert isinstance(result, ValueError) and peak < 100_000
 
 
