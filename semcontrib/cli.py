@@ -11,6 +11,7 @@ import argparse
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -133,8 +134,19 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     m.add_argument("--shapley-samples", type=_positive_int, default=None,
                    help="permutations sampled above --shapley-exact-max regions; default 25")
     r = p.add_argument_group("how to run")
-    r.add_argument("--batch-size", type=_positive_int, default=8, help="images per batch and per resumable chunk")
+    r.add_argument("--batch-size", type=_positive_int, default=8, help="images per model batch")
+    r.add_argument("--chunk-size", type=_positive_int, default=128,
+                   help="images per chunk (one work file per chunk and stage; the unit of resumption) for "
+                        "images new to the corpus")
     r.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the model runs")
+    r.add_argument("--workers", type=_workers, default=os.cpu_count() or 1,
+                   help="worker processes that decode images and run region sources beside the model "
+                        "(0: in the main process); default the number of cores")
+    r.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                   help="compute only shard I of N of the images (for Slurm arrays, Kubernetes jobs; shards may "
+                        "run at once); then run the same command without --shard to write the tables")
+    r.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local: this machine; ray: a Ray cluster with Ray Data (RAY_ADDRESS, or a local Ray)")
     r.add_argument("--no-wait", action="store_true",
                    help="stop at once if another run is writing the corpus (default: wait for it)")
 
@@ -214,7 +226,27 @@ def _show(v: Any) -> str:
 def _options(args: argparse.Namespace, progress: Any) -> Any:
     from semcontrib.pipeline import RunOptions
 
-    return RunOptions(batch_size=args.batch_size, device=args.device, wait=not args.no_wait, progress=progress)
+    return RunOptions(batch_size=args.batch_size, chunk_size=args.chunk_size, device=args.device,
+                      workers=args.workers, shard=args.shard, wait=not args.no_wait, progress=progress)
+
+
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 256:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 256, got {text!r}")
+    return n
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from semcontrib.settings import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("--shard ", "")) from None
 
 
 def run_analyze(args: argparse.Namespace) -> int:
@@ -224,7 +256,13 @@ def run_analyze(args: argparse.Namespace) -> int:
     entries = checked_inputs(args.input, out)  # input errors before the model is loaded
     settings = _settings(args, out)
     with _progress_bar(args) as progress:
-        report = AnalysisRun(settings, out, options=_options(args, progress)).run(entries)
+        options = _options(args, progress)
+        if args.engine == "ray":
+            from semcontrib.ray_engine import run_on_ray
+
+            report = run_on_ray(settings, out, options, entries)
+        else:
+            report = AnalysisRun(settings, out, options=options).run(entries)
     print(report.summary())
     return 0
 

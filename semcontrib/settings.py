@@ -219,3 +219,11 @@ def parse_targets(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
             raise ValueError(f"--target {head}= needs a class (or among:CLASS,CLASS,...)")
         out[head] = target
     return out
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``I/N`` (1 <= I <= N) -> (I, N); ``ValueError`` otherwise."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise ValueError(f"--shard must be I/N with 1 <= I <= N (e.g. 1/4), got {text!r}")
+    return int(m.group(1)), int(m.group(2))

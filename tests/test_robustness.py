@@ -38,13 +38,17 @@ def run(folder: Path, out: Path, **kw: Any):
     kw.setdefault("method_params", FAST)
     kw.setdefault("methods", ["lrp", "gradcam", "ig"])
     kw.setdefault("batch_size", 3)
+    kw.setdefault("chunk_size", 3)
     kw.setdefault("regions", "grid:2x2")
     kw.setdefault("validity", False)
     return analyze(folder, out, **kw)
 
 
 def tables(out: Path) -> list[pd.DataFrame]:
-    return [pd.read_parquet(out / f"{t}.parquet") for t in cstore.TABLES]
+    """The three tables, the partitioned ones in one canonical row order (parts come in run order)."""
+    c = Corpus.open(out)
+    return [c.images] + [df.sort_values([k for k in ("image_id", "head", "method", "region_index") if k in df],
+                                        kind="stable").reset_index(drop=True) for df in (c.attributions, c.contributions)]
 
 
 def assert_same_tables(a: Path, b: Path) -> None:
@@ -76,7 +80,7 @@ def test_truncated_work_file_is_found_deleted_and_recomputed(photos, clean, tmp_
     out = tmp_path / "c"
     run(photos, out)
     victims = sorted(p for p in (out / "store" / kind).rglob("*") if p.is_file())
-    victim = victims[3]
+    victim = victims[1]
     victim.write_bytes(victim.read_bytes()[: max(1, victim.stat().st_size // 3)])
     rep = run(photos, out)
     assert str(victim) in rep.discarded
@@ -100,7 +104,8 @@ def test_foreign_work_files_are_recomputed(photos, clean, tmp_path):
 def test_unreadable_table_is_rebuilt(photos, clean, tmp_path):
     out = tmp_path / "c"
     run(photos, out)
-    (out / "contributions.parquet").write_bytes(b"PAR1 garbage")
+    part = sorted((out / "contributions").rglob("part-*.parquet"))[2]
+    part.write_bytes(b"PAR1 garbage")
     with pytest.raises(CorpusError, match="run `semcontrib analyze` again"):
         Corpus.open(out)
     run(photos, out)
@@ -172,9 +177,10 @@ def test_disk_full_at_each_kind_of_write_then_resume(photos, clean, tmp_path, mo
     first_of_kind: dict[str, int] = {}
     for i, p in enumerate(writes, start=1):
         kind = p.parent.parent.name if p.parent.parent.name in ("pred", "attr", "regions") else \
-            p.parent.name if p.parent.name in ("images", "display") else p.name
+            p.parent.name if p.parent.name in ("images", "plan") else \
+            "part" if p.name.startswith("part-") else p.name
         first_of_kind.setdefault(kind, i)
-    assert {"pred", "attr", "regions", "images", "display", "manifest.json", "images.parquet"} <= set(first_of_kind)
+    assert {"pred", "attr", "regions", "images", "plan", "part", "manifest.json", "images.parquet"} <= set(first_of_kind)
     for kind, at in first_of_kind.items():
         out = tmp_path / f"full-{kind}"
         _failing_writes(monkeypatch, at, OSError(errno.ENOSPC, "No space left on device"))
@@ -193,7 +199,7 @@ _RUNNER = textwrap.dedent("""
     from tests.conftest import tiny_model
     from semcontrib.pipeline import analyze
     analyze({photos!r}, {out!r}, model=tiny_model(), methods=["lrp", "gradcam", "ig"],
-            method_params={{"ig": {{"n_steps": 4}}}}, regions="grid:2x2", batch_size=3, validity=False)
+            method_params={{"ig": {{"n_steps": 4}}}}, regions="grid:2x2", batch_size=3, chunk_size=3, validity=False)
 """)
 
 
@@ -392,14 +398,14 @@ def test_display_files_are_served_only_from_inside_the_store(photos, tmp_path):
     run(photos, out)
     c = Corpus.open(out)
     image_id = c.image_ids()[0]
-    assert c.display_path(image_id) is not None
-    secret = tmp_path / "secret.jpg"
-    secret.write_bytes(b"not yours")
-    target = c.paths.display(image_id)
+    assert c.display_jpeg(image_id)[:2] == b"\xff\xd8"  # a JPEG
+    target = c.paths.images(c.chunk_of(image_id))
+    secret = tmp_path / "secret.npz"
+    secret.write_bytes(target.read_bytes())
     target.unlink()
     target.symlink_to(secret)
-    assert c.display_path(image_id) is None
-    assert c.display_path("../../secret") is None
+    assert c.display_jpeg(image_id) is None
+    assert c.display_jpeg("../../secret") is None and c.display_jpeg(c.image_ids()[1] + "x") is None
 
 
 def test_oversized_arrays_are_refused_before_loading(tmp_path):

@@ -1,0 +1,141 @@
+"""The analysis on a Ray cluster with Ray Data (``semcontrib analyze --engine ray``).
+
+The driver (this process) plans the chunks exactly as the local engine does (:func:`make_plan`), then
+streams the chunks that need work through a Ray Data pipeline of three stages::
+
+    chunks ──> model stage (actors: decode, predict; one GPU each with --device cuda)
+           ──> region stage (CPU tasks: decode, segment)
+           ──> attribution stage (actors: attributions, region statistics, validity)
+
+Every stage reads and writes the corpus's chunk files (:meth:`AnalysisRun.compute_stage`), so the
+corpus must be on a file system every node sees (NFS, Lustre, a mounted bucket). The stages compute
+each chunk with the same images in the same batches as the local engine, so the results are the same
+bit for bit on the same hardware. Finally the driver aggregates the chunks' statistics into Parquet
+parts and publishes the tables, as a local run without ``--shard`` does after its shards.
+
+Ray is an optional extra (``pip install semcontrib[ray]``). ``RAY_ADDRESS`` (or ``ray.init`` called
+before) names the cluster; without it a local Ray instance starts with this machine's cores.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from semcontrib import corpus as cstore
+from semcontrib.pipeline import (
+    AnalysisReport,
+    AnalysisRun,
+    InputEntry,
+    PlannedInput,
+    RunOptions,
+    make_plan,
+)
+from semcontrib.settings import AnalysisSettings
+
+logger = logging.getLogger(__name__)
+
+
+def _members(row: dict[str, Any]) -> list[PlannedInput]:
+    return [PlannedInput(InputEntry(Path(p)), str(i), "", int(row["chunk"]), k)
+            for k, (i, p) in enumerate(zip(row["ids"], row["paths"]))]
+
+
+class _Stage:
+    """One stage's actor or task state: an :class:`AnalysisRun` built once per process."""
+
+    def __init__(self, stage: str, settings: dict[str, Any], out: str, options: dict[str, Any],
+                 stems: dict[str, int]) -> None:
+        from collections import Counter
+
+        import torch
+
+        torch.set_num_threads(max(1, int(options.pop("threads", 1))))
+        self.stage = stage
+        self.run = AnalysisRun(AnalysisSettings.from_record(settings), out, options=RunOptions(**options))
+        self.run._stems = Counter(stems)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        for k in range(len(batch["chunk"])):
+            row = {name: batch[name][k] for name in batch}
+            self.run.compute_stage(self.stage, int(row["chunk"]), _members(row))
+        return batch
+
+
+def _region_task(row: dict[str, Any], settings: dict[str, Any], out: str, options: dict[str, Any],
+                 stems: dict[str, int]) -> dict[str, Any]:
+    stage = _REGION_STAGES.get(out)
+    if stage is None:
+        stage = _REGION_STAGES[out] = _Stage("regions", settings, out, dict(options), stems)
+    stage.run.compute_stage("regions", int(row["chunk"]), _members(row))
+    return row
+
+
+_REGION_STAGES: dict[str, _Stage] = {}  # one per worker process and corpus
+
+
+def run_on_ray(settings: AnalysisSettings, out: str | Path, options: RunOptions,
+               entries: Sequence[InputEntry]) -> AnalysisReport:
+    """Analyse ``entries`` into the corpus at ``out`` on Ray; the report of the driver's final pass."""
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("--engine ray needs Ray: pip install 'semcontrib[ray]'") from None
+    if options.shard is not None:
+        raise ValueError("--engine ray and --shard do not go together: Ray spreads the chunks itself")
+    if settings.model.startswith("python:"):
+        raise ValueError("--engine ray needs a named model or a checkpoint path (workers load it themselves)")
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    if not ray.is_initialized():
+        address = os.environ.get("RAY_ADDRESS")
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                 **({} if address else {"num_cpus": os.cpu_count() or 1}))
+    driver = AnalysisRun(settings, root, options=replace(options, workers=0))
+    with cstore.run_lock(root, wait=options.wait):
+        cstore.remove_stale_temporaries(root)
+        plan = make_plan(root, list(entries), options.chunk_size)
+        from semcontrib.pipeline import _Generation
+
+        done = driver._done_chunks(plan, _Generation.read(root))
+        todo = [c for c in plan.chunks if c not in done]
+        if todo:
+            _pipeline(ray, settings, root, options, plan, todo)
+    # the driver's pass: everything is stored, so it computes nothing, aggregates and publishes
+    report = AnalysisRun(settings, root, options=replace(options, workers=0)).run(entries)
+    return replace(report, chunks=(len(plan.chunks), len(todo)))
+
+
+def _pipeline(ray: Any, settings: AnalysisSettings, root: Path, options: RunOptions, plan: Any,
+              todo: list[int]) -> None:
+    import ray.data
+
+    gpu = options.device.startswith("cuda")
+    n_gpus = int(ray.cluster_resources().get("GPU", 0))
+    n_cpus = int(ray.cluster_resources().get("CPU", 1))
+    model_actors = max(1, n_gpus) if gpu else 1
+    threads = 1 if gpu else max(1, n_cpus // 2)
+    opts = {"batch_size": options.batch_size, "chunk_size": options.chunk_size, "device": options.device,
+            "workers": 0, "wait": True}
+    stems = {s: n for s, n in __import__("collections").Counter(i.entry.path.stem for i in plan.inputs).items() if n > 1}
+    common = {"settings": settings.to_record(), "out": str(root.resolve()), "stems": stems}
+    rows = [{"chunk": c, "ids": [m.image_id for m in plan.chunks[c]],
+             "paths": [str(Path(m.entry.path).resolve()) for m in plan.chunks[c]]} for c in todo]
+    ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+    model_args = {"num_gpus": 1} if gpu else {"num_cpus": 1}
+    ds = ds.map_batches(_Stage, batch_size=1, concurrency=model_actors,
+                        fn_constructor_kwargs={"stage": "model", "options": {**opts, "threads": threads}, **common},
+                        **model_args)
+    ds = ds.map(_region_task, fn_kwargs={"options": opts, **common}, num_cpus=1)
+    ds = ds.map_batches(_Stage, batch_size=1, concurrency=model_actors,
+                        fn_constructor_kwargs={"stage": "attributions", "options": {**opts, "threads": threads},
+                                               **common}, **model_args)
+    finished = 0
+    for batch in ds.iter_batches(batch_size=1):
+        finished += sum(len(ids) for ids in batch["ids"])
+        if options.progress is not None:
+            options.progress(finished, sum(len(r["ids"]) for r in rows))
