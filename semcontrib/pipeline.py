@@ -760,7 +760,7 @@ class AnalysisRun:
         validity = None
         vdigest = ""
         if self.settings.validity and regions is not None:
-            vdigest = _hash([regions.digest, sorted(sources.items())])
+            vdigest = _validity_digest(regions.digest, sources)
             stored = self.store.read_validity(self.vkey, chunk, [(m, h) for m in self.settings.all_methods
                                                                  for h in self.heads])
             with_regions = [i for i in ok if regions.works[i].labels is not None]
@@ -846,6 +846,7 @@ class AnalysisRun:
                                                           and m == self.settings.external.name)
                 self.computed[f"attr:{m}"] += len(ok)
         if self.settings.validity and s.validity is None:
+            s.validity_digest = _validity_digest(s.regions.digest, s.sources)
             s.validity = self._validate(ok, rgb, targets, labels, s)
             self.store.write_validity(self.vkey, c, s.validity, s.validity_digest)
             self.computed["validity"] += len(s.validity)
@@ -1052,6 +1053,12 @@ def _with_stats(a: HeadAttribution, labels: np.ndarray, K: int) -> HeadAttributi
     else:
         stats = aggregate(a.values, lab, K)
     return replace(a, stats=stats)
+
+
+def _validity_digest(regions_digest: str, sources: Mapping[str, str]) -> str:
+    """What a chunk's validity records were computed from, besides their key: its region maps and the
+    external heatmap files (their sha256)."""
+    return _hash([regions_digest, sorted(sources.items())])
 
 
 def _members_digest(members: Sequence[PlannedInput]) -> str:

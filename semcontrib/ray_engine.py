@@ -19,8 +19,11 @@ before) names the cluster; without it a local Ray instance starts with this mach
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -50,8 +53,6 @@ class _Stage:
 
     def __init__(self, stage: str, settings: dict[str, Any], out: str, options: dict[str, Any],
                  stems: dict[str, int]) -> None:
-        from collections import Counter
-
         import torch
 
         torch.set_num_threads(max(1, int(options.pop("threads", 1))))
@@ -62,8 +63,19 @@ class _Stage:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         for k in range(len(batch["chunk"])):
             row = {name: batch[name][k] for name in batch}
-            self.run.compute_stage(self.stage, int(row["chunk"]), _members(row))
+            batch["computed"][k] = _counted(self.run, lambda r=row: self.run.compute_stage(  # type: ignore[misc]
+                self.stage, int(r["chunk"]), _members(r)), str(row["computed"]))
         return batch
+
+
+def _counted(run: AnalysisRun, work: Any, before: str) -> str:
+    """Run ``work`` and add what it computed to the JSON counts ``before`` (carried along the chunk's row)."""
+    counts = json.loads(before or "{}")
+    start = dict(run.computed)
+    work()
+    for k, v in run.computed.items():
+        counts[k] = counts.get(k, 0) + v - start.get(k, 0)
+    return json.dumps(counts)
 
 
 def _region_task(row: dict[str, Any], settings: dict[str, Any], out: str, options: dict[str, Any],
@@ -71,7 +83,8 @@ def _region_task(row: dict[str, Any], settings: dict[str, Any], out: str, option
     stage = _REGION_STAGES.get(out)
     if stage is None:
         stage = _REGION_STAGES[out] = _Stage("regions", settings, out, dict(options), stems)
-    stage.run.compute_stage("regions", int(row["chunk"]), _members(row))
+    row["computed"] = _counted(stage.run, lambda: stage.run.compute_stage("regions", int(row["chunk"]), _members(row)),
+                               str(row["computed"]))
     return row
 
 
@@ -89,6 +102,7 @@ def run_on_ray(settings: AnalysisSettings, out: str | Path, options: RunOptions,
         raise ValueError("--engine ray and --shard do not go together: Ray spreads the chunks itself")
     if settings.model.startswith("python:"):
         raise ValueError("--engine ray needs a named model or a checkpoint path (workers load it themselves)")
+    t0 = time.perf_counter()
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     if not ray.is_initialized():
@@ -103,17 +117,19 @@ def run_on_ray(settings: AnalysisSettings, out: str | Path, options: RunOptions,
 
         done = driver._done_chunks(plan, _Generation.read(root))
         todo = [c for c in plan.chunks if c not in done]
-        if todo:
-            _pipeline(ray, settings, root, options, plan, todo)
+        computed = _pipeline(ray, settings, root, options, plan, todo) if todo else {}
     # the driver's pass: everything is stored, so it computes nothing, aggregates and publishes
     report = AnalysisRun(settings, root, options=replace(options, workers=0)).run(entries)
-    return replace(report, chunks=(len(plan.chunks), len(todo)))
+    return replace(report, chunks=(len(plan.chunks), len(todo)), seconds=time.perf_counter() - t0,
+                   computed={k: report.computed.get(k, 0) + computed.get(k, 0) for k in report.computed})
 
 
 def _pipeline(ray: Any, settings: AnalysisSettings, root: Path, options: RunOptions, plan: Any,
-              todo: list[int]) -> None:
+              todo: list[int]) -> dict[str, int]:
     import ray.data
 
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     gpu = options.device.startswith("cuda")
     n_gpus = int(ray.cluster_resources().get("GPU", 0))
     n_cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -121,21 +137,26 @@ def _pipeline(ray: Any, settings: AnalysisSettings, root: Path, options: RunOpti
     threads = 1 if gpu else max(1, n_cpus // 2)
     opts = {"batch_size": options.batch_size, "chunk_size": options.chunk_size, "device": options.device,
             "workers": 0, "wait": True}
-    stems = {s: n for s, n in __import__("collections").Counter(i.entry.path.stem for i in plan.inputs).items() if n > 1}
+    stems = {s: n for s, n in Counter(i.entry.path.stem for i in plan.inputs).items() if n > 1}
     common = {"settings": settings.to_record(), "out": str(root.resolve()), "stems": stems}
-    rows = [{"chunk": c, "ids": [m.image_id for m in plan.chunks[c]],
+    rows = [{"chunk": c, "ids": [m.image_id for m in plan.chunks[c]], "computed": "{}",
              "paths": [str(Path(m.entry.path).resolve()) for m in plan.chunks[c]]} for c in todo]
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))
     model_args = {"num_gpus": 1} if gpu else {"num_cpus": 1}
-    ds = ds.map_batches(_Stage, batch_size=1, concurrency=model_actors,
+    pool = ray.data.ActorPoolStrategy(size=model_actors)
+    ds = ds.map_batches(_Stage, batch_size=1, compute=pool,
                         fn_constructor_kwargs={"stage": "model", "options": {**opts, "threads": threads}, **common},
                         **model_args)
     ds = ds.map(_region_task, fn_kwargs={"options": opts, **common}, num_cpus=1)
-    ds = ds.map_batches(_Stage, batch_size=1, concurrency=model_actors,
+    ds = ds.map_batches(_Stage, batch_size=1, compute=ray.data.ActorPoolStrategy(size=model_actors),
                         fn_constructor_kwargs={"stage": "attributions", "options": {**opts, "threads": threads},
                                                **common}, **model_args)
-    finished = 0
+    finished, computed = 0, {}
     for batch in ds.iter_batches(batch_size=1):
         finished += sum(len(ids) for ids in batch["ids"])
+        for counts in batch["computed"]:
+            for k, v in json.loads(str(counts)).items():
+                computed[k] = computed.get(k, 0) + v
         if options.progress is not None:
             options.progress(finished, sum(len(r["ids"]) for r in rows))
+    return computed

@@ -250,3 +250,108 @@ def test_validity_record_for_every_vector(image_folder, tmp_path):
     assert run(image_folder, out, regions="grid:2x2", methods=["gradcam", "lrp", "occlusion"],
                validity=True).computed["validity"] == 0
     assert run(image_folder, out, regions="grid:2x2", methods=["gradcam"], validity=True).computed["validity"] == 7
+
+
+# --------------------------------------------------------------------------- scale (issue 11)
+
+
+def store_files(root):
+    return sorted(p for p in (root / "store").rglob("*") if p.is_file())
+
+
+def test_a_chunk_is_one_file_per_stage_and_the_tables_are_parts_per_head_and_method(image_folder, tmp_path):
+    out = tmp_path / "c"
+    run(image_folder, out, regions="grid", methods=["gradcam", "lrp"], chunk_size=4)
+    c = Corpus.open(out)
+    n_chunks = 3  # 9 inputs in chunks of 4 (the two broken files are planned too, and skipped)
+    assert sorted(c.images.chunk.unique()) == [0, 1, 2]
+    # images, predictions, regions and one file per method, per chunk; the plan once
+    assert len(store_files(out)) == n_chunks * (3 + 2) + 1
+    parts = {p.relative_to(out).parts[:3] for p in out.rglob("part-*.parquet") if "store" not in p.parts}
+    assert parts == {(t, f"head={h}", f"method={m}") for t in ("attributions", "contributions")
+                     for h in ("task_a", "task_b") for m in ("gradcam", "lrp")}
+    # a reader of one head and method reads only its folder (hive partitions, as pyarrow reads them)
+    one = pd.read_parquet(out / "contributions" / "head=task_a" / "method=lrp")
+    want = c.contributions[(c.contributions["head"] == "task_a") & (c.contributions.method == "lrp")]
+    assert len(one) == len(want) and set(one.image_id) == set(want.image_id)
+    whole = pd.read_parquet(out / "contributions")
+    assert len(whole) == len(c.contributions) and set(whole["method"].astype(str)) == {"gradcam", "lrp"}
+
+
+def test_a_rerun_with_nothing_to_do_loads_no_model_and_writes_nothing(image_folder, tmp_path, monkeypatch):
+    import semcontrib.pipeline as pipeline
+
+    loads = []
+    monkeypatch.setattr(pipeline, "load_model", lambda name: loads.append(name) or tiny_model())
+    out = tmp_path / "c"
+    first = run(image_folder, out, model="tiny", regions="grid")
+    assert first.model_loaded and loads == ["tiny"]
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    rep = run(image_folder, out, model="tiny", regions="grid")
+    assert loads == ["tiny"] and not rep.model_loaded and rep.chunks == (3, 0)
+    assert set(rep.computed.values()) == {0}
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and "lock" not in p.name} == \
+        {p: t for p, t in before.items() if "lock" not in p.name}
+    # another parameter needs the model: it is loaded then, once
+    rep = run(image_folder, out, model="tiny", regions="grid", method_params={"ig": {"n_steps": 5}})
+    assert loads == ["tiny", "tiny"] and rep.computed["attr:ig"] == 7 and rep.computed["attr:lrp"] == 0
+
+
+def test_adding_images_computes_only_the_new_chunk_and_keeps_the_old_parts(image_folder, tmp_path, rng):
+    from PIL import Image
+
+    out = tmp_path / "c"
+    run(image_folder, out, regions="grid")
+    old_parts = {p.file for p in Corpus.open(out).parts}
+    for i in range(2):
+        Image.fromarray(synthetic(rng, i)).save(image_folder / f"new{i}.png")
+    rep = run(image_folder, out, regions="grid")
+    assert rep.computed["predictions"] == 2 and rep.computed["attr:ig"] == 2 and rep.chunks == (4, 1)
+    c = Corpus.open(out)
+    assert old_parts < {p.file for p in c.parts}  # the old parts are kept as they are
+    assert len(c.images) == 11 and (c.images.status == "ok").sum() == 9
+    assert set(c.images[c.images.path.str.contains("new")].chunk) == {3}
+    # the same results as one run over all the images (other batches: float sums may differ in the last bits)
+    fresh = tmp_path / "fresh"
+    run(image_folder, fresh, regions="grid")
+    for a, b in zip(tables(out)[1:], tables(fresh)[1:]):
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-5, atol=1e-7)
+    # and removing inputs drops their rows without computing anything
+    (image_folder / "new0.png").unlink()
+    rep = run(image_folder, out, regions="grid")
+    assert set(rep.computed.values()) == {0}, rep.computed
+    c = Corpus.open(out)
+    assert len(c.images) == 10 and not c.contributions.image_id.str.startswith("new0").any()
+    assert c.contributions.image_id.str.startswith("new1").any()
+
+
+def synthetic(rng, i):
+    from tests.conftest import synthetic_rgb
+
+    return synthetic_rgb(rng, 44 + i, 52)
+
+
+def test_shards_then_one_run_give_the_tables_of_an_uninterrupted_run(image_folder, tmp_path):
+    run(image_folder, tmp_path / "whole", regions="grid", validity=True, methods=["gradcam", "occlusion"])
+    out = tmp_path / "sharded"
+    kw = dict(regions="grid", validity=True, methods=["gradcam", "occlusion"])
+    one = run(image_folder, out, shard=(1, 2), **kw)
+    assert one.n_ok == -1 and not (out / "manifest.json").exists() and one.chunks == (3, 2)
+    assert one.computed["predictions"] == 4  # chunks 0 and 2: (broken, img00, img01) and (img05, img06, notes)
+    two = run(image_folder, out, shard=(2, 2), **kw)
+    assert two.computed["predictions"] == 3 and two.chunks == (3, 1)
+    final = run(image_folder, out, **kw)
+    assert set(final.computed.values()) == {0}, final.computed
+    assert final.chunks == (3, 3)
+    for a, b in zip(tables(tmp_path / "whole"), tables(out)):
+        pd.testing.assert_frame_equal(a.drop(columns=["path"], errors="ignore"), b.drop(columns=["path"], errors="ignore"))
+    with pytest.raises(ValueError, match="shard"):
+        run(image_folder, out, shard=(3, 2))
+
+
+def test_worker_processes_give_the_tables_of_the_main_process(image_folder, tmp_path):
+    run(image_folder, tmp_path / "w0", regions=HoleyGrid(), methods=["gradcam", "occlusion"], workers=0)
+    rep = run(image_folder, tmp_path / "w2", regions=HoleyGrid(), methods=["gradcam", "occlusion"], workers=2)
+    assert rep.computed["regions"] == 7
+    for a, b in zip(tables(tmp_path / "w0"), tables(tmp_path / "w2")):
+        pd.testing.assert_frame_equal(a.drop(columns=["path"], errors="ignore"), b.drop(columns=["path"], errors="ignore"))
