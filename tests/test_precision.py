@@ -292,3 +292,32 @@ def test_hand_built_bf16_rounding_is_visible():
     assert y.dtype == torch.bfloat16 and float(y) == 1.0
     with torch.no_grad(), compute_context("cpu", "fp32"):
         assert float(conv(x)) == 1.0 + 2 ** -10
+
+
+def test_siam_under_bf16_keeps_exact_decomposition():
+    """SIAM: backbone in bf16, concept read-out in fp32, so scores + bias still sum to the logit."""
+    from semcontrib.model import siam_from_stages
+
+    base = tiny_model(seed=2, size=SIZE)
+    model = siam_from_stages(base.spec, base.backbone, base.head_specs, VOC)
+    model.eval()
+    x = _batch(2)
+    targets = resolve_targets(model, predict(model, x).logits, model.head_names)
+    meth = make_method("siam")
+    res = {}
+    for precision in PRECISIONS:
+        with compute_context("cpu", precision):
+            res[precision] = meth.attribute_regions(model, x, targets, np.stack([LABELS] * 2), VOC)
+    with torch.no_grad():
+        with compute_context("cpu", "bf16"):
+            maps = model.concept_maps(x)
+        assert maps.dtype == torch.float32
+        readout = model.heads.contributions(maps)  # the read-out in fp32, outside the context
+    for h in targets:
+        lo, hi = res["bf16"][h], res["fp32"][h]
+        expected = readout[h][torch.arange(2), targets[h]].double().numpy()
+        np.testing.assert_allclose(lo.scores, expected, rtol=1e-5, atol=1e-7)  # not bf16-rounded (~4e-3)
+        assert lo.scores.dtype == np.float64 and lo.maps.dtype == np.float32
+        assert np.abs(lo.delta).max() < 1e-5
+        assert not np.array_equal(lo.scores, hi.scores)  # the backbone did run in bf16
+        np.testing.assert_allclose(lo.scores, hi.scores, atol=0.05 * np.abs(hi.scores).max())
