@@ -25,7 +25,8 @@ aggregated over the regions afterwards; ``"region"`` methods (``occlusion``, ``s
 
 Precision: every method runs inside the caller's :func:`semcontrib.model.compute_context`; with
 ``bf16`` its passes run under ``torch.autocast`` in bfloat16 where the method's ``runs_in_bf16`` is
-True, in float32 where it is False (``ig``). The heads always run in float32
+True (``gradcam``, ``occlusion``, ``shapley``, ``siam``), in float32 where it is False (``lrp``,
+``ig``: their bf16 maps were measured too far from fp32; see their notes). The heads always run in float32
 (:meth:`semcontrib.model.MultitaskModel.head_logits`) and every returned array is float32/float64.
 """
 
@@ -100,16 +101,18 @@ class LRP:
 
     Notes
     -----
-    Runs under bf16 autocast (``runs_in_bf16``): the backbone's forward and zennit's modified
-    backward run in bfloat16 where autocast applies; the heads run in
-    float32 (:meth:`semcontrib.model.MultitaskModel.head_logits`) and the relevance reaching the
-    input is float32. Measured on EfficientNet-Lite0 (``epsilon_gamma_box``, two photographs): the
-    signed_l1 region vectors over a 3x3 grid move by at most ~5e-3 against fp32.
+    LRP always runs in float32, also inside a bf16 :func:`semcontrib.model.compute_context`
+    (autocast is turned off for it; ``runs_in_bf16 = False``): the rules divide by each layer's
+    stabilised output (``z + epsilon sign(z)``), which bfloat16's 8 significant bits do not carry.
+    Measured on EfficientNet-Lite0 and four bundled photographs, 3x3 grid, signed_l1 region vectors
+    against fp32 (``benchmarks/bench_precision.py`` and the same maps compared per pixel):
+    ``epsilon_gamma_box`` moved them by up to 0.057 (maps: relative L1 error up to 34 %, correlation
+    0.92 on two of the four photographs), ``epsilon`` by up to 0.28 (correlation down to 0.22).
     """
 
     name = "lrp"
     level = "pixel"
-    runs_in_bf16 = True
+    runs_in_bf16 = False
 
     def __init__(self, composite: str = DEFAULT_LRP_COMPOSITE, epsilon: float = 1e-6) -> None:
         if composite not in LRP_COMPOSITES:
@@ -137,8 +140,9 @@ class LRP:
                                             (Linear, Epsilon(epsilon=self.epsilon))]
             return LayerMapComposite(layer_map=layer_map, canonizers=canonizers)
         if self.composite == "epsilon_gamma_box":
-            mean = torch.tensor(model.spec.mean).view(1, 3, 1, 1)
-            std = torch.tensor(model.spec.std).view(1, 3, 1, 1)
+            device = next(model.parameters()).device  # zennit's ZBox bounds must live beside the model
+            mean = torch.tensor(model.spec.mean, device=device).view(1, 3, 1, 1)
+            std = torch.tensor(model.spec.std, device=device).view(1, 3, 1, 1)
             size = model.input_size
             low = ((0 - mean) / std).expand(1, 3, size, size)
             high = ((1 - mean) / std).expand(1, 3, size, size)
@@ -147,6 +151,11 @@ class LRP:
 
     def attribute_batch(self, model: MultitaskModel, tensor: torch.Tensor,
                         targets: dict[str, torch.Tensor]) -> dict[str, AttributionResult]:
+        with full_precision(tensor):  # see the class notes: bf16 relevance is unreliable
+            return self._attribute_batch(model, tensor, targets)
+
+    def _attribute_batch(self, model: MultitaskModel, tensor: torch.Tensor,
+                         targets: dict[str, torch.Tensor]) -> dict[str, AttributionResult]:
         composite = self.make_composite(model)
         x = tensor.detach().clone().requires_grad_(True)
         heads = list(targets)
@@ -168,7 +177,7 @@ class LRP:
         composite = self.make_composite(model, prefix="model.backbone.")
 
         def seed(z: torch.Tensor) -> torch.Tensor:
-            t = torch.full((z.shape[0], 1), target, dtype=torch.long)
+            t = torch.full((z.shape[0], 1), target, dtype=torch.long, device=z.device)
             return torch.zeros_like(z).scatter(1, t, z.gather(1, t))
 
         with Gradient(model=adapter, composite=composite) as attributor:
@@ -194,7 +203,8 @@ class GradCAM:
         or a dotted path inside one (``layer4.1.conv2``); default: the backbone's last conv block.
 
     Runs under bf16 autocast (``runs_in_bf16``): the layer's activations and gradients are bfloat16,
-    the returned maps float32 (region vectors within ~1e-3 of fp32 on EfficientNet-Lite0).
+    the returned maps float32 (signed_l1 region vectors over a 3x3 grid within ~5e-3 of fp32 on
+    EfficientNet-Lite0 and four bundled photographs).
     """
 
     name = "gradcam"
@@ -284,8 +294,8 @@ class IntegratedGradients:
     (autocast is turned off for it; ``runs_in_bf16 = False``). Measured on EfficientNet-Lite0 and
     two bundled photographs (16 steps): bf16 input gradients differ from fp32 by ~49 % (relative L1)
     per pixel, the maps correlate only 0.81-0.89 with fp32, the convergence delta grows, and the
-    signed_l1 region vectors over a 3x3 grid move by up to 0.18, against 5e-3 for LRP and 1e-3 for
-    Grad-CAM (``benchmarks/bench_precision.py``). IG's maps are sums of per-pixel gradients that
+    signed_l1 region vectors over a 3x3 grid move by up to 0.18, against 5e-3 for Grad-CAM
+    (``benchmarks/bench_precision.py``). IG's maps are sums of per-pixel gradients that
     cancel almost completely (``|sum| / sum|.|`` ~ 0.003), so bfloat16's 8 significant bits do not
     suffice.
     """

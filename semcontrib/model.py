@@ -362,7 +362,11 @@ def model_key(model: MultitaskModel) -> str:
 
 @dataclass(frozen=True)
 class ComputeOptions:
-    """Where and in which precision the model runs (not what it computes).
+    """Where, in which precision and in which memory layout the model runs.
+
+    ``precision`` changes the results by rounding (bounds measured per method in
+    :mod:`semcontrib.attribution`), so it belongs with what a corpus records; ``device`` and
+    ``channels_last`` change only the kernels (float32 rounding order).
 
     Attributes
     ----------
@@ -372,7 +376,7 @@ class ComputeOptions:
         in bfloat16, parameters, inputs and input gradients stay float32. Every output the methods
         return (maps, logits, scores, deltas) is float32/float64 numpy in both precisions.
     channels_last : store the model's 4-d weights and the input batches as NHWC
-        (``torch.channels_last``); the values are the same, only the speed differs.
+        (``torch.channels_last``); the same values up to float32 rounding order, possibly faster.
 
     Examples
     --------
