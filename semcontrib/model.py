@@ -10,10 +10,11 @@ Loading never unpickles arbitrary objects.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from semcontrib.backbones import (
     weights_provenance,
 )
 from semcontrib.paths import data_path
+from semcontrib.settings import DEFAULT_PRECISION, PRECISIONS
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +122,17 @@ class MultitaskModel(nn.Module):
         raise ValueError(f"unknown head {name!r}; this model has {self.head_names}")
 
     def forward(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.heads(self.backbone(tensor))
+        return self.head_logits(self.backbone(tensor))
+
+    def head_logits(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The heads on the backbone's output, always in float32.
+
+        Under bf16 autocast (:func:`compute_context`) the backbone runs in bfloat16, but rounding the
+        logits to bfloat16 (8 significant bits: steps of 0.0625 at a logit of 10) would swamp the
+        logit differences that perturbation methods score, so the heads run with autocast off.
+        """
+        with torch.autocast(features.device.type, enabled=False):
+            return self.heads(features.float())
 
     def stage_index(self, stage: str) -> int:
         names = [n for n, _ in self.backbone.named_children()]
@@ -345,6 +357,121 @@ def model_key(model: MultitaskModel) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+# --------------------------------------------------------------------------- device and precision
+
+
+@dataclass(frozen=True)
+class ComputeOptions:
+    """Where, in which precision and in which memory layout the model runs.
+
+    ``precision`` changes the results by rounding (bounds measured per method in
+    :mod:`semcontrib.attribution`), so it belongs with what a corpus records; ``device`` and
+    ``channels_last`` change only the kernels (float32 rounding order).
+
+    Attributes
+    ----------
+    device : ``cpu``, ``cuda`` or ``cuda:N``.
+    precision : ``fp32`` or ``bf16`` (``settings.PRECISIONS``). ``bf16`` runs forwards and backwards
+        under ``torch.autocast(device_type, dtype=torch.bfloat16)``: convolutions and matrix products
+        in bfloat16, parameters, inputs and input gradients stay float32. Every output the methods
+        return (maps, logits, scores, deltas) is float32/float64 numpy in both precisions.
+    channels_last : store the model's 4-d weights and the input batches as NHWC
+        (``torch.channels_last``); the same values up to float32 rounding order, possibly faster.
+
+    Examples
+    --------
+    >>> opts = ComputeOptions(precision="bf16")
+    >>> with opts.context():
+    ...     torch.ones(2, 2) @ torch.ones(2, 2)
+    tensor([[2., 2.],
+            [2., 2.]], dtype=torch.bfloat16)
+    """
+
+    device: str = "cpu"
+    precision: str = DEFAULT_PRECISION
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.device, str) or not (
+                self.device in ("cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
+            raise ValueError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose from {PRECISIONS}")
+        if not isinstance(self.channels_last, bool):
+            raise ValueError(f"channels_last must be True or False, got {self.channels_last!r}")
+
+    @property
+    def device_type(self) -> str:
+        """``cpu`` or ``cuda`` (the ``torch.autocast`` device type)."""
+        return self.device.partition(":")[0]
+
+    def check_available(self) -> None:
+        """Raise ``ValueError`` when a CUDA device is asked for and none is available."""
+        if self.device_type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device!r} was asked for, but no CUDA device is available "
+                             f"(torch {torch.__version__}, built with CUDA {torch.version.cuda})")
+
+    def prepare(self, net: nn.Module) -> nn.Module:
+        """:func:`prepare_model` with these options."""
+        return prepare_model(net, self.device, self.channels_last)
+
+    def tensor(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A float NCHW batch on the device, in the model's memory format (see :func:`to_memory_format`)."""
+        return to_memory_format(tensor.to(self.device), self.channels_last)
+
+    def context(self) -> contextlib.AbstractContextManager[Any]:
+        """:func:`compute_context` with these options."""
+        return compute_context(self.device, self.precision)
+
+
+def prepare_model(net: nn.Module, device: str, channels_last: bool = False) -> nn.Module:
+    """Move ``net`` to ``device`` (in place, as ``nn.Module.to``); NHWC weights when ``channels_last``.
+
+    ``channels_last=False`` turns the 4-d weights back to contiguous NCHW. The values and the
+    model's outputs do not change; only the kernels used do.
+    """
+    ComputeOptions(device, DEFAULT_PRECISION, channels_last).check_available()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return net.to(device).to(memory_format=fmt)
+
+
+def to_memory_format(tensor: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """A float NCHW batch as channels-last (NHWC strides) when asked, else contiguous; same values.
+
+    Give the model inputs in the same memory format as its weights (:func:`prepare_model`);
+    tensors that are not 4-d are returned unchanged.
+    """
+    if tensor.dim() != 4:
+        return tensor
+    return tensor.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def compute_context(device: str, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """The context the model's passes run in: ``torch.autocast`` in bfloat16 for ``bf16``, a null
+    context for ``fp32``.
+
+    Wrap every call that runs the model (:func:`predict_with_evidence`, ``attribute_batch``,
+    ``attribute_regions``, ``semcontrib.validity.compute_validity``) in it. Methods that cannot run
+    in bfloat16 turn autocast off inside (see :func:`full_precision`).
+    """
+    opts = ComputeOptions(device, precision)
+    if opts.precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(opts.device_type, dtype=torch.bfloat16)
+
+
+@contextlib.contextmanager
+def full_precision(tensor: torch.Tensor) -> Iterator[None]:
+    """Turn off any autocast active on ``tensor``'s device type for the block (the block runs in fp32)."""
+    with torch.autocast(tensor.device.type, enabled=False):
+        yield
+
+
+def autocast_active(tensor: torch.Tensor) -> bool:
+    """Whether autocast is on for ``tensor``'s device type (inside :func:`compute_context` in ``bf16``)."""
+    return bool(torch.is_autocast_enabled(tensor.device.type))
+
+
 @dataclass(frozen=True)
 class Predictions:
     """Per head: probabilities float N x n_classes (softmax of the logits) and logits."""
@@ -382,6 +509,12 @@ def predict_with_evidence(model: MultitaskModel, tensor: torch.Tensor, groups: M
                           ) -> tuple[Predictions, np.ndarray | None]:
     """Logits of every head and :func:`class_evidence`, from one forward pass."""
     feats = model.backbone[:-1](tensor)  # N x F x h x w
+    with full_precision(feats):  # heads and evidence in float32 (see MultitaskModel.head_logits)
+        return _logits_and_evidence(model, feats.float(), groups)
+
+
+def _logits_and_evidence(model: MultitaskModel, feats: torch.Tensor, groups: Mapping[str, Sequence[int]]
+                         ) -> tuple[Predictions, np.ndarray | None]:
     pooled = model.backbone[-1](feats)
     out = model.heads(pooled)
     preds = Predictions({k: v.float().cpu().numpy() for k, v in out.items()})
@@ -391,12 +524,12 @@ def predict_with_evidence(model: MultitaskModel, tensor: torch.Tensor, groups: M
     w = model.heads.fc.weight  # C x F
     maps = []
     for members in groups.values():
-        idx = torch.tensor(list(members), dtype=torch.long, device=tensor.device)
+        idx = torch.tensor(list(members), dtype=torch.long, device=feats.device)
         weight = (p[:, idx, None] * w[idx][None]).sum(1)  # N x F
         maps.append(torch.einsum("nf,nfhw->nhw", weight, feats))
     cams = torch.stack(maps, dim=1).clamp_min(0)
     peak = cams.flatten(1).max(dim=1).values.clamp_min(1e-12)
-    return preds, (cams / peak[:, None, None, None]).cpu().numpy().astype(np.float32)
+    return preds, (cams / peak[:, None, None, None]).float().cpu().numpy()
 
 
 # --------------------------------------------------------------------------- SIAM (semantic bottleneck)
@@ -538,8 +671,13 @@ class SiamModel(MultitaskModel):
         return self.heads.concepts
 
     def concept_maps(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Preprocessed float N x 3 x S x S -> concept maps float N x K x h x w (non-negative)."""
-        return self.heads.concept_maps(self.backbone(tensor))
+        """Preprocessed float N x 3 x S x S -> concept maps float32 N x K x h x w (non-negative).
+
+        The concept layer runs in float32 also under bf16 autocast (as :meth:`head_logits`).
+        """
+        feats = self.backbone(tensor)
+        with full_precision(feats):
+            return self.heads.concept_maps(feats.float())
 
     def concept_contributions(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
         """head -> float N x C x K: the exact contribution of concept k to the logit of class c.

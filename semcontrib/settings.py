@@ -44,6 +44,10 @@ PERTURBATION_BATCH_SIZE = 16    # perturbed images per forward (larger batches a
 SCORE_BASIS: dict[str, str] = {"pixel": "sum", "region": "sum"}
 DEFAULT_BASIS = "sum"  # the basis the dashboard shows first (docs/trust.md)
 DEFAULT_LRP_COMPOSITE = "epsilon_gamma_box"  # the most faithful composite measured (docs/trust.md)
+# Numeric precision of the model's forward and backward passes (``semcontrib.model.ComputeOptions``):
+# ``bf16`` runs them under ``torch.autocast``; every stored output stays float32/float64.
+PRECISIONS = ("fp32", "bf16")
+DEFAULT_PRECISION = "fp32"
 
 # A method name as it may appear in a corpus (and so in a work-file folder name).
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
