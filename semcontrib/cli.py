@@ -28,6 +28,7 @@ from semcontrib.settings import (
     LRP_COMPOSITES,
     METHOD_NAMES,
     PERTURBATION_BASELINES,
+    PRECISIONS,
     ExternalAttributions,
     parse_methods,
     parse_targets,
@@ -139,6 +140,10 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
                    help="images per chunk (one work file per chunk and stage; the unit of resumption) for "
                         "images new to the corpus")
     r.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the model runs")
+    r.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="bf16: autocast (Grad-CAM, occlusion, Shapley, SIAM; LRP and IG stay fp32); part of the "
+                        "store keys")
+    r.add_argument("--channels-last", action="store_true", help="NHWC weights and inputs (may be faster on a GPU)")
     r.add_argument("--workers", type=_workers, default=os.cpu_count() or 1,
                    help="worker processes that decode images and run region sources beside the model "
                         "(0: in the main process); default the number of cores")
@@ -227,7 +232,7 @@ def _options(args: argparse.Namespace, progress: Any) -> Any:
     from semcontrib.pipeline import RunOptions
 
     return RunOptions(batch_size=args.batch_size, chunk_size=args.chunk_size, device=args.device,
-                      workers=args.workers, shard=args.shard, wait=not args.no_wait, progress=progress)
+                      precision=args.precision, channels_last=args.channels_last, workers=args.workers, shard=args.shard, wait=not args.no_wait, progress=progress)
 
 
 def _workers(text: str) -> int:

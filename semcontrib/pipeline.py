@@ -65,7 +65,7 @@ from semcontrib.corpus import (
     ValidityWork,
 )
 from semcontrib.imageio import ImageLoadError, list_images, load_rgb, resize_rgb, sha256_file
-from semcontrib.model import HeadSpec, MultitaskModel, load_model, model_key, predict_with_evidence
+from semcontrib.model import ComputeOptions, HeadSpec, MultitaskModel, load_model, model_key, predict_with_evidence
 from semcontrib.paths import data_path
 from semcontrib.regions import ImageInput, RegionSource, resize_evidence, source_key, uses_evidence
 from semcontrib.settings import (
@@ -74,6 +74,8 @@ from semcontrib.settings import (
     REGION_METHODS,
     SCORE_BASIS,
     AnalysisSettings,
+    DEFAULT_PRECISION,
+    PRECISIONS,
     ExternalAttributions,
     parse_shard,
     reuse,
@@ -107,6 +109,9 @@ class RunOptions:
     batch_size : images per model batch (the batches of a chunk are always the same images).
     chunk_size : images per chunk for images planned by this run (earlier chunks keep their size).
     device : ``cpu``, ``cuda`` or ``cuda:N``.
+    precision : ``fp32`` or ``bf16`` (autocast; LRP and IG always run in fp32, heads in fp32). It changes
+        the results, so it is part of the store keys: a bf16 corpus never mixes with an fp32 one.
+    channels_last : NHWC weights and inputs (the same values up to float rounding order).
     workers : worker processes that decode images and run region sources (0: in this process).
     shard : ``(I, N)``: compute only shard I of N of the chunks and publish nothing; None: everything.
     wait : queue behind another run (else raise :class:`~semcontrib.corpus.CorpusBusyError`).
@@ -116,6 +121,8 @@ class RunOptions:
     batch_size: int = 8
     chunk_size: int = 128
     device: str = "cpu"
+    precision: str = DEFAULT_PRECISION
+    channels_last: bool = False
     workers: int = 0
     shard: tuple[int, int] | None = None
     wait: bool = True
@@ -130,6 +137,8 @@ class RunOptions:
             raise ValueError(f"workers must be an integer from 0 to 256, got {self.workers!r}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be cpu or cuda, got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.shard is not None:
             i, n = self.shard
             if not (isinstance(i, int) and isinstance(n, int) and 1 <= i <= n):
@@ -546,12 +555,12 @@ class AnalysisRun:
         self.settings = settings
         self.options = options or RunOptions()
         self.root = Path(out)
-        if self.options.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError("--device cuda was asked for, but no CUDA device is available")
+        self.compute = ComputeOptions(self.options.device, self.options.precision, self.options.channels_last)
+        self.compute.check_available()
         if model is None and settings.model.startswith(IN_MEMORY_MODEL):
             raise ValueError(f"the model {settings.model[len(IN_MEMORY_MODEL):]!r} was given from Python; "
                              "give it again (model=) or name a model (--model)")
-        self._net: Any = None if model is None else model.to(self.options.device)
+        self._net: Any = None if model is None else self.compute.prepare(model)
         self.methods = {m: _make_method(m, settings.method_params_for(m)) for m in settings.methods}
         ext = settings.external
         if ext is not None and not Path(ext.folder).is_dir():
@@ -562,7 +571,7 @@ class AnalysisRun:
             data_path("imagenet_class_groups.json").read_text())["evidence_groups"]
         self.fingerprint = _hash({"settings": settings.to_record(), "version": _versions(["semcontrib"]),
                                   "model": _model_fingerprint(settings.model) if model is None else None,
-                                  "regions": settings.regions, "identity": 2})
+                                  "regions": settings.regions, "precision": self.options.precision, "identity": 2})
         cached = self._cached_identity() if model is None else None
         self.identity = cached if cached is not None else self._identity(self.net)
         self.mkey = self.identity["model"]["key"]
@@ -589,8 +598,8 @@ class AnalysisRun:
     @property
     def net(self) -> MultitaskModel:
         if self._net is None:
-            net = load_model(self.settings.model).to(self.options.device)
-            if hasattr(self, "identity") and model_key(net) != self.identity["model"]["key"]:
+            net = self.compute.prepare(load_model(self.settings.model))
+            if hasattr(self, "identity") and self._store_key(net) != self.identity["model"]["key"]:
                 raise ValueError(f"the model {self.settings.model!r} changed since the corpus recorded it "
                                  "(same file size and time, other weights); analyse into a new corpus")
             self._net = net
@@ -602,7 +611,7 @@ class AnalysisRun:
         heads = list(self.settings.heads) or list(net.head_names)
         for h in heads:
             net.head(h)  # ValueError naming the heads for an unknown head
-        mkey = model_key(net)
+        mkey = self._store_key(net)
         targets = dict(self.settings.targets)
         methods: dict[str, Any] = {}
         for m, obj in self.methods.items():
@@ -617,8 +626,14 @@ class AnalysisRun:
                          "targets": targets})
             methods[ext.name] = {"params": {"folder": ext.folder}, "key": key, "level": "external",
                                  "notes": {"source": "heatmaps computed elsewhere, aggregated as given"}}
-        return {"model": {**getattr(net, "identity", {}), "key": mkey, "input_size": int(net.input_size)},
+        return {"model": {**getattr(net, "identity", {}), "key": mkey, "input_size": int(net.input_size),
+                          "precision": self.options.precision},
                 "heads": {h: list(net.head(h).classes) for h in heads}, "head_order": heads, "methods": methods}
+
+    def _store_key(self, net: Any) -> str:
+        """The model's key in the store: its identity, and the precision when that is not fp32."""
+        key = model_key(net)
+        return key if self.options.precision == DEFAULT_PRECISION else _hash([key, self.options.precision])
 
     def _cached_identity(self) -> dict[str, Any] | None:
         """The identity recorded by the last run with the same settings and model files, or None."""
@@ -856,12 +871,13 @@ class AnalysisRun:
 
     def _tensor(self, ids: list[str], rgb: Mapping[str, np.ndarray]) -> torch.Tensor:
         net = self.net
-        return torch.cat([net.preprocess(rgb[i]) for i in ids]).to(self.options.device)
+        return self.compute.tensor(torch.cat([net.preprocess(rgb[i]) for i in ids]))
 
     def _predict(self, ok: list[str], rgb: Mapping[str, np.ndarray]) -> dict[str, PredictionWork]:
         out = {}
         for _, batch in self._numbered_batches(ok):
-            preds, ev = predict_with_evidence(self.net, self._tensor(batch, rgb), self.evidence_groups)
+            with self.compute.context():
+                preds, ev = predict_with_evidence(self.net, self._tensor(batch, rgb), self.evidence_groups)
             for k, i in enumerate(batch):
                 out[i] = PredictionWork({h: preds.logits[h][k].astype(np.float32) for h in self.net.head_names},
                                         None if ev is None else ev[k])
@@ -912,7 +928,8 @@ class AnalysisRun:
         works: dict[str, dict[str, HeadAttribution]] = {}
         for start, batch in self._numbered_batches(ok):
             dev = {h: torch.as_tensor(targets[h][start:start + len(batch)]).to(self.options.device) for h in self.heads}
-            res = obj.attribute_batch(self.net, self._tensor(batch, rgb), dev)
+            with self.compute.context():
+                res = obj.attribute_batch(self.net, self._tensor(batch, rgb), dev)
             for k, i in enumerate(batch):
                 works[i] = {h: HeadAttribution(int(targets[h][start + k]), "ok", np.asarray(res[h].maps[k], np.float32),
                                                delta=None if res[h].delta is None else float(res[h].delta[k]))
@@ -942,8 +959,9 @@ class AnalysisRun:
         obj: Any = self.methods[method]
         for start, batch in self._numbered_batches(ok):
             dev = {h: torch.as_tensor(targets[h][start:start + len(batch)]).to(self.options.device) for h in self.heads}
-            res = obj.attribute_regions(self.net, self._tensor(batch, rgb), dev, np.stack([labels[i] for i in batch]),
-                                        self.vocabulary)
+            with self.compute.context():
+                res = obj.attribute_regions(self.net, self._tensor(batch, rgb), dev,
+                                            np.stack([labels[i] for i in batch]), self.vocabulary)
             for k, i in enumerate(batch):
                 works[i] = {h: _with_stats(HeadAttribution(
                     int(targets[h][start + k]), "ok", np.asarray(res[h].maps[k], np.float64),
@@ -982,9 +1000,10 @@ class AnalysisRun:
             scores = {m: {h: np.stack([_region_scores(s.attrs[m].works[i][h], K) for i in batch])  # type: ignore[union-attr]
                           for h in self.heads} for m in self.settings.all_methods}
             sub_targets = {h: torch.as_tensor(targets[h][idx]).to(self.options.device) for h in self.heads}
-            recs = compute_validity(self.net, self._tensor(batch, rgb), np.stack([labels[i] for i in batch]),
-                                    self.vocabulary, sub_targets, scores,
-                                    ValidityConfig(baseline=self.settings.validity_baseline))
+            with self.compute.context():
+                recs = compute_validity(self.net, self._tensor(batch, rgb), np.stack([labels[i] for i in batch]),
+                                        self.vocabulary, sub_targets, scores,
+                                        ValidityConfig(baseline=self.settings.validity_baseline))
             for n, i in enumerate(batch):
                 out[i] = ValidityWork({(m, h): (float(recs[(m, h)].faithfulness[n]), float(recs[(m, h)].deletion_auc[n]),
                                                 float(recs[(m, h)].insertion_auc[n]), str(recs[(m, h)].note[n]))
@@ -1447,8 +1466,8 @@ def analyze(
     options : :class:`RunOptions`; or give ``batch_size``, ``chunk_size``, ``device``, ``workers``, ``shard``,
         ``wait``, ``progress`` as keywords.
     """
-    opt_fields = {k: given.pop(k) for k in ("batch_size", "chunk_size", "device", "workers", "shard", "wait",
-                                            "progress") if k in given}
+    opt_fields = {k: given.pop(k) for k in ("batch_size", "chunk_size", "device", "precision", "channels_last",
+                                            "workers", "shard", "wait", "progress") if k in given}
     options = options or RunOptions(**opt_fields)
     loaded = None
     if model is not None and not isinstance(model, (str, Path)):

@@ -355,3 +355,17 @@ def test_worker_processes_give_the_tables_of_the_main_process(image_folder, tmp_
     assert rep.computed["regions"] == 7
     for a, b in zip(tables(tmp_path / "w0"), tables(tmp_path / "w2")):
         pd.testing.assert_frame_equal(a.drop(columns=["path"], errors="ignore"), b.drop(columns=["path"], errors="ignore"))
+
+
+def test_bf16_is_its_own_store_and_close_to_fp32(image_folder, tmp_path):
+    out = tmp_path / "c"
+    run(image_folder, out, regions="grid", methods=["gradcam", "lrp"])
+    fp32 = tables(out)
+    rep = run(image_folder, out, regions="grid", methods=["gradcam", "lrp"], precision="bf16", channels_last=True)
+    assert rep.computed["predictions"] == 7 and rep.computed["attr:gradcam"] == 7  # other keys: nothing reused
+    bf16 = tables(out)
+    a, b = (t.set_index(["image_id", "head", "method", "region_index"]) for t in (fp32[2], bf16[2]))
+    diff = (a.score_signed_l1 - b.score_signed_l1).abs().groupby("method").max()
+    assert diff["lrp"] < 1e-6  # LRP runs in fp32 whatever the precision (channels-last: float rounding order)
+    assert 0 < diff["gradcam"] < 0.05
+    assert Corpus.open(out).manifest["model"]["precision"] == "bf16"
