@@ -11,6 +11,13 @@ model, every head and every method, with the same settings:
 
 Each side runs in its own subprocess so that peak resident memory (ru_maxrss) is its own.
 Prints images per second, peak memory and the ratio. Run: ``python benchmarks/bench_pipeline.py``.
+
+``--end-to-end``: the whole ``analyze`` (decoding, display images, predictions, region source,
+attributions, statistics, tables) on ``-n`` photographs (the bundled ones, then mirrored and rotated
+variants), for ``--methods`` and ``--regions``, in three configurations measured in the same run: the
+engine before the chunked store (git ``--baseline-ref``), the chunked engine in one process
+(``--workers 0``), and with ``--workers`` worker processes. ``--device cuda [--precision bf16]
+[--channels-last]`` runs the chunked configurations on a GPU.
 """
 
 from __future__ import annotations
@@ -72,6 +79,78 @@ def _phase(phase: str, n: int, batch_size: int, ig_steps: int, threads: int) -> 
             "per_method_s": per_method}
 
 
+_E2E = r"""
+import json, resource, sys, time
+sys.path.insert(0, {tree!r})
+import torch
+torch.set_num_threads({threads})
+from semcontrib.pipeline import analyze
+kw = dict(methods={methods!r}, regions={regions!r}, validity=False, batch_size={batch})
+kw.update({extra!r})
+t = time.perf_counter()
+rep = analyze({images!r}, {out!r}, **kw)
+print(json.dumps({{"seconds": time.perf_counter() - t, "n_ok": rep.n_ok,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def _photos(folder, n: int) -> None:
+    from PIL import Image, ImageOps
+
+    from semcontrib.demo import write_demo_images
+
+    paths = write_demo_images(folder)
+    k = 0
+    while len(paths) + k < n:
+        src = Image.open(paths[k % len(paths)])
+        rnd = k // len(paths)
+        img = ImageOps.mirror(src) if rnd % 2 == 0 else src.rotate(90 * (1 + rnd // 2 % 3), expand=True)
+        if rnd >= 2:
+            img = img.resize((max(16, img.width * (90 - rnd % 40) // 100), max(16, img.height * (90 - rnd % 40) // 100)))
+        img.save(folder / f"variant{k:05d}.png")
+        k += 1
+
+
+def end_to_end(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench_e2e_") as tmp:
+        work = Path(tmp)
+        _photos(work / "images", args.images)
+        old = work / "baseline_tree"
+        old.mkdir()
+        archive = subprocess.run(["git", "-C", str(repo), "archive", args.baseline_ref], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+        for sub in ("segmentation", "dashboard", "data"):  # the installed layout, without installing it
+            (old / "semcontrib" / sub).symlink_to(old / sub)
+        gpu = {"device": args.device, "precision": args.precision, "channels_last": args.channels_last} \
+            if args.device != "cpu" else {}
+        configs = [("baseline (format 1)", old, {"device": args.device} if args.device != "cpu" else {}),
+                   ("chunked, workers 0", repo, {"workers": 0, **gpu}),
+                   (f"chunked, workers {args.workers}", repo, {"workers": args.workers, **gpu})]
+        for name, tree, extra in configs:
+            code = _E2E.format(tree=str(tree), threads=args.threads, methods=args.methods.split(","),
+                               regions=args.regions, batch=args.batch_size, extra=extra, images=str(work / "images"),
+                               out=str(work / name.replace(" ", "_").replace(",", "")))
+            r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tree)
+            if r.returncode != 0:
+                print(f"{name} failed:\n{r.stderr[-2000:]}")
+                return 1
+            results[name] = json.loads(r.stdout.strip().splitlines()[-1])
+    print(f"analyze end to end: {args.images} photographs, methods {args.methods}, regions {args.regions}, "
+          f"Lite0 imagenet-heads (4 heads), batch {args.batch_size}, device {args.device}, {args.threads} threads")
+    base = results["baseline (format 1)"]["seconds"]
+    for name, r in results.items():
+        print(f"  {name:24} {args.images / r['seconds']:7.2f} img/s  {r['seconds']:7.1f} s  peak {r['peak_mb']:6.0f} MB"
+              f"  {base / r['seconds']:.2f}x baseline")
+    if args.json:
+        print(json.dumps(results))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", "--images", type=int, default=8)
@@ -79,7 +158,18 @@ def main() -> int:
     ap.add_argument("--ig-steps", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--phase", choices=["naive", "engine"], help=argparse.SUPPRESS)
+    ap.add_argument("--end-to-end", action="store_true", help="the whole analyze, against the format-1 engine")
+    ap.add_argument("--methods", default="gradcam", help="--end-to-end: comma-separated methods")
+    ap.add_argument("--regions", default="landscape", help="--end-to-end: region source")
+    ap.add_argument("--workers", type=int, default=2, help="--end-to-end: worker processes")
+    ap.add_argument("--baseline-ref", default="1c956d5", help="--end-to-end: git commit of the format-1 engine")
+    ap.add_argument("--device", default="cpu", help="--end-to-end: cpu or cuda")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.end_to_end:
+        return end_to_end(args)
     if args.phase:
         print(json.dumps(_phase(args.phase, args.images, args.batch_size, args.ig_steps, args.threads)))
         return 0

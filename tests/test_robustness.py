@@ -199,15 +199,28 @@ _RUNNER = textwrap.dedent("""
     from tests.conftest import tiny_model
     from semcontrib.pipeline import analyze
     analyze({photos!r}, {out!r}, model=tiny_model(), methods=["lrp", "gradcam", "ig"],
-            method_params={{"ig": {{"n_steps": 4}}}}, regions="grid:2x2", batch_size=3, chunk_size=3, validity=False)
+            method_params={{"ig": {{"n_steps": 4}}}}, regions="grid:2x2", batch_size=3, chunk_size=3, validity=False, shard={shard})
 """)
 
 
-def _runner(photos: Path, out: Path) -> list[str]:
+def _runner(photos: Path, out: Path, shard: tuple[int, int] | None = None) -> list[str]:
     import torch
 
-    code = _RUNNER.format(repo=str(REPO), photos=str(photos), out=str(out), threads=torch.get_num_threads())
+    code = _RUNNER.format(repo=str(REPO), photos=str(photos), out=str(out), threads=torch.get_num_threads(),
+                          shard=shard)
     return [sys.executable, "-c", code]
+
+
+def test_shards_running_at_the_same_time_then_one_run_give_the_tables_of_one(photos, clean, tmp_path):
+    out = tmp_path / "c"
+    procs = [subprocess.Popen(_runner(photos, out, (i, 3)), stderr=subprocess.PIPE, text=True) for i in (1, 2, 3)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errs
+    assert len(list((out / "store" / "plan").glob("part-*.parquet"))) == 1  # one plan, agreed by all three
+    assert not (out / "manifest.json").exists()
+    rep = run(photos, out)
+    assert set(rep.computed.values()) == {0}
+    assert_same_tables(clean, out)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
