@@ -106,7 +106,8 @@ def _photos(folder, n: int) -> None:
         rnd = k // len(paths)
         img = ImageOps.mirror(src) if rnd % 2 == 0 else src.rotate(90 * (1 + rnd // 2 % 3), expand=True)
         if rnd >= 2:
-            img = img.resize((max(16, img.width * (90 - rnd % 40) // 100), max(16, img.height * (90 - rnd % 40) // 100)))
+            f = 90 - rnd % 40
+            img = img.resize((max(16, img.width * f // 100), max(16, img.height * f // 100)))
         img.save(folder / f"variant{k:05d}.png")
         k += 1
 
@@ -122,7 +123,8 @@ def end_to_end(args: argparse.Namespace) -> int:
         _photos(work / "images", args.images)
         old = work / "baseline_tree"
         old.mkdir()
-        archive = subprocess.run(["git", "-C", str(repo), "archive", args.baseline_ref], capture_output=True, check=True)
+        archive = subprocess.run(["git", "-C", str(repo), "archive", args.baseline_ref], capture_output=True,
+                                 check=True)
         subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
         for sub in ("segmentation", "dashboard", "data"):  # the installed layout, without installing it
             (old / "semcontrib" / sub).symlink_to(old / sub)

@@ -124,7 +124,8 @@ def real_bytes(n: int, work: Path) -> dict:
     k = 0
     while len(paths) + k < n:  # mirrored and rotated variants: distinct files of the same photographs
         src = Image.open(paths[k % len(paths)])
-        img = ImageOps.mirror(src) if (k // len(paths)) % 2 == 0 else src.rotate(90 * (1 + k // len(paths)), expand=True)
+        rnd = k // len(paths)
+        img = ImageOps.mirror(src) if rnd % 2 == 0 else src.rotate(90 * (1 + rnd), expand=True)
         img.save(images / f"variant{k:04d}.png")
         k += 1
     out = work / "real_corpus"
@@ -133,7 +134,8 @@ def real_bytes(n: int, work: Path) -> dict:
     seconds = time.perf_counter() - t
     by_kind: dict[str, int] = {}
     for p in (out / "store").rglob("*.npz"):
-        by_kind[p.relative_to(out / "store").parts[0]] = by_kind.get(p.relative_to(out / "store").parts[0], 0) + p.stat().st_size
+        kind = p.relative_to(out / "store").parts[0]
+        by_kind[kind] = by_kind.get(kind, 0) + p.stat().st_size
     tables = sum(p.stat().st_size for p in out.rglob("*.parquet") if "store" not in p.parts)
     st = store_stats(out)
     return {"images": n, "seconds": seconds, "files": st["files"], "bytes_per_image": st["bytes"] / n,
@@ -153,7 +155,8 @@ def main() -> None:
         work = Path(tmp)
         old_tree = work / "baseline_tree"
         old_tree.mkdir()
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline_ref], capture_output=True, check=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline_ref], capture_output=True,
+                                 check=True)
         subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive.stdout, check=True)
         base = measure(old_tree, args.baseline_images, work / "base", new=False)
         same = measure(REPO, args.baseline_images, work / "same", new=True)
@@ -178,7 +181,8 @@ def main() -> None:
     if real:
         print(f"real model (Lite0, 4 heads, gradcam + lrp, 224 px): {real['bytes_per_image'] / 1024:.1f} KiB/image "
               f"({', '.join(f'{k} {v / 1024:.1f}' for k, v in real['store_bytes_per_image_by_kind'].items())} KiB; "
-              f"tables {real['table_bytes_per_image'] / 1024:.1f} KiB); {real['files']} files for {real['images']} images")
+              f"tables {real['table_bytes_per_image'] / 1024:.1f} KiB); {real['files']} files for "
+              f"{real['images']} images")
     print(f"peak RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

@@ -232,7 +232,8 @@ def _options(args: argparse.Namespace, progress: Any) -> Any:
     from semcontrib.pipeline import RunOptions
 
     return RunOptions(batch_size=args.batch_size, chunk_size=args.chunk_size, device=args.device,
-                      precision=args.precision, channels_last=args.channels_last, workers=args.workers, shard=args.shard, wait=not args.no_wait, progress=progress)
+                      precision=args.precision, channels_last=args.channels_last, workers=args.workers,
+                      shard=args.shard, wait=not args.no_wait, progress=progress)
 
 
 def _workers(text: str) -> int:

@@ -558,7 +558,8 @@ def append_plan(root: Path, rows: pd.DataFrame) -> None:
         return
     folder = StorePaths(Path(root)).plan
     n = len(list(folder.glob("part-*.parquet"))) if folder.is_dir() else 0
-    write_table(folder / f"part-{n:06d}-{uuid.uuid4().hex[:8]}.parquet", rows[list(PLAN_COLUMNS)].reset_index(drop=True))
+    write_table(folder / f"part-{n:06d}-{uuid.uuid4().hex[:8]}.parquet",
+                rows[list(PLAN_COLUMNS)].reset_index(drop=True))
 
 
 # --------------------------------------------------------------------------- work records
@@ -747,9 +748,11 @@ class WorkStore:
         blobs = [displays.get(i, b"") for i in ids]
         offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
         write_npz(self.paths.images(chunk), {
-            "ids": _text(ids), "size": np.array([[r.width, r.height] for r in records.values()], np.int64).reshape(-1, 2),
+            "ids": _text(ids),
+            "size": np.array([[r.width, r.height] for r in records.values()], np.int64).reshape(-1, 2),
             "mode": _text([r.original_mode for r in records.values()]),
-            "status": _text([r.status for r in records.values()]), "reason": _text([r.reason for r in records.values()]),
+            "status": _text([r.status for r in records.values()]),
+            "reason": _text([r.reason for r in records.values()]),
             "offsets": offsets, "display": np.frombuffer(b"".join(blobs), np.uint8)}, compress=False)
 
     def read_display(self, chunk: int, image_id: str) -> bytes | None:
@@ -852,7 +855,8 @@ class WorkStore:
         digest = regions_digest(key, works)
         write_npz(self.paths.regions(source, key, chunk), {
             "ids": _text(ids), "failed": np.array([works[i].labels is None for i in ids], bool),
-            "error": _text([works[i].error for i in ids]), "permanent": np.array([works[i].permanent for i in ids], bool),
+            "error": _text([works[i].error for i in ids]),
+            "permanent": np.array([works[i].permanent for i in ids], bool),
             "labels": np.stack([np.asarray(x, np.int16) for x in ok]) if ok else np.zeros((0, S, S), np.int16),
             "digest": np.array(digest)})
         return ChunkRegions(dict(works), digest)
@@ -877,7 +881,7 @@ class WorkStore:
                 target = _rows(z, f"target/{h}", n, np.integer)
                 if n and (target.min() < 0 or target.max() >= n_classes):
                     raise ValueError(f"targets of head {h!r} outside 0..{n_classes - 1}")
-                cols = {"target": target, "status": _rows(z, f"status/{h}", n, np.str_),
+                cols: dict[str, Any] = {"target": target, "status": _rows(z, f"status/{h}", n, np.str_),
                         "delta": _rows(z, f"delta/{h}", n, np.floating) if f"delta/{h}" in z else None,
                         "scores": _rows(z, f"scores/{h}", n, np.floating, (K,)) if f"scores/{h}" in z else None,
                         "stats": [_rows(z, f"{s}/{h}", n, np.floating, (K,)) for s in ("sum", "pos", "neg")],

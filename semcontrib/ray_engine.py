@@ -63,7 +63,7 @@ class _Stage:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         for k in range(len(batch["chunk"])):
             row = {name: batch[name][k] for name in batch}
-            batch["computed"][k] = _counted(self.run, lambda r=row: self.run.compute_stage(  # type: ignore[misc]
+            batch["computed"][k] = _counted(self.run, lambda r=row: self.run.compute_stage(
                 self.stage, int(r["chunk"]), _members(r)), str(row["computed"]))
         return batch
 
@@ -108,7 +108,7 @@ def run_on_ray(settings: AnalysisSettings, out: str | Path, options: RunOptions,
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                 **({} if address else {"num_cpus": os.cpu_count() or 1}))
+                 num_cpus=None if address else (os.cpu_count() or 1))
     driver = AnalysisRun(settings, root, options=replace(options, workers=0))
     with cstore.run_lock(root, wait=options.wait):
         cstore.remove_stale_temporaries(root)
@@ -151,12 +151,13 @@ def _pipeline(ray: Any, settings: AnalysisSettings, root: Path, options: RunOpti
     ds = ds.map_batches(_Stage, batch_size=1, compute=ray.data.ActorPoolStrategy(size=model_actors),
                         fn_constructor_kwargs={"stage": "attributions", "options": {**opts, "threads": threads},
                                                **common}, **model_args)
-    finished, computed = 0, {}
+    finished, computed = 0, {}  # type: tuple[int, dict[str, int]]
+    total = sum(len(plan.chunks[c]) for c in todo)
     for batch in ds.iter_batches(batch_size=1):
         finished += sum(len(ids) for ids in batch["ids"])
         for counts in batch["computed"]:
             for k, v in json.loads(str(counts)).items():
                 computed[k] = computed.get(k, 0) + v
         if options.progress is not None:
-            options.progress(finished, sum(len(r["ids"]) for r in rows))
+            options.progress(finished, total)
     return computed

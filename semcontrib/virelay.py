@@ -54,6 +54,7 @@ are the CatViz eq. 6 weighted cosine; a corpus stores no embedding, so one is co
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -199,10 +200,10 @@ def _write_input(corpus: Corpus, images: Any, labels: np.ndarray, size: int, pat
         data = f.create_dataset("data", (n, 3, size, size), dtype="float32", chunks=(1, 3, size, size),
                                 compression="gzip", compression_opts=4)
         for i, image_id in enumerate(images["image_id"]):
-            disp = corpus.display_path(image_id)
-            if disp is None:
+            jpeg = corpus.display_jpeg(image_id)
+            if jpeg is None:
                 raise ValueError(f"{corpus.root}: display photograph of {image_id} is missing")
-            with Image.open(disp) as img:
+            with Image.open(io.BytesIO(jpeg)) as img:
                 rgb = np.asarray(img.convert("RGB"))
             data[i] = resize_rgb(rgb, size).transpose(2, 0, 1).astype(np.float32) / 255.0
         f["label"] = labels

@@ -344,7 +344,8 @@ def test_shards_then_one_run_give_the_tables_of_an_uninterrupted_run(image_folde
     assert set(final.computed.values()) == {0}, final.computed
     assert final.chunks == (3, 3)
     for a, b in zip(tables(tmp_path / "whole"), tables(out)):
-        pd.testing.assert_frame_equal(a.drop(columns=["path"], errors="ignore"), b.drop(columns=["path"], errors="ignore"))
+        pd.testing.assert_frame_equal(a.drop(columns=["path"], errors="ignore"),
+                                      b.drop(columns=["path"], errors="ignore"))
     with pytest.raises(ValueError, match="shard"):
         run(image_folder, out, shard=(3, 2))
 
@@ -354,7 +355,8 @@ def test_worker_processes_give_the_tables_of_the_main_process(image_folder, tmp_
     rep = run(image_folder, tmp_path / "w2", regions=HoleyGrid(), methods=["gradcam", "occlusion"], workers=2)
     assert rep.computed["regions"] == 7
     for a, b in zip(tables(tmp_path / "w0"), tables(tmp_path / "w2")):
-        pd.testing.assert_frame_equal(a.drop(columns=["path"], errors="ignore"), b.drop(columns=["path"], errors="ignore"))
+        pd.testing.assert_frame_equal(a.drop(columns=["path"], errors="ignore"),
+                                      b.drop(columns=["path"], errors="ignore"))
 
 
 def test_bf16_is_its_own_store_and_close_to_fp32(image_folder, tmp_path):

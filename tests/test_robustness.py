@@ -47,8 +47,9 @@ def run(folder: Path, out: Path, **kw: Any):
 def tables(out: Path) -> list[pd.DataFrame]:
     """The three tables, the partitioned ones in one canonical row order (parts come in run order)."""
     c = Corpus.open(out)
-    return [c.images] + [df.sort_values([k for k in ("image_id", "head", "method", "region_index") if k in df],
-                                        kind="stable").reset_index(drop=True) for df in (c.attributions, c.contributions)]
+    keys = ("image_id", "head", "method", "region_index")
+    return [c.images] + [df.sort_values([k for k in keys if k in df], kind="stable").reset_index(drop=True)
+                         for df in (c.attributions, c.contributions)]
 
 
 def assert_same_tables(a: Path, b: Path) -> None:
@@ -180,7 +181,8 @@ def test_disk_full_at_each_kind_of_write_then_resume(photos, clean, tmp_path, mo
             p.parent.name if p.parent.name in ("images", "plan") else \
             "part" if p.name.startswith("part-") else p.name
         first_of_kind.setdefault(kind, i)
-    assert {"pred", "attr", "regions", "images", "plan", "part", "manifest.json", "images.parquet"} <= set(first_of_kind)
+    assert {"pred", "attr", "regions", "images", "plan", "part", "manifest.json",
+            "images.parquet"} <= set(first_of_kind)
     for kind, at in first_of_kind.items():
         out = tmp_path / f"full-{kind}"
         _failing_writes(monkeypatch, at, OSError(errno.ENOSPC, "No space left on device"))
@@ -199,7 +201,8 @@ _RUNNER = textwrap.dedent("""
     from tests.conftest import tiny_model
     from semcontrib.pipeline import analyze
     analyze({photos!r}, {out!r}, model=tiny_model(), methods=["lrp", "gradcam", "ig"],
-            method_params={{"ig": {{"n_steps": 4}}}}, regions="grid:2x2", batch_size=3, chunk_size=3, validity=False, shard={shard})
+            method_params={{"ig": {{"n_steps": 4}}}}, regions="grid:2x2", batch_size=3, chunk_size=3,
+            validity=False, shard={shard})
 """)
 
 
