@@ -6,9 +6,10 @@ Embeddings are cached in the corpus folder (``CORPUS/dashboard/embeddings/``, wr
 atomic writers) under a hash of what they depend on, so a restarted dashboard shows its last embedding
 at once, and images added to the corpus later are placed into the stored map instead of recomputing it.
 
-Images are found by image id only: an id from a request is looked up among the corpus's ids, only the
-stored id (never the request's string) locates a file, and a file is read only when its resolved path
-lies inside the corpus's store (a symlink pointing out of the store is refused).
+Images are found by image id only: an id from a request is looked up among the corpus's ids, and only the
+stored id (never the request's string) is passed on to :meth:`semcontrib.corpus.Corpus.display_jpeg`, which
+reads the photo from the chunk file the images table names, inside the corpus's store (a symlinked chunk
+file is refused).
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ _EMBEDDINGS_DIR = "embeddings"
 _LAST = "last-embedding.json"
 EMBED_VERSION = 2
 VALIDITY_COLUMNS = ("faithfulness", "deletion_auc", "insertion_auc")
-MAX_DISPLAY_BYTES = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,6 @@ class CorpusQuery:
         self.index: dict[str, int] = {str(i): k for k, i in enumerate(self.ids)}
         self.n_skipped = int((images["status"] != "ok").sum())
         self.cache_dir = Path(cache_dir) if cache_dir else self.corpus.paths.dashboard_cache / _EMBEDDINGS_DIR
-        self._store = cstore.StorePaths(self.root).store.resolve()
         self._embeddings: OrderedDict[str, np.ndarray] = OrderedDict()
         self.score_matrix = lru_cache(maxsize=16)(self._score_matrix)
         self.overlay_png = lru_cache(maxsize=256)(self._overlay_png)
@@ -199,7 +198,7 @@ class CorpusQuery:
         return self.corpus.contribution_table(view.head, view.method, view.normalisation, basis=view.basis,
                                               wide=wide, image_ids=list(image_ids))
 
-    # ---- validity (optional columns of attributions.parquet)
+    # ---- validity (optional columns of the attributions table)
     @property
     def has_validity(self) -> bool:
         return "faithfulness" in self._attribution_columns
@@ -385,25 +384,10 @@ class CorpusQuery:
         k = self.index.get(image_id) if isinstance(image_id, str) else None
         return None if k is None else str(self.ids[k])
 
-    def _inside_store(self, path: Path | None) -> Path | None:
-        """``path`` when it is a regular file whose resolved location lies inside the corpus's store."""
-        if path is None:
-            return None
-        try:
-            real = path.resolve(strict=True)
-        except (OSError, RuntimeError):
-            return None
-        if not real.is_relative_to(self._store) or not real.is_file():
-            logger.warning("refusing to serve %s: it resolves outside the corpus store", path)
-            return None
-        return real
-
     def photo_jpeg(self, image_id: str) -> bytes | None:
+        """The display JPEG of a known image id (None for an unknown id, or when none is stored)."""
         stored = self.known_id(image_id)
-        path = self._inside_store(self.corpus.display_path(stored) if stored else None)
-        if path is None or path.stat().st_size > MAX_DISPLAY_BYTES:
-            return None
-        return path.read_bytes()
+        return self.corpus.display_jpeg(stored) if stored else None
 
     def thumbnail(self, image_id: str) -> bytes | None:
         jpeg = self.photo_jpeg(image_id)

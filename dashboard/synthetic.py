@@ -1,9 +1,10 @@
 """A synthetic corpus written with the corpus writers: for ``semcontrib demo --synthetic N``, tests,
 screenshots and the benchmark.
 
-It has the layout and tables that ``semcontrib.pipeline`` writes (manifest, images, attributions with a
-validity record, contributions; display JPEGs, attribution and region maps for the first images), from
-seeded random data and without a model, and its manifest says ``"synthetic": true`` so the dashboard
+It has the layout and tables that ``semcontrib.pipeline`` writes (manifest, the images table with its
+``chunk`` column, attribution parts with a validity record and contribution parts per head and method;
+display JPEGs, attribution and region maps of the first images in chunk files of ``CHUNK_SIZE`` images),
+from seeded random data and without a model, and its manifest says ``"synthetic": true`` so the dashboard
 labels it. Images beyond ``SyntheticSpec.n_maps`` get table rows only (drawn in bulk, vectorised), so a
 million-image corpus is written in about a minute.
 """
@@ -23,6 +24,10 @@ from semcontrib import corpus as cstore
 from semcontrib.contributions import aggregate
 
 SIZE = 224
+CHUNK_SIZE = 128  # images per chunk, the pipeline's default
+SOURCE = "synthetic"  # the region source's name
+MODEL_KEY = "5e7a000000000000"  # store keys are 16 hex digits
+REGIONS_KEY = "5e7a000000000001"
 DEFAULT_HEADS = {"nature": ["nature", "non-nature"], "biotic": ["biotic", "abiotic", "mixed"]}
 DEFAULT_METHODS = ("lrp", "ig")
 DEFAULT_VOCABULARY = ("sky", "water", "vegetation", "built", "person")
@@ -97,7 +102,8 @@ def _images_table(spec: SyntheticSpec, ids: np.ndarray, cluster: np.ndarray, rng
     n = len(ids)
     data: dict[str, Any] = {"image_id": ids, "path": np.char.add(np.char.add("/synthetic/", ids.astype(str)), ".jpg"),
                             "sha256": "0" * 64, "width": 160, "height": 120, "status": "ok", "reason": "",
-                            "original_mode": "RGB", "label_scene": np.char.add("scene", cluster.astype(str))}
+                            "original_mode": "RGB", "chunk": np.arange(n, dtype=np.int64) // CHUNK_SIZE,
+                            "label_scene": np.char.add("scene", cluster.astype(str))}
     for h, classes in spec.heads.items():
         data[f"pred_{h}"] = np.asarray(classes, dtype=object)[(cluster + np.arange(n) % 2) % len(classes)]
         data[f"prob_{h}"] = rng.uniform(0.4, 1.0, n)
@@ -106,7 +112,8 @@ def _images_table(spec: SyntheticSpec, ids: np.ndarray, cluster: np.ndarray, rng
                             "path": [f"/synthetic/broken{j}.jpg" for j in range(spec.n_skipped)], "sha256": "",
                             "width": 0, "height": 0, "status": "skipped",
                             "reason": ["not an image" if j % 2 == 0 else "truncated file"
-                                       for j in range(spec.n_skipped)], "original_mode": "", "label_scene": ""})
+                                       for j in range(spec.n_skipped)], "original_mode": "", "chunk": -1,
+                            "label_scene": ""})
     for h in spec.heads:
         skipped[f"pred_{h}"] = None
         skipped[f"prob_{h}"] = np.nan
@@ -138,6 +145,114 @@ def _validity(rng: np.random.Generator, n_present: np.ndarray, method_index: int
             "validity_note": np.where(few, _FEW_REGIONS, "")}
 
 
+def _categorical(codes: np.ndarray, categories: Any) -> pd.Categorical[Any]:
+    """``codes`` into the unique ``categories`` as a pandas Categorical (no sorting or hashing of the values)."""
+    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(pd.Index(categories)))
+
+
+def _method_keys(methods: tuple[str, ...]) -> dict[str, str]:
+    return {m: f"5e7a00000000{i + 16:04x}" for i, m in enumerate(methods)}
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """The per-group numbers of the tables, filled in place; group ``g = (image * M + method) * H + head``
+    (image-major, as the pipeline computes them).
+
+    stats : float64 4 x G x K (n_pixels, sum, pos_sum, neg_sum); totals : float64 G;
+    unassigned : float64 G x 4; scales : float64 G (the display encoding's scale, NaN without a map).
+    """
+
+    stats: np.ndarray
+    totals: np.ndarray
+    unassigned: np.ndarray
+    scales: np.ndarray
+
+    @classmethod
+    def zeros(cls, G: int, K: int) -> _Groups:
+        return cls(np.zeros((4, G, K)), np.zeros(G), np.zeros((G, 4)), np.full(G, np.nan))
+
+
+def _write_maps(root: Path, spec: SyntheticSpec, images: pd.DataFrame, cluster: np.ndarray, n_maps: int,
+                rng: np.random.Generator, out: _Groups) -> None:
+    """Display photos, region maps and attribution maps of the first ``n_maps`` images, a chunk at a time
+    with the corpus's chunk writers; their statistics (from the full-precision maps, as the pipeline
+    computes them) go into ``out``."""
+    heads, methods, K = dict(spec.heads), tuple(spec.methods), len(spec.vocabulary)
+    M, H = len(methods), len(heads)
+    keys = _method_keys(methods)
+    ids = images["image_id"].to_numpy(dtype=object)[:spec.n_images]
+    work = cstore.WorkStore(root, SIZE)
+    for chunk in range(-(-n_maps // CHUNK_SIZE)):
+        members = range(chunk * CHUNK_SIZE, min(spec.n_images, (chunk + 1) * CHUNK_SIZE))
+        labels = {k: _region_labels(rng, K) for k in members if k < n_maps}
+        work.write_images(chunk, {str(ids[k]): cstore.ImageRecord(160, 120, "RGB") for k in members},
+                          {str(ids[k]): _photo(lab, K) for k, lab in labels.items()})
+        regions = work.write_regions(SOURCE, REGIONS_KEY, chunk, {str(ids[k]): cstore.RegionWork(lab.astype(np.int16))
+                                                                  for k, lab in labels.items()})
+        for mi, m in enumerate(methods):
+            works: dict[str, dict[str, cstore.HeadAttribution]] = {}
+            for k, lab in labels.items():
+                works[str(ids[k])] = {}
+                for hi, (h, classes) in enumerate(heads.items()):
+                    g = (k * M + mi) * H + hi
+                    ramp = (np.arange(SIZE) / SIZE)[None, :] * (hi + 1)
+                    amap = _attribution(rng, lab, K) + cluster[k] * ramp
+                    s = aggregate(amap, lab, K)
+                    works[str(ids[k])][h] = cstore.HeadAttribution(classes.index(str(images.at[k, f"pred_{h}"])), "ok",
+                                                                   amap, stats=s)
+                    out.stats[:, g] = [s.n_pixels, s.sum, s.pos_sum, s.neg_sum]
+                    out.totals[g], out.unassigned[g] = s.total, s.unassigned
+                    out.scales[g] = float(np.float32(np.abs(amap).max()))  # encode_map's scale
+            work.write_attribution(m, keys[m], chunk, cstore.ChunkAttribution(works, regions.digest), K)
+
+
+def _write_parts(root: Path, spec: SyntheticSpec, images: pd.DataFrame, cluster: np.ndarray, groups: _Groups,
+                 rng: np.random.Generator) -> list[cstore.Part]:
+    """The attribution and contribution parts, one per (table, head, method), each holding every chunk."""
+    heads, methods, vocabulary = dict(spec.heads), tuple(spec.methods), tuple(spec.vocabulary)
+    N, K, M, H = spec.n_images, len(vocabulary), len(methods), len(heads)
+    keys = _method_keys(methods)
+    chunks = tuple(range(-(-N // CHUNK_SIZE)))
+    ids = images["image_id"].to_numpy(dtype=object)[:N]
+    image_id = _categorical(np.arange(N), ids)
+    image_id_k = _categorical(np.repeat(np.arange(N), K), ids)
+    region = _categorical(np.tile(np.arange(K), N), list(vocabulary))
+    target_index = {}
+    for h, classes in heads.items():
+        lookup = {c: k for k, c in enumerate(classes)}
+        target_index[h] = pd.Series(images[f"pred_{h}"].to_numpy(dtype=object)[:N]).map(lookup).to_numpy(np.int64)
+    n_present = (groups.stats[0] > 0).sum(axis=1)
+    logit = rng.normal(size=N * M * H)
+    parts_a: list[cstore.Part] = []
+    parts_c: list[cstore.Part] = []
+    for mi, m in enumerate(methods):
+        by_method = np.arange(N * H) // H * (M * H) + mi * H + np.arange(N * H) % H  # groups of m, image-major
+        validity = _validity(rng, n_present[by_method], mi, np.repeat(cluster, H))
+        delta = rng.normal(0, 0.01, N * H) if m == "ig" else np.full(N * H, np.nan)
+        for hi, (h, classes) in enumerate(heads.items()):
+            g = np.arange(N) * (M * H) + mi * H + hi
+            target = _categorical(target_index[h], list(classes))
+            attributions = pd.DataFrame({
+                "image_id": image_id, "target": target, "target_index": target_index[h], "logit": logit[g],
+                "status": "ok", "delta": delta[hi::H], "total": groups.totals[g], "scale": groups.scales[g],
+                "unassigned_n": groups.unassigned[g, 0].astype(np.int64), "unassigned_sum": groups.unassigned[g, 1],
+                "unassigned_pos": groups.unassigned[g, 2], "unassigned_neg": groups.unassigned[g, 3],
+                "lrp_ratio": np.nan,  # the synthetic logits are not the maps' model's
+                **{c: v[hi::H] for c, v in validity.items()}})
+            attributions["validity_note"] = attributions["validity_note"].astype(str)
+            parts_a.append(cstore.write_part(root, "attributions", h, m, attributions, keys[m], chunks))
+            contributions = pd.DataFrame({
+                "image_id": image_id_k, "target": _categorical(np.repeat(target_index[h], K), list(classes)),
+                "target_index": np.repeat(target_index[h], K),
+                "region": region, "region_index": np.tile(np.arange(K, dtype=np.int64), N),
+                "n_pixels": groups.stats[0, g].ravel().astype(np.int64), "sum": groups.stats[1, g].ravel(),
+                "pos_sum": groups.stats[2, g].ravel(), "neg_sum": groups.stats[3, g].ravel()})
+            cstore.add_default_scores(contributions, K)
+            parts_c.append(cstore.write_part(root, "contributions", h, m, contributions, keys[m], chunks))
+    return parts_a + parts_c
+
+
 def write_synthetic_corpus(root: str | Path, spec: SyntheticSpec | None = None, **kwargs: Any) -> Path:
     """Write a synthetic corpus into ``root`` and return ``root``.
 
@@ -146,92 +261,28 @@ def write_synthetic_corpus(root: str | Path, spec: SyntheticSpec | None = None, 
     spec = spec or SyntheticSpec(**kwargs)
     root = Path(root)
     heads, methods, vocabulary = dict(spec.heads), tuple(spec.methods), tuple(spec.vocabulary)
-    N, K = spec.n_images, len(vocabulary)
+    N, K, M, H = spec.n_images, len(vocabulary), len(methods), len(heads)
     n_maps = N if spec.n_maps is None else min(N, spec.n_maps)
     rng = np.random.default_rng(spec.seed)
-    paths = cstore.StorePaths(root)
-    rkey = "5e7a000000000001"  # store keys are 16 hex digits
-    method_keys = {m: f"5e7a00000000{i + 16:04x}" for i, m in enumerate(methods)}
     ids = np.array([f"img{i:07d}-{i * 2654435761 % 16 ** 10:010x}" for i in range(N)], dtype=object)
     cluster = rng.integers(0, 3, N)
     images = _images_table(spec, ids, cluster, rng)
-    head_names = list(heads)
-    # group g = (image i, method m, head h), image-major as the pipeline writes them
-    H, M = len(heads), len(methods)
-    stats = np.zeros((4, N * M * H, K))
-    totals = np.zeros(N * M * H)
-    unassigned = np.zeros((N * M * H, 4))
-    work = cstore.WorkStore(root, SIZE)
-    for i in range(n_maps):
-        labels = _region_labels(rng, K)
-        cstore.write_bytes(paths.display(str(ids[i])), _photo(labels, K))
-        work.write_regions("synthetic", rkey, str(ids[i]), cstore.RegionWork(labels.astype(np.int16)))
-        for mi, m in enumerate(methods):
-            heads_work: dict[str, cstore.HeadAttribution] = {}
-            for hi, (h, classes) in enumerate(heads.items()):
-                g = (i * M + mi) * H + hi
-                target = classes.index(str(images.at[i, f"pred_{h}"]))
-                ramp = (np.arange(SIZE) / SIZE)[None, :] * (hi + 1)
-                amap = _attribution(rng, labels, K) + cluster[i] * ramp
-                f16, scale = cstore.encode_map(amap)
-                canonical = cstore.decode_map(f16, float(scale))  # what the store gives back
-                heads_work[h] = cstore.HeadAttribution(target, "ok", canonical)
-                s = aggregate(canonical, labels, K)
-                stats[:, g] = [s.n_pixels, s.sum, s.pos_sum, s.neg_sum]
-                totals[g], unassigned[g] = s.total, s.unassigned
-            work.write_attribution(m, method_keys[m], str(ids[i]), heads_work)
+    groups = _Groups.zeros(N * M * H, K)
+    _write_maps(root, spec, images, cluster, n_maps, rng, groups)
     if n_maps < N:
         rest = np.arange(n_maps * M * H, N * M * H)
         bulk = _bulk_stats(rng, cluster[rest // (M * H)], K)
-        stats[:, rest] = bulk
-        totals[rest] = bulk[1].sum(axis=1)
-
-    g_image = np.repeat(np.arange(N), M * H)
-    g_method = np.tile(np.repeat(np.arange(M), H), N)
-    g_head = np.tile(np.arange(H), N * M)
-    targets = np.empty(len(g_image), dtype=object)
-    target_index = np.zeros(len(g_image), dtype=np.int64)
-    for hi, (h, classes) in enumerate(heads.items()):
-        sel = g_head == hi
-        pred = images[f"pred_{h}"].to_numpy(dtype=object)[:N][g_image[sel]]
-        targets[sel] = pred
-        lookup = {c: k for k, c in enumerate(classes)}
-        target_index[sel] = [lookup[p] for p in pred] if N < 1000 else pd.Series(pred).map(lookup).to_numpy()
-    n_present = (stats[0] > 0).sum(axis=1)
-    validity: dict[str, np.ndarray] = {c: np.empty(len(g_image), dtype=object if c == "validity_note" else float)
-                                       for c in ("faithfulness", "deletion_auc", "insertion_auc", "validity_note")}
-    for mi in range(M):
-        sel = g_method == mi
-        for c, v in _validity(rng, n_present[sel], mi, cluster[g_image[sel]]).items():
-            validity[c][sel] = v
-    attributions = pd.DataFrame({
-        "image_id": pd.Categorical(ids[g_image]), "head": pd.Categorical(np.asarray(head_names)[g_head]),
-        "method": pd.Categorical(np.asarray(methods)[g_method]), "target": targets, "target_index": target_index,
-        "logit": rng.normal(size=len(g_image)), "status": "ok",
-        "delta": np.where(np.asarray(methods)[g_method] == "ig", rng.normal(0, 0.01, len(g_image)), np.nan),
-        "total": totals, "scale": 1.0, "unassigned_n": unassigned[:, 0].astype(np.int64),
-        "unassigned_sum": unassigned[:, 1], "unassigned_pos": unassigned[:, 2],
-        "unassigned_neg": unassigned[:, 3], **validity})
-    attributions["validity_note"] = attributions["validity_note"].astype(str)
-    G = len(attributions)
-    contributions = pd.DataFrame({
-        "image_id": pd.Categorical(np.repeat(ids[g_image], K)),
-        "head": pd.Categorical(np.repeat(np.asarray(head_names)[g_head], K)),
-        "method": pd.Categorical(np.repeat(np.asarray(methods)[g_method], K)),
-        "target": np.repeat(targets, K), "target_index": np.repeat(target_index, K),
-        "region": pd.Categorical(np.tile(np.asarray(vocabulary, dtype=object), G)),
-        "region_index": np.tile(np.arange(K), G),
-        "n_pixels": stats[0].ravel().astype(np.int64),
-        "sum": stats[1].ravel(), "pos_sum": stats[2].ravel(), "neg_sum": stats[3].ravel(),
-    })
-    cstore.add_default_scores(contributions, K)
+        groups.stats[:, rest] = bulk
+        groups.totals[rest] = bulk[1].sum(axis=1)
+    parts = _write_parts(root, spec, images, cluster, groups, rng)
+    keys = _method_keys(methods)
     manifest = cstore.make_manifest(
-        model={"name": "synthetic", "key": "5e7a000000000000", "input_size": SIZE},
+        model={"name": "synthetic", "key": MODEL_KEY, "input_size": SIZE},
         heads=heads,
-        methods={m: {"params": {}, "key": method_keys[m], "notes": "synthetic", "level": "pixel"} for m in methods},
-        regions={"name": "synthetic", "params": {}, "vocabulary": list(vocabulary), "key": rkey},
+        methods={m: {"params": {}, "key": keys[m], "notes": "synthetic", "level": "pixel"} for m in methods},
+        regions={"name": SOURCE, "params": {}, "vocabulary": list(vocabulary), "key": REGIONS_KEY},
         settings={},
-        extra={"synthetic": True, "targets": "predicted class per head", "batch_size": 8, "packages": {}})
-    cstore.publish(root, {"images": images, "attributions": attributions, "contributions": contributions},
-                   manifest)
+        extra={"synthetic": True, "targets": "predicted class per head", "batch_size": 8, "chunk_size": CHUNK_SIZE,
+               "packages": {}})
+    cstore.publish(root, images, parts, manifest)
     return root

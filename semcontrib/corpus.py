@@ -64,6 +64,7 @@ import tempfile
 import time
 import uuid
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -188,7 +189,7 @@ def read_npz(path: Path, max_array_bytes: int = MAX_ARRAY_BYTES, keys: Sequence[
     except CorpusError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError, TypeError,
-            MemoryError, SyntaxError) as exc:
+            MemoryError, SyntaxError, zlib.error) as exc:
         raise CorpusError(f"{path}: unreadable work file ({type(exc).__name__}: {exc})") from exc
 
 
@@ -507,7 +508,7 @@ class StorePaths:
 
 
 def _chunk_file(chunk: int) -> str:
-    if not isinstance(chunk, (int, np.integer)) or not 0 <= int(chunk) < 10**9:
+    if not isinstance(chunk, (int, np.integer)) or isinstance(chunk, bool) or not 0 <= int(chunk) < 10**9:
         raise CorpusError(f"invalid chunk index {chunk!r}")
     return f"{int(chunk):06d}.npz"
 
@@ -775,7 +776,7 @@ class WorkStore:
                 member.seek(member.tell() + start)
                 data = member.read(stop - start)
             return data if len(data) == stop - start and data else None
-        except (CorpusError, OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        except (CorpusError, OSError, ValueError, KeyError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
             logger.warning("cannot read the display image of %s from %s: %s", image_id, path, exc)
             return None
 
@@ -1060,7 +1061,9 @@ def validate_manifest(manifest: Any, where: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict):
         raise bad("not an object")
     if manifest.get("format") != CORPUS_FORMAT:
-        raise CorpusError(f"{where}: unknown corpus format {manifest.get('format')!r}")
+        hint = "; it was written by an older semcontrib (one file per image): analyse the images into a new " \
+            "corpus" if manifest.get("format") == "semcontrib-corpus/1" else ""
+        raise CorpusError(f"{where}: unknown corpus format {manifest.get('format')!r}{hint}")
     heads = manifest.get("heads")
     if not isinstance(heads, dict) or not heads or not all(
             isinstance(h, str) and isinstance(c, list) and all(isinstance(x, str) for x in c)

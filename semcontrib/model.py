@@ -131,6 +131,8 @@ class MultitaskModel(nn.Module):
         logits to bfloat16 (8 significant bits: steps of 0.0625 at a logit of 10) would swamp the
         logit differences that perturbation methods score, so the heads run with autocast off.
         """
+        if not isinstance(features, torch.Tensor):  # a wrapped model's heads may take what its backbone gives
+            return self.heads(features)
         with torch.autocast(features.device.type, enabled=False):
             return self.heads(features.float())
 
@@ -509,8 +511,9 @@ def predict_with_evidence(model: MultitaskModel, tensor: torch.Tensor, groups: M
                           ) -> tuple[Predictions, np.ndarray | None]:
     """Logits of every head and :func:`class_evidence`, from one forward pass."""
     feats = model.backbone[:-1](tensor)  # N x F x h x w
-    with full_precision(feats):  # heads and evidence in float32 (see MultitaskModel.head_logits)
-        return _logits_and_evidence(model, feats.float(), groups)
+    with full_precision(tensor):  # heads and evidence in float32 (see MultitaskModel.head_logits)
+        # (a wrapped model's backbone may hand its heads something other than one tensor)
+        return _logits_and_evidence(model, feats.float() if isinstance(feats, torch.Tensor) else feats, groups)
 
 
 def _logits_and_evidence(model: MultitaskModel, feats: torch.Tensor, groups: Mapping[str, Sequence[int]]

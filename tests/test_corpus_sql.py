@@ -1,8 +1,10 @@
-"""The DuckDB SQL of docs/corpus.md, run as written on a small corpus, against Corpus.contribution_table."""
+"""The DuckDB SQL of docs/corpus.md, run as written on a small corpus, against Corpus.contribution_table;
+the views read the parts the manifest lists (never an orphan part of a killed run)."""
 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +24,27 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "corpus.md"
 KEYS = ["image_id", "head", "method", "region_index"]
 
 
+def _blocks(language: str, marker: str) -> dict[str, str]:
+    """``MARKER NAME`` blocks of docs/corpus.md in ``language``, by name, in document order."""
+    out = {}
+    for block in re.findall(rf"```{language}\n(.*?)```", DOC.read_text(), flags=re.S):
+        first = block.splitlines()[0]
+        if first.startswith(marker):
+            out[first[len(marker):].strip()] = block
+    return out
+
+
 def doc_queries() -> dict[str, str]:
     """``-- query: NAME`` sql blocks of docs/corpus.md, by name, in document order."""
-    blocks = re.findall(r"```sql\n(.*?)```", DOC.read_text(), flags=re.S)
-    out = {}
-    for block in blocks:
-        first = block.splitlines()[0]
-        if first.startswith("-- query:"):
-            out[first.split(":", 1)[1].strip()] = block
-    return out
+    return _blocks("sql", "-- query:")
+
+
+def _connect(views: str = "views"):  # type: ignore[no-untyped-def]
+    """A DuckDB connection with the doc's views (run in the folder that holds ``corpus/``) and scores macro."""
+    connection = duckdb.connect()
+    connection.execute(doc_queries()[views])
+    connection.execute(doc_queries()["scores_macro"])
+    return connection
 
 
 class HalvesSource:
@@ -68,18 +82,70 @@ def corpus_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def con(corpus_dir, monkeypatch):
-    monkeypatch.chdir(corpus_dir)  # the doc's queries read 'corpus/*.parquet'
-    connection = duckdb.connect()
-    connection.execute(doc_queries()["scores_macro"])
+    monkeypatch.chdir(corpus_dir)  # the doc's queries read 'corpus/...'
+    connection = _connect()
     yield connection
     connection.close()
 
 
 def test_doc_has_the_queries():
     names = list(doc_queries())
-    for needed in ("stored", "scores_macro", "scores_mean", "scores_sum", "conservation"):
+    for needed in ("views", "views_glob", "stored", "scores_macro", "scores_mean", "scores_sum", "conservation"):
         assert needed in names
-    assert len(names) == len(set(names))
+    assert names.index("views") < names.index("scores_macro")
+    assert len(names) == len(set(names)) and "parts" in _blocks("python", "# example:")
+
+
+def _sorted(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    out = df.sort_values(keys).reset_index(drop=True)
+    return out.astype({c: object for c in out.columns if out[c].dtype.name in ("category", "string", "str")})
+
+
+@pytest.mark.parametrize("views", ["views", "views_glob"])
+def test_views_are_the_corpus_tables(corpus_dir, monkeypatch, views):
+    """Both ways of opening the tables give Corpus.open's rows, head and method from the folder names."""
+    monkeypatch.chdir(corpus_dir)
+    corpus = Corpus.open("corpus")
+    con = _connect(views)
+    for table, keys in (("attributions", KEYS[:3]), ("contributions", KEYS)):
+        got = _sorted(con.execute(f"SELECT * FROM {table}").df(), keys)
+        ref = _sorted(getattr(corpus, table), keys)
+        assert sorted(got.columns) == sorted(ref.columns) and len(got) == len(ref) > 0
+        pd.testing.assert_frame_equal(got[list(ref.columns)], ref, check_dtype=False)
+    images = con.execute("SELECT image_id, chunk FROM images ORDER BY image_id").df()
+    assert len(images) == len(corpus.images) and (images["chunk"] >= -1).all()
+
+
+def test_the_manifest_views_leave_out_a_part_no_manifest_lists(corpus_dir, tmp_path, monkeypatch):
+    """A killed run's part, left in a partition folder: the manifest views leave it out; the glob would not."""
+    copy = shutil.copytree(corpus_dir / "corpus", tmp_path / "corpus")
+    part = next(p for p in Corpus.open(copy).parts if p.table == "contributions")
+    (copy / part.file).with_name("part-" + "f" * 32 + ".parquet").write_bytes((copy / part.file).read_bytes())
+    monkeypatch.chdir(tmp_path)
+    n = len(Corpus.open(copy).contributions)
+    assert _connect("views").execute("SELECT count(*) FROM contributions").fetchone()[0] == n
+    assert _connect("views_glob").execute("SELECT count(*) FROM contributions").fetchone()[0] == n + part.rows
+
+
+def test_the_python_example_reads_the_listed_parts(corpus_dir, monkeypatch):
+    monkeypatch.chdir(corpus_dir)
+    scope: dict[str, Any] = {}
+    exec(_blocks("python", "# example:")["parts"], scope)  # noqa: S102 - our own documentation
+    ref = Corpus.open("corpus").contributions
+    assert len(scope["df"]) == len(ref) and set(scope["df"]["head"]) == set(ref["head"])
+
+
+def test_escaped_partition_names_are_decoded(tmp_path, monkeypatch):
+    """A head whose name is no folder name (a space, a slash, a percent sign, digits only) is decoded
+    back to itself, and stays text."""
+    from semcontrib.dashboard.synthetic import write_synthetic_corpus
+
+    heads = {"land use/cover 50%": ["a", "b"], "1": ["x", "y"]}
+    write_synthetic_corpus(tmp_path / "corpus", n_images=12, n_maps=0, heads=heads, methods=("lrp",))
+    monkeypatch.chdir(tmp_path)
+    for views in ("views", "views_glob"):
+        got = _connect(views).execute("SELECT head, count(*) AS n FROM attributions GROUP BY head ORDER BY head").df()
+        assert got["head"].tolist() == ["1", "land use/cover 50%"] and got["n"].tolist() == [12, 12]
 
 
 @pytest.mark.parametrize("basis", ["mean", "sum"])
@@ -107,7 +173,8 @@ def test_stored_columns_equal_mean_basis_sql(con):
 
 
 def test_every_doc_query_runs(con):
-    results = {name: con.execute(q).df() for name, q in doc_queries().items() if name != "scores_macro"}
+    results = {name: con.execute(q).df() for name, q in doc_queries().items()
+                if name not in ("views", "views_glob", "scores_macro")}
     assert results["conservation"].empty
     assert results["skipped"]["path"].str.endswith("bad.png").all() and len(results["skipped"]) == 1
     assert set(results["overview"]["images"]) == {5}
@@ -120,12 +187,12 @@ def test_every_doc_query_runs(con):
 
 def test_conservation_query_finds_a_broken_row(corpus_dir, tmp_path, monkeypatch):
     """The conservation check can fail: a copy of the corpus with one region sum changed is caught."""
-    (tmp_path / "corpus").mkdir()
-    for name in ("attributions", "images"):
-        (tmp_path / "corpus" / f"{name}.parquet").write_bytes((corpus_dir / "corpus" / f"{name}.parquet").read_bytes())
-    df = pd.read_parquet(corpus_dir / "corpus" / "contributions.parquet")
+    copy = shutil.copytree(corpus_dir / "corpus", tmp_path / "corpus")
+    part = next(p for p in Corpus.open(copy).parts if p.table == "contributions")
+    df = pd.read_parquet(copy / part.file)
     df.loc[0, "sum"] += 1.0
-    df.to_parquet(tmp_path / "corpus" / "contributions.parquet", index=False)
+    df.to_parquet(copy / part.file, index=False)  # the same file, the same rows: only the number changed
     monkeypatch.chdir(tmp_path)
-    bad = duckdb.connect().execute(doc_queries()["conservation"]).df()
+    bad = _connect().execute(doc_queries()["conservation"]).df()
     assert len(bad) == 1 and bad.iloc[0]["image_id"] == df.loc[0, "image_id"]
+    assert (bad.iloc[0]["head"], bad.iloc[0]["method"]) == (part.head, part.method)

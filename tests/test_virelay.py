@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -76,11 +78,21 @@ def test_input_database(project, corpus):
     with h5py.File(project.parent / p["dataset"]["path"], "r") as f:
         data, label = f["data"], f["label"]
         assert data.dtype == np.float32 and data.shape == (N_IMAGES, 3, 32, 32)
-        assert 0.0 <= float(data[...].min()) and float(data[...].max()) <= 1.0
+        data_all = data[...]
+        assert 0.0 <= float(data_all.min()) and float(data_all.max()) <= 1.0
         assert label.dtype == np.uint16 and label.shape == (N_IMAGES,)
         labels = label[...].tolist()
         ids = [s.decode() if isinstance(s, bytes) else s for s in f["image_id"][...]]
     assert ids == corpus.image_ids()
+    from PIL import Image
+
+    from semcontrib.imageio import resize_rgb
+
+    for k, image_id in enumerate(ids):  # the display photograph the corpus stores, squashed to 32 x 32
+        jpeg = corpus.display_jpeg(image_id)
+        assert jpeg is not None
+        rgb = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+        np.testing.assert_array_equal(data_all[k], resize_rgb(rgb, 32).transpose(2, 0, 1).astype(np.float32) / 255.0)
     # ground truth from the CSV's task_a column: odd images are "yes" (index 1)
     assert labels == [int(Path(q).stem[3:]) % 2 for q in corpus.images.set_index("image_id").loc[ids, "path"]]
 
@@ -195,3 +207,24 @@ def test_split_normalisation(corpus, tmp_path):
     with h5py.File(out.parent / p["analyses"][0]["sources"][0], "r") as f:
         regions = list(f["all/embedding/tsne"].attrs["regions"])
         assert len(regions) == 2 * len(corpus.vocabulary) and list(f["all/cluster"].keys()) == ["kmeans-03"]
+
+
+def test_a_missing_display_photograph_is_named(corpus, tmp_path):
+    """An image whose chunk file holds no display JPEG: the export says which one, and writes nothing."""
+    from semcontrib.corpus import WorkStore
+
+    root = Path(shutil.copytree(corpus.root, tmp_path / "corpus"))
+    copy = Corpus.open(root)
+    ids = copy.image_ids()
+    chunk = copy.chunk_of(ids[3])
+    assert chunk is not None
+    store = WorkStore(root, copy.input_size)
+    members = [i for i in copy.images["image_id"] if copy.chunk_of(i) == chunk]
+    records = store.read_images(chunk, members)
+    assert records is not None
+    displays = {i: copy.display_jpeg(i) or b"" for i in members if i != ids[3]}
+    store.write_images(chunk, records, displays)
+    assert copy.display_jpeg(ids[3]) is None and copy.display_jpeg(ids[2]) == corpus.display_jpeg(ids[2])
+    with pytest.raises(ValueError, match=f"display photograph of {ids[3]} is missing"):
+        export_virelay(copy, tmp_path / "out" / "vr", head="task_a", method="ig")
+    assert not list((tmp_path / "out").rglob("*.h5"))

@@ -12,6 +12,7 @@ torchvision = pytest.importorskip("torchvision")
 from torch import nn  # noqa: E402
 
 import semcontrib  # noqa: E402
+from semcontrib.contributions import aggregate  # noqa: E402
 from semcontrib.corpus import Corpus  # noqa: E402
 from semcontrib.model import model_key  # noqa: E402
 from semcontrib.wrap import WrappedModel, lrp_coverage, wrap_model  # noqa: E402
@@ -130,15 +131,31 @@ def test_resnet_dict_model_end_to_end(resnet_run):
     assert len(attr) == 3 * 2 * 3 and (attr["status"] == "ok").all()
 
 
+def _display_scale(amap: np.ndarray) -> float:
+    """The display encoding's scale: max|map|, which the int8 form keeps exactly (its extreme is +-127)."""
+    return float(np.abs(amap).max())
+
+
 def test_conservation_and_stored_maps(resnet_run):
+    """Conservation holds exactly in the tables (statistics of the full-precision map); the stored display
+    map agrees with them to its int8 resolution, scale / 254 per pixel."""
     _, _, _, _, corpus = resnet_run
-    c = corpus.contributions.groupby(["image_id", "head", "method"])["sum"].sum()
+    K = len(corpus.vocabulary)
+    c = corpus.contributions.set_index(["image_id", "head", "method"]).sort_values("region_index")
     for row in corpus.attributions.itertuples():
-        regions = c[(row.image_id, row.head, row.method)]
-        assert regions + row.unassigned_sum == pytest.approx(row.total, rel=1e-9, abs=1e-12)
+        regions = c.loc[(row.image_id, row.head, row.method)]
+        assert regions["sum"].sum() + row.unassigned_sum == pytest.approx(row.total, rel=1e-9, abs=1e-12)
+        np.testing.assert_allclose(regions["pos_sum"] + regions["neg_sum"], regions["sum"], rtol=1e-12, atol=1e-15)
         amap = corpus.attribution_map(row.image_id, row.head, row.method)
         assert amap.shape == (SIZE, SIZE)
-        assert float(amap.sum()) == pytest.approx(row.total, rel=1e-9, abs=1e-12)
+        scale = _display_scale(amap)
+        assert row.scale == pytest.approx(scale, rel=1e-6)  # the table names the display map's scale
+        labels = corpus.region_map(row.image_id).labels
+        shown = aggregate(amap, labels, K)
+        np.testing.assert_array_equal(shown.n_pixels, regions["n_pixels"].to_numpy())
+        tol = regions["n_pixels"].to_numpy() * scale / 254 * (1 + 1e-6)
+        assert (np.abs(shown.sum - regions["sum"].to_numpy()) <= tol).all()
+        assert abs(float(amap.sum()) - row.total) <= SIZE * SIZE * scale / 254 * (1 + 1e-6)
 
 
 def test_ig_completeness(resnet_run):
@@ -152,22 +169,33 @@ def test_ig_completeness(resnet_run):
             gap = float(model.module(x)[row.head][0, row.target_index]
                         - model.module(black.expand_as(x))[row.head][0, row.target_index])
         l1 = float(np.abs(corpus.attribution_map(row.image_id, row.head, "ig")).sum())
-        # the stored map is float16(map / scale): its sum is exact up to 2**-11 of sum |map|
-        assert row.total - row.delta == pytest.approx(gap, abs=l1 * 2.0**-11 + 1e-6)
+        # the table's total is the sum of the full-precision (float32) map, not of the int8 display map
+        assert row.total - row.delta == pytest.approx(gap, abs=l1 * 1e-5 + 1e-6)
         assert abs(row.delta) <= 3e-3 * l1  # quadrature error of 64 Gauss-Legendre steps
 
 
 def test_lrp_matches_zennit_reference(resnet_run):
+    """The tables' region statistics (from the full-precision map) equal zennit's map aggregated over the same
+    regions; the stored display map equals zennit's up to its int8 resolution."""
     model, _, _, _, corpus = resnet_run
+    K = len(corpus.vocabulary)
     lrp = corpus.attributions[corpus.attributions["method"] == "lrp"]
+    c = corpus.contributions.set_index(["image_id", "head", "method"]).sort_values("region_index")
     for row in lrp.itertuples():
         x = _input_tensor(corpus, row.image_id, model)
-        ref = _zennit_reference(model.module, x, row.head, row.target_index)
-        got = corpus.attribution_map(row.image_id, row.head, "lrp")
-        # equal up to float16 storage and isolated epsilon-stabilised pixels (zennit's own BatchNorm merge
+        ref = _zennit_reference(model.module, x, row.head, row.target_index).astype(np.float64)
+        want = aggregate(ref, corpus.region_map(row.image_id).labels, K)
+        got = c.loc[(row.image_id, row.head, "lrp")]
+        # equal up to float32 sums and isolated epsilon-stabilised pixels (zennit's own BatchNorm merge
         # leaves a factor 1 / sqrt(1 + eps) per BatchNorm; semcontrib's merge is exact)
-        np.testing.assert_allclose(got, ref, atol=5e-2 * np.abs(ref).max())
-        assert np.corrcoef(got.ravel(), ref.ravel())[0, 1] > 0.9999
+        l1 = float(np.abs(ref).sum())
+        for table_col, ref_values in (("sum", want.sum), ("pos_sum", want.pos_sum), ("neg_sum", want.neg_sum)):
+            np.testing.assert_allclose(got[table_col].to_numpy(), ref_values, rtol=0, atol=1e-3 * l1)
+        assert row.total == pytest.approx(want.total, abs=1e-3 * l1)
+        assert row.unassigned_sum == pytest.approx(want.unassigned[1], abs=1e-3 * l1)
+        shown = corpus.attribution_map(row.image_id, row.head, "lrp")
+        np.testing.assert_allclose(shown, ref, atol=5e-2 * np.abs(ref).max() + _display_scale(shown) / 254)
+        assert np.corrcoef(shown.ravel(), ref.ravel())[0, 1] > 0.999
 
 
 def test_outputs_unchanged_after_attribution(resnet_run):

@@ -81,13 +81,23 @@ def test_images_are_served_by_known_id_only_with_nosniff(client, synthetic_corpu
 def test_a_symlink_out_of_the_store_is_not_followed(corpus: Path, tmp_path: Path) -> None:
     q = CorpusQuery(corpus)
     image_id = str(q.ids[1])
-    secret = tmp_path / "secret.jpg"
-    secret.write_bytes(b"\xff\xd8 not yours")
-    display = q.corpus.paths.display(image_id)
-    display.unlink()
-    display.symlink_to(secret)
+    assert q.photo_jpeg(image_id) is not None  # a regular chunk file inside the store is served
+    chunk = q.corpus.chunk_of(image_id)
+    assert chunk is not None
+    chunk_file = q.corpus.paths.images(chunk)
+    secret = tmp_path / "secret.npz"  # the same bytes, outside the store
+    secret.write_bytes(chunk_file.read_bytes())
+    chunk_file.unlink()
+    chunk_file.symlink_to(secret)
     assert q.photo_jpeg(image_id) is None and q.thumbnail(image_id) is None
-    assert q.photo_jpeg(str(q.ids[0])) is not None  # a regular file inside the store is served
+    # a symlinked folder of chunk files: the chunk file resolves outside the store
+    chunk_file.unlink()
+    outside = tmp_path / "outside"
+    chunk_file.parent.rename(outside)
+    (outside / chunk_file.name).write_bytes(secret.read_bytes())
+    chunk_file.parent.symlink_to(outside, target_is_directory=True)
+    assert CorpusQuery(corpus).photo_jpeg(image_id) is None
+    assert (outside / chunk_file.name).exists()  # refused, not deleted
 
 
 def test_request_bodies_are_capped(client) -> None:  # type: ignore[no-untyped-def]
@@ -215,16 +225,14 @@ def test_query_views_validity_and_basis(corpus: Path, tmp_path: Path) -> None:
         q.score_matrix(View("nature", "lrp", "signed_l1", "median"))
     # an older corpus without validity columns: "no validity record"
     old = Path(shutil.copytree(corpus, tmp_path / "old"))
-    import pandas as pd
-
     from semcontrib import corpus as cstore
 
-    attr, gen = cstore.read_table(old / "attributions.parquet")
-    shutil.rmtree(old / cstore.GENERATIONS)  # an older corpus: tables without generation copies
-    (old / "attributions.parquet").unlink()
-    cstore.write_table(old / "attributions.parquet",
-                       attr.drop(columns=["faithfulness", "deletion_auc", "insertion_auc", "validity_note"]), gen)
-    assert isinstance(pd.read_parquet(old / "attributions.parquet"), pd.DataFrame)
+    c = cstore.Corpus.open(old)
+    validity = ["faithfulness", "deletion_auc", "insertion_auc", "validity_note"]
+    parts = [cstore.write_part(old, p.table, p.head, p.method, cstore.read_part(old, p).drop(columns=validity),
+                               p.key, p.chunks) if p.table == "attributions" else p for p in c.parts]
+    cstore.publish(old, c.images, parts, c.manifest)
+    assert not set(validity) & set(cstore.Corpus.open(old).attributions.columns)
     q_old = CorpusQuery(old)
     assert not q_old.has_validity and q_old.faithfulness(VIEW) is None and q_old.image_validity(str(q.ids[0])) is None
     assert "no validity record" in json.dumps(panels.inspector(q_old, "image", str(q.ids[0]), VIEW).to_plotly_json(),
