@@ -398,6 +398,23 @@ def part_intact(root: Path, part: Part) -> bool:
         return False
 
 
+def _read_part_arrow(root: Path, part: Part) -> pa.Table:
+    """One part as an Arrow table with its ``head`` and ``method`` columns (text, from the partition)."""
+    path = Path(root) / part.file
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        raise CorpusError(f"{path}: unreadable table part ({exc}); run `semcontrib analyze` again") from exc
+    if table.num_rows != part.rows:
+        raise CorpusError(f"{path}: {table.num_rows} rows, the manifest says {part.rows}; "
+                          "run `semcontrib analyze` again")
+    zeros = pa.array(np.zeros(table.num_rows, np.int32))
+    for k, (name, value) in enumerate((("head", part.head), ("method", part.method)), start=1):
+        column = pa.DictionaryArray.from_arrays(zeros, pa.array([value])).cast(pa.string())
+        table = table.add_column(min(k, table.num_columns), name, column)
+    return table
+
+
 def publish(root: Path, images: pd.DataFrame, parts: Sequence[Part], manifest: Mapping[str, Any]) -> str:
     """Make ``images`` and ``parts`` (already written) with ``manifest`` the corpus's generation.
 
@@ -1165,9 +1182,11 @@ class Corpus:
             parts = manifest_parts(manifest, root / MANIFEST)
             tables = {"images": images}
             for t, columns in (("attributions", ATTRIBUTION_COLUMNS), ("contributions", CONTRIBUTION_COLUMNS)):
-                frames = [read_part(root, p) for p in parts if p.table == t]
-                tables[t] = pd.concat(frames, ignore_index=True) if frames else \
-                    pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+                arrow = [_read_part_arrow(root, p) for p in parts if p.table == t]
+                if not arrow:
+                    tables[t] = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+                    continue
+                tables[t] = pa.concat_tables(arrow, promote_options="permissive").to_pandas()
         return cls(root, manifest, tables)
 
     @property

@@ -178,6 +178,15 @@ class AnalysisReport:
 # --------------------------------------------------------------------------- inputs
 
 
+def _text_of(path: str) -> str:
+    """:func:`path_text` of a path string (the common case, valid UTF-8, costs one check)."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path_text(Path(path))
+
+
 def path_text(path: Path) -> str:
     """A file name as UTF-8-safe text: undecodable bytes become ``\\xNN`` escapes."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
@@ -206,8 +215,8 @@ def read_inputs(inputs: str | Path | Sequence[str | Path | InputEntry], exclude:
         else:
             raise ValueError(f"input {src} is neither a folder, a CSV file nor an image file")
     if exclude is not None:
-        ex = exclude.resolve()
-        entries = [e for e in entries if ex not in e.path.resolve().parents]
+        ex = os.path.join(os.path.realpath(exclude), "")
+        entries = [e for e in entries if not os.path.realpath(e.path).startswith(ex)]
     return entries
 
 
@@ -312,7 +321,7 @@ def make_plan(root: Path, entries: Sequence[InputEntry], chunk_size: int) -> Pla
         pending: list[tuple[int, dict[str, Any]]] = []
         seen: dict[str, str] = {}
         for e in entries:
-            key = path_text(Path(os.path.abspath(e.path)))
+            key = _text_of(os.path.abspath(e.path))
             try:
                 st = os.stat(e.path)
                 cached = by_path.get(key)
@@ -696,7 +705,8 @@ class AnalysisRun:
                             and p.key == self.rows_keys[m] for c in p.chunks}
                     covered = have if covered is None else covered & have
         done = {c for c in (covered or set()) if c in plan.chunks and c not in old.retry
-                and old.members.get(c) == _members_digest(plan.chunks[c]) and self._stored(c, plan.chunks[c])}
+                and old.members.get(c) == _members_digest(plan.chunks[c])
+                and self._stored(c, plan.chunks[c], old.files.get(c))}
         ext = self.settings.external
         if ext is not None and done:  # a changed heatmap file recomputes its chunk
             for c in sorted(done):
@@ -707,14 +717,33 @@ class AnalysisRun:
                     done.discard(c)
         return done
 
-    def _stored(self, chunk: int, members: list[PlannedInput]) -> bool:
-        """Whether every work file of a published chunk is still there and whole (its zip directory
-        reads); a damaged one is discarded, and the chunk recomputes that stage. No array is read."""
+    def _chunk_paths(self, chunk: int) -> list[Path]:
+        """The work files a finished chunk has (images first)."""
         paths = [self.store.paths.images(chunk), self.store.paths.pred(self.mkey, chunk),
                  self.store.paths.regions(self.source.name, self.rkey, chunk),
                  *(self.store.paths.attr(m, self.method_keys[m], chunk) for m in self.settings.all_methods)]
         if self.settings.validity:
             paths.append(self.store.paths.validity(self.vkey, chunk))
+        return paths
+
+    def files_digest(self, chunk: int) -> str:
+        """A hash of the sizes of a chunk's work files (-1 for a missing one): what a rerun compares."""
+        sizes = []
+        for p in self._chunk_paths(chunk):
+            try:
+                sizes.append(p.stat().st_size)
+            except OSError:
+                sizes.append(-1)
+        return _hash(sizes)
+
+    def _stored(self, chunk: int, members: list[PlannedInput], recorded: str | None) -> bool:
+        """Whether every work file of a published chunk is still there and whole. When the files have the
+        sizes the last publish recorded, that is all (a few ``stat`` calls); otherwise each file's array
+        headers and image ids are read, and a damaged one is discarded so that the chunk recomputes that
+        stage. No map is read either way."""
+        if recorded is not None and self.files_digest(chunk) == recorded:
+            return True
+        paths = self._chunk_paths(chunk)
         ids = [m.image_id for m in members]
         return all([self.store.intact(p, ids) for p in paths[:1]] + [self.store.intact(p, []) for p in paths[1:]])
 
@@ -1109,6 +1138,7 @@ class _Generation:
     members: dict[int, str]
     retry: frozenset[int]
     images_ok: bool
+    files: dict[int, str]
 
     @classmethod
     def read(cls, root: Path) -> _Generation | None:
@@ -1119,12 +1149,13 @@ class _Generation:
             parts = cstore.manifest_parts(manifest, root / cstore.MANIFEST)
             members = {int(c): str(d) for c, d in dict(manifest.get("chunk_members") or {}).items()}
             retry = frozenset(int(c) for c in manifest.get("retry_chunks") or [])
+            files = {int(c): str(d) for c, d in dict(manifest.get("chunk_files") or {}).items()}
         except (cstore.CorpusError, ValueError, TypeError, AttributeError) as exc:
             logger.warning("the corpus's manifest cannot be used (%s); its tables are rebuilt", exc)
             return None
         intact = [p for p in parts if cstore.part_intact(root, p)]  # a damaged part's chunks are rebuilt
         return cls(manifest, intact, members, retry, cstore.table_generation(root / "images.parquet")
-                   == manifest.get("generation"))
+                   == manifest.get("generation"), files)
 
 
 class _TableSink:
@@ -1280,7 +1311,8 @@ class _TableSink:
             and recorded.get("images_key") == run.images_key and recorded.get("rows_keys") == run.rows_keys
         if unchanged:
             return images  # nothing to write: the generation already is this one
-        manifest = run.manifest({"chunk_members": members, "inputs_digest": inputs_digest,
+        files = {str(c): run.files_digest(c) for c in sorted(current)}
+        manifest = run.manifest({"chunk_members": members, "chunk_files": files, "inputs_digest": inputs_digest,
                                  "retry_chunks": sorted(self.retry),
                                  "images_key": run.images_key, "rows_keys": run.rows_keys})
         cstore.publish(run.root, images, parts, manifest)
