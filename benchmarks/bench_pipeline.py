@@ -106,7 +106,7 @@ def _photos(folder, n: int) -> None:
         rnd = k // len(paths)
         img = ImageOps.mirror(src) if rnd % 2 == 0 else src.rotate(90 * (1 + rnd // 2 % 3), expand=True)
         if rnd >= 2:
-            f = 90 - rnd % 40
+            f = 92 - rnd  # a different size in every round: no two variants are the same file
             img = img.resize((max(16, img.width * f // 100), max(16, img.height * f // 100)))
         img.save(folder / f"variant{k:05d}.png")
         k += 1

@@ -337,6 +337,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from semcontrib.demo import write_demo_images
     from semcontrib.pipeline import AnalysisRun
 
+    if args.shard is not None or args.engine != "local":
+        raise ValueError("the demo runs in one local run; --shard and --engine ray are for `semcontrib analyze`")
     out = Path(args.out)
     images = write_demo_images(out / "images")
     print(f"demo: {len(images)} photographs from scikit-image, scikit-learn and matplotlib in {out / 'images'}")
