@@ -557,10 +557,14 @@ class AnalysisRun:
     model : a loaded model (``MultitaskModel`` or a wrapped one); default: load ``settings.model``.
     options : batch and chunk size, device, workers, shard, lock waiting, progress.
     source : a region source object, used instead of building ``settings.regions``.
+    identity : the model's identity and keys as another run of the same settings computed them
+        (:attr:`identity`; a distributed engine hands the driver's to its workers, which then load the
+        model only if they compute).
     """
 
     def __init__(self, settings: AnalysisSettings, out: str | Path, model: Any = None,
-                 options: RunOptions | None = None, source: RegionSource | None = None) -> None:
+                 options: RunOptions | None = None, source: RegionSource | None = None,
+                 identity: Mapping[str, Any] | None = None) -> None:
         self.settings = settings
         self.options = options or RunOptions()
         self.root = Path(out)
@@ -581,7 +585,7 @@ class AnalysisRun:
         self.fingerprint = _hash({"settings": settings.to_record(), "version": _versions(["semcontrib"]),
                                   "model": _model_fingerprint(settings.model) if model is None else None,
                                   "regions": settings.regions, "precision": self.options.precision, "identity": 2})
-        cached = self._cached_identity() if model is None else None
+        cached = dict(identity) if identity is not None else self._cached_identity() if model is None else None
         self.identity = cached if cached is not None else self._identity(self.net)
         self.mkey = self.identity["model"]["key"]
         self.heads: list[str] = list(self.identity["head_order"])

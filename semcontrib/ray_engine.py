@@ -52,12 +52,13 @@ class _Stage:
     """One stage's actor or task state: an :class:`AnalysisRun` built once per process."""
 
     def __init__(self, stage: str, settings: dict[str, Any], out: str, options: dict[str, Any],
-                 stems: dict[str, int]) -> None:
+                 stems: dict[str, int], identity: dict[str, Any]) -> None:
         import torch
 
         torch.set_num_threads(max(1, int(options.pop("threads", 1))))
         self.stage = stage
-        self.run = AnalysisRun(AnalysisSettings.from_record(settings), out, options=RunOptions(**options))
+        self.run = AnalysisRun(AnalysisSettings.from_record(settings), out, options=RunOptions(**options),
+                               identity=identity)
         self.run._stems = Counter(stems)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -79,10 +80,10 @@ def _counted(run: AnalysisRun, work: Any, before: str) -> str:
 
 
 def _region_task(row: dict[str, Any], settings: dict[str, Any], out: str, options: dict[str, Any],
-                 stems: dict[str, int]) -> dict[str, Any]:
+                 stems: dict[str, int], identity: dict[str, Any]) -> dict[str, Any]:
     stage = _REGION_STAGES.get(out)
     if stage is None:
-        stage = _REGION_STAGES[out] = _Stage("regions", settings, out, dict(options), stems)
+        stage = _REGION_STAGES[out] = _Stage("regions", settings, out, dict(options), stems, identity)
     row["computed"] = _counted(stage.run, lambda: stage.run.compute_stage("regions", int(row["chunk"]), _members(row)),
                                str(row["computed"]))
     return row
@@ -117,17 +118,18 @@ def run_on_ray(settings: AnalysisSettings, out: str | Path, options: RunOptions,
 
         done = driver._done_chunks(plan, _Generation.read(root))
         todo = [c for c in plan.chunks if c not in done]
-        computed = _pipeline(ray, settings, root, options, plan, todo) if todo else {}
+        computed = _pipeline(ray, driver, plan, todo) if todo else {}
     # the driver's pass: everything is stored, so it computes nothing, aggregates and publishes
-    report = AnalysisRun(settings, root, options=replace(options, workers=0)).run(entries)
+    report = AnalysisRun(settings, root, options=replace(options, workers=0), identity=driver.identity).run(entries)
     return replace(report, chunks=(len(plan.chunks), len(todo)), seconds=time.perf_counter() - t0,
                    computed={k: report.computed.get(k, 0) + computed.get(k, 0) for k in report.computed})
 
 
-def _pipeline(ray: Any, settings: AnalysisSettings, root: Path, options: RunOptions, plan: Any,
-              todo: list[int]) -> dict[str, int]:
+def _pipeline(ray: Any, driver: AnalysisRun, plan: Any, todo: list[int]) -> dict[str, int]:
+    """Stream the chunks ``todo`` through the three stages; return what the stages computed."""
     import ray.data
 
+    settings, root, options = driver.settings, driver.root, driver.options
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     gpu = options.device.startswith("cuda")
@@ -136,9 +138,10 @@ def _pipeline(ray: Any, settings: AnalysisSettings, root: Path, options: RunOpti
     model_actors = max(1, n_gpus) if gpu else 1
     threads = 1 if gpu else max(1, n_cpus // 2)
     opts = {"batch_size": options.batch_size, "chunk_size": options.chunk_size, "device": options.device,
-            "workers": 0, "wait": True}
+            "precision": options.precision, "channels_last": options.channels_last, "workers": 0, "wait": True}
     stems = {s: n for s, n in Counter(i.entry.path.stem for i in plan.inputs).items() if n > 1}
-    common = {"settings": settings.to_record(), "out": str(root.resolve()), "stems": stems}
+    common = {"settings": settings.to_record(), "out": str(root.resolve()), "stems": stems,
+              "identity": driver.identity}
     rows = [{"chunk": c, "ids": [m.image_id for m in plan.chunks[c]], "computed": "{}",
              "paths": [str(Path(m.entry.path).resolve()) for m in plan.chunks[c]]} for c in todo]
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))
