@@ -293,6 +293,9 @@ def test_png_label_map_sizes_checked_before_decoding(tmp_path):
     (d / "short.png").write_bytes(_png_header(W, H))  # right size, truncated data
     (d / "junk.png").write_bytes(b"not a png at all")
     src = AnnotationSource(d)
+    from PIL import Image
+
+    Image.init()  # Pillow imports every format plugin when it first meets an unknown file: not the decoder's memory
     for name, message in (("huge", "exceeds|decompression"), ("big", "exceeds the limit"),
                           ("short", "label map"), ("junk", "not an image")):
         result, peak = peak_bytes(lambda n=name: src.segment(_img(f"{n}.jpg")))
