@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -216,8 +217,23 @@ def read_inputs(inputs: str | Path | Sequence[str | Path | InputEntry], exclude:
             raise ValueError(f"input {src} is neither a folder, a CSV file nor an image file")
     if exclude is not None:
         ex = os.path.join(os.path.realpath(exclude), "")
-        entries = [e for e in entries if not os.path.realpath(e.path).startswith(ex)]
+        _real_folder.cache_clear()  # links may have changed since the last listing
+        entries = [e for e in entries if not _real_path(e.path).startswith(ex)]
     return entries
+
+
+@functools.lru_cache(maxsize=4096)
+def _real_folder(folder: str) -> str:
+    return os.path.realpath(folder)
+
+
+def _real_path(path: Path) -> str:
+    """``os.path.realpath(path)``, resolving each folder once (a file's own link is still followed)."""
+    text = os.fspath(path)
+    if os.path.islink(text):
+        return os.path.realpath(text)
+    folder, name = os.path.split(os.path.abspath(text))
+    return os.path.join(_real_folder(folder), name)
 
 
 def _read_csv(src: Path) -> list[InputEntry]:
