@@ -349,12 +349,15 @@ def _ranges(chunks: Sequence[int]) -> list[list[int]]:
     return out
 
 
+MAX_CHUNKS = 1_000_000  # chunk indices one part may list (128M images at the default chunk size)
+
+
 def _unranges(runs: Any) -> tuple[int, ...]:
+    pairs = [(int(a), int(b)) for a, b in runs]
+    if any(not 0 <= a <= b for a, b in pairs) or sum(b - a + 1 for a, b in pairs) > MAX_CHUNKS:
+        raise ValueError(f"bad chunk ranges (more than {MAX_CHUNKS} chunks, or reversed)")
     out: list[int] = []
-    for a, b in runs:
-        a, b = int(a), int(b)
-        if not 0 <= a <= b or b - a > 10**8:
-            raise ValueError(f"bad chunk range {a}..{b}")
+    for a, b in pairs:
         out.extend(range(a, b + 1))
     return tuple(out)
 
@@ -808,6 +811,8 @@ class WorkStore:
         try:
             ids = _ids(z)
             n = len(ids)
+            if n == 0:
+                return {}
             logits = {h: _rows(z, f"logits/{h}", n, np.floating, (c,)) for h, c in heads.items()}
             if not all(np.all(np.isfinite(v)) for v in logits.values()):
                 raise ValueError("non-finite logits")
@@ -893,6 +898,8 @@ class WorkStore:
             n = len(ids)
             digest = str(_scalar(z, "regions_digest", np.str_))
             sources = dict(zip(ids, (str(s) for s in _rows(z, "source_sha", n, np.str_)))) if "source_sha" in z else {}
+            if n == 0:
+                return ChunkAttribution({}, digest, {})
             n_pixels = _rows(z, "n_pixels", n, np.integer, (K,))
             per_head = {}
             for h, n_classes in heads.items():
@@ -1007,6 +1014,8 @@ class WorkStore:
         try:
             ids = _ids(z)
             n = len(ids)
+            if n == 0:
+                return {}, str(_scalar(z, "regions_digest", np.str_))
             cols = {(m, h): (_rows(z, f"values/{m}/{h}", n, np.float64, (3,)), _rows(z, f"note/{m}/{h}", n, np.str_))
                     for m, h in pairs}
             out = {i: ValidityWork({p: (float(v[k, 0]), float(v[k, 1]), float(v[k, 2]), str(note[k]))

@@ -88,6 +88,7 @@ __all__ = ["analyze", "AnalysisRun", "AnalysisReport", "RunOptions", "InputEntry
 
 DISPLAY_MAX_SIDE = 512
 STAGES = ("model", "regions", "attributions")
+MAX_CHUNK_SIZE = 512
 MAX_EXTERNAL_BYTES = 64 * 2**20  # one external heatmap file
 MAX_EXTERNAL_SIDE = 8192
 
@@ -133,6 +134,8 @@ class RunOptions:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.chunk_size > MAX_CHUNK_SIZE:  # a chunk's work files must stay under the reader's caps
+            raise ValueError(f"chunk_size must be at most {MAX_CHUNK_SIZE}, got {self.chunk_size}")
         if not isinstance(self.workers, int) or isinstance(self.workers, bool) or not 0 <= self.workers <= 256:
             raise ValueError(f"workers must be an integer from 0 to 256, got {self.workers!r}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -696,7 +699,7 @@ class AnalysisRun:
             if shard is None:
                 cstore.remove_stale_temporaries(self.root)
             plan = make_plan(self.root, entries, self.options.chunk_size)
-            self._stems = Counter(e.path.stem for e in entries)
+            self._stems = Counter(i.entry.path.stem for i in plan.inputs if not i.reason)
             old = _Generation.read(self.root)
             done = self._done_chunks(plan, old)
             mine = [c for c in plan.chunks if shard is None or c % shard[1] == shard[0] - 1]
@@ -732,8 +735,8 @@ class AnalysisRun:
             for c in sorted(done):
                 stored = self.store.read_attribution(ext.name, self.method_keys[ext.name], c, self.head_classes,
                                                      len(self.vocabulary))
-                if stored is None or any(stored.sources.get(m.image_id) != _external_source(ext, m)[1]
-                                         for m in plan.chunks[c]):
+                if stored is None or any(stored.sources.get(m.image_id) != self._source_id(m)
+                                         for m in plan.chunks[c] if m.image_id in stored.works):
                     done.discard(c)
         return done
 
@@ -798,8 +801,9 @@ class AnalysisRun:
             if executor is not None:
                 executor.close()
 
-    def _inspect(self, chunk: int, members: list[PlannedInput]) -> _ChunkState:
-        """Read what the store holds for a chunk (no maps), keeping only what covers every member."""
+    def _inspect(self, chunk: int, members: list[PlannedInput], retry: bool = True) -> _ChunkState:
+        """Read what the store holds for a chunk (no maps), keeping only what covers every member
+        (``retry``: region failures that may pass count as missing, so that they are tried again)."""
         ids = [m.image_id for m in members]
         K = len(self.vocabulary)
         records = self.store.read_images(chunk, ids)
@@ -809,11 +813,12 @@ class AnalysisRun:
             preds = None
         regions = self.store.read_regions(self.source.name, self.rkey, chunk, K, labels=False)
         if regions is not None and not all(i in regions.works and (regions.works[i].labels is not None
-                                                                   or regions.works[i].permanent) for i in ok):
+                                                                   or regions.works[i].permanent or not retry)
+                                           for i in ok):
             regions = None
         attrs: dict[str, ChunkAttribution | None] = {}
         ext = self.settings.external
-        sources = {m.image_id: _external_source(ext, m)[1] for m in members} if ext is not None else {}
+        sources = {m.image_id: self._source_id(m) for m in members} if ext is not None else {}
         for m in self.settings.all_methods:
             a = None
             if regions is not None:
@@ -840,7 +845,8 @@ class AnalysisRun:
         (attributions and validity; needs the other two stored). Stored work is read, never recomputed."""
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-        s = self._inspect(chunk, members)
+        # the regions stage of this run has tried the failures that may pass: they are this run's reasons
+        s = self._inspect(chunk, members, retry=stage != "attributions")
         if stage == "model" and (s.records is None or s.preds is None):
             prepared = {m.image_id: prepare_image(PrepareJob(m.image_id, m.entry.path, self.size, s.records is None,
                                                              False), self.context) for m in members}
@@ -1085,6 +1091,13 @@ class AnalysisRun:
     def _stem_count(self) -> Counter[str]:
         return self._stems
 
+    def _source_id(self, member: PlannedInput) -> str:
+        """What an external heatmap result depends on besides its key: the file's sha256, or that the
+        input's file stem is ambiguous (several inputs would read the same heatmap file)."""
+        if self._stem_count.get(member.entry.path.stem, 0) > 1:
+            return "ambiguous"
+        return _external_source(self.settings.external, member)[1]
+
 
 def _model_fingerprint(name: str) -> Any:
     """What identifies a named model without loading it: an embedded model's name and the versions of
@@ -1124,6 +1137,22 @@ def _with_stats(a: HeadAttribution, labels: np.ndarray, K: int) -> HeadAttributi
     else:
         stats = aggregate(a.values, lab, K)
     return replace(a, stats=stats)
+
+
+_TEXT_COLUMNS = ("image_id", "target", "status", "region", "validity_note")
+_INT_COLUMNS = ("target_index", "region_index", "n_pixels", "unassigned_n")
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows with the table's column types even when there are none (an empty part must concatenate)."""
+    for c in df.columns:
+        if c in _TEXT_COLUMNS:
+            df[c] = df[c].astype(str)
+        elif c in _INT_COLUMNS:
+            df[c] = df[c].astype(np.int64)
+        else:
+            df[c] = df[c].astype(np.float64)
+    return df
 
 
 def _validity_digest(regions_digest: str, sources: Mapping[str, str]) -> str:
@@ -1268,7 +1297,7 @@ class _TableSink:
             for col, v in (("sum", st.sum), ("pos_sum", st.pos_sum), ("neg_sum", st.neg_sum)):
                 contrib[col].append(np.asarray(v, np.float64))
         cols = [c for c in cstore.ATTRIBUTION_COLUMNS if c not in ("head", "method")]
-        self._hold(("attributions", h, m), pd.DataFrame(attr_rows, columns=cols))
+        self._hold(("attributions", h, m), _typed(pd.DataFrame(attr_rows, columns=cols)))
         n = len(contrib["n_pixels"])
         df = pd.DataFrame({
             "image_id": contrib["image_id"], "target": contrib["target"],
@@ -1276,7 +1305,7 @@ class _TableSink:
             "region": list(self.run.vocabulary) * n, "region_index": np.tile(np.arange(K, dtype=np.int64), n),
             **{c: (np.concatenate(contrib[c]) if n else np.zeros(0, np.int64 if c == "n_pixels" else np.float64))
                for c in ("n_pixels", "sum", "pos_sum", "neg_sum")}})
-        self._hold(("contributions", h, m), df)
+        self._hold(("contributions", h, m), _typed(df))
 
     def _hold(self, key: tuple[str, str, str], df: pd.DataFrame) -> None:
         self.frames.setdefault(key, []).append(df)
@@ -1342,7 +1371,7 @@ class _TableSink:
         """The images table, in input order: rows of chunks computed now, of the old table, or read back."""
         run, plan = self.run, self.plan
         reuse: dict[str, dict[str, Any]] = {}
-        if old is not None and old.manifest.get("images_key") == run.images_key:
+        if old is not None and old.images_ok and old.manifest.get("images_key") == run.images_key:
             with contextlib.suppress(cstore.CorpusError):
                 prev, _ = cstore.read_table(run.root / "images.parquet")
                 if "chunk" in prev:

@@ -556,3 +556,16 @@ def test_image_ids_that_are_not_file_names_are_refused(bad) -> None:
 def test_chunk_indices_are_checked(bad) -> None:
     with pytest.raises(CorpusError, match="invalid chunk index"):
         cstore.StorePaths(Path("c")).images(bad)
+
+
+def test_a_hostile_chunk_range_is_refused_before_it_is_expanded(tmp_path: Path) -> None:
+    import tracemalloc
+
+    rec = {"table": "contributions", "head": "a", "method": "lrp", "file": "contributions/head=a/method=lrp/"
+           f"part-{'0' * 32}.parquet", "key": "0" * 16, "chunks": [[0, 5_000_000]] * 4, "rows": 0}
+    tracemalloc.start()
+    with pytest.raises(cstore.CorpusError, match="chunk ranges"):
+        cstore.Part.from_record(rec, tmp_path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1_000_000

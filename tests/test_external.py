@@ -169,3 +169,26 @@ def test_a_changed_heatmap_recomputes_its_validity(photos, tmp_path):
     analyze(photos, fresh, **kw)
     pd.testing.assert_series_equal(Corpus.open(fresh).attributions.set_index(["image_id", "head", "method"])
                                    .faithfulness, after.faithfulness)
+
+
+def test_reruns_and_added_inputs_give_what_a_fresh_run_gives(photos, tmp_path):
+    """An unreadable input never makes a rerun write; a new input sharing a file stem makes the old one's
+    heatmap ambiguous too, as in a fresh run."""
+    _maps(tmp_path / "maps", photos)
+    (photos / "bad.png").write_bytes(b"not an image")
+    out = tmp_path / "c"
+    kw = dict(model=tiny_model(), methods=["gradcam"], regions="grid:2x2", validity=False,
+              external=ExternalAttributions(str(tmp_path / "maps")))
+    analyze(photos, out, **kw)
+    generation = Corpus.open(out).manifest["generation"]
+    rep = analyze(photos, out, **kw)
+    assert rep.chunks[1] == 0 and Corpus.open(out).manifest["generation"] == generation
+    (photos / "sub").mkdir()
+    Image.fromarray(synthetic_rgb(np.random.default_rng(9), 40, 48)).save(photos / "sub" / "ph0.png")
+    analyze(photos, out, **kw)
+    fresh = tmp_path / "fresh"
+    analyze(photos, fresh, **kw)
+    status = [Corpus.open(o).attributions.set_index(["image_id", "head", "method"]).status.sort_index()
+              for o in (out, fresh)]
+    pd.testing.assert_series_equal(status[0], status[1])
+    assert status[0].str.contains("ambiguous").sum() == 4  # two inputs named ph0, two heads

@@ -371,3 +371,19 @@ def test_bf16_is_its_own_store_and_close_to_fp32(image_folder, tmp_path):
     assert diff["lrp"] < 1e-6  # LRP runs in fp32 whatever the precision (channels-last: float rounding order)
     assert 0 < diff["gradcam"] < 0.05
     assert Corpus.open(out).manifest["model"]["precision"] == "bf16"
+
+
+def test_a_chunk_without_any_analysable_image(image_folder, tmp_path):
+    """Its parts have no rows but the tables' column types, and its empty work files read back."""
+    out = tmp_path / "c"
+    good = sorted(image_folder.glob("img*.png"))[:3]
+    run(good, out, regions="grid", methods=["gradcam"], validity=True)
+    junk = tmp_path / "zz.png"
+    junk.write_bytes(b"not an image")
+    rep = run([*good, junk], out, regions="grid", methods=["gradcam"], validity=True, shard=(1, 1))
+    assert rep.chunks == (2, 1)
+    rep = run([*good, junk], out, regions="grid", methods=["gradcam"], validity=True)
+    assert set(rep.computed.values()) == {0} and rep.discarded == []
+    c = Corpus.open(out)  # an empty part concatenates with the others
+    assert len(c.images) == 4 and (c.images.status == "ok").sum() == 3
+    assert len(c.contributions) == 3 * 2 * 9 and set(c.contributions.image_id) == set(c.image_ids())
