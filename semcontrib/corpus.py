@@ -380,6 +380,8 @@ def write_part(root: Path, table: str, head: str, method: str, df: pd.DataFrame,
 def read_part(root: Path, part: Part, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """One part's rows with its ``head`` and ``method`` columns restored."""
     path = Path(root) / part.file
+    if not inside(root, path):
+        raise CorpusError(f"{path}: a link that leads outside the corpus; run `semcontrib analyze` again")
     try:
         df = pq.read_table(path, columns=None if columns is None else
                            [c for c in columns if c not in ("head", "method")]).to_pandas()
@@ -393,7 +395,11 @@ def read_part(root: Path, part: Part, columns: Sequence[str] | None = None) -> p
 
 
 def part_intact(root: Path, part: Part) -> bool:
-    """Whether a listed part is there, readable (its Parquet footer) and of the recorded length."""
+    """Whether a listed part is there, inside the corpus, readable (its Parquet footer) and of the
+    recorded length."""
+    if not inside(root, Path(root) / part.file):
+        logger.warning("table part %s leads outside the corpus; its rows will be rebuilt", part.file)
+        return False
     try:
         return pq.read_metadata(Path(root) / part.file).num_rows == part.rows
     except (OSError, pa.ArrowException, ValueError) as exc:
@@ -404,6 +410,8 @@ def part_intact(root: Path, part: Part) -> bool:
 def _read_part_arrow(root: Path, part: Part) -> pa.Table:
     """One part as an Arrow table with its ``head`` and ``method`` columns (text, from the partition)."""
     path = Path(root) / part.file
+    if not inside(root, path):
+        raise CorpusError(f"{path}: a link that leads outside the corpus; run `semcontrib analyze` again")
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException, ValueError) as exc:
@@ -527,6 +535,15 @@ class StorePaths:
         return self.root / "dashboard"
 
 
+def inside(root: Path, path: Path) -> bool:
+    """Whether ``path`` is a regular file (not a link) whose resolved location lies inside ``root``: the
+    corpus never writes links, so one in a corpus someone gives you is not followed."""
+    try:
+        return not path.is_symlink() and Path(root).resolve() in path.resolve().parents
+    except (OSError, RuntimeError):
+        return False
+
+
 def _chunk_file(chunk: int) -> str:
     if not isinstance(chunk, (int, np.integer)) or isinstance(chunk, bool) or not 0 <= int(chunk) < 10**9:
         raise CorpusError(f"invalid chunk index {chunk!r}")
@@ -561,6 +578,8 @@ def read_plan(root: Path) -> pd.DataFrame:
     folder = StorePaths(Path(root)).plan
     frames = []
     for f in sorted(folder.glob("part-*.parquet")) if folder.is_dir() else ():
+        if not inside(root, f):
+            raise CorpusError(f"{f}: a link that leads outside the corpus; analyse into a new corpus")
         try:
             df = pq.read_table(f, columns=list(PLAN_COLUMNS)).to_pandas()
         except (OSError, pa.ArrowException, ValueError, KeyError) as exc:
@@ -736,6 +755,9 @@ class WorkStore:
 
     def _read(self, path: Path, keys: Sequence[str] | None = None) -> dict[str, np.ndarray] | None:
         if not path.is_file():
+            return None
+        if not inside(self.paths.root, path):
+            self._discard(path, "a link that leads outside the corpus")
             return None
         try:
             return read_npz(path, keys=keys)

@@ -471,3 +471,27 @@ def test_spreadsheet_safe_keeps_numbers():
     safe = spreadsheet_safe(df)
     assert list(safe.columns) == ["'=a", "n"] and safe["n"].tolist() == [-1.5, 2.0, -3.0]
     assert safe["'=a"].tolist() == ["'=1+1", "ok", "'-x"]
+
+
+def test_links_in_a_corpus_are_never_followed(photos, clean, tmp_path):
+    out = tmp_path / "c"
+    run(photos, out)
+    c = Corpus.open(out)
+    image_id = c.image_ids()[0]
+    chunk = c.chunk_of(image_id)
+    work = c.paths.attr("gradcam", c.manifest["methods"]["gradcam"]["key"], chunk)
+    outside = tmp_path / "outside.npz"
+    outside.write_bytes(work.read_bytes())
+    work.unlink()
+    work.symlink_to(outside)
+    assert c.attribution_map(image_id, "task_a", "gradcam") is None and work.is_symlink()  # a reader changes nothing
+    part = Path(out / c.parts[0].file)
+    part_copy = tmp_path / "outside.parquet"
+    part_copy.write_bytes(part.read_bytes())
+    part.unlink()
+    part.symlink_to(part_copy)
+    with pytest.raises(CorpusError, match="outside the corpus"):
+        Corpus.open(out)
+    rep = run(photos, out)  # the next run treats both as damaged and rebuilds them
+    assert str(work) in rep.discarded and not work.is_symlink()
+    assert_same_tables(clean, out)
