@@ -95,6 +95,7 @@ MAX_ARRAY_BYTES = 256 * 2**20          # one array inside a work file
 MAX_WORK_FILE_BYTES = 1024 * 2**20     # one work file (one chunk of one stage)
 MAX_MANIFEST_BYTES = 64 * 2**20
 MAX_DISPLAY_BYTES = 8 * 2**20          # one display JPEG
+MAX_TABLE_BYTES = 16 * 2**30           # one table or part, uncompressed (a 1M-image part is about 1 GB)
 
 # Columns of the tables (their one definition; the pipeline builds rows with exactly these).
 IMAGE_COLUMNS = ("image_id", "path", "sha256", "width", "height", "status", "reason", "original_mode", "chunk")
@@ -204,8 +205,21 @@ def write_table(path: Path, df: pd.DataFrame, generation: str = "") -> None:
     _atomic_write(Path(path), buf.getvalue())
 
 
+def check_table_size(path: Path) -> None:
+    """``CorpusError`` when a Parquet file claims more than ``MAX_TABLE_BYTES`` uncompressed (its footer
+    is read, nothing else), so a hostile file cannot make a reader allocate without bound."""
+    try:
+        meta = pq.read_metadata(path)
+        claimed = sum(meta.row_group(k).total_byte_size for k in range(meta.num_row_groups))
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        raise CorpusError(f"{path}: unreadable table ({exc}); run `semcontrib analyze` again") from exc
+    if claimed > MAX_TABLE_BYTES or Path(path).stat().st_size > MAX_TABLE_BYTES:
+        raise CorpusError(f"{path}: table claims {claimed} bytes, over the {MAX_TABLE_BYTES}-byte limit")
+
+
 def read_table(path: Path) -> tuple[pd.DataFrame, str]:
     """A table and its generation id (``CorpusError`` when it cannot be read)."""
+    check_table_size(path)
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException, ValueError) as exc:
@@ -382,6 +396,7 @@ def read_part(root: Path, part: Part, columns: Sequence[str] | None = None) -> p
     path = Path(root) / part.file
     if not inside(root, path):
         raise CorpusError(f"{path}: a link that leads outside the corpus; run `semcontrib analyze` again")
+    check_table_size(path)
     try:
         df = pq.read_table(path, columns=None if columns is None else
                            [c for c in columns if c not in ("head", "method")]).to_pandas()
@@ -412,6 +427,7 @@ def _read_part_arrow(root: Path, part: Part) -> pa.Table:
     path = Path(root) / part.file
     if not inside(root, path):
         raise CorpusError(f"{path}: a link that leads outside the corpus; run `semcontrib analyze` again")
+    check_table_size(path)
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException, ValueError) as exc:
@@ -580,6 +596,7 @@ def read_plan(root: Path) -> pd.DataFrame:
     for f in sorted(folder.glob("part-*.parquet")) if folder.is_dir() else ():
         if not inside(root, f):
             raise CorpusError(f"{f}: a link that leads outside the corpus; analyse into a new corpus")
+        check_table_size(f)
         try:
             df = pq.read_table(f, columns=list(PLAN_COLUMNS)).to_pandas()
         except (OSError, pa.ArrowException, ValueError, KeyError) as exc:

@@ -496,7 +496,7 @@ def test_a_part_that_does_not_match_its_manifest_record_is_refused(tmp_path: Pat
     with pytest.raises(CorpusError, match="1 rows, the manifest says 2"):
         Corpus.open(tmp_path)
     (tmp_path / part.file).write_bytes(b"PAR1 not really")
-    with pytest.raises(CorpusError, match="unreadable table part"):
+    with pytest.raises(CorpusError, match="unreadable table"):
         Corpus.open(tmp_path)
 
 
@@ -569,3 +569,12 @@ def test_a_hostile_chunk_range_is_refused_before_it_is_expanded(tmp_path: Path) 
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 1_000_000
+
+
+def test_a_table_claiming_too_much_is_refused_from_its_footer(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "t.parquet"
+    cstore.write_table(path, pd.DataFrame({"a": np.arange(1000)}))
+    cstore.check_table_size(path)  # within the limit
+    monkeypatch.setattr(cstore, "MAX_TABLE_BYTES", 100)
+    with pytest.raises(cstore.CorpusError, match="limit"):
+        cstore.read_table(path)
