@@ -29,6 +29,8 @@ import subprocess
 import sys
 import time
 
+from common import baseline_tree, demo_rgbs, photo_variants
+
 
 def _phase(phase: str, n: int, batch_size: int, ig_steps: int, threads: int) -> dict:
     import numpy as np
@@ -36,20 +38,10 @@ def _phase(phase: str, n: int, batch_size: int, ig_steps: int, threads: int) -> 
 
     torch.set_num_threads(threads)
     from semcontrib.attribution import make_method, resolve_targets
-    from semcontrib.demo import DEMO_IMAGES
-    from semcontrib.imageio import resize_rgb
     from semcontrib.model import load_imagenet_heads, predict
 
     model = load_imagenet_heads()
-    names = list(DEMO_IMAGES)[:n]
-    rgbs = []
-    for name in names:
-        arr = DEMO_IMAGES[name][0]()
-        if arr.ndim == 2:
-            arr = np.repeat(arr[:, :, None], 3, axis=2)
-        rgbs.append(resize_rgb(arr[:, :, :3].astype(np.uint8), model.input_size))
-    while len(rgbs) < n:
-        rgbs.append(rgbs[len(rgbs) % len(names)])
+    rgbs = demo_rgbs(n, model.input_size)
     tensor = torch.cat([model.preprocess(r) for r in rgbs])
     methods = {"lrp": make_method("lrp"), "gradcam": make_method("gradcam"),
                "ig": make_method("ig", n_steps=ig_steps)}
@@ -94,24 +86,6 @@ print(json.dumps({{"seconds": time.perf_counter() - t, "n_ok": rep.n_ok,
 """
 
 
-def _photos(folder, n: int) -> None:
-    from PIL import Image, ImageOps
-
-    from semcontrib.demo import write_demo_images
-
-    paths = write_demo_images(folder)
-    k = 0
-    while len(paths) + k < n:
-        src = Image.open(paths[k % len(paths)])
-        rnd = k // len(paths)
-        img = ImageOps.mirror(src) if rnd % 2 == 0 else src.rotate(90 * (1 + rnd // 2 % 3), expand=True)
-        if rnd >= 2:
-            f = 92 - rnd  # a different size in every round: no two variants are the same file
-            img = img.resize((max(16, img.width * f // 100), max(16, img.height * f // 100)))
-        img.save(folder / f"variant{k:05d}.png")
-        k += 1
-
-
 def end_to_end(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
@@ -120,14 +94,8 @@ def end_to_end(args: argparse.Namespace) -> int:
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench_e2e_") as tmp:
         work = Path(tmp)
-        _photos(work / "images", args.images)
-        old = work / "baseline_tree"
-        old.mkdir()
-        archive = subprocess.run(["git", "-C", str(repo), "archive", args.baseline_ref], capture_output=True,
-                                 check=True)
-        subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
-        for sub in ("segmentation", "dashboard", "data"):  # the installed layout, without installing it
-            (old / "semcontrib" / sub).symlink_to(old / sub)
+        photo_variants(work / "images", args.images)
+        old = baseline_tree(args.baseline_ref, work / "baseline_tree")
         gpu = {"device": args.device, "precision": args.precision, "channels_last": args.channels_last} \
             if args.device != "cpu" else {}
         configs = [("baseline (format 1)", old, {"device": args.device} if args.device != "cpu" else {}),

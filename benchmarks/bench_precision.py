@@ -30,28 +30,12 @@ import sys
 import time
 from pathlib import Path
 
+from common import demo_rgbs
+
 CONFIGS = {"fp32": ("fp32", False), "bf16": ("bf16", False), "fp32+cl": ("fp32", True),
            "bf16+cl": ("bf16", True), "bf16-raw": ("bf16", False)}
 DEFAULT_CONFIGS = ("fp32", "bf16", "fp32+cl", "bf16-raw")
 METHODS = ("lrp", "gradcam", "ig")
-
-
-def _images(model, n: int):
-    import numpy as np
-
-    from semcontrib.demo import DEMO_IMAGES
-    from semcontrib.imageio import resize_rgb
-
-    names = list(DEMO_IMAGES)[:n]
-    rgbs = []
-    for name in names:
-        arr = DEMO_IMAGES[name][0]()
-        if arr.ndim == 2:
-            arr = np.repeat(arr[:, :, None], 3, axis=2)
-        rgbs.append(resize_rgb(arr[:, :, :3].astype(np.uint8), model.input_size))
-    while len(rgbs) < n:
-        rgbs.append(rgbs[len(rgbs) % len(names)])
-    return rgbs
 
 
 def region_vectors(maps, labels, n_regions: int):
@@ -77,7 +61,7 @@ def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     ComputeOptions(args.device).check_available()
     model = load_imagenet_heads()
-    tensor_cpu = torch.cat([model.preprocess(r) for r in _images(model, args.images)])
+    tensor_cpu = torch.cat([model.preprocess(r) for r in demo_rgbs(args.images, model.input_size)])
     size = model.input_size
     labels = grid_labels(size, size, 3, 3)
     heads = model.head_names

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import baseline_tree, photo_variants
+
 REPO = Path(__file__).resolve().parent.parent
 
 _PHASE = r"""
@@ -114,20 +116,10 @@ def measure(tree: Path, n: int, work: Path, new: bool) -> dict:
 def real_bytes(n: int, work: Path) -> dict:
     """Bytes per image of a real corpus (Lite0, 4 heads): gradcam + lrp, grid regions, validity off."""
     sys.path.insert(0, str(REPO))
-    from semcontrib.demo import write_demo_images
     from semcontrib.pipeline import analyze
 
     images = work / "real"
-    paths = write_demo_images(images)
-    from PIL import Image, ImageOps
-
-    k = 0
-    while len(paths) + k < n:  # mirrored and rotated variants: distinct files of the same photographs
-        src = Image.open(paths[k % len(paths)])
-        rnd = k // len(paths)
-        img = ImageOps.mirror(src) if rnd % 2 == 0 else src.rotate(90 * (1 + rnd), expand=True)
-        img.save(images / f"variant{k:04d}.png")
-        k += 1
+    photo_variants(images, n)
     out = work / "real_corpus"
     t = time.perf_counter()
     analyze(images, out, methods=["gradcam", "lrp"], regions="grid", validity=False, chunk_size=128, workers=2)
@@ -153,11 +145,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_store_") as tmp:
         work = Path(tmp)
-        old_tree = work / "baseline_tree"
-        old_tree.mkdir()
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline_ref], capture_output=True,
-                                 check=True)
-        subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive.stdout, check=True)
+        old_tree = baseline_tree(args.baseline_ref, work / "baseline_tree")
         base = measure(old_tree, args.baseline_images, work / "base", new=False)
         same = measure(REPO, args.baseline_images, work / "same", new=True)
         big = measure(REPO, args.images, work / "big", new=True) if args.images != args.baseline_images else same

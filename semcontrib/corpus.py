@@ -391,22 +391,9 @@ def write_part(root: Path, table: str, head: str, method: str, df: pd.DataFrame,
     return Part(table, head, method, rel, key, tuple(chunks), len(df))
 
 
-def read_part(root: Path, part: Part, columns: Sequence[str] | None = None) -> pd.DataFrame:
+def read_part(root: Path, part: Part) -> pd.DataFrame:
     """One part's rows with its ``head`` and ``method`` columns restored."""
-    path = Path(root) / part.file
-    if not inside(root, path):
-        raise CorpusError(f"{path}: a link that leads outside the corpus; run `semcontrib analyze` again")
-    check_table_size(path)
-    try:
-        df = pq.read_table(path, columns=None if columns is None else
-                           [c for c in columns if c not in ("head", "method")]).to_pandas()
-    except (OSError, pa.ArrowException, ValueError) as exc:
-        raise CorpusError(f"{path}: unreadable table part ({exc}); run `semcontrib analyze` again") from exc
-    if len(df) != part.rows:
-        raise CorpusError(f"{path}: {len(df)} rows, the manifest says {part.rows}; run `semcontrib analyze` again")
-    df.insert(min(1, len(df.columns)), "head", part.head)
-    df.insert(min(2, len(df.columns)), "method", part.method)
-    return df
+    return _read_part_arrow(root, part).to_pandas()
 
 
 def part_intact(root: Path, part: Part) -> bool:

