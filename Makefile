@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,ray]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,ray,concepts,faces,study]"
 	# ViRelAy's reader, for tests/test_virelay.py; --no-deps because it pins pillow<11 (its model module
 	# needs only h5py, pyyaml, numpy, pillow and matplotlib, which semcontrib already installs)
 	$(BIN)/python -m pip install --quiet --no-deps "virelay==0.6.1"
