@@ -405,20 +405,29 @@ def _part_record(file: str) -> dict:
             "rows": 1}
 
 
-@pytest.mark.parametrize("change", [
-    {"format": "other/1"}, {"heads": {"a": "x"}}, {"methods": {"../x": {"key": KEY}}},
-    {"methods": {"lrp": {"key": "../../etc"}}}, {"regions": {"name": "grid", "key": KEY, "vocabulary": [1]}},
-    {"regions": {"name": "a/b", "key": KEY, "vocabulary": []}}, {"head_order": "a"},
-    {"parts": "all"}, {"parts": [_part_record("../../etc/passwd")]},
-    {"parts": [_part_record("contributions/head=a/method=lrp/../../../x/part-" + "0" * 32 + ".parquet")]},
-    {"parts": [_part_record("images.parquet")]},
-    {"parts": [{**_part_record("contributions/head=a/method=lrp/part-" + "0" * 32 + ".parquet"), "table": "images"}]},
-    {"parts": [{**_part_record("contributions/head=a/method=lrp/part-" + "0" * 32 + ".parquet"), "chunks": [[3, 1]]}]},
-    {"parts": [{**_part_record("contributions/head=a/method=lrp/part-" + "0" * 32 + ".parquet"), "key": "x"}]},
+_PART = "contributions/head=a/method=lrp/part-" + "0" * 32 + ".parquet"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"format": "other/1"}, "unknown corpus format 'other/1'"),
+    ({"heads": {"a": "x"}}, "heads must map head names to lists of class names"),
+    ({"methods": {"../x": {"key": KEY}}}, r"invalid name '\.\./x'"),
+    ({"methods": {"lrp": {"key": "../../etc"}}}, r"invalid store key '\.\./\.\./etc'"),
+    ({"regions": {"name": "grid", "key": KEY, "vocabulary": [1]}}, "regions.vocabulary must be a list of names"),
+    ({"regions": {"name": "a/b", "key": KEY, "vocabulary": []}}, "invalid name 'a/b'"),
+    ({"head_order": "a"}, "head_order must be a list of names"),
+    ({"parts": "all"}, "parts must be a list"),
+    ({"parts": [_part_record("../../etc/passwd")]}, r"malformed part record for '\.\./\.\./etc/passwd'"),
+    ({"parts": [_part_record("contributions/head=a/method=lrp/../../../x/part-" + "0" * 32 + ".parquet")]},
+     r"malformed part record for 'contributions/head=a/method=lrp/\.\./"),
+    ({"parts": [_part_record("images.parquet")]}, "malformed part record for 'images.parquet'"),
+    ({"parts": [{**_part_record(_PART), "table": "images"}]}, "malformed part record for 'contributions/head=a"),
+    ({"parts": [{**_part_record(_PART), "chunks": [[3, 1]]}]}, "bad chunk ranges"),
+    ({"parts": [{**_part_record(_PART), "key": "x"}]}, "invalid store key 'x'"),
 ], ids=lambda c: "")
-def test_manifest_fields_are_validated(change) -> None:
+def test_manifest_fields_are_validated(change, message) -> None:
     m = {**_manifest(), **change}
-    with pytest.raises(CorpusError):
+    with pytest.raises(CorpusError, match=message):
         validate_manifest(m, Path("manifest.json"))
     good = {**_manifest(), "parts": [_part_record("contributions/head=a/method=lrp/part-" + "0" * 32 + ".parquet")]}
     assert validate_manifest(good, Path("manifest.json"))["format"] == cstore.CORPUS_FORMAT

@@ -7,7 +7,6 @@ import argparse
 import base64
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -313,9 +312,8 @@ def test_dashboard_never_imports_torch() -> None:
 
 def test_real_corpus_views(real_corpus: Path) -> None:
     """The views on a corpus analysed by the real pipeline (Lite0, landscape regions)."""
-    REAL = Path(os.environ.get("SEMCONTRIB_DEMO_CORPUS", real_corpus))
-    q = CorpusQuery(REAL)
-    assert "vegetation" in q.vocabulary or os.environ.get("SEMCONTRIB_DEMO_CORPUS")
+    q = CorpusQuery(real_corpus)
+    assert "vegetation" in q.vocabulary
     view = View(next(iter(q.heads)), q.methods[0], "signed_l1", "mean")
     sc = panels.scatter(q, None, view, Filters(), [], ScatterOptions(), None)
     assert sc["count"].endswith(f"of {len(q.ids)} images pass the filters")
