@@ -17,6 +17,8 @@ Layout of a corpus directory (Parquet tables readable in place by pandas and Duc
       .semcontrib.lock         held by the run that writes (shared by the shards of a sharded run)
       .semcontrib.plan.lock    held while the plan is extended
       .semcontrib.tables.lock  held exclusively while tables and manifest are replaced, shared by readers
+      .semcontrib.edits.lock   held while the region edits file is changed (semcontrib.edits)
+      annotations/edits.json   region edits drawn in the dashboard (COCO; see semcontrib.edits)
       .generations/<id>/       the current generation's images table (the top-level one is a link to it)
       store/                   work files, one per *chunk* and stage, each written atomically:
         plan/part-*.parquet      which images form which chunk (image id, chunk, position, path, size,
@@ -88,6 +90,7 @@ PARTITIONED = ("attributions", "contributions")  # hive-partitioned by head and 
 RUN_LOCK = ".semcontrib.lock"
 PLAN_LOCK = ".semcontrib.plan.lock"
 TABLES_LOCK = ".semcontrib.tables.lock"
+EDITS_LOCK = ".semcontrib.edits.lock"
 GENERATION_META = b"semcontrib.generation"
 
 # Upper bounds for anything read from a corpus (a stranger's corpus may be hostile).
@@ -297,6 +300,30 @@ def plan_lock(root: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def edits_lock(root: Path) -> Iterator[None]:
+    """Held (exclusively, briefly) while the region edits file (``annotations/edits.json``) is read,
+    changed and replaced (:mod:`semcontrib.edits`); an ``fcntl`` lock, released however the holder ends."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / EDITS_LOCK, "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def remove_temporaries_in(folder: Path) -> int:
+    """Delete the ``.*.tmp`` files :func:`_atomic_write` left in ``folder`` when its writer was killed;
+    return how many. Call it only while holding the lock that guards the folder's writers."""
+    n = 0
+    for p in Path(folder).glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            p.unlink()
+            n += 1
+    return n
 
 
 @contextlib.contextmanager
@@ -657,7 +684,8 @@ class HeadAttribution:
 
 @dataclass(frozen=True)
 class RegionWork:
-    """A region map at model resolution (int16 S×S, -1 unassigned), or why there is none."""
+    """A region map at model resolution (int16 S×S, -1 unassigned), or why there is none (``error``);
+    with a map, ``error`` is its note (:attr:`semcontrib.regions.RegionMap.note`, e.g. "no face found")."""
 
     labels: np.ndarray | None
     error: str = ""
@@ -887,11 +915,11 @@ class WorkStore:
                 rows = iter(lab)
                 for k, i in enumerate(ids):
                     works[i] = RegionWork(None, str(error[k]), bool(permanent[k])) if failed[k] else \
-                        RegionWork(next(rows).astype(np.int16))
+                        RegionWork(next(rows).astype(np.int16), str(error[k]))
             else:
                 for k, i in enumerate(ids):
                     works[i] = RegionWork(None, str(error[k]), bool(permanent[k])) if failed[k] else \
-                        RegionWork(np.zeros((0, 0), np.int16))
+                        RegionWork(np.zeros((0, 0), np.int16), str(error[k]))
         except (KeyError, ValueError, TypeError) as exc:
             self._discard(path, f"{type(exc).__name__}: {exc}")
             return None
@@ -1139,6 +1167,11 @@ def validate_manifest(manifest: Any, where: Path) -> dict[str, Any]:
     try:
         _check_name(reg.get("name", ""))
         _check_key(reg.get("key", ""))
+        chunk_keys = reg.get("chunk_keys", {})
+        if not isinstance(chunk_keys, dict) or not all(isinstance(c, str) and c.isdigit() for c in chunk_keys):
+            raise CorpusError("regions.chunk_keys must map chunk numbers to keys")
+        for k in chunk_keys.values():
+            _check_key(k)
     except CorpusError as exc:
         raise bad(str(exc)) from None
     for k in ("head_order", "method_order"):
@@ -1301,7 +1334,8 @@ class Corpus:
         chunk = self.chunk_of(image_id)
         if chunk is None:
             return None
-        work = self._store().read_regions(reg["name"], reg["key"], chunk, len(self.vocabulary))
+        key = reg.get("chunk_keys", {}).get(str(chunk), reg["key"])  # a chunk with region edits has its own
+        work = self._store().read_regions(reg["name"], key, chunk, len(self.vocabulary))
         w = None if work is None else work.works.get(image_id)
         if w is None or w.labels is None:
             return None
