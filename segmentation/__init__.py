@@ -13,6 +13,8 @@ spec           source
 ``landscape``  :class:`segmentation.landscape.LandscapeSource`
 ``sam[:CKPT]`` :class:`segmentation.sam.SamSource`
 ``annotations:PATH`` :class:`segmentation.annotations.AnnotationSource`
+``faces``      :class:`segmentation.faces.FacesSource` (dlib landmarks; non-commercial model)
+``parts:boxes=F,foreground=S`` :class:`segmentation.parts.PartsSource`
 =============  ==========================================================================
 """
 
@@ -142,11 +144,25 @@ def _annotations(arg: str | None, options: dict[str, Any]) -> RegionSource:
                             missing=str(options.get("missing", "error")))
 
 
+def _parts(arg: str | None, options: dict[str, Any]) -> RegionSource:
+    from semcontrib.segmentation.parts import make_parts_source
+
+    return make_parts_source(arg, options)
+
+
+def _faces(arg: str | None, options: dict[str, Any]) -> RegionSource:
+    from semcontrib.segmentation.faces import make_faces_source
+
+    return make_faces_source(arg, options)
+
+
 REGION_SOURCES: dict[str, Callable[[str | None, dict[str, Any]], RegionSource]] = {
     "grid": _grid,
     "landscape": _landscape,
     "sam": _sam,
     "annotations": _annotations,
+    "faces": _faces,
+    "parts": _parts,
 }
 
 
