@@ -13,7 +13,8 @@ Label Studio JSON export (a ``.json`` list of tasks)
     ``rotation`` degrees clockwise about the top-left corner), ``polygonlabels`` (``points`` in
     percent), ``brushlabels`` (``format: "rle"``, Label Studio's brush RLE) and ``keypointlabels``
     (``x, y`` in percent; point prompts). The image is ``data.image`` (its basename, also without
-    Label Studio's ``xxxxxxxx-`` upload prefix).
+    Label Studio's ``xxxxxxxx-`` upload prefix). A task without ``annotations`` is read from its
+    ``predictions`` (pre-annotations, as ``semcontrib export --format label-studio`` writes them).
 PNG label maps (a directory)
     One palette (mode ``P``) or grey (mode ``L``) PNG per image, pixel value = class index, plus a
     class-name file ``classes.txt`` (one name per line, line ``i`` names value ``i``) or
@@ -387,7 +388,9 @@ def read_label_studio(tasks: list[Any], source: str = "") -> list[ImageAnnotatio
         if not image or not isinstance(image, str):
             raise ValueError(f"{source}: task {_short(task.get('id'))} names no image")
         results: list[dict[str, Any]] = []
-        anns = task.get("annotations") or task.get("completions") or []
+        # a task's annotations; a task that has none: its pre-annotations (``predictions``, as
+        # ``semcontrib export --format label-studio`` writes them)
+        anns = task.get("annotations") or task.get("completions") or task.get("predictions") or []
         for ann in anns if isinstance(anns, list) else []:
             if isinstance(ann, dict) and not ann.get("was_cancelled") and isinstance(ann.get("result"), list):
                 results.extend(r for r in ann["result"] if isinstance(r, dict))

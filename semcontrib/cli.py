@@ -45,7 +45,7 @@ EXTENSIONS: dict[str, dict[str, str]] = {
     "semcontrib.dashboard.cli": {"dashboard": "explore a corpus in the browser (Dash)"},
 }
 
-EXPORT_FORMATS = ("table", "virelay")
+EXPORT_FORMATS = ("table", "virelay", "label-studio")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -307,6 +307,13 @@ def run_export(args: argparse.Namespace) -> int:
         out = export_virelay(corpus, args.output, head=args.head, method=args.method)
         print(f"wrote a ViRelAy project to {out}")
         return 0
+    if args.format == "label-studio":
+        from semcontrib.label_studio import export_label_studio
+
+        n = export_label_studio(corpus, args.output, image_root=args.image_root)
+        print(f"wrote {n} Label Studio tasks to {args.output} (labeling config: "
+              f"{Path(args.output).with_suffix('.label_config.xml')})")
+        return 0
     from semcontrib.export import export_table
 
     n = export_table(corpus, args.output, head=args.head, method=args.method,
@@ -378,9 +385,14 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export the contribution table, or the corpus as a ViRelAy project", **kw)
     p.add_argument("corpus", help="corpus directory")
-    p.add_argument("-o", "--output", required=True, help="FILE.csv or FILE.parquet; a folder for --format virelay")
+    p.add_argument("-o", "--output", required=True,
+                   help="FILE.csv or FILE.parquet; a folder for --format virelay; FILE.json for label-studio")
     p.add_argument("--format", default="table", choices=EXPORT_FORMATS,
-                   help="table: CSV/Parquet contribution table; virelay: a ViRelAy project folder")
+                   help="table: CSV/Parquet contribution table; virelay: a ViRelAy project folder; "
+                        "label-studio: tasks with the regions as brush pre-annotations (+ FILE.label_config.xml)")
+    p.add_argument("--image-root", default=None, metavar="DIR",
+                   help="label-studio: reference images as /data/local-files/?d=<path under DIR> "
+                        "(default: the paths as analysed)")
     p.add_argument("--head", default=None, help="only this head (default: all; virelay: the first)")
     p.add_argument("--method", default=None, help="only this method (default: all; virelay: the first)")
     p.add_argument("--normalisation", default="signed_l1", choices=["signed_l1", "split", "paper"],

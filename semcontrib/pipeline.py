@@ -597,7 +597,9 @@ class AnalysisRun:
         ext = settings.external
         if ext is not None and not Path(ext.folder).is_dir():
             raise ValueError(f"--attributions {ext.folder}: no such folder")
-        self.source = source if source is not None else _make_source(settings)
+        from semcontrib.segmentation.edited import with_edits
+
+        self.source = with_edits(source if source is not None else _make_source(settings), self.root)
         self.vocabulary = tuple(self.source.vocabulary)
         self.evidence_groups: dict[str, list[int]] = json.loads(
             data_path("imagenet_class_groups.json").read_text())["evidence_groups"]
@@ -612,6 +614,7 @@ class AnalysisRun:
         self.method_keys = {m: str(info["key"]) for m, info in self.identity["methods"].items()}
         self.size = int(self.identity["model"]["input_size"])
         self.rkey = source_key(self.source, self.mkey)  # the model key counts only for evidence users
+        self._chunk_rkeys: dict[int, str] = {}  # chunks whose images have region edits: their own key
         self.store = cstore.WorkStore(self.root, self.size)
         self.vkey = _hash({"model": self.mkey, "regions": self.rkey, "methods": self.method_keys,
                            "baseline": settings.validity_baseline, "basis": SCORE_BASIS["pixel"], "validity": 2})
@@ -699,6 +702,8 @@ class AnalysisRun:
             if shard is None:
                 cstore.remove_stale_temporaries(self.root)
             plan = make_plan(self.root, entries, self.options.chunk_size)
+            for c, chunk_members in plan.chunks.items():
+                self.region_key(c, chunk_members)
             self._stems = Counter(i.entry.path.stem for i in plan.inputs if not i.reason)
             old = _Generation.read(self.root)
             done = self._done_chunks(plan, old)
@@ -743,7 +748,7 @@ class AnalysisRun:
     def _chunk_paths(self, chunk: int) -> list[Path]:
         """The work files a finished chunk has (images first)."""
         paths = [self.store.paths.images(chunk), self.store.paths.pred(self.mkey, chunk),
-                 self.store.paths.regions(self.source.name, self.rkey, chunk),
+                 self.store.paths.regions(self.source.name, self.region_key(chunk), chunk),
                  *(self.store.paths.attr(m, self.method_keys[m], chunk) for m in self.settings.all_methods)]
         if self.settings.validity:
             paths.append(self.store.paths.validity(self.vkey, chunk))
@@ -811,7 +816,7 @@ class AnalysisRun:
         preds = self.store.read_predictions(self.mkey, chunk, self.head_classes)
         if preds is not None and not set(ok) <= set(preds):
             preds = None
-        regions = self.store.read_regions(self.source.name, self.rkey, chunk, K, labels=False)
+        regions = self.store.read_regions(self.source.name, self.region_key(chunk, members), chunk, K, labels=False)
         if regions is not None and not all(i in regions.works and (regions.works[i].labels is not None
                                                                    or regions.works[i].permanent or not retry)
                                            for i in ok):
@@ -943,8 +948,9 @@ class AnalysisRun:
     def _submit_regions(self, s: _ChunkState, ok: list[str], prepared: Mapping[str, Prepared],
                         executor: _Executor | None) -> tuple[dict[str, RegionWork], dict[str, Any]]:
         """Keep the region maps stored and final; start computing the others (workers, or inline)."""
-        kept = self.store.read_regions(self.source.name, self.rkey, s.chunk, len(self.vocabulary))
+        kept = self.store.read_regions(self.source.name, self.region_key(s.chunk), s.chunk, len(self.vocabulary))
         works = {i: w for i, w in (kept.works.items() if kept else ()) if w.labels is not None or w.permanent}
+        works.update(self._unedited_base_regions(s, ok, works))
         handles: dict[str, Any] = {}
         inline = executor or _Executor(0, self.context)
         assert s.preds is not None
@@ -957,20 +963,48 @@ class AnalysisRun:
                 inline.submit(segment_image, SegmentJob(i, m.entry.path, s.preds[i].evidence))
         return works, handles
 
+    def region_key(self, chunk: int, members: Sequence[PlannedInput] | None = None) -> str:
+        """The region key of one chunk: :attr:`rkey`, or, when the source has region edits for some of
+        the chunk's images (``image_identity``, see ``segmentation/edited.py``), a key of its own that
+        folds in what those edits do, so that an edit recomputes only its image's chunk."""
+        if chunk not in self._chunk_rkeys and members is not None:
+            identity = getattr(self.source, "image_identity", None)
+            marks = [identity(m.image_id, str(m.entry.path)) for m in members] if identity is not None else []
+            self._chunk_rkeys[chunk] = _hash({"regions": self.rkey, "edits": marks}) if any(marks) else self.rkey
+        return self._chunk_rkeys.get(chunk, self.rkey)
+
+    def _unedited_base_regions(self, s: _ChunkState, ok: list[str], have: Mapping[str, RegionWork]
+                               ) -> dict[str, RegionWork]:
+        """Region maps of the chunk's images without edits, read from the base source's stored maps (an
+        edited source's map of such an image is the base's; the base vocabulary is a prefix of the
+        edited one), so that an edit segments only the edited images again."""
+        base = getattr(self.source, "base", None)
+        identity = getattr(self.source, "image_identity", None)
+        if base is None or identity is None:
+            return {}
+        want = [m.image_id for m in s.members if m.image_id in ok and m.image_id not in have
+                and not identity(m.image_id, str(m.entry.path))]
+        if not want:
+            return {}
+        stored = self.store.read_regions(base.name, source_key(base, self.mkey), s.chunk, len(base.vocabulary))
+        if stored is None:
+            return {}
+        return {i: w for i in want if (w := stored.works.get(i)) is not None and w.labels is not None}
+
     def _collect_regions(self, s: _ChunkState, ok: list[str],
                          pending: tuple[dict[str, RegionWork], dict[str, Any]]) -> ChunkRegions:
         works, handles = pending
         for i, h in handles.items():
             works[i] = h.result()
             self.computed["regions"] += 1
-        return self.store.write_regions(self.source.name, self.rkey, s.chunk, {i: works[i] for i in ok})
+        return self.store.write_regions(self.source.name, self.region_key(s.chunk), s.chunk, {i: works[i] for i in ok})
 
     def _labels(self, s: _ChunkState, ok: list[str]) -> dict[str, np.ndarray]:
         """The chunk's region maps: those just computed, or read from the store (once, with the maps)."""
         assert s.regions is not None
         works = s.regions.works
         if any(w.labels is not None and w.labels.shape != (self.size, self.size) for w in works.values()):
-            full = self.store.read_regions(self.source.name, self.rkey, s.chunk, len(self.vocabulary))
+            full = self.store.read_regions(self.source.name, self.region_key(s.chunk), s.chunk, len(self.vocabulary))
             if full is None or full.digest != s.regions.digest:
                 raise cstore.CorpusError(f"the region maps of chunk {s.chunk} changed while the run read them")
             works = full.works
@@ -1082,7 +1116,8 @@ class AnalysisRun:
             model=self.identity["model"], heads={h: self.classes(h) for h in self.heads},
             methods={m: self.identity["methods"][m] for m in self.settings.all_methods},
             regions={"name": self.source.name, "params": self.source.params, "vocabulary": list(self.vocabulary),
-                     "key": self.rkey},
+                     "key": self.rkey, "chunk_keys": {str(c): k for c, k in sorted(self._chunk_rkeys.items())
+                                                       if k != self.rkey}},
             settings=self.settings.to_record(),
             extra={"targets": dict(self.settings.targets) or "predicted class per head",
                    "batch_size": self.options.batch_size, "chunk_size": self.options.chunk_size,
@@ -1419,7 +1454,8 @@ class _TableSink:
         records = run.store.read_images(chunk, ids) or {i: ImageRecord(0, 0, "", "skipped", "not computed")
                                                          for i in ids}
         preds = run.store.read_predictions(run.mkey, chunk, run.head_classes) or {}
-        regions = run.store.read_regions(run.source.name, run.rkey, chunk, len(run.vocabulary), labels=False)
+        regions = run.store.read_regions(run.source.name, run.region_key(chunk), chunk, len(run.vocabulary),
+                                         labels=False)
         return ChunkResult(records, preds, dict(regions.works) if regions else {}, {}, {})
 
 
