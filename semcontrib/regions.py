@@ -49,10 +49,13 @@ class RegionMap:
     ----------
     labels : int32 HxW; values in ``-1..K-1`` (``-1`` = unassigned).
     names : the source's vocabulary, length K; ``names[k]`` names label ``k``.
+    note : one line about a map that was made but is not the usual kind (``faces``: "no face found"),
+        recorded as the image's reason while its status stays ``ok``; ``""`` for none.
     """
 
     labels: np.ndarray
     names: tuple[str, ...]
+    note: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.labels, np.ndarray) or self.labels.ndim != 2:
@@ -70,7 +73,7 @@ class RegionMap:
         """Nearest-neighbour resize to ``size`` = (H, W) (pixel centres sampled)."""
         if self.shape == tuple(size):
             return self
-        return RegionMap(nearest_resize(self.labels, size), self.names)
+        return RegionMap(nearest_resize(self.labels, size), self.names, self.note)
 
 
 def nearest_resize(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
