@@ -7,7 +7,8 @@
   the shared smaller-wins rule (:mod:`segmentation.partition`).
 * ``foreground`` is another region source's spec, as ``--regions`` takes it, optionally followed by
   ``:LABEL``: ``landscape:animal`` is the landscape source's ``animal`` region, ``annotations:F:cat``
-  the ``cat`` shapes of file ``F``, ``sam`` (no label) every pixel that source assigns.
+  the ``cat`` shapes of file ``F``, ``sam`` (no label) every pixel that source assigns. Several labels
+  join with ``+``: ``landscape:animal+person`` (what ``semcontrib demo --regions parts`` uses).
 * A part keeps only its pixels **inside the foreground** (CatViz: the annotators' boxes intersected
   with a DeepLabV3 body mask); the rest of the foreground is ``body`` (option ``body=NAME``), and
   everything else ``background`` (option ``background=NAME``), so every pixel is assigned.
@@ -18,9 +19,10 @@ name, then the background name: fixed for every image.
 Reading ``foreground=SPEC:LABEL``
 ---------------------------------
 The text after ``foreground=`` is split at its last ``:``; when the part before it builds a source
-whose vocabulary holds the part after it, that is the source and its label (``landscape:animal``,
-``annotations:parts.json:cat``). Otherwise the whole text is the source's spec and there is no label
-(``sam``, ``annotations:parts.json``). Option ``foreground_label=NAME`` says the label outright.
+whose vocabulary holds the part after it (every ``+``-joined name of it), that is the source and its
+label (``landscape:animal``, ``annotations:parts.json:cat``). Otherwise the whole text is the source's
+spec and there is no label (``sam``, ``annotations:parts.json``). Option ``foreground_label=NAME``
+says the label outright.
 Options of the foreground source are given with a ``foreground.`` prefix:
 ``--region-opt foreground.evidence_threshold=0.4``.
 
@@ -106,7 +108,8 @@ class PartsSource:
     ----------
     boxes : the :class:`~segmentation.annotations.AnnotationSource` of the part shapes.
     foreground : the region source whose mask the parts are cut to.
-    foreground_label : the foreground's region name, or ``None`` for every pixel it assigns.
+    foreground_label : the foreground's region name (several joined with ``+``), or ``None`` for every
+        pixel it assigns.
     foreground_spec : the spec the foreground was built from (shown in ``params``).
     body, background : names of the rest of the foreground and of everything else.
     missing : ``"body"``, ``"error"`` or ``"unassigned"``: images the boxes file does not annotate.
@@ -126,9 +129,12 @@ class PartsSource:
             if name in boxes.vocabulary:
                 raise ValueError(f"parts: the boxes file {display_name(boxes.path)} has a part named {name!r}, "
                                  f"the {what} name; choose another with {what}=NAME")
-        if foreground_label is not None and foreground_label not in foreground.vocabulary:
-            raise ValueError(f"parts: foreground label {foreground_label!r} is not in the vocabulary of "
+        wanted = tuple(foreground_label.split("+")) if foreground_label is not None else ()
+        bad = [n for n in wanted if n not in foreground.vocabulary]
+        if bad:
+            raise ValueError(f"parts: foreground label {bad[0]!r} is not in the vocabulary of "
                              f"{foreground.name!r}: {list(foreground.vocabulary)}")
+        self._fg_indices = [foreground.vocabulary.index(n) for n in wanted]
         self.boxes = boxes
         self.foreground = foreground
         self.foreground_label = foreground_label
@@ -180,7 +186,7 @@ class PartsSource:
         if self.foreground_label is None:
             mask: np.ndarray = fmap.labels != UNASSIGNED
             return mask
-        return np.asarray(fmap.labels == fmap.names.index(self.foreground_label))
+        return np.isin(fmap.labels, self._fg_indices)
 
     def segment(self, image: ImageInput) -> RegionMap:
         h, w = np.asarray(image.rgb).shape[:2]
@@ -218,7 +224,7 @@ def split_foreground(text: str, options: dict[str, Any]) -> tuple[RegionSource, 
             source = make_region_source(head, **options)
         except ValueError:
             source = None
-        if source is not None and label in source.vocabulary:
+        if source is not None and all(n in source.vocabulary for n in label.split("+")):
             return source, label
     try:
         return make_region_source(text, **options), None

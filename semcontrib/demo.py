@@ -72,3 +72,40 @@ def write_demo_images(folder: str | Path) -> list[Path]:
             Image.fromarray(arr).save(path)
         out.append(path)
     return out
+
+
+#: the part annotations shipped for the bundled photographs (``data/build/part_annotations_build.py``)
+PART_ANNOTATIONS = "part_annotations.coco.json"
+#: what the shipped parts are cut to in the parts demo: the landscape source's animal and person regions
+PARTS_FOREGROUND = "landscape:animal+person"
+
+
+def demo_regions(spec: str | None) -> tuple[str, str]:
+    """The demo's region spec and corpus folder name for ``semcontrib demo --regions SPEC``.
+
+    ``None`` is ``landscape`` in ``corpus``. ``parts`` alone is CatViz's view of the bundled photographs:
+    the shipped part annotations (the cat's eyes, nose and ear; the astronaut's and Grace Hopper's eyes,
+    nose, mouth and face) cut to the landscape source's ``animal`` and ``person`` regions, the rest of
+    them ``body``, everything else ``background`` (photographs without parts get body and background
+    only), in ``corpus-parts`` so that it sits beside the landscape demo. Any other spec is used as
+    given, in ``corpus``.
+
+    Examples
+    --------
+    >>> demo_regions(None)
+    ('landscape', 'corpus')
+    >>> spec, folder = demo_regions("parts")
+    >>> spec.startswith("parts:boxes=")
+    True
+    >>> spec.endswith("part_annotations.coco.json,foreground=landscape:animal+person")
+    True
+    >>> folder
+    'corpus-parts'
+    """
+    if spec is None:
+        return "landscape", "corpus"
+    if spec == "parts":
+        from semcontrib.paths import data_path
+
+        return f"parts:boxes={data_path(PART_ANNOTATIONS)},foreground={PARTS_FOREGROUND}", "corpus-parts"
+    return spec, "corpus"

@@ -93,6 +93,16 @@ def test_whole_source_foreground_takes_every_assigned_pixel(tmp_path):
     assert (labels[7] == 2).all()   # the foreground's unassigned row is background
 
 
+def test_several_foreground_labels_join_with_plus(tmp_path):
+    path = coco(tmp_path, {"eye": [0, 0, 10, 8]})
+    src = make_region_source("parts", boxes=path, foreground="landscape:animal+person")
+    assert src.foreground.name == "landscape" and src.foreground_label == "animal+person"
+    both = PartsSource(AnnotationSource(path), FakeForeground(), "cat+floor").segment(image()).labels
+    assert (both[:7] == 0).all() and (both[7] == 2).all()
+    with pytest.raises(ValueError, match="'dog' is not in the vocabulary"):
+        PartsSource(AnnotationSource(path), FakeForeground(), "cat+dog")
+
+
 def test_missing_image(tmp_path):
     path = coco(tmp_path, {"eye": [0, 1, 3, 3]}, name="other.png")
     src = PartsSource(AnnotationSource(path), FakeForeground(), "cat")
