@@ -19,8 +19,9 @@ How work is shared (``tensor`` is float NCHW, B images):
   ``sum(attribution) - (f(x) - f(baseline))`` is kept per image and head.
 
 Every method class has a ``level``: ``"pixel"`` methods (above) return a map per head that is
-aggregated over the regions afterwards; ``"region"`` methods (``occlusion``, ``shapley``, in
-:mod:`semcontrib.perturbation`) score the regions of a region map directly with
+aggregated over the regions afterwards (``xrai``, in :mod:`semcontrib.xrai`, is one: XRAI's map over
+this module's batched IG); ``"region"`` methods (``occlusion``, ``shapley``, in
+:mod:`semcontrib.perturbation`; ``lime``, in :mod:`semcontrib.lime`) score the regions of a region map directly with
 ``attribute_regions(model, tensor, targets, labels, vocabulary) -> {head: RegionResult}``.
 
 Precision: every method runs inside the caller's :func:`semcontrib.model.compute_context`; with
@@ -41,9 +42,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from semcontrib.lime import LimeMethod
 from semcontrib.model import HeadAdapter, MultitaskModel, full_precision
 from semcontrib.perturbation import OcclusionMethod, ShapleyMethod
 from semcontrib.settings import DEFAULT_LRP_COMPOSITE, IG_BASELINES, IG_METHODS, LRP_COMPOSITES  # one owner
+from semcontrib.xrai import XraiMethod
 
 logger = logging.getLogger(__name__)
 
@@ -461,6 +464,8 @@ ATTRIBUTION_METHODS: dict[str, type] = {
     "occlusion": OcclusionMethod,
     "shapley": ShapleyMethod,
     "siam": SiamContributions,
+    "lime": LimeMethod,
+    "xrai": XraiMethod,
 }
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 # Methods that run a model; ``external`` reads heatmaps the user computed elsewhere.
-PIXEL_METHODS = ("lrp", "gradcam", "ig")
-REGION_METHODS = ("occlusion", "shapley", "siam")
+PIXEL_METHODS = ("lrp", "gradcam", "ig", "xrai")
+REGION_METHODS = ("occlusion", "shapley", "siam", "lime")
 METHOD_NAMES = PIXEL_METHODS + REGION_METHODS
 EXTERNAL_METHOD = "external"
 DEFAULT_METHODS = ("lrp", "gradcam", "ig")
@@ -35,8 +35,16 @@ LRP_COMPOSITES = ("epsilon", "epsilon_plus", "epsilon_plus_flat", "epsilon_alpha
 IG_BASELINES = ("black", "blurred")
 IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 PERTURBATION_BASELINES = ("blur", "mean", "black")
+LIME_REGULARISERS = ("ridge", "lasso", "none")  # the surrogate of ``lime`` (semcontrib.lime)
+XRAI_ALGORITHMS = ("full", "fast")  # saliency's XRAI ranking (semcontrib.xrai)
 PERTURBATION_BLUR_SIGMA = 10.0  # pixels at model resolution, as IG's blurred baseline
 PERTURBATION_BATCH_SIZE = 16    # perturbed images per forward (larger batches are slower per image on CPU)
+# How the validity record removes a region: ROAD's noisy linear imputation (semcontrib.imputation),
+# which no attribution method scores with, or one of the perturbation baselines (docs/trust.md).
+VALIDITY_BASELINES = ("road", *PERTURBATION_BASELINES)
+DEFAULT_VALIDITY_BASELINE = "road"
+VALIDITY_STEPS = 4              # points per deletion curve (0: every step), see semcontrib.validity
+VALIDITY_RANDOM_SAMPLES = 4     # seeded random orders for the random reference when not exact
 
 # The basis in which each level of method's region vectors are read and judged: region methods score
 # whole regions (their stored sums are their scores); for pixel methods the region sums too, the basis
@@ -88,7 +96,7 @@ class AnalysisSettings:
     targets : head -> class to explain instead of the predicted class (``CLASS`` or ``among:A,B``).
     external : heatmaps computed elsewhere, stored as one more method, or None.
     validity : whether each vector gets its validity record.
-    validity_baseline : how a region is deleted for the validity record (blur, mean, black).
+    validity_baseline : how a region is deleted for the validity record (road, blur, mean, black).
     """
 
     model: str = DEFAULT_MODEL
@@ -100,7 +108,7 @@ class AnalysisSettings:
     targets: Mapping[str, str] = field(default_factory=dict)
     external: ExternalAttributions | None = None
     validity: bool = True
-    validity_baseline: str = "blur"
+    validity_baseline: str = DEFAULT_VALIDITY_BASELINE
 
     def __post_init__(self) -> None:
         if not self.methods and self.external is None:
@@ -110,8 +118,8 @@ class AnalysisSettings:
                 raise ValueError(f"unknown attribution method {m!r}; choose from {', '.join(METHOD_NAMES)}")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"a method is named twice in {list(self.methods)}")
-        if self.validity_baseline not in PERTURBATION_BASELINES:
-            raise ValueError(f"validity baseline must be one of {PERTURBATION_BASELINES}, "
+        if self.validity_baseline not in VALIDITY_BASELINES:
+            raise ValueError(f"validity baseline must be one of {VALIDITY_BASELINES}, "
                              f"got {self.validity_baseline!r}")
 
     @property
