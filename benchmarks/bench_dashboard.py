@@ -37,6 +37,9 @@ from semcontrib.dashboard.query import CorpusQuery
 from semcontrib.dashboard.records import View
 from semcontrib.dashboard.synthetic import SyntheticSpec, write_synthetic_corpus
 
+# the outputs of the embedding lookup callback
+LOOKUP = (f"{I.EMBEDDING}.data", f"{I.EMBED_JOB}.data", f"{I.OFFERED}.data", f"{I.OFFER}.style")
+
 VOCABULARY = ("sky", "water", "vegetation", "bare_ground", "built", "person", "animal", "other")
 HEADS = {"landscape": ["forest", "coast", "mountain", "urban", "field"], "nature": ["nature", "non_nature"]}
 RANGE_PROP = json.dumps({"column": ["ALL"], "type": I.RANGE}, separators=(",", ":")) + ".value"
@@ -89,7 +92,7 @@ def measure(root: Path, embed_images: int, repeat: int = 5) -> dict[str, Any]:
     first_load_s = time.perf_counter() - t
     sliders = _sliders(panel.value(I.FILTER_PANEL, "children"))
     c.set_all(I.RANGE, "value", sliders)
-    emb = c.call(c.find(f"{I.EMBEDDING}.data", f"{I.EMBED_JOB}.data"), [f"{I.HEAD}.value"])
+    emb = c.call(c.find(*LOOKUP), [f"{I.HEAD}.value"])
     scatter = c.find(f"{I.SCATTER}.figure", f"{I.FILTER_COUNT}.children", f"{I.SCATTER_SHOWN}.data",
                      f"{I.SCATTER_WINDOW}.data")
     full = c.call(scatter, [f"{I.EMBEDDING}.data"])

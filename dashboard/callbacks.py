@@ -14,6 +14,7 @@ from dash import ALL, Dash, Input, Output, State, ctx
 
 from semcontrib.dashboard import ids as I
 from semcontrib.dashboard import panels
+from semcontrib.dashboard.consistency import ViewTag
 from semcontrib.dashboard.query import CorpusQuery
 from semcontrib.dashboard.records import Filters, ScatterOptions, View, Weights
 
@@ -43,15 +44,28 @@ def options(kind: type = Input) -> dict[str, Any]:
             "colour_by": kind(I.COLOUR_BY, "value")}
 
 
+def controls(view_group: dict, algorithm: Any, weight_group: dict) -> ViewTag:
+    """The view the controls show (grouped callback arguments -> a tag)."""
+    return panels.controls_tag(View.from_inputs(view_group), algorithm, Weights.from_inputs(weight_group))
+
+
+# Inputs whose change cancels a running embedding job: the view it was computed for is no longer shown.
+EMBED_CANCEL = [Input(I.HEAD, "value"), Input(I.METHOD, "value"), Input(I.NORMALISATION, "value"),
+                Input(I.BASIS, "value"), Input(I.ALGORITHM, "value")]
+CLUSTER_CANCEL = [Input(I.HEAD, "value"), Input(I.METHOD, "value"), Input(I.NORMALISATION, "value"),
+                  Input(I.BASIS, "value")]
+
 # The browser reduces plotly's selectedData (every point of a lasso, ~100 bytes each) to the lasso
 # polygon, the box, or the point numbers of clicked points; the server tests the polygon against its
 # own copy of the embedding and maps point numbers to corpus rows.
 REDUCE_SELECTION = """
-function(sel) {
+function(sel, shown) {
     if (!sel) { return null; }
-    if (sel.lassoPoints && sel.lassoPoints.x) { return {lasso: {x: sel.lassoPoints.x, y: sel.lassoPoints.y}}; }
-    if (sel.range && sel.range.x) { return {range: {x: sel.range.x, y: sel.range.y}}; }
-    return {indices: (sel.points || []).filter(p => p.curveNumber === 0).map(p => p.pointNumber)};
+    const key = shown && shown.key;  // the layout the user drew on, whatever arrives meanwhile
+    const lasso = sel.lassoPoints;
+    if (lasso && lasso.x) { return {key: key, lasso: {x: lasso.x, y: lasso.y}}; }
+    if (sel.range && sel.range.x) { return {key: key, range: {x: sel.range.x, y: sel.range.y}}; }
+    return {key: key, indices: (sel.points || []).filter(p => p.curveNumber === 0).map(p => p.pointNumber)};
 }
 """
 
@@ -73,7 +87,13 @@ def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
     def _sort_options(view: dict) -> Any:
         return panels.sort_options(query, View.from_inputs(view))
 
-    @app.callback(output={"embedding": Output(I.EMBEDDING, "data"), "job": Output(I.EMBED_JOB, "data")},
+    @app.callback(Output(I.COLOUR_BY, "options"), Output(I.COLOUR_BY, "value"),
+                  inputs={"view": view(Input), "current": State(I.COLOUR_BY, "value")})
+    def _colour_options(view: dict, current: Any) -> Any:
+        return panels.colour_options(query, View.from_inputs(view), current)
+
+    @app.callback(output={"embedding": Output(I.EMBEDDING, "data"), "job": Output(I.EMBED_JOB, "data"),
+                          "offered": Output(I.OFFERED, "data"), "offer_style": Output(I.OFFER, "style")},
                   inputs={"view": view(Input), "algorithm": Input(I.ALGORITHM, "value"),
                           "recompute": Input(I.RECOMPUTE, "n_clicks"), "weights": weights(State),
                           "restore": Input(I.STATE_RESTORE, "data")})
@@ -81,12 +101,31 @@ def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
         return panels.embedding_lookup(query, View.from_inputs(view), algorithm, Weights.from_inputs(weights),
                                        ctx.triggered_id == I.RECOMPUTE)
 
-    @app.callback(Output(I.EMBEDDING, "data", allow_duplicate=True), Input(I.EMBED_JOB, "data"),
+    @app.callback(Output(I.EMBED_RESULT, "data"), Input(I.EMBED_JOB, "data"),
                   background=True, manager=background_manager, interval=250, prevent_initial_call=True,
                   progress=[Output(I.PROGRESS, "value"), Output(I.PROGRESS_TEXT, "children")],
+                  progress_default=["0", ""], cancel=EMBED_CANCEL,
                   running=[(Output(I.RECOMPUTE, "disabled"), True, False)])
     def _embedding_job(set_progress: Any, job: Any) -> Any:
         return panels.embedding_job(query, set_progress, job)
+
+    @app.callback(output={"embedding": Output(I.EMBEDDING, "data", allow_duplicate=True),
+                          "offered": Output(I.OFFERED, "data", allow_duplicate=True),
+                          "offer_text": Output(I.OFFER_TEXT, "children"),
+                          "offer_style": Output(I.OFFER, "style", allow_duplicate=True)},
+                  inputs={"result": Input(I.EMBED_RESULT, "data"), "view": view(State),
+                          "algorithm": State(I.ALGORITHM, "value"), "weights": weights(State),
+                          "lasso": State(I.LASSO, "data")}, prevent_initial_call=True)
+    def _embedding_arrival(result: Any, view: dict, algorithm: Any, weights: dict, lasso: Any) -> Any:
+        return panels.embedding_arrival(query, result, controls(view, algorithm, weights), lasso)
+
+    @app.callback(Output(I.EMBEDDING, "data", allow_duplicate=True), Output(I.OFFERED, "data", allow_duplicate=True),
+                  Output(I.OFFER, "style", allow_duplicate=True),
+                  inputs={"click": Input(I.OFFER_SHOW, "n_clicks"), "offered": State(I.OFFERED, "data"),
+                          "view": view(State), "algorithm": State(I.ALGORITHM, "value"), "weights": weights(State)},
+                  prevent_initial_call=True)
+    def _show_offer(click: Any, offered: Any, view: dict, algorithm: Any, weights: dict) -> Any:
+        return panels.show_offer(query, offered, controls(view, algorithm, weights))
 
     @app.callback(output={"figure": Output(I.SCATTER, "figure"), "count": Output(I.FILTER_COUNT, "children"),
                           "shown": Output(I.SCATTER_SHOWN, "data"),
@@ -122,7 +161,7 @@ def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
         return panels.focus_from_click(query, click, emb, window)
 
     app.clientside_callback(REDUCE_SELECTION, Output(I.LASSO_INPUT, "data"), Input(I.SCATTER, "selectedData"),
-                            prevent_initial_call=True)
+                            State(I.SCATTER_SHOWN, "data"), prevent_initial_call=True)
 
     @app.callback(Output(I.LASSO, "data"), Output(I.LASSO_COUNT, "children"),
                   inputs={"selected": Input(I.LASSO_INPUT, "data"), "emb": State(I.EMBEDDING, "data"),
@@ -153,7 +192,7 @@ def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
         return panels.selection_lists(selections)
 
     @app.callback(Output(I.STATS_REGIONS, "figure"), Output(I.STATS_CLASSES, "figure"),
-                  Output(I.STATS_TOP, "figure"),
+                  Output(I.STATS_TOP, "figure"), Output(I.STATS_DIFF, "figure"),
                   inputs={"tab": Input(I.TABS, "value"), "view": view(Input), "filters": filters(Input),
                           "weights": weights(Input), "selections": Input(I.SELECTIONS, "data"),
                           "compare": Input(I.COMPARE, "value")})
@@ -199,19 +238,30 @@ def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
     def _inspector(tab: str, image_id: Any, view: dict) -> Any:
         return panels.inspector(query, tab, image_id, View.from_inputs(view))
 
-    @app.callback(Output(I.SELECTIONS, "data", allow_duplicate=True), Output(I.CLUSTER_TEXT, "children"),
+    @app.callback(Output(I.CLUSTER_RESULT, "data"),
                   inputs={"run": Input(I.CLUSTER_RUN, "n_clicks"),
                           "options": {"algorithm": State(I.CLUSTER_ALGORITHM, "value"),
                                       "k": State(I.CLUSTER_K, "value")},
-                          "view": view(State), "filters": filters(State), "weights": weights(State),
-                          "selections": State(I.SELECTIONS, "data")},
+                          "view": view(State), "filters": filters(State), "weights": weights(State)},
                   background=True, manager=background_manager, interval=250, prevent_initial_call=True,
-                  progress=Output(I.CLUSTER_PROGRESS, "children"),
+                  progress=Output(I.CLUSTER_PROGRESS, "children"), progress_default="", cancel=CLUSTER_CANCEL,
                   running=[(Output(I.CLUSTER_RUN, "disabled"), True, False)])
-    def _clusters(set_progress: Any, run: Any, options: dict, view: dict, filters: dict, weights: dict,
-                  selections: Any) -> Any:
+    def _clusters(set_progress: Any, run: Any, options: dict, view: dict, filters: dict, weights: dict) -> Any:
         return panels.clusters(query, set_progress, options, View.from_inputs(view), Filters.from_inputs(filters),
-                               Weights.from_inputs(weights), selections)
+                               Weights.from_inputs(weights))
+
+    @app.callback(Output(I.SELECTIONS, "data", allow_duplicate=True), Output(I.CLUSTER_TEXT, "children"),
+                  inputs={"result": Input(I.CLUSTER_RESULT, "data"), "view": view(State), "weights": weights(State),
+                          "selections": State(I.SELECTIONS, "data")}, prevent_initial_call=True)
+    def _apply_clusters(result: Any, view: dict, weights: dict, selections: Any) -> Any:
+        return panels.apply_clusters(query, result, controls(view, "", weights), selections)
+
+    @app.callback(Output(I.CLUSTER_PROFILES, "children"),
+                  inputs={"tab": Input(I.TABS, "value"), "view": view(Input), "filters": filters(Input),
+                          "weights": weights(Input), "selections": Input(I.SELECTIONS, "data")})
+    def _profiles(tab: str, view: dict, filters: dict, weights: dict, selections: Any) -> Any:
+        return panels.group_profiles(query, tab, View.from_inputs(view), Filters.from_inputs(filters),
+                                     Weights.from_inputs(weights), selections)
 
     @app.callback(Output(I.EXPORT_DOWNLOAD, "data"),
                   inputs={"clicks": [Input(I.EXPORT_CSV, "n_clicks"), Input(I.EXPORT_PARQUET, "n_clicks")],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,11 +14,12 @@ from PIL import Image
 
 from semcontrib.dashboard.views import (
     CODE_BASE,
-    CODE_FAITH,
+    CODE_DIV,
     CODE_FILTERED,
     CODE_HIDDEN,
-    CODE_NO_VALIDITY,
-    FAITH_BINS,
+    CODE_NO_VALUE,
+    DIV_BINS,
+    DIVERGING,
     N_CODES,
     PALETTE,
     GroupStatistics,
@@ -27,7 +29,8 @@ SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "cross", "triangle
            "pentagon", "triangle-left", "triangle-right")
 BASE_COLOUR = "rgba(70,110,150,0.85)"
 FILTERED_COLOUR = "rgba(180,180,180,0.25)"
-POS, NEG = "#d62728", "#1f5fd6"
+POS, NEG = DIVERGING[-2], DIVERGING[1]  # positive red, negative blue: the same hues everywhere
+UNIT = "% of the vector"
 _MARGIN = {"l": 40, "r": 10, "t": 30, "b": 40}
 
 
@@ -55,16 +58,27 @@ def class_symbols(predictions: np.ndarray) -> tuple[np.ndarray, dict[str, str]]:
 SYMBOL_NUMBERS = {"circle": 0, "square": 1, "diamond": 2, "cross": 3, "x": 4, "triangle-up": 5,
                   "triangle-down": 6, "triangle-left": 7, "triangle-right": 8, "pentagon": 13, "hexagon": 14,
                   "star": 17}
-FAITH_COLOURS = ("#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7", "#f4a582", "#d6604d",
-                 "#b2182b", "#67001f")
+
+
+def diverging_scale() -> list[list[Any]]:
+    """The app's diverging colour scale (plotly ``colorscale``): blue -1 … white 0 … red +1."""
+    return [[i / (len(DIVERGING) - 1), c] for i, c in enumerate(DIVERGING)]
+
+
+def _interpolate(t: float) -> str:
+    """The diverging colour at ``t`` in [0, 1] (linear between the palette's stops), as hex."""
+    stops = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in DIVERGING], dtype=np.float64)
+    x = t * (len(stops) - 1)
+    k = min(int(np.floor(x)), len(stops) - 2)
+    rgb = stops[k] + (stops[k + 1] - stops[k]) * (x - k)
+    return "#" + "".join(f"{int(round(v)):02x}" for v in rgb)
 
 
 def code_colours() -> list[str]:
     """CSS colour of every point code of :func:`views.point_codes` (index = code)."""
     out = [BASE_COLOUR] + [_rgba(c, 0.9) for c in PALETTE]
     out += [FILTERED_COLOUR, "rgba(0,0,0,0)", "rgba(120,120,120,0.5)"]
-    for b in range(FAITH_BINS):
-        out.append(_rgba(FAITH_COLOURS[min(len(FAITH_COLOURS) - 1, b * len(FAITH_COLOURS) // FAITH_BINS)], 0.9))
+    out += [_rgba(_interpolate((b + 0.5) / DIV_BINS), 0.95) for b in range(DIV_BINS)]
     if len(out) != N_CODES:
         raise RuntimeError("one colour per point code is needed")
     return out
@@ -91,14 +105,42 @@ def typed(values: np.ndarray) -> dict[str, str]:
                                                                  .tobytes()).decode("ascii")}
 
 
-def marker_update(codes: np.ndarray, highlight: np.ndarray) -> dict[str, Any]:
+def marker_update(codes: np.ndarray, highlight: np.ndarray, size: int = 6,
+                  outline: np.ndarray | None = None) -> dict[str, Any]:
     """The marker fields that filters, selections and highlights change: colour codes and sizes
-    (highlighted points are drawn larger), one byte per point each."""
-    return {"color": typed(codes.astype(np.uint8)), "size": typed(np.where(highlight, 11, 6).astype(np.uint8))}
+    (highlighted points are drawn larger), one byte per point each; with ``outline`` (uint8 selection
+    codes, 0 = none; see :func:`views.selection_codes`) a ring in the selection's colour."""
+    out: dict[str, Any] = {"color": typed(codes.astype(np.uint8)),
+                           "size": typed(np.where(highlight, size + 5, size).astype(np.uint8))}
+    if outline is None:
+        out["line"] = {"width": 0}
+    else:
+        out["line"] = {"color": typed(outline.astype(np.uint8)), "cmin": -0.5, "cmax": N_CODES - 0.5,
+                       "colorscale": _code_scale(), "width": typed(np.where(outline > 0, 2, 0).astype(np.uint8))}
+    return out
+
+
+@dataclass(frozen=True)
+class Colouring:
+    """What the scatter's colours mean, for its colour bar and legend.
+
+    Attributes
+    ----------
+    title : what colours the points (``"sky (% of the vector)"``, ``"selection"``).
+    limit : half-width of a zero-centred diverging range (display units) — the colour bar runs from
+        ``-limit`` to ``+limit``; None when the colours are categories.
+    categories : (name, hex colour) legend entries of categorical colours (selections, classes).
+    outlined : categories are drawn as rings (selections while the fill shows a score).
+    """
+
+    title: str
+    limit: float | None = None
+    categories: tuple[tuple[str, str], ...] = ()
+    outlined: bool = False
 
 
 def points_trace(xy: np.ndarray, rows: np.ndarray, symbols: np.ndarray, codes: np.ndarray,
-                 highlight: np.ndarray) -> dict[str, Any]:
+                 highlight: np.ndarray, size: int = 6, outline: np.ndarray | None = None) -> dict[str, Any]:
     """One WebGL trace of the points ``rows`` (int (M,) corpus rows, customdata), coloured by code."""
     return {
         "type": "scattergl", "mode": "markers", "name": "images", "showlegend": False,
@@ -106,32 +148,68 @@ def points_trace(xy: np.ndarray, rows: np.ndarray, symbols: np.ndarray, codes: n
         "customdata": typed(rows.astype(np.int32)), "hoverinfo": "none",
         "marker": {"symbol": [SYMBOL_NUMBERS[SYMBOLS[k]] for k in symbols[rows]],
                    "cmin": -0.5, "cmax": N_CODES - 0.5, "colorscale": _code_scale(), "showscale": False,
-                   **marker_update(codes[rows], highlight[rows])},
+                   **marker_update(codes[rows], highlight[rows], size, None if outline is None else outline[rows])},
         "unselected": {"marker": {"opacity": 0.35}},
     }
 
 
+def colour_bar_trace(colouring: Colouring) -> dict[str, Any]:
+    """An invisible trace that carries the colour bar of a diverging colouring (zero-centred: ``cmin =
+    -cmax``, ``cmid = 0``)."""
+    limit = float(colouring.limit or 1.0)
+    return {"type": "scatter", "mode": "markers", "x": [None], "y": [None], "name": "colour bar",
+            "showlegend": False, "hoverinfo": "skip",
+            "marker": {"color": [0.0], "colorscale": diverging_scale(), "cmin": -limit, "cmax": limit,
+                       "showscale": True, "size": 0.1,
+                       "colorbar": {"title": {"text": colouring.title, "side": "right"}, "thickness": 12,
+                                    "len": 0.6, "y": 0.3, "x": 1.0, "tickfont": {"size": 10}}}}
+
+
+def category_legend(colouring: Colouring) -> list[dict[str, Any]]:
+    """One legend entry per category (selection or class) with its colour."""
+    symbol = "circle-open" if colouring.outlined else "square"
+    return [{"type": "scatter", "mode": "markers", "x": [None], "y": [None], "name": name,
+             "legendgroup": "colours", "legendgrouptitle": {"text": colouring.title} if k == 0 else None,
+             "marker": {"symbol": symbol, "color": colour, "size": 11, "line": {"width": 2, "color": colour}},
+             "hoverinfo": "skip"} for k, (name, colour) in enumerate(colouring.categories)]
+
+
 def scatter_figure(xy: np.ndarray, symbols: np.ndarray, legend: Mapping[str, str], codes: np.ndarray,
                    highlight: np.ndarray, uirevision: str, title: str = "",
-                   density: dict[str, Any] | None = None, sample: np.ndarray | None = None) -> dict[str, Any]:
+                   density: dict[str, Any] | None = None, sample: np.ndarray | None = None,
+                   colouring: Colouring | None = None, outline: np.ndarray | None = None,
+                   meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The embedding scatter.
 
     Every point is drawn (one WebGL trace, customdata = corpus row) unless ``density`` is given: then the
     points are a density image (``layout.images[0]``, see :func:`density_image`) and only the rows
     ``sample`` are drawn as points (for hover and click). Colours are codes (uint8, see
     :func:`views.point_codes`) on a fixed discrete colour scale, so a filter or selection change
-    updates only ``marker.color`` (and the image), never the positions.
+    updates only ``marker.color`` (and the image), never the positions. Traces: the points, the colour
+    bar (an empty trace, shown for a diverging ``colouring``), one legend entry per predicted class
+    (symbols), then one per category of ``colouring`` (selections or classes; the last ones, so that a
+    ``Patch`` can replace them). Marker size follows the number of points (:func:`views.marker_size`).
     """
+    from semcontrib.dashboard.views import marker_size
+
+    colouring = colouring or Colouring("selection")
     rows = np.arange(len(xy)) if sample is None else sample
-    trace = points_trace(xy, rows, symbols, codes, highlight)
-    legend_traces = [{"type": "scattergl", "mode": "markers", "x": [None], "y": [None], "name": c,
-                      "marker": {"symbol": s, "color": BASE_COLOUR, "size": 9},
-                      "hoverinfo": "skip"} for c, s in legend.items()]
+    size = marker_size(len(xy))
+    trace = points_trace(xy, rows, symbols, codes, highlight, size, outline)
+    bar = colour_bar_trace(colouring)
+    bar["visible"] = colouring.limit is not None
+    legend_traces = [{"type": "scatter", "mode": "markers", "x": [None], "y": [None], "name": str(c),
+                      "legendgroup": "classes", "legendgrouptitle": {"text": "predicted class"} if k == 0 else None,
+                      "marker": {"symbol": s, "color": "#555", "size": 9},
+                      "hoverinfo": "skip"} for k, (c, s) in enumerate(legend.items())]
     layout: dict[str, Any] = {
-        "title": {"text": title, "font": {"size": 13}}, "dragmode": "lasso", "uirevision": uirevision,
-        "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "clickmode": "event+select",
+        "title": {"text": title, "font": {"size": 13}, "x": 0.01, "xanchor": "left", "y": 0.99,
+                  "yanchor": "top", "pad": {"t": 4}},
+        "dragmode": "lasso", "uirevision": uirevision, "meta": dict(meta or {}),
+        "margin": {"l": 10, "r": 10, "t": 60, "b": 10}, "clickmode": "event+select",
         "xaxis": {"visible": False}, "yaxis": {"visible": False, "scaleanchor": "x"},
-        "legend": {"title": {"text": "predicted class"}, "itemclick": False, "itemdoubleclick": False},
+        "legend": {"itemclick": False, "itemdoubleclick": False, "groupclick": "toggleitem",
+                   "tracegroupgap": 8, "x": 1.02, "y": 1, "yanchor": "top"},
         "plot_bgcolor": "white", "hovermode": "closest",
     }
     if density is not None:
@@ -139,7 +217,7 @@ def scatter_figure(xy: np.ndarray, symbols: np.ndarray, legend: Mapping[str, str
         x0, y1 = density["x"], density["y"]
         layout["xaxis"]["range"] = [x0, x0 + density["sizex"]]
         layout["yaxis"]["range"] = [y1 - density["sizey"], y1]
-    return {"data": [trace, *legend_traces], "layout": layout}
+    return {"data": [trace, bar, *legend_traces, *category_legend(colouring)], "layout": layout}
 
 
 def density_image(xy: np.ndarray, codes: np.ndarray, size: int = 480) -> dict[str, Any]:
@@ -158,7 +236,7 @@ def density_image(xy: np.ndarray, codes: np.ndarray, size: int = 480) -> dict[st
     rgba = np.zeros((size * size, 4), np.float64)
     colours = np.array([_parse_rgba(c) for c in CODE_COLOURS])
     present = np.unique(codes)
-    order = [CODE_FILTERED, CODE_BASE, CODE_NO_VALIDITY, *range(CODE_FAITH, N_CODES), *range(1, CODE_FILTERED)]
+    order = [CODE_FILTERED, CODE_BASE, CODE_NO_VALUE, *range(CODE_DIV, N_CODES), *range(1, CODE_FILTERED)]
     for code in order:
         if code not in present or code == CODE_HIDDEN:
             continue
@@ -194,15 +272,16 @@ def point_colours(n: int, selections: Sequence[tuple[str, np.ndarray]]) -> np.nd
 
 def contribution_bars(columns: Sequence[str], values: np.ndarray, title: str = "", height: int = 180
                       ) -> dict[str, Any]:
-    """Signed bar chart of one contribution vector (red positive, blue negative)."""
-    v = np.nan_to_num(np.asarray(values, dtype=np.float64))
-    return {"data": [{"type": "bar", "x": list(columns), "y": v.round(4).tolist(),
+    """Signed bar chart of one contribution vector in % of the vector (red positive, blue negative)."""
+    v = np.nan_to_num(np.asarray(values, dtype=np.float64)) * 100
+    return {"data": [{"type": "bar", "x": list(columns), "y": v.round(2).tolist(),
                       "marker": {"color": [POS if x >= 0 else NEG for x in v]},
-                      "hovertemplate": "%{x}: %{y:.3f}<extra></extra>"}],
+                      "hovertemplate": "%{x}: %{y:.1f} %<extra></extra>"}],
             "layout": {"title": {"text": title, "font": {"size": 11}}, "height": height,
-                       "margin": {"l": 35, "r": 5, "t": 22 if title else 5, "b": 55},
-                       "yaxis": {"zeroline": True, "zerolinecolor": "#444", "tickfont": {"size": 9}},
-                       "xaxis": {"tickfont": {"size": 9}}, "bargap": 0.15}}
+                       "margin": {"l": 45, "r": 5, "t": 22 if title else 5, "b": 55},
+                       "yaxis": {"zeroline": True, "zerolinecolor": "#444", "tickfont": {"size": 9},
+                                 "ticksuffix": " %", "title": {"text": UNIT, "font": {"size": 9}}},
+                       "xaxis": {"tickfont": {"size": 9}, "automargin": True}, "bargap": 0.15}}
 
 
 def grouped_bars(frame: pd.DataFrame, title: str, colours: Mapping[str, str], yaxis: str = "",
@@ -213,6 +292,7 @@ def grouped_bars(frame: pd.DataFrame, title: str, colours: Mapping[str, str], ya
              "marker": {"color": colours.get(str(g))}} for g in frame.columns]
     return {"data": data, "layout": {"title": {"text": title, "font": {"size": 13}}, "barmode": barmode,
                                      "height": height, "margin": _MARGIN, "yaxis": {"title": {"text": yaxis}},
+                                     "xaxis": {"automargin": True},
                                      "legend": {"orientation": "h", "y": -0.25}}}
 
 
@@ -227,26 +307,55 @@ def _pivot(frame: pd.DataFrame, key: str, groups: Sequence[str]) -> pd.DataFrame
     return pd.DataFrame(table, index=keys, columns=list(groups))
 
 
-def statistics_figures(stats: GroupStatistics, colours: Mapping[str, str]) -> tuple[dict, dict, dict]:
-    """(mean weighted contribution per region, top predicted classes, most often top region)."""
+def statistics_figures(stats: GroupStatistics, colours: Mapping[str, str], target: str = ""
+                       ) -> tuple[dict, dict, dict]:
+    """(mean weighted contribution per region in % of the vector, top predicted classes, most often top
+    region); ``target`` names what the scores explain (e.g. "head nature, predicted class")."""
     names = list(stats.mean_contribution.columns)
     labels = {g: f"{g} ({stats.sizes.get(g, 0)})" for g in names}
     cols = {labels[g]: colours.get(g, "#777") for g in names}
-    means = stats.mean_contribution.rename(columns=labels)
+    means = stats.mean_contribution.rename(columns=labels) * 100
     classes = _pivot(stats.top_classes, "class", names)
     tops = _pivot(stats.top_region, "region", names)
-    return (grouped_bars(means, "mean weighted contribution per region", cols, "score"),
+    explained = f" · explaining {target}" if target else ""
+    return (grouped_bars(means, f"mean weighted contribution per region{explained}", cols,
+                         f"mean score ({UNIT}, × weight)"),
             grouped_bars(classes.rename(columns=labels), "top predicted classes", cols, "share of images"),
-            grouped_bars(tops.rename(columns=labels), "most often the top-contributing region", cols,
+            grouped_bars(tops.rename(columns=labels), f"most often the top-contributing region{explained}", cols,
                          "share of images"))
 
 
+def difference_chart(table: pd.DataFrame, a: str, b: str, target: str = "") -> dict[str, Any]:
+    """Difference of mean scores ``a − b`` per region with its 95 % interval (error bars), in % of the
+    vector; ``table`` as :func:`clusters.distinguishing_regions` returns it. Red: higher in ``a``."""
+    d = table["difference"].to_numpy(np.float64) * 100
+    lo = table["ci_low"].to_numpy(np.float64) * 100
+    hi = table["ci_high"].to_numpy(np.float64) * 100
+    explained = f" · explaining {target}" if target else ""
+    return {"data": [{"type": "bar", "x": [str(c) for c in table["column"]], "y": d.round(3).tolist(),
+                      "marker": {"color": [POS if x >= 0 else NEG for x in d]},
+                      "error_y": {"type": "data", "symmetric": False, "array": (hi - d).round(3).tolist(),
+                                  "arrayminus": (d - lo).round(3).tolist(), "color": "#333", "thickness": 1.2},
+                      "customdata": np.column_stack([lo, hi, table["effect_size"].to_numpy(np.float64)]
+                                                    ).round(3).tolist(),
+                      "hovertemplate": "%{x}: %{y:.2f} % [%{customdata[0]:.2f}, %{customdata[1]:.2f}], "
+                                       "d = %{customdata[2]:.2f}<extra></extra>"}],
+            "layout": {"title": {"text": f"{a} − {b}: difference of mean scores with 95 % interval{explained}",
+                                 "font": {"size": 13}},
+                       "height": 300, "margin": _MARGIN,
+                       "yaxis": {"title": {"text": f"difference ({UNIT})"}, "zeroline": True,
+                                 "zerolinecolor": "#444", "ticksuffix": " %"},
+                       "xaxis": {"automargin": True}}}
+
+
 def agreement_heatmap(agreement: pd.DataFrame) -> dict[str, Any]:
+    """Spearman agreement between methods on the app's diverging scale (+1 red, −1 blue), with its colour bar."""
     z = agreement.to_numpy(np.float64)
     text = [["" if np.isnan(v) else f"{v:.2f}" for v in row] for row in z]
     return {"data": [{"type": "heatmap", "z": [[None if np.isnan(v) else round(float(v), 3) for v in row] for row in z],
-                      "x": list(agreement.columns), "y": list(agreement.index), "zmin": -1, "zmax": 1,
-                      "colorscale": "RdBu", "reversescale": True, "text": text, "texttemplate": "%{text}",
+                      "x": list(agreement.columns), "y": list(agreement.index), "zmin": -1, "zmax": 1, "zmid": 0,
+                      "colorscale": diverging_scale(), "text": text, "texttemplate": "%{text}",
+                      "colorbar": {"title": {"text": "Spearman"}, "thickness": 10},
                       "hovertemplate": "%{y} vs %{x}: %{z:.2f}<extra></extra>"}],
             "layout": {"title": {"text": "agreement between methods (Spearman rank correlation)",
                                  "font": {"size": 12}}, "height": 280,

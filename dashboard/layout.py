@@ -15,6 +15,7 @@ from dash import dcc, html
 
 from semcontrib.dashboard import figures, views
 from semcontrib.dashboard import ids as I
+from semcontrib.dashboard.consistency import ViewTag
 from semcontrib.dashboard.query import VALIDITY_COLUMNS, CorpusQuery
 from semcontrib.dashboard.records import View
 from semcontrib.settings import DEFAULT_BASIS
@@ -63,8 +64,11 @@ def _initial(query: CorpusQuery) -> dict[str, Any]:
     if last is not None:
         out.update({k: last["params"][k] for k in ("head", "method", "normalisation", "basis", "algorithm",
                                                     "weights")})
-        out["embedding"] = {"key": last["key"], "label": f"{last['params']['algorithm']} (cached)",
-                            "ready": True, "head": last["params"]["head"]}
+        params = last["params"]
+        view = View(params["head"], params["method"], params["normalisation"], params["basis"])
+        tag = ViewTag.of(view.as_dict(), params["algorithm"], params["weights"])
+        out["embedding"] = {"key": last["key"], "label": f"{tag.algorithm_name} of {view.label}",
+                            "ready": True, "head": params["head"], "view": tag.to_json()}
     return out
 
 
@@ -90,9 +94,20 @@ def summary(query: CorpusQuery) -> html.Details:
     ])
 
 
+def colour_choices(query: CorpusQuery, view: View) -> list[dict[str, str]]:
+    """What points can be coloured by: selection, predicted class, faithfulness (with a validity record),
+    and every score column of the view (``score:COLUMN``)."""
+    cols = query.score_matrix(view).columns
+    out = [{"label": "selection", "value": "selection"}, {"label": f"predicted {view.head}", "value": "class"}]
+    if query.has_validity:
+        out.append({"label": "faithfulness", "value": "faithfulness"})
+    return out + [{"label": f"score of {c} ({figures.UNIT})", "value": f"score:{c}"} for c in cols]
+
+
 def build(query: CorpusQuery) -> html.Div:
     heads = list(query.heads)
     init = _initial(query)
+    init_view = View(init["head"], init["method"], init["normalisation"], init["basis"])
     weights = [html.Div([html.Span(r, style={"display": "inline-block", "width": "150px"}),
                          dcc.Input(id={"type": I.WEIGHT, "region": r}, type="number", min=0, step=0.1,
                                    value=init["weights"].get(r, 1), debounce=True,
@@ -126,9 +141,8 @@ def build(query: CorpusQuery) -> html.Div:
                                                 {"label": "UMAP", "value": "umap"}], value=init["algorithm"],
                        inline=True),
         _label("Colour points by"),
-        dcc.RadioItems(id=I.COLOUR_BY, options=[{"label": "selection", "value": "selection"},
-                                                {"label": "faithfulness", "value": "faithfulness"}],
-                       value="selection", inline=True),
+        dcc.Dropdown(id=I.COLOUR_BY, options=colour_choices(query, init_view), value="selection",
+                     clearable=False),
         _label("Highlight predicted classes"),
         dcc.Dropdown(id=I.HIGHLIGHT, options=[], value=[], multi=True, placeholder="classes…"),
         _label("Filtered-out points"),
@@ -171,7 +185,8 @@ def build(query: CorpusQuery) -> html.Div:
             dcc.Graph(id=I.STATS_REGIONS, config=GRAPH_CONFIG),
             html.Div([dcc.Graph(id=I.STATS_CLASSES, config=GRAPH_CONFIG, style={"flex": "1"}),
                       dcc.Graph(id=I.STATS_TOP, config=GRAPH_CONFIG, style={"flex": "1"})],
-                     style={"display": "flex"})])),
+                     style={"display": "flex"}),
+            dcc.Graph(id=I.STATS_DIFF, config=GRAPH_CONFIG)])),
         dcc.Tab(label=TAB_LABELS["trust"], value="trust", children=html.Div(id=I.TRUST, style={"padding": "6px"})),
         dcc.Tab(label=TAB_LABELS["table"], value="table", children=html.Div(style={"padding": "6px"}, children=[
             html.Div("Every image that passes the filters, one row each: sort and filter by any column (rows are "
@@ -201,7 +216,8 @@ def build(query: CorpusQuery) -> html.Div:
                                           style={"width": "80px", "display": "inline-block"}),
             html.Button("Suggest clusters", id=I.CLUSTER_RUN, n_clicks=0, style=BUTTON),
             html.Span(id=I.CLUSTER_PROGRESS, className="hint"),
-            html.Div(id=I.CLUSTER_TEXT)])),
+            html.Div(id=I.CLUSTER_TEXT),
+            html.Div(id=I.CLUSTER_PROFILES)])),
         dcc.Tab(label="Export & state", value="export", children=html.Div(style={"padding": "6px"}, children=[
             html.H4("Contribution table"),
             html.Span("Scope: "),
@@ -225,7 +241,9 @@ def build(query: CorpusQuery) -> html.Div:
     main = html.Div(style={"flex": "1", "padding": "6px 12px", "minWidth": "0"}, children=[
         *banner,
         summary(query),
-        dcc.Graph(id=I.SCATTER, style={"height": "560px"}, config={"displaylogo": False, "scrollZoom": True},
+        html.Div(id=I.OFFER, style={"display": "none"}, children=[
+            html.Span(id=I.OFFER_TEXT), html.Button("show", id=I.OFFER_SHOW, n_clicks=0)]),
+        dcc.Graph(id=I.SCATTER, style={"height": "600px"}, config={"displaylogo": False, "scrollZoom": True},
                   clear_on_unhover=True),
         dcc.Tooltip(id=I.TOOLTIP, direction="right"),
         selection_bar,
@@ -234,7 +252,8 @@ def build(query: CorpusQuery) -> html.Div:
     stores = [dcc.Store(id=I.EMBEDDING, data=init["embedding"]), dcc.Store(id=I.EMBED_JOB),
               dcc.Store(id=I.SCATTER_SHOWN), dcc.Store(id=I.SCATTER_WINDOW),
               dcc.Store(id=I.SELECTIONS, data=[]), dcc.Store(id=I.LASSO), dcc.Store(id=I.LASSO_INPUT),
-              dcc.Store(id=I.FOCUS), dcc.Store(id=I.DETAIL_PAGE, data=0), dcc.Store(id=I.STATE_RESTORE)]
+              dcc.Store(id=I.FOCUS), dcc.Store(id=I.DETAIL_PAGE, data=0), dcc.Store(id=I.STATE_RESTORE),
+              dcc.Store(id=I.EMBED_RESULT), dcc.Store(id=I.OFFERED), dcc.Store(id=I.CLUSTER_RESULT)]
     return html.Div([sidebar, main, *stores],
                     style={"display": "flex", "fontFamily": "system-ui, sans-serif", "fontSize": "14px"})
 
@@ -429,5 +448,32 @@ def inspector(query: CorpusQuery, image_id: str, view: View) -> html.Div:
             dcc.Graph(figure=figures.grouped_bars(by_method, f"every method ({head})", colours, "score", 280),
                       config=GRAPH_CONFIG, style={"flex": "2"}),
             dcc.Graph(figure=figures.agreement_heatmap(agreement), config=GRAPH_CONFIG, style={"flex": "1"}),
+        ]),
+    ])
+
+
+def group_profile(selection: Mapping[str, Any], n: int, table: Any, label: str, prototype_ids: Sequence[str],
+                  top: int = 4) -> html.Div:
+    """One group's profile: its name, colour and size, its short label, its ``top`` distinguishing
+    regions (difference of means in % of the vector with the 95 % interval, and the effect size), and its
+    prototypes as thumbnails."""
+    def pct(v: float) -> str:
+        return "—" if not np.isfinite(v) else f"{v * 100:.1f}".replace("-0.0", "0.0")
+
+    rows = [html.Tr([html.Td(str(r["column"])), html.Td(f"{pct(r['difference'])} %"),
+                     html.Td(f"[{pct(r['ci_low'])}, {pct(r['ci_high'])}]"),
+                     html.Td("—" if not np.isfinite(r["effect_size"]) else f"{r['effect_size']:.2f}")])
+            for r in table.head(top).to_dict("records")]
+    return html.Div(className="group-profile", style={"borderLeft": f"6px solid {selection.get('colour')}",
+                                                      "padding": "4px 8px", "margin": "8px 0"}, children=[
+        html.Div([html.B(str(selection.get("name"))), html.Span(f" · {n} images in the filter · "),
+                  html.Span(label, className="group-label", style={"fontWeight": "600"})]),
+        html.Div(style={"display": "flex", "gap": "16px", "alignItems": "flex-start"}, children=[
+            html.Table([html.Thead(html.Tr([html.Th(h) for h in ("region", f"difference ({figures.UNIT})",
+                                                                 "95 % interval", "effect size d")])),
+                        html.Tbody(rows)], className="trust-table", style={"borderCollapse": "collapse"}),
+            html.Div([html.Img(src=thumb_url(i), title=i, alt="no photo", className="prototype",
+                               style={"height": "72px", "margin": "0 3px", "border": "1px solid #ccc"})
+                      for i in prototype_ids], style={"display": "flex", "flexWrap": "wrap"}),
         ]),
     ])

@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 from dash import Patch, dcc, html, no_update
 
+from semcontrib.dashboard import clusters as cluster_views
 from semcontrib.dashboard import figures, layout, state, views
 from semcontrib.dashboard import ids as I
+from semcontrib.dashboard.consistency import ViewTag, decide, decide_clusters, lasso_pending
 from semcontrib.dashboard.query import CorpusQuery
 from semcontrib.dashboard.records import Filters, ScatterOptions, View, Weights
 
@@ -51,53 +53,132 @@ def highlight_options(query: CorpusQuery, head: str) -> list[dict[str, str]]:
 # --------------------------------------------------------------------------- embedding and scatter
 
 
+def controls_tag(view: View, algorithm: Any, weights: Weights) -> ViewTag:
+    """The view the controls show now (what a background result is checked against)."""
+    return ViewTag.of(view.as_dict(), str(algorithm or ""), weights.as_dict())
+
+
 def _embedding_store(key: str, spec: Any, ready: bool) -> dict[str, Any]:
-    return {"key": key, "label": f"{spec.algorithm} of {spec.view.label}" if ready
-            else f"PCA of {spec.view.label} (t-SNE being computed)", "ready": ready, "head": spec.view.head}
+    tag = ViewTag.of(spec.view.as_dict(), spec.algorithm, dict(spec.weights))
+    name = tag.algorithm_name
+    return {"key": key, "label": f"{name} of {spec.view.label}" if ready
+            else f"PCA of {spec.view.label} — {name} being computed", "ready": ready, "head": spec.view.head,
+            "view": tag.to_json()}
+
+
+HIDDEN = {"display": "none"}
+OFFER_STYLE = {"display": "inline-block", "background": "#fff3cd", "border": "1px solid #d39e00",
+               "padding": "2px 8px", "margin": "2px 0", "borderRadius": "4px"}
 
 
 def embedding_lookup(query: CorpusQuery, view: View, algorithm: str, weights: Weights, recompute: bool
                      ) -> dict[str, Any]:
-    """Outputs ``embedding`` (the browser's store: key and label) and ``job`` (a request for the background
-    job, or no_update). A cached embedding (this process or the corpus folder) is shown at once; else an
-    instant PCA layout is shown and the job computes the real one."""
+    """Outputs ``embedding`` (the browser's store: key, label and the view it shows), ``job`` (a request
+    for the background job, or no_update) and ``offer`` (hidden: a result offered for another view is
+    withdrawn). A cached embedding (this process or the corpus folder) is shown at once; else an instant
+    PCA layout is shown and the job computes the real one. Changing the view also cancels a running job
+    (``cancel=`` of the job's callback)."""
     spec, X = query.embedding_spec(view, algorithm, weights.as_dict())
+    withdrawn = {"offered": None, "offer_style": HIDDEN}
     if query.cached_embedding(spec) is not None:
-        return {"embedding": _embedding_store(spec.client_key, spec, True), "job": no_update}
+        return {"embedding": _embedding_store(spec.client_key, spec, True), "job": no_update, **withdrawn}
     quick = query.quick_embedding(spec, X)
-    job = {"head": view.head, "method": view.method, "normalisation": view.normalisation, "basis": view.basis,
-           "algorithm": algorithm, "weights": dict(spec.weights), "key": spec.client_key}
-    return {"embedding": _embedding_store(quick, spec, False), "job": job}
+    job = {**view.as_dict(), "algorithm": algorithm, "weights": dict(spec.weights), "key": spec.client_key}
+    return {"embedding": _embedding_store(quick, spec, False), "job": job, **withdrawn}
 
 
 def embedding_job(query: CorpusQuery, set_progress: Any, job: Mapping[str, Any] | None) -> Any:
-    """Background job: compute the embedding of ``job`` and store it in the corpus folder."""
+    """Background job: compute the embedding of ``job`` and store it in the corpus folder. Returns the
+    result tagged with its view (``{"embedding", "view"}``), which :func:`embedding_arrival` applies
+    only if that view is still the one the controls show."""
     if not isinstance(job, Mapping):
         return no_update
-    steps = iter(range(1, 10))
+    view = View.from_inputs(job)
+    name = ViewTag.of(view.as_dict(), str(job.get("algorithm"))).algorithm_name
+    set_progress(("0", f"{name} of {view.label}: loading the contribution vectors"))
+    spec, X = query.embedding_spec(view, str(job.get("algorithm")), job.get("weights") or {})
+    fraction = {"value": 0.0}
 
     def say(msg: str) -> None:
-        set_progress((str(next(steps, 9)), msg))
+        fraction["value"] = views.progress_fraction(msg, fraction["value"])
+        set_progress((f"{10 * fraction['value']:.1f}", msg))
 
-    view = View.from_inputs(job)
-    say("loading contribution vectors")
-    spec, X = query.embedding_spec(view, str(job.get("algorithm")), job.get("weights") or {})
     Y = query.compute_embedding(spec, X, say)
-    set_progress(("10", f"embedding ready: {spec.algorithm} of {len(Y)} images"))
-    return _embedding_store(spec.client_key, spec, True)
+    set_progress(("10", f"{name} ready: {len(Y)} images"))
+    store = _embedding_store(spec.client_key, spec, True)
+    return {"embedding": store, "view": store["view"]}
+
+
+def embedding_arrival(query: CorpusQuery, result: Any, controls: ViewTag, lasso_store: Any) -> dict[str, Any]:
+    """A finished embedding job: applied when it is the view the controls show and the user is not
+    working on the layout shown (no pending lasso); offered ("t-SNE ready — show") when the user is, or
+    has changed the weights since; dropped when the view changed (outputs ``embedding``, ``offered``,
+    ``offer_text``, ``offer_style``)."""
+    keep = {"embedding": no_update, "offered": no_update, "offer_text": no_update, "offer_style": no_update}
+    if not isinstance(result, Mapping) or not isinstance(result.get("embedding"), Mapping):
+        return keep
+    tag = ViewTag.from_json(result.get("view"))
+    decision = decide(tag, controls, busy=lasso_pending(lasso_store))
+    if decision == "drop" or tag is None or query.embedding_by_key(result["embedding"].get("key")) is None:
+        return keep
+    if decision == "apply":
+        return {**keep, "embedding": dict(result["embedding"]), "offered": None, "offer_style": HIDDEN}
+    why = "weights changed since" if tag.weights != controls.weights else "your lasso is kept until then"
+    return {**keep, "offered": dict(result), "offer_text": f"{tag.algorithm_name} ready ({why}) — ",
+            "offer_style": OFFER_STYLE}
+
+
+def show_offer(query: CorpusQuery, offered: Any, controls: ViewTag) -> tuple[Any, Any, dict[str, str]]:
+    """'Show' pressed: (the embedding store, offered cleared, offer hidden); nothing when the offered
+    result is for another view than the controls show."""
+    if not isinstance(offered, Mapping) or not isinstance(offered.get("embedding"), Mapping):
+        return no_update, None, HIDDEN
+    if decide(ViewTag.from_json(offered.get("view")), controls) == "drop":
+        return no_update, None, HIDDEN
+    return dict(offered["embedding"]), None, HIDDEN
+
+
+def _ordered_selections(query: CorpusQuery, selections: Any) -> list[tuple[dict[str, Any], np.ndarray]]:
+    """Suggested clusters first, the user's own selections after them (drawn on top)."""
+    sels = _selections(query, selections)
+    return [x for x in sels if x[0].get("kind") == "cluster"] + [x for x in sels if x[0].get("kind") != "cluster"]
+
+
+def _selection_legend(sels: Sequence[tuple[dict[str, Any], np.ndarray]]) -> tuple[tuple[str, str], ...]:
+    return tuple((f"{s.get('name')} ({int(m.sum())})", str(s.get("colour"))) for s, m in sels)
 
 
 def _codes(query: CorpusQuery, view: View, filters: Filters, selections: Any, options: ScatterOptions
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(visible mask, point codes, highlight mask) of the current state."""
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, figures.Colouring]:
+    """(visible mask, point codes, highlight mask, selection rings or None, what the colours mean)."""
     mask = query.filter_mask(view, filters)
-    sels = [(s["colour"], m) for s, m in _selections(query, selections)]
-    faith = query.faithfulness(view) if options.colour_by == "faithfulness" else None
-    if options.colour_by == "faithfulness" and faith is None:
-        faith = np.full(len(query.ids), np.nan)
-    codes = views.point_codes(mask, sels, faith, options.hide_filtered)
+    sels = _ordered_selections(query, selections)
+    pairs = [(s["colour"], m) for s, m in sels]
+    legend = _selection_legend(sels)
+    n = len(query.ids)
     highlight = query.highlight_mask(view.head, options.highlight) & mask
-    return mask, codes, highlight
+    colour = options.colour_by
+    matrix = query.score_matrix(view)
+    if colour == "faithfulness":
+        faith = query.faithfulness(view)
+        values = np.full(n, np.nan) if faith is None else faith
+        codes = views.point_codes(mask, [], hide_filtered=options.hide_filtered, values=values, limit=1.0)
+        return mask, codes, highlight, views.selection_codes(n, pairs), figures.Colouring(
+            "faithfulness (Spearman)", 1.0, legend, outlined=True)
+    if colour.startswith("score:") and colour[6:] in matrix.columns:
+        column = colour[6:]
+        values = matrix.values[:, matrix.columns.index(column)] * 100
+        limit = round(views.symmetric_limit(values), 2) or 1.0
+        codes = views.point_codes(mask, [], hide_filtered=options.hide_filtered, values=values, limit=limit)
+        return mask, codes, highlight, views.selection_codes(n, pairs), figures.Colouring(
+            f"{column} ({figures.UNIT})", limit, legend, outlined=True)
+    if colour == "class":
+        cats, names = views.categories(query.predictions(view.head), len(views.PALETTE))
+        codes = views.point_codes(mask, [], hide_filtered=options.hide_filtered, categories=cats)
+        return mask, codes, highlight, None, figures.Colouring(
+            f"predicted {view.head}", None, tuple((c, views.PALETTE[k]) for k, c in enumerate(names)))
+    codes = views.point_codes(mask, pairs, hide_filtered=options.hide_filtered)
+    return mask, codes, highlight, None, figures.Colouring("selection", None, legend)
 
 
 def _sample(n: int) -> np.ndarray:
@@ -147,22 +228,23 @@ def zoom(query: CorpusQuery, relayout: Mapping[str, Any] | None, emb: Mapping[st
         return {"figure": no_update, "window": no_update}
     rows = shown_rows(len(xy), xy, window)
     assert rows is not None
-    _, codes, highlight = _codes(query, view, filters, selections, options)
+    _, codes, highlight, outline, _colouring = _codes(query, view, filters, selections, options)
     symbols, _legend = figures.class_symbols(query.predictions(view.head))
     patch = Patch()
-    trace = figures.points_trace(xy, rows, symbols, codes, highlight)
+    trace = figures.points_trace(xy, rows, symbols, codes, highlight, views.marker_size(len(xy)), outline)
     for field in ("x", "y", "customdata"):
         patch["data"][0][field] = trace[field]
-    patch["data"][0]["marker"].update({k: trace["marker"][k] for k in ("symbol", "color", "size")})
+    patch["data"][0]["marker"].update({k: trace["marker"][k] for k in ("symbol", "color", "size", "line")})
     return {"figure": patch, "window": window}
 
 
 def scatter(query: CorpusQuery, emb: Mapping[str, Any] | None, view: View, filters: Filters, selections: Any,
             options: ScatterOptions, shown: Any, window: Any = None) -> dict[str, Any]:
-    """Outputs ``figure``, ``count`` (how many images pass the filters) and ``shown`` (the embedding key the
-    figure is built with). When the page already shows this embedding (``shown``), the figure is a
-    ``Patch`` of the point colours (and the density image) only; else the whole figure is sent."""
-    mask, codes, highlight = _codes(query, view, filters, selections, options)
+    """Outputs ``figure``, ``count`` (how many images pass the filters) and ``shown`` (what the figure is
+    built with: the embedding key, the colouring, and the number of its traces). When the page already
+    shows this embedding coloured the same way, the figure is a ``Patch`` of the point colours (and the
+    density image, and the selection legend) only; else the whole figure is sent."""
+    mask, codes, highlight, outline, colouring = _codes(query, view, filters, selections, options)
     count = f"{int(mask.sum())} of {len(mask)} images pass the filters"
     key = (emb or {}).get("key")
     xy = query.embedding_by_key(key)
@@ -171,21 +253,31 @@ def scatter(query: CorpusQuery, emb: Mapping[str, Any] | None, view: View, filte
                                                   "xaxis": {"visible": False}, "yaxis": {"visible": False}}},
                 "count": count, "shown": None, "window": None}
     dense = len(xy) > POINTS_MAX
-    if shown == key:
+    signature = f"{options.colour_by}|{colouring.limit}|{view.head}"
+    symbols, legend = figures.class_symbols(query.predictions(view.head))
+    n_fixed = 2 + len(legend)
+    if isinstance(shown, Mapping) and shown.get("key") == key and shown.get("signature") == signature:
         patch = Patch()
         drawn = shown_rows(len(xy), xy, window)
         rows = drawn if drawn is not None else slice(None)
-        patch["data"][0]["marker"].update(figures.marker_update(codes[rows], highlight[rows]))
+        patch["data"][0]["marker"].update(figures.marker_update(
+            codes[rows], highlight[rows], views.marker_size(len(xy)), None if outline is None else outline[rows]))
         if dense:
             patch["layout"]["images"][0]["source"] = figures.density_image(xy, codes)["source"]
-        return {"figure": patch, "count": count, "shown": no_update, "window": no_update}
-    symbols, legend = figures.class_symbols(query.predictions(view.head))
-    colour = "faithfulness (blue −1 … red +1)" if options.colour_by == "faithfulness" else "selection"
-    title = f"{(emb or {}).get('label', '')} · symbol: predicted {view.head} · colour: {colour}"
+        for k in reversed(range(int(shown.get("categories") or 0))):
+            del patch["data"][n_fixed + k]
+        patch["data"].extend(figures.category_legend(colouring))
+        return {"figure": patch, "count": count, "window": no_update,
+                "shown": {**shown, "categories": len(colouring.categories)}}
+    title = f"{(emb or {}).get('label', '')}<br>symbol: predicted {view.head} · colour: {colouring.title}"
+    tag = (emb or {}).get("view") or {}
     fig = figures.scatter_figure(xy, symbols, legend, codes, highlight, uirevision=str(key), title=title,
                                  density=figures.density_image(xy, codes) if dense else None,
-                                 sample=shown_rows(len(xy), xy, None))
-    return {"figure": fig, "count": count, "shown": key, "window": None}
+                                 sample=shown_rows(len(xy), xy, None), colouring=colouring, outline=outline,
+                                 meta={"key": key, "algorithm": tag.get("algorithm"),
+                                       "ready": bool((emb or {}).get("ready")), "colour": options.colour_by})
+    return {"figure": fig, "count": count, "window": None,
+            "shown": {"key": key, "signature": signature, "categories": len(colouring.categories)}}
 
 
 def point_rows(query: CorpusQuery, point_numbers: Sequence[Any], emb: Mapping[str, Any] | None = None,
@@ -232,11 +324,15 @@ def lasso(query: CorpusQuery, selected: Mapping[str, Any] | None, emb: Mapping[s
           filters: Filters, window: Any = None) -> tuple[dict[str, Any], str]:
     """(the lasso store ``{members, n}``, its text) from the browser's reduced selection (a polygon, a box
     or corpus rows) tested against the server's embedding."""
+    drawn_on = selected.get("key") if isinstance(selected, Mapping) else None
+    if isinstance(drawn_on, str) and query.embedding_by_key(drawn_on) is not None:
+        emb = {"key": drawn_on}  # the layout the polygon was drawn on, even if another has arrived since
     if isinstance(selected, Mapping) and isinstance(selected.get("indices"), list):
         selected = {"indices": point_rows(query, selected["indices"][:len(query.ids)], emb, window).tolist()}
     mask = views.lasso_mask(selected, query.embedding_by_key((emb or {}).get("key")),
                             query.filter_mask(view, filters))
-    return {"members": views.encode_members(mask), "n": int(mask.sum())}, f"{int(mask.sum())} images in the lasso"
+    return ({"members": views.encode_members(mask), "n": int(mask.sum()), "key": (emb or {}).get("key")},
+            f"{int(mask.sum())} images in the lasso")
 
 
 def table_pick(query: CorpusQuery, rows: Sequence[Mapping[str, Any]] | None) -> tuple[Any, Any]:
@@ -306,13 +402,35 @@ def _unaffected(trigger: Any, tab: str, own_tab: str, compare: Sequence[str] | N
 
 def statistics(query: CorpusQuery, tab: str, view: View, filters: Filters, weights: Weights, selections: Any,
                compare: Sequence[str] | None, trigger: Any = None) -> Any:
+    """(mean contribution per region, top classes, top region, the difference of the two compared
+    selections with intervals — an empty chart with a hint unless two are compared)."""
     if _unaffected(trigger, tab, "statistics", compare):
-        return no_update, no_update, no_update
+        return no_update, no_update, no_update, no_update
     mask = query.filter_mask(view, filters)
-    groups = [("filtered set", "#999999", mask)] + [
-        (s["name"], s["colour"], m & mask) for s, m in _selections(query, selections) if s["id"] in (compare or [])][:3]
+    chosen = [(s, m & mask) for s, m in _selections(query, selections) if s["id"] in (compare or [])][:2]
+    groups = [("filtered set", "#999999", mask)] + [(s["name"], s["colour"], m) for s, m in chosen]
     stats = views.group_statistics(query.weighted_scores(view, weights), None, None, [(g[0], g[2]) for g in groups])
-    return figures.statistics_figures(stats, {g[0]: g[1] for g in groups})
+    target = query.target_text(view)
+    figs = figures.statistics_figures(stats, {g[0]: g[1] for g in groups}, target)
+    if len(chosen) == 2:
+        matrix = query.score_matrix(view)
+        table = cluster_views.distinguishing_regions(matrix.values, matrix.columns, chosen[0][1], chosen[1][1])
+        table = table.set_index("column").reindex(list(matrix.columns)).reset_index()
+        diff = figures.difference_chart(table, chosen[0][0]["name"], chosen[1][0]["name"], target)
+    else:
+        diff = {"data": [], "layout": {"height": 60, "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+                                       "xaxis": {"visible": False}, "yaxis": {"visible": False},
+                                       "annotations": [{"text": "compare two selections to see their difference "
+                                                                "per region, with 95 % intervals",
+                                                        "showarrow": False, "font": {"color": "#666"}}]}}
+    return (*figs, diff)
+
+
+def colour_options(query: CorpusQuery, view: View, current: Any) -> tuple[list[dict[str, str]], Any]:
+    """(what points can be coloured by in this view, the value): the choice is kept when the view still
+    has it (a region's score under another method), else colouring falls back to the selections."""
+    options = layout.colour_choices(query, view)
+    return options, current if current in {o["value"] for o in options} else "selection"
 
 
 def sort_options(query: CorpusQuery, view: View) -> list[dict[str, str]]:
@@ -399,13 +517,16 @@ def inspector(query: CorpusQuery, tab: str, image_id: str | None, view: View) ->
 
 
 def clusters(query: CorpusQuery, set_progress: Any, options: Mapping[str, Any], view: View, filters: Filters,
-             weights: Weights, selections: Any) -> tuple[Any, str]:
-    """Suggested clusters of the filtered set and its outliers, appended as named selections."""
+             weights: Weights) -> dict[str, Any]:
+    """Background job: suggested clusters of the filtered set and its outliers, tagged with the view they
+    were computed for (``{"view", "groups": [{"name", "members"}], "text"}``); :func:`apply_clusters`
+    adds them as named selections only if that view is still the one shown."""
     set_progress("clustering…")
+    tag = ViewTag.of(view.as_dict(), "", weights.as_dict())
     mask = query.filter_mask(view, filters)
     idx = np.flatnonzero(mask)
     if len(idx) < 3:
-        return no_update, "too few images pass the filters to cluster"
+        return {"view": tag.to_json(), "groups": [], "text": "too few images pass the filters to cluster"}
     matrix = query.score_matrix(view)
     w = views.column_weights(matrix, query.vocabulary, weights.as_dict())
     X = views.embedding_input(matrix, w)[idx]
@@ -415,23 +536,70 @@ def clusters(query: CorpusQuery, set_progress: Any, options: Mapping[str, Any], 
     except (TypeError, ValueError):
         k = 4
     labels = views.suggest_clusters(X, algorithm, min(max(k, 2), 50))
-    sels = [s for s, _ in _selections(query, selections)]
-    made = []
+    groups, made = [], []
     for c in sorted(set(labels.tolist()) - {-1}):
         members = np.zeros(len(query.ids), dtype=bool)
         members[idx[labels == c]] = True
-        sels = views.add_selection(sels, f"{algorithm} cluster {c + 1}", members)
+        groups.append({"name": f"{algorithm} cluster {c + 1}", "members": views.encode_members(members)})
         made.append(int(members.sum()))
     set_progress("looking for outliers…")
     outliers = views.flag_outliers(X) if len(X) <= 200_000 else np.zeros(len(X), dtype=bool)
     if outliers.any():
         members = np.zeros(len(query.ids), dtype=bool)
         members[idx[outliers]] = True
-        sels = views.add_selection(sels, "outliers", members)
+        groups.append({"name": "outliers", "members": views.encode_members(members)})
     text = (f"{len(made)} clusters ({', '.join(map(str, made))} images), {int((labels == -1).sum())} noise, "
-            f"{int(outliers.sum())} outliers (mean distance to 5 nearest neighbours, robust z > 3.5); "
-            "added as selections")
-    return sels[:state.MAX_SELECTIONS], text
+            f"{int(outliers.sum())} outliers (mean distance to 5 nearest neighbours, robust z > 3.5) of "
+            f"{view.label}; added as selections — their profiles are below")
+    return {"view": tag.to_json(), "groups": groups, "text": text}
+
+
+def apply_clusters(query: CorpusQuery, result: Any, controls: ViewTag, selections: Any) -> tuple[Any, str]:
+    """(selections with the clusters of ``result`` appended, the message) when ``result`` was computed for
+    the scores and weights shown now; else the selections unchanged and a message saying so."""
+    if not isinstance(result, Mapping):
+        return no_update, ""
+    if decide_clusters(ViewTag.from_json(result.get("view")), controls) == "drop":
+        return no_update, ("clusters were computed for another view (head, method, normalisation, basis or "
+                           "weights changed since) and were not added; suggest them again")
+    sels = [s for s, _ in _selections(query, selections)]
+    for g in result.get("groups") or []:
+        try:
+            members = views.decode_members(g.get("members"), len(query.ids))
+        except (ValueError, AttributeError):
+            continue
+        if len(sels) >= state.MAX_SELECTIONS:
+            break
+        sels = views.add_selection(sels, str(g.get("name")), members)
+        sels[-1]["kind"] = "cluster"
+    return sels, str(result.get("text") or "")
+
+
+def group_profiles(query: CorpusQuery, tab: str, view: View, filters: Filters, weights: Weights,
+                   selections: Any) -> Any:
+    """The clusters tab: for each named selection (clusters included), within the filtered set, the regions
+    that distinguish it from the rest (difference of means with a 95 % interval, effect size), its most
+    typical images and a short label."""
+    if tab != "clusters":
+        return no_update
+    sels = _selections(query, selections)
+    if not sels:
+        return html.P("No selections yet: suggest clusters above, or save a lasso, to see what each group is.",
+                      className="hint")
+    mask = query.filter_mask(view, filters)
+    matrix = query.score_matrix(view)
+    w = views.column_weights(matrix, query.vocabulary, weights.as_dict())
+    X = views.embedding_input(matrix, w)
+    cards = []
+    for s, m in sels[:state.MAX_SELECTIONS]:
+        group = m & mask
+        table = cluster_views.distinguishing_regions(matrix.values, matrix.columns, group, mask & ~m)
+        cards.append(layout.group_profile(s, int(group.sum()), table, cluster_views.short_label(table),
+                                          [str(query.ids[k]) for k in cluster_views.prototypes(X, group, 5)]))
+    return html.Div([html.P(f"Each group against the rest of the filtered set ({view.label}; "
+                            f"{query.target_text(view)}). Differences in {figures.UNIT}, with 95 % intervals; "
+                            "d: effect size (Cohen's d). Images: the most typical members (closest to the "
+                            "group's mean vector).", className="hint"), *cards])
 
 
 # --------------------------------------------------------------------------- export and state

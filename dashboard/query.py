@@ -221,6 +221,29 @@ class CorpusQuery:
         frame["validity_note"] = frame["validity_note"].fillna("").astype(str) if "validity_note" in frame else ""
         return frame.reset_index()
 
+    def target_text(self, view: View) -> str:
+        """What the view's scores explain, for chart titles: the one target class when every image of the
+        head and method was explained for the same class, else each image's own target (by default its
+        predicted class)."""
+        return self._target_text(view.head, view.method)
+
+    @lru_cache(maxsize=16)  # noqa: B019  # one query per app, kept for the app's life
+    def _target_text(self, head: str, method: str) -> str:
+        attr = self.corpus.attributions
+        if "target" not in attr.columns:
+            return f"{head}: each image's target class"
+        sub = attr[(attr["head"] == head) & (attr["method"] == method)]
+        targets = sub["target"].dropna().astype(str).unique()
+        if len(targets) == 1:
+            return f"{head} target class {targets[0]!r}"
+        preds = self.predictions(head)
+        ids = sub["image_id"].astype(str).to_numpy()
+        rows = np.array([self.index.get(i, -1) for i in ids])
+        known = rows >= 0
+        same = (sub["target"].astype(str).to_numpy()[known] == preds[rows[known]]).mean() if known.any() else 0
+        return (f"{head}: each image's predicted class" if same > 0.99
+                else f"{head}: each image's target class ({len(targets)} classes)")
+
     def faithfulness(self, view: View) -> np.ndarray | None:
         """float64 (N,) faithfulness of the view's head and method, or None without a validity record."""
         v = self.validity(view.head, view.method)

@@ -30,6 +30,9 @@ class View:
         return cls(str(group.get("head")), str(group.get("method")), str(group.get("normalisation")),
                    str(group.get("basis") or DEFAULT_BASIS))
 
+    def as_dict(self) -> dict[str, str]:
+        return {"head": self.head, "method": self.method, "normalisation": self.normalisation, "basis": self.basis}
+
     @property
     def label(self) -> str:
         return f"{self.head} / {self.method} / {self.normalisation} ({self.basis} basis)"
@@ -91,8 +94,9 @@ class Weights:
 
 @dataclass(frozen=True)
 class ScatterOptions:
-    """How points are drawn: highlighted classes, dim or hide filtered points, colour by selection or
-    faithfulness."""
+    """How points are drawn: highlighted classes, dim or hide filtered points, and what colours them:
+    ``selection``, ``faithfulness``, ``class`` (the predicted class) or ``score:COLUMN`` (one score column
+    of the view; checked against the view's columns where it is used)."""
 
     highlight: tuple[str, ...] = ()
     hide_filtered: bool = False
@@ -101,8 +105,10 @@ class ScatterOptions:
     @classmethod
     def from_inputs(cls, group: Mapping[str, Any]) -> ScatterOptions:
         hl = group.get("highlight") or []
+        colour = group.get("colour_by")
+        ok = isinstance(colour, str) and (colour in ("faithfulness", "class") or colour.startswith("score:"))
         return cls(tuple(str(c) for c in hl if isinstance(c, str)), group.get("mode") == "hide",
-                   "faithfulness" if group.get("colour_by") == "faithfulness" else "selection")
+                   str(colour)[:200] if ok else "selection")
 
 
 def _pair(value: Any) -> tuple[float, float] | None:

@@ -27,8 +27,13 @@ from semcontrib.contributions import weighted_unit_vectors
 
 EMBEDDINGS = ("tsne", "umap")
 CLUSTERINGS = ("kmeans", "hdbscan")
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
-           "#bcbd22", "#7f7f7f")
+# Selection (and class) colours: qualitative, and free of the red and blue that mean "positive" and
+# "negative" everywhere else (overlays, bars, heatmaps, the diverging scatter colours).
+PALETTE = ("#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
+           "#e6ab02", "#1b9e77")
+# The one diverging palette of the app (ColorBrewer RdBu, negative blue -> 0 white -> positive red).
+DIVERGING = ("#053061", "#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7", "#f4a582",
+             "#d6604d", "#b2182b", "#67001f")
 
 
 @dataclass(frozen=True)
@@ -206,9 +211,14 @@ def _fit_tsne(X: np.ndarray, seed: int, say: Callable[[str], None]) -> Any:
 
     n = len(X)
     total = 375
+    done = {"phase_start": 0, "last": 0}
 
     def report(iteration: int, error: float, embedding: Any) -> None:
-        say(f"t-SNE of {n} images: iteration {iteration} of about {total}")
+        # openTSNE counts the early-exaggeration phase and the main phase from 0 each: keep one count
+        if iteration < done["last"]:
+            done["phase_start"] += done["last"]
+        done["last"] = iteration
+        say(f"t-SNE of {n} images: iteration {done['phase_start'] + iteration} of about {total}")
 
     perplexity = float(min(30.0, max(2.0, (n - 1) / 3.5)))
     say(f"t-SNE of {n} images: nearest neighbours")
@@ -587,36 +597,143 @@ def method_agreement(vectors: Mapping[str, np.ndarray]) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- point codes (scatter colours)
 
-CODE_BASE = 0  # codes 1..len(PALETTE): the selection colours, in palette order
+CODE_BASE = 0  # codes 1..len(PALETTE): the selection (or class) colours, in palette order
 CODE_FILTERED = len(PALETTE) + 1
 CODE_HIDDEN = len(PALETTE) + 2
-CODE_NO_VALIDITY = len(PALETTE) + 3
-FAITH_BINS = 20
-CODE_FAITH = len(PALETTE) + 4  # codes CODE_FAITH .. CODE_FAITH + FAITH_BINS - 1: faithfulness -1 .. 1
-N_CODES = CODE_FAITH + FAITH_BINS
+CODE_NO_VALIDITY = len(PALETTE) + 3  # no value to colour by (no validity record, no vector)
+CODE_NO_VALUE = CODE_NO_VALIDITY
+DIV_BINS = 21  # odd: zero falls in the middle (white) bin
+CODE_DIV = len(PALETTE) + 4  # codes CODE_DIV .. CODE_DIV + DIV_BINS - 1: -limit .. +limit
+FAITH_BINS = DIV_BINS  # faithfulness is coloured on the diverging bins with limit 1
+CODE_FAITH = CODE_DIV
+N_CODES = CODE_DIV + DIV_BINS
+
+
+def symmetric_limit(values: np.ndarray) -> float:
+    """The half-width of a zero-centred colour range for ``values`` (NaN ignored): the largest |value|,
+    or its 99th percentile from 200 values on (a few extremes would wash every other point out); 1 when
+    there is nothing to colour.
+
+    Examples
+    --------
+    >>> symmetric_limit(np.array([-0.2, 0.05, np.nan]))
+    0.2
+    """
+    a = np.abs(np.asarray(values, dtype=np.float64))
+    a = a[np.isfinite(a)]
+    if len(a) == 0:
+        return 1.0
+    limit = float(np.percentile(a, 99) if len(a) >= 200 else a.max())
+    return limit if limit > 0 else 1.0
+
+
+def diverging_codes(values: np.ndarray, limit: float) -> np.ndarray:
+    """uint8 (N,): the diverging bin code of each value on ``[-limit, limit]`` (values beyond it saturate;
+    zero lands in the middle bin), ``CODE_NO_VALUE`` for NaN.
+
+    Examples
+    --------
+    >>> (diverging_codes(np.array([-1.0, 0.0, 1.0, np.nan]), 1.0) - CODE_DIV).tolist()[:3]
+    [0, 10, 20]
+    """
+    if not (limit > 0 and math.isfinite(limit)):
+        raise ValueError(f"limit must be a positive number, got {limit!r}")
+    v = np.asarray(values, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bins = np.clip(np.floor((v / limit + 1) / 2 * DIV_BINS), 0, DIV_BINS - 1)
+    return np.where(np.isnan(v), CODE_NO_VALUE, CODE_DIV + np.nan_to_num(bins)).astype(np.uint8)
+
+
+def selection_codes(n: int, selections: Sequence[tuple[str, np.ndarray]]) -> np.ndarray:
+    """uint8 (n,): 1 + the palette index of the last selection holding each point, 0 for none."""
+    codes = np.zeros(n, dtype=np.uint8)
+    for colour, mask in selections:
+        codes[mask] = 1 + (PALETTE.index(colour) if colour in PALETTE else 0)
+    return codes
 
 
 def point_codes(visible: np.ndarray, selections: Sequence[tuple[str, np.ndarray]],
-                faithfulness: np.ndarray | None = None, hide_filtered: bool = False) -> np.ndarray:
+                faithfulness: np.ndarray | None = None, hide_filtered: bool = False, *,
+                values: np.ndarray | None = None, limit: float = 1.0,
+                categories: np.ndarray | None = None) -> np.ndarray:
     """uint8 (N,): the colour code of every point (see ``figures.CODE_COLOURS``).
 
-    A point takes the colour of the last selection that holds it (``selections``: (palette colour, bool
-    mask)), else the base colour; with ``faithfulness`` (float (N,), NaN = no record) it takes its
-    faithfulness bin instead. Filtered-out points are dimmed, or hidden when ``hide_filtered``.
+    By default a point takes the colour of the last selection that holds it (``selections``: (palette
+    colour, bool mask)), else the base colour. With ``values`` (float (N,), NaN = none; e.g. one region's
+    score) it takes its diverging bin on ``[-limit, limit]``; ``faithfulness`` is the same with limit 1.
+    With ``categories`` (int (N,), -1 = none, e.g. a predicted class) it takes palette colour
+    ``categories % len(PALETTE)``. Filtered-out points are dimmed, or hidden when ``hide_filtered``.
     """
     n = len(visible)
-    codes = np.full(n, CODE_BASE, dtype=np.uint8)
     if faithfulness is not None:
-        f = np.asarray(faithfulness, dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            bins = np.clip(np.floor((f + 1) / 2 * FAITH_BINS), 0, FAITH_BINS - 1)
-        codes = np.where(np.isnan(f), CODE_NO_VALIDITY, CODE_FAITH + np.nan_to_num(bins)).astype(np.uint8)
+        values, limit = faithfulness, 1.0
+    if values is not None:
+        codes = diverging_codes(values, limit)
+    elif categories is not None:
+        cat = np.asarray(categories, dtype=np.int64)
+        codes = np.where(cat < 0, CODE_BASE, 1 + cat % len(PALETTE)).astype(np.uint8)
     else:
-        for colour, mask in selections:
-            k = PALETTE.index(colour) if colour in PALETTE else 0
-            codes[mask] = 1 + k
+        codes = selection_codes(n, selections)
     codes[~visible] = CODE_HIDDEN if hide_filtered else CODE_FILTERED
     return codes
+
+
+def categories(labels: np.ndarray, k: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """(int64 (N,) category code, names): the ``k - 1`` commonest labels get codes 0.. in order of
+    frequency (ties: alphabetical), every other label shares the last code, named ``"other"``.
+
+    Examples
+    --------
+    >>> codes, names = categories(np.array(["b", "a", "b", "c", "d"], dtype=object), 3)
+    >>> codes.tolist(), names
+    ([0, 1, 0, 2, 2], ('b', 'a', 'other'))
+    """
+    if k < 2:
+        raise ValueError(f"k must be >= 2, got {k}")
+    uniq, inverse, counts = np.unique(np.asarray(labels).astype(str), return_inverse=True, return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    if len(uniq) <= k:
+        rank = np.empty(len(uniq), dtype=np.int64)
+        rank[order] = np.arange(len(uniq))
+        return rank[inverse.ravel()], tuple(str(u) for u in uniq[order])
+    rank = np.full(len(uniq), k - 1, dtype=np.int64)
+    rank[order[:k - 1]] = np.arange(k - 1)
+    return rank[inverse.ravel()], (*(str(u) for u in uniq[order[:k - 1]]), "other")
+
+
+def progress_fraction(message: str, previous: float = 0.0) -> float:
+    """How far (0..1) an embedding job is, from its progress message; never goes back.
+
+    Examples
+    --------
+    >>> progress_fraction("t-SNE of 40 images: iteration 150 of about 375")
+    0.42
+    >>> progress_fraction("t-SNE of 40 images: nearest neighbours", 0.5)
+    0.5
+    """
+    import re
+
+    found = re.search(r"iteration (\d+) of about (\d+)", message)
+    if found:
+        value = 0.1 + 0.8 * min(1.0, int(found.group(1)) / max(1, int(found.group(2))))
+    elif "nearest neighbours" in message or "embedding" in message:
+        value = 0.1
+    elif "placing" in message:
+        value = 0.9
+    else:
+        value = 0.02
+    return round(max(previous, value), 4)
+
+
+def marker_size(n: int) -> int:
+    """Marker size in pixels for a scatter of ``n`` points: 12 for a dozen, shrinking with log10(n) to 3.
+
+    Examples
+    --------
+    >>> [marker_size(n) for n in (12, 1_000, 100_000)]
+    [12, 8, 4]
+    """
+    return int(np.clip(round(15 - 2.3 * math.log10(max(n, 1))), 3, 12))
 
 
 # --------------------------------------------------------------------------- validity and trust

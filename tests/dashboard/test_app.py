@@ -27,6 +27,9 @@ from semcontrib.dashboard.query import CorpusQuery
 from semcontrib.dashboard.records import Filters, ScatterOptions, View, Weights
 from semcontrib.dashboard.synthetic import SyntheticSpec, write_synthetic_corpus
 
+# the outputs of the embedding lookup callback
+LOOKUP = (f"{I.EMBEDDING}.data", f"{I.EMBED_JOB}.data", f"{I.OFFERED}.data", f"{I.OFFER}.style")
+
 VIEW = View("nature", "lrp", "signed_l1", "mean")
 RANGE_PROP = json.dumps({"column": ["ALL"], "type": I.RANGE}, separators=(",", ":")) + ".value"
 
@@ -128,14 +131,14 @@ def test_state_upload_refusals_are_messages_not_http_500(corpus: Path) -> None:
 
 def test_filter_update_is_a_patch_of_colours_and_the_lasso_sends_a_polygon(corpus: Path) -> None:
     c = _callbacks(corpus)
-    c.call(c.find(f"{I.EMBEDDING}.data", f"{I.EMBED_JOB}.data"), [f"{I.HEAD}.value"])
+    c.call(c.find(*LOOKUP), [f"{I.HEAD}.value"])
     emb = c.values[(I.EMBEDDING, "data")]
     assert emb["key"].startswith("pca") and c.values[(I.EMBED_JOB, "data")]["head"] == "nature"
     scatter = c.find(f"{I.SCATTER}.figure", f"{I.FILTER_COUNT}.children", f"{I.SCATTER_SHOWN}.data",
                      f"{I.SCATTER_WINDOW}.data")
     full = c.call(scatter, [f"{I.EMBEDDING}.data"]).value(I.SCATTER, "figure")
     assert full["data"][0]["x"]["dtype"] == "f4"
-    assert c.values[(I.SCATTER_SHOWN, "data")] == emb["key"]
+    assert c.values[(I.SCATTER_SHOWN, "data")]["key"] == emb["key"]
     c.set_all(I.RANGE, "value", [({"type": I.RANGE, "column": "sky"}, [0.0, 10.0])])
     r = c.call(scatter, [RANGE_PROP])
     patch = r.value(I.SCATTER, "figure")
@@ -168,7 +171,7 @@ def test_restarted_dashboard_shows_its_last_embedding_without_recomputing(corpus
     stores = {s.id: s for s in _walk(app.layout) if getattr(s, "id", None) in (I.EMBEDDING, I.HEAD)}
     assert stores[I.EMBEDDING].data["key"] == spec.client_key and stores[I.EMBEDDING].data["ready"]
     c.set_all(I.WEIGHT, "value", [({"type": I.WEIGHT, "region": r}, 2.0 if r == "sky" else 1) for r in q.vocabulary])
-    r = c.call(c.find(f"{I.EMBEDDING}.data", f"{I.EMBED_JOB}.data"), [f"{I.HEAD}.value"])
+    r = c.call(c.find(*LOOKUP), [f"{I.HEAD}.value"])
     assert r.value(I.EMBEDDING, "data")["key"] == spec.client_key and r.value(I.EMBED_JOB, "data") is None
     assert np.array_equal(CorpusQuery(corpus).embedding_by_key(spec.client_key), Y)
     # other weights are another embedding
@@ -240,7 +243,8 @@ def test_query_views_validity_and_basis(corpus: Path, tmp_path: Path) -> None:
 
 def test_panels_clusters_state_and_table(corpus: Path) -> None:
     q = CorpusQuery(corpus)
-    sels, text = panels.clusters(q, lambda _m: None, {"algorithm": "kmeans", "k": 3}, VIEW, Filters(), Weights(), [])
+    result = panels.clusters(q, lambda _m: None, {"algorithm": "kmeans", "k": 3}, VIEW, Filters(), Weights())
+    sels, text = panels.apply_clusters(q, result, panels.controls_tag(VIEW, "tsne", Weights()), [])
     assert [s["name"] for s in sels][:3] == ["kmeans cluster 1", "kmeans cluster 2", "kmeans cluster 3"]
     assert sum(s["n"] for s in sels[:3]) == 40 and "3 clusters" in text
     saved = panels.save_state(q, View("nature", "lrp", "paper", "sum"), {"algorithm": "umap", "highlight": ["nature"]},
@@ -340,7 +344,7 @@ def test_density_mode_draws_a_sample_and_the_points_of_a_zoom_window(corpus: Pat
     drawn = np.frombuffer(base64.b64decode(fig["data"][0]["customdata"]["bdata"]), "<i4")
     assert drawn.tolist() == sample.tolist()
     # a filter update patches the image and the sample's colours
-    patch = panels.scatter(q, emb, VIEW, Filters(("sky",), ((0.0, 5.0),)), [], ScatterOptions(), emb["key"])
+    patch = panels.scatter(q, emb, VIEW, Filters(("sky",), ((0.0, 5.0),)), [], ScatterOptions(), full["shown"])
     ops = json.dumps(patch["figure"].to_plotly_json())
     assert "images" in ops and "bdata" in ops
     # zoomed in: the images inside the window are drawn, and point numbers map back to them

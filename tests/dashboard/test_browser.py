@@ -115,10 +115,103 @@ def test_cached_embedding_filter_dims_points_and_keeps_positions(dash_duo: Any, 
     assert 0 < n_kept < 40 and after["color"].count(views.CODE_FILTERED) == 40 - n_kept
     dash_duo.find_element(f"#{I.FILTERED_MODE} input[value=hide]").click()
     _wait_for(lambda: (t := _trace(dash_duo)) and t["color"].count(views.CODE_HIDDEN) == 40 - n_kept, what="hidden")
-    dash_duo.find_element(f"#{I.COLOUR_BY} input[value=faithfulness]").click()
+    dash_duo.select_dcc_dropdown(f"#{I.COLOUR_BY}", value="faithfulness")
     _wait_for(lambda: (t := _trace(dash_duo)) and max(t["color"]) >= views.CODE_FAITH, what="faithfulness colours")
     assert "SYNTHETIC CORPUS" in dash_duo.find_element(f"#{I.SYNTHETIC_BANNER}").text
     assert "40 images analysed, 1 skipped" in dash_duo.find_element(f"#{I.SUMMARY}").text
+    assert dash_duo.get_logs() == []
+
+
+def _shown(dash_duo: Any) -> dict[str, Any] | None:
+    """What the scatter shows (its meta: embedding key, algorithm, ready) and what the controls say."""
+    return dash_duo.driver.execute_script(
+        "const g = document.querySelector('#scatter .js-plotly-plot');"
+        "const c = document.querySelector('#algorithm input:checked');"
+        "if (!g || !g.layout || !g.layout.meta || !c) return null;"
+        "return {algorithm: g.layout.meta.algorithm, ready: g.layout.meta.ready, key: g.layout.meta.key,"
+        " control: c.value, x: g._fullData && g._fullData[0].x ? Array.from(g._fullData[0].x) : null};")
+
+
+def _jobs() -> list[Any]:
+    """The background jobs (spawned processes) of this test process's dashboard server."""
+    import psutil
+
+    out = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if "spawn_main" in " ".join(p.cmdline()):
+                out.append(p)
+        except psutil.Error:
+            continue
+    return out
+
+
+def test_umap_then_back_to_tsne_never_shows_another_view(dash_duo: Any, corpus_copy: Path, free_port: int,
+                                                         tmp_path: Path) -> None:
+    """The race of the issue: pick UMAP, switch back to t-SNE while its job runs. The job is cancelled,
+    and whatever it would have returned, the scatter shows the view the controls say from then on."""
+    q = CorpusQuery(corpus_copy)
+    tsne = q.cached_embedding(q.embedding_spec(View("nature", "lrp", "signed_l1", "mean"), "tsne", {})[0])
+    assert tsne is not None
+    umap_file = q._cache_file(q.embedding_spec(View("nature", "lrp", "signed_l1", "mean"), "umap", {})[0].key)
+    _start(dash_duo, corpus_copy, free_port, tmp_path)
+    started = time.time()
+    _click(dash_duo, f"#{I.ALGORITHM} input[value=umap]")
+    placeholder = _wait_for(lambda: (s := _shown(dash_duo)) and s["algorithm"] == "umap" and s, what="UMAP placeholder")
+    assert not placeholder["ready"]  # a PCA layout of the UMAP view, labelled as such
+    dash_duo.wait_for_contains_text(f"#{I.PROGRESS_TEXT}", "UMAP of", timeout=60)  # the job is running
+    assert _jobs(), "the UMAP job should be running"
+    _click(dash_duo, f"#{I.ALGORITHM} input[value=tsne]")
+    _wait_for(lambda: (s := _shown(dash_duo)) and s["algorithm"] == "tsne" and s["ready"], what="t-SNE back")
+    switched = time.time()
+    samples = 0
+    end = time.time() + 120
+    while time.time() < end:  # from now until the job is gone (cancelled), and a little after
+        s = _shown(dash_duo)
+        assert s is not None and s["control"] == "tsne" and s["algorithm"] == "tsne", s
+        np.testing.assert_allclose(s["x"], tsne[:, 0].astype(np.float32), rtol=1e-6)
+        samples += 1
+        if not _jobs() and samples > 10:
+            break
+        time.sleep(0.2)
+    assert not _jobs(), "the superseded UMAP job still runs"
+    assert not umap_file.exists()  # cancelled before it could store its result
+    title = dash_duo.driver.execute_script(
+        "return document.querySelector('#scatter .js-plotly-plot').layout.title.text")
+    assert title.startswith("t-SNE of nature / lrp / signed_l1")
+    print(f"race: UMAP job seen after {switched - started:.1f} s; {samples} consistent samples until it was gone")
+
+
+def test_colour_by_a_region_score_has_a_zero_centred_colour_bar_and_lists_selections(
+        dash_duo: Any, corpus_copy: Path, free_port: int, tmp_path: Path) -> None:
+    _start(dash_duo, corpus_copy, free_port, tmp_path)
+    _emit(dash_duo, "plotly_selected", [1, 2, 3])
+    dash_duo.wait_for_text_to_equal(f"#{I.LASSO_COUNT}", "3 images in the lasso")
+    dash_duo.find_element(f"#{I.SELECTION_NAME}").send_keys("trio")
+    dash_duo.find_element(f"#{I.SELECTION_SAVE}").click()
+    dash_duo.wait_for_contains_text(f"#{I.SELECTION_LIST}", "trio (3 images)")
+    dash_duo.select_dcc_dropdown(f"#{I.COLOUR_BY}", value="score of water (% of the vector)")
+
+    def colour_bar() -> dict[str, Any] | None:
+        return dash_duo.driver.execute_script(
+            "const g = document.querySelector('#scatter .js-plotly-plot');"
+            "if (!g || !g._fullData) return null;"
+            "const bar = g._fullData.find(t => t.marker && t.marker.showscale && t.visible === true);"
+            "if (!bar) return null;"
+            "return {cmin: bar.marker.cmin, cmax: bar.marker.cmax, title: bar.marker.colorbar.title.text,"
+            " names: g._fullData.filter(t => t.showlegend !== false).map(t => t.name),"
+            " bars: document.querySelectorAll('#scatter .colorbar').length};")
+
+    bar = _wait_for(colour_bar, what="a colour bar")
+    assert bar["cmin"] == -bar["cmax"] and bar["cmax"] > 0 and bar["bars"] == 1
+    assert bar["title"] == "water (% of the vector)"
+    assert "trio (3)" in bar["names"]  # the legend lists the saved selection
+    matrix = CorpusQuery(corpus_copy).score_matrix(View("nature", "lrp", "signed_l1", "mean"))
+    water = matrix.values[:, matrix.columns.index("water")] * 100
+    t = _trace(dash_duo)
+    assert t is not None
+    expected = views.diverging_codes(water, bar["cmax"])
+    assert t["color"] == expected.tolist()  # every point coloured by its own water score
     assert dash_duo.get_logs() == []
 
 

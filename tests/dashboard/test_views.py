@@ -285,7 +285,7 @@ def test_scatter_figure_sends_typed_arrays_and_density_image() -> None:
     assert t["type"] == "scattergl" and t["customdata"]["dtype"] == "i4"
     assert np.frombuffer(base64.b64decode(t["x"]["bdata"]), "<f4").tolist() == [0.0, 1.0, 2.0]
     assert np.frombuffer(base64.b64decode(t["marker"]["color"]["bdata"]), np.uint8).tolist() == codes.tolist()
-    assert t["marker"]["symbol"] == [0, 1, 0] and {d["name"] for d in fig["data"][1:]} == {"a", "b"}
+    assert t["marker"]["symbol"] == [0, 1, 0] and {d["name"] for d in fig["data"][2:]} == {"a", "b"}
     assert fig["layout"]["uirevision"] == "k"  # positions and zoom stay when filters change
     rng = np.random.default_rng(0)
     many = rng.normal(size=(5000, 2))
