@@ -117,7 +117,7 @@ def _jobs_dir(cache_dir: str | Path | None) -> Path:
     return tmp
 
 
-def create_app(corpus_path: str | Path, cache_dir: str | Path | None = None) -> dash.Dash:
+def create_app(corpus_path: str | Path, cache_dir: str | Path | None = None, edit: bool = False) -> dash.Dash:
     """A dashboard on the corpus at ``corpus_path``.
 
     Parameters
@@ -125,6 +125,8 @@ def create_app(corpus_path: str | Path, cache_dir: str | Path | None = None) -> 
     corpus_path : a corpus directory written by ``semcontrib analyze`` or ``semcontrib demo``.
     cache_dir : where background jobs keep their results; a temporary directory (removed at exit) when
         None. Embeddings are cached in the corpus folder (``CORPUS/dashboard/``) either way.
+    edit : edit mode (``--edit``): the "Edit regions" tab and its callbacks (``edit_ui``); without it
+        the dashboard is read-only and has no callback that writes.
     """
     import diskcache
 
@@ -134,7 +136,14 @@ def create_app(corpus_path: str | Path, cache_dir: str | Path | None = None) -> 
                     suppress_callback_exceptions=True, assets_ignore=".*")
     app.index_string = app.index_string.replace(
         "{%css%}", "{%css%}<style>" + CSS + "</style><script>" + GRID_JS + "</script>")
-    app.layout = layout.build(query)
+    if edit:  # region editing (issue 21): the layout is rebuilt per page load, so that a reload after
+        # "Apply" shows the re-opened corpus (new vocabulary, filters)
+        from semcontrib.dashboard import edit_ui
+
+        app.layout = lambda: edit_ui.attach(layout.build(query), query)
+        edit_ui.register(app, query)
+    else:
+        app.layout = layout.build(query)
     callbacks.register(app, query, manager)
     _add_image_routes(app.server, query)
     _harden(app.server)
@@ -152,10 +161,12 @@ def check_host(host: str, allow_remote: bool) -> None:
     logger.warning("the dashboard is reachable from other machines on %s, without authentication", host)
 
 
-def serve(corpus_path: str | Path, host: str = "127.0.0.1", port: int = 8050, allow_remote: bool = False) -> None:
-    """Run the dashboard (debug off). Binds 127.0.0.1 unless another host is given with ``allow_remote``."""
+def serve(corpus_path: str | Path, host: str = "127.0.0.1", port: int = 8050, allow_remote: bool = False,
+          edit: bool = False) -> None:
+    """Run the dashboard (debug off). Binds 127.0.0.1 unless another host is given with ``allow_remote``;
+    ``edit``: edit mode (region editing, see :func:`create_app`)."""
     check_host(host, allow_remote)
-    app = create_app(corpus_path)
+    app = create_app(corpus_path, edit=edit)
     if host not in LOOPBACK:
         print(f"WARNING: the dashboard on {host}:{port} is reachable from other machines, without authentication")
     print(f"semcontrib dashboard on http://{host}:{port}/ (Ctrl+C stops it)")

@@ -1,4 +1,4 @@
-"""``semcontrib dashboard CORPUS [--host 127.0.0.1] [--port 8050] [--allow-remote]``."""
+"""``semcontrib dashboard CORPUS [--host 127.0.0.1] [--port 8050] [--allow-remote] [--edit]``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 def run(args: argparse.Namespace) -> int:
     from semcontrib.dashboard.app import serve
 
-    serve(args.corpus, host=args.host, port=args.port, allow_remote=args.allow_remote)
+    serve(args.corpus, host=args.host, port=args.port, allow_remote=args.allow_remote, edit=args.edit)
     return 0
 
 
@@ -21,4 +21,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--port", type=int, default=8050, help="port (default 8050)")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow binding an address other machines can reach (the dashboard has no login)")
+    p.add_argument("--edit", action="store_true",
+                   help="edit mode: draw and save region edits (CORPUS/annotations/edits.json) and recompute the "
+                        "edited images; without it the dashboard is read-only")
     p.set_defaults(func=run)

@@ -1,0 +1,127 @@
+"""Edit mode over HTTP: off unless --edit (no tab, crafted requests refused); with it, save, undo, delete, the
+figure, and the Apply job's checks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from semcontrib.dashboard import cli, edit_ui
+from semcontrib.dashboard import edit_ui as E
+from semcontrib.dashboard import ids as I
+from semcontrib.dashboard.app import create_app
+from semcontrib.dashboard.callback_client import CallbackClient
+from semcontrib.dashboard.query import CorpusQuery
+from semcontrib.edits import edits_path, read_edits
+
+RECT = {"type": "rect", "x0": 10, "y0": 5, "x1": 50, "y1": 40}
+SAVE_OUTPUTS = (f"{E.VERSION}.data", f"{E.MESSAGE}.children")
+FIGURE_OUTPUTS = (f"{E.GRAPH}.figure", f"{E.LIST}.children", f"{E.DELETE_PICK}.options", f"{E.SHAPES}.data")
+
+
+@pytest.fixture
+def corpus(synthetic_corpus: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(synthetic_corpus, tmp_path / "corpus"))
+
+
+def editor(root: Path, tmp_path: Path) -> tuple[CallbackClient, str]:
+    c = CallbackClient(create_app(root, cache_dir=tmp_path / "cache", edit=True))
+    image = str(CorpusQuery(root).ids[3])
+    for cid, prop, value in [(E.IMAGE, "value", image), (E.VERSION, "data", 0), (E.TOOL, "value", "drawrect"),
+                             (E.SHAPES, "data", [RECT]), (E.LABEL, "value", None), (E.NEW_LABEL, "value", "eyes"),
+                             (E.INSIDE, "value", None), (E.DELETE_PICK, "value", None)]:
+        c.set(cid, prop, value)
+    return c, image
+
+
+def save(c: CallbackClient, button: str = E.SAVE) -> str:
+    r = c.call(c.find(*SAVE_OUTPUTS), [f"{button}.n_clicks"])
+    return str(r.response["response"][E.MESSAGE]["children"])
+
+
+def test_without_edit_there_are_no_edit_tools_and_a_crafted_edit_is_refused(corpus, tmp_path):
+    app = create_app(corpus, cache_dir=tmp_path / "cache")
+    http = app.server.test_client()
+    layout = http.get("/_dash-layout").get_data(as_text=True)
+    assert I.INSPECTOR in layout and E.GRAPH not in layout and "Edit regions" not in layout
+    body = {"output": f"..{E.VERSION}.data...{E.MESSAGE}.children..",
+            "outputs": [{"id": E.VERSION, "property": "data"}, {"id": E.MESSAGE, "property": "children"}],
+            "inputs": [{"id": E.SAVE, "property": "n_clicks", "value": 1}],
+            "state": [{"id": E.SHAPES, "property": "data", "value": [RECT]},
+                      {"id": E.NEW_LABEL, "property": "value", "value": "eyes"}],
+            "changedPropIds": [f"{E.SAVE}.n_clicks"]}
+    r = http.post("/_dash-update-component", data=json.dumps(body), content_type="application/json")
+    assert r.status_code >= 400
+    assert not edits_path(corpus).exists()
+    assert not any(E.SAVE in key for key in app.callback_map)
+
+
+def test_edit_mode_saves_shows_undoes_and_deletes(corpus, tmp_path):
+    c, image = editor(corpus, tmp_path)
+    layout = c.client.get("/_dash-layout").get_data(as_text=True)
+    assert E.GRAPH in layout and "Edit regions" in layout
+    assert save(c) == "saved 1 edit(s) labelled 'eyes'; press Apply to recompute"
+    (e,) = read_edits(edits_path(corpus))
+    assert (e.image_id, e.label, e.shape) == (image, "eyes", "rect")
+    assert e.polygon == ((10, 5), (50, 5), (50, 40), (10, 40))
+    r = c.call(c.find(*FIGURE_OUTPUTS), [f"{E.VERSION}.data"]).response["response"]
+    fig = r[E.GRAPH]["figure"]
+    assert fig["layout"]["images"][0]["source"] == f"/corpus/photo/{image}"
+    assert "1: eyes" in [a["text"] for a in fig["layout"]["annotations"]]
+    assert r[E.DELETE_PICK]["options"] == [{"label": "1: eyes", "value": e.edit_id}]
+    assert r[E.SHAPES]["data"] == []  # the drawn shapes are cleared once saved
+
+    c.set(E.NEW_LABEL, "value", "")
+    c.set(E.LABEL, "value", "sky")
+    c.set(E.INSIDE, "value", "water")
+    c.set(E.SHAPES, "data", [RECT, {"type": "path", "path": "M0,0L20,0L20,20Z"}])
+    assert save(c).startswith("saved 2 edit(s) labelled 'sky'")
+    assert [x.inside for x in read_edits(edits_path(corpus))] == [None, "water", "water"]
+    assert save(c, E.UNDO) == "removed the last edit ('sky')"
+    c.set(E.DELETE_PICK, "value", e.edit_id)
+    assert save(c, E.DELETE) == "deleted the edit"
+    assert [x.label for x in read_edits(edits_path(corpus))] == ["sky"]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    (E.SHAPES, [], "not saved: draw a rectangle or a polygon on the image first"),
+    (E.SHAPES, [RECT] * 21, "not saved: save at most 20 shapes at once, got 21"),
+    (E.SHAPES, [{"type": "path", "path": "M0,0" + "L1,1" * 70_000}], "not saved: the drawn shapes exceed"),
+    (E.SHAPES, [{"type": "line", "x0": 0, "y0": 0, "x1": 9, "y1": 9}], "not saved: only rectangles and closed"),
+    (E.NEW_LABEL, "x" * 65, "not saved: label must be 1 to 64 printable"),
+    (E.NEW_LABEL, None, "not saved: choose a label, or type a new one"),
+    (E.IMAGE, "../../etc/passwd", "pick an image first"),
+])
+def test_bad_requests_save_nothing_and_say_why(corpus, tmp_path, field, value, message):
+    c, _ = editor(corpus, tmp_path)
+    c.set(field, "value" if field != E.SHAPES else "data", value)
+    assert save(c).startswith(message)
+    assert not edits_path(corpus).exists()
+
+
+def test_apply_refuses_when_image_files_moved(corpus):
+    query = CorpusQuery(corpus)  # a synthetic corpus: its image paths were never files
+    seen: list[str] = []
+    result = edit_ui.apply_edits_job(seen.append, query)
+    assert result["ok"] is False
+    assert result["message"].startswith("cannot recompute: 41 image file(s) moved")
+    assert seen == []
+    message, href = edit_ui.after_apply(query, result, "/")
+    assert message == result["message"] and href is edit_ui.dash_no_update()
+
+
+def test_cli_flag_turns_edit_mode_on(monkeypatch):
+    seen = {}
+    monkeypatch.setattr("semcontrib.dashboard.app.serve", lambda corpus, **kw: seen.update(kw))
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["dashboard", "c", "--edit"])
+    assert args.func(args) == 0
+    assert seen["edit"] is True
+    args = parser.parse_args(["dashboard", "c"])
+    args.func(args)
+    assert seen["edit"] is False
