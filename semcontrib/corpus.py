@@ -67,6 +67,7 @@ import time
 import uuid
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -199,7 +200,10 @@ def read_npz(path: Path, max_array_bytes: int = MAX_ARRAY_BYTES, keys: Sequence[
 
 def write_table(path: Path, df: pd.DataFrame, generation: str = "") -> None:
     """Write a Parquet table atomically, with the generation id (if any) in its metadata."""
-    table = pa.Table.from_pandas(df, preserve_index=False)
+    _write_arrow(path, pa.Table.from_pandas(df, preserve_index=False), generation)
+
+
+def _write_arrow(path: Path, table: pa.Table, generation: str = "") -> None:
     meta = dict(table.schema.metadata or {})
     meta[GENERATION_META] = generation.encode()
     table = table.replace_schema_metadata(meta)
@@ -494,6 +498,111 @@ def publish(root: Path, images: pd.DataFrame, parts: Sequence[Part], manifest: M
 def _link_replace(src: Path, dst: Path) -> None:
     """Make ``dst`` the same file as ``src`` atomically (a hard link, or a copy where links fail)."""
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+# --------------------------------------------------------------------------- compaction
+
+COMPACT_MIN_PARTS = 16            # a partition with more parts than this is compacted when a run publishes
+COMPACT_TARGET_ROWS = 2_000_000   # rows a merged part holds at most (a larger part stays as it is)
+
+
+def compaction_runs(parts: Sequence[Part], min_parts: int | None = None,
+                    target_rows: int | None = None) -> list[list[int]]:
+    """Which parts to merge: runs of list positions, each to become one part.
+
+    Only partitions (table, head, method, key) with more than ``min_parts`` parts are compacted. A
+    run is a stretch of consecutive parts of one partition, gathered greedily while their rows stay
+    within ``target_rows``; runs of one part are left out. Merging consecutive parts keeps every
+    table's row order, and the greedy rule is idempotent (two neighbouring runs hold more than
+    ``target_rows`` rows together), so a compacted corpus is not compacted again. Defaults:
+    ``COMPACT_MIN_PARTS`` and ``COMPACT_TARGET_ROWS``.
+    """
+    min_parts = COMPACT_MIN_PARTS if min_parts is None else min_parts
+    target_rows = COMPACT_TARGET_ROWS if target_rows is None else target_rows
+    if min_parts < 1 or target_rows < 1:
+        raise ValueError(f"min_parts and target_rows must be at least 1, got {min_parts} and {target_rows}")
+    group = [(p.table, p.head, p.method, p.key) for p in parts]
+    crowded = {g for g, n in Counter(group).items() if n > min_parts}
+    runs: list[list[int]] = []
+    current: list[int] = []
+    rows = 0
+    for k, p in enumerate(parts):
+        if current and group[current[0]] == group[k] and rows + p.rows <= target_rows:
+            current.append(k)
+            rows += p.rows
+            continue
+        if len(current) > 1:
+            runs.append(current)
+        current, rows = ([k], p.rows) if group[k] in crowded else ([], 0)
+    if len(current) > 1:
+        runs.append(current)
+    return runs
+
+
+def compact_parts(root: Path, parts: Sequence[Part], min_parts: int | None = None,
+                  target_rows: int | None = None) -> list[Part]:
+    """``parts`` with each run of :func:`compaction_runs` replaced by one new part that holds the run's rows
+    in order (written atomically). Nothing is removed: the merged parts' files go when a publish makes
+    a generation that no longer lists them, so a crash before that leaves the current generation whole."""
+    root = Path(root)
+    out = list(parts)
+    for run in reversed(compaction_runs(parts, min_parts, target_rows)):
+        members = [parts[k] for k in run]
+        tables = []
+        for p in members:
+            path = root / p.file
+            if not inside(root, path):
+                raise CorpusError(f"{path}: a link that leads outside the corpus; run `semcontrib analyze` again")
+            check_table_size(path)
+            try:
+                t = pq.read_table(path)
+            except (OSError, pa.ArrowException, ValueError) as exc:
+                raise CorpusError(f"{path}: unreadable table part ({exc}); run `semcontrib analyze` again") from exc
+            if t.num_rows != p.rows:
+                raise CorpusError(f"{path}: {t.num_rows} rows, the manifest says {p.rows}")
+            tables.append(t)
+        first = members[0]
+        rel = f"{part_folder(first.table, first.head, first.method)}/part-{uuid.uuid4().hex}.parquet"
+        _write_arrow(root / rel, pa.concat_tables(tables, promote_options="permissive"))
+        chunks = tuple(sorted({c for p in members for c in p.chunks}))
+        out[run[0]:run[-1] + 1] = [Part(first.table, first.head, first.method, rel, first.key, chunks,
+                                        sum(p.rows for p in members))]
+    return out
+
+
+@dataclass(frozen=True)
+class CompactionReport:
+    """What :func:`compact` did: parts listed before and after, and the new generation (None: unchanged)."""
+
+    parts_before: int
+    parts_after: int
+    generation: str | None
+
+
+def compact(root: str | Path, target_rows: int = COMPACT_TARGET_ROWS, wait: bool = True) -> CompactionReport:
+    """Merge the small parts of every partition of a corpus (``semcontrib compact CORPUS``).
+
+    Holds the corpus's run lock (so no analysis runs meanwhile), writes the merged parts, then
+    publishes them as a new generation with the same images table and manifest fields: readers see
+    the old generation or the new one, whole, and the tables are equal (same rows, same order)."""
+    root = Path(root)
+    if not root.is_dir() or not (root / MANIFEST).is_file():
+        raise CorpusError(f"{root} is not a corpus (no {MANIFEST}); run `semcontrib analyze` first")
+    with run_lock(root, wait=wait):
+        remove_stale_temporaries(root)
+        manifest = read_manifest(root)
+        if manifest is None:
+            raise CorpusError(f"{root}: the manifest went away while compacting")
+        parts = manifest_parts(manifest, root / MANIFEST)
+        merged = compact_parts(root, parts, min_parts=1, target_rows=target_rows)
+        if [p.file for p in merged] == [p.file for p in parts]:
+            return CompactionReport(len(parts), len(parts), None)
+        with _tables_lock(root, exclusive=False):
+            images = read_images_table(root, manifest)
+        rest = {k: v for k, v in manifest.items() if k not in ("generation", "parts")}
+        generation = publish(root, images, merged, rest)
+    logger.info("compacted %s: %d table parts into %d", root, len(parts), len(merged))
+    return CompactionReport(len(parts), len(merged), generation)
+
+
     tmp.unlink(missing_ok=True)
     try:
         os.link(src, tmp)
@@ -1212,6 +1321,26 @@ class Corpus:
     Examples
     --------
     >>> corpus = Corpus.open("demo_corpus")                       # doctest: +SKIP
+def read_images_table(root: Path, manifest: Mapping[str, Any]) -> pd.DataFrame:
+    """The images table of the manifest's generation (hold the tables lock shared while reading it):
+    the top-level file, or, after a publish that stopped between its renames, the generation's copy."""
+    path = Path(root) / "images.parquet"
+    if not path.is_file():
+        raise CorpusError(f"{root}: missing images.parquet; run `semcontrib analyze` again to rebuild it")
+    images, gen = read_table(path)
+    want = manifest.get("generation", "")
+    if gen != want:  # a publish that stopped between its renames: the generation's own copy
+        kept = Path(root) / GENERATIONS / str(want) / "images.parquet"
+        if not (isinstance(want, str) and want and kept.is_file()
+                and re.fullmatch(r"[0-9a-f]+-[0-9a-f]+", want)):
+            raise CorpusError(f"{path}: generation {gen!r} does not match the manifest's "
+                              f"{want!r}; run `semcontrib analyze` again")
+        images, gen = read_table(kept)
+        if gen != want:
+            raise CorpusError(f"{kept}: generation {gen!r} does not match the manifest's {want!r}")
+    return images
+
+
     >>> corpus.contribution_table("nature", "lrp", wide=True)     # doctest: +SKIP
     """
 
@@ -1233,20 +1362,7 @@ class Corpus:
             manifest = read_manifest(root)
             if manifest is None:
                 raise CorpusError(f"{root} is not a corpus (no {MANIFEST}); run `semcontrib analyze` first")
-            path = root / "images.parquet"
-            if not path.is_file():
-                raise CorpusError(f"{root}: missing images.parquet; run `semcontrib analyze` again to rebuild it")
-            images, gen = read_table(path)
-            want = manifest.get("generation", "")
-            if gen != want:  # a publish that stopped between its renames: the generation's own copy
-                kept = root / GENERATIONS / str(want) / "images.parquet"
-                if not (isinstance(want, str) and want and kept.is_file()
-                        and re.fullmatch(r"[0-9a-f]+-[0-9a-f]+", want)):
-                    raise CorpusError(f"{path}: generation {gen!r} does not match the manifest's "
-                                      f"{want!r}; run `semcontrib analyze` again")
-                images, gen = read_table(kept)
-                if gen != want:
-                    raise CorpusError(f"{kept}: generation {gen!r} does not match the manifest's {want!r}")
+            images = read_images_table(root, manifest)
             parts = manifest_parts(manifest, root / MANIFEST)
             tables = {"images": images}
             for t, columns in (("attributions", ATTRIBUTION_COLUMNS), ("contributions", CONTRIBUTION_COLUMNS)):

@@ -1401,6 +1401,7 @@ class _TableSink:
                 return cstore.read_table(run.root / "images.parquet")[0]
         images = self._images(old)
         members = {str(c): _members_digest(plan.chunks[c]) for c in sorted(current)}
+        parts = cstore.compact_parts(run.root, parts)  # many small parts (incremental runs): merged
         files = {str(c): run.files_digest(c) for c in sorted(current)}
         manifest = run.manifest({"chunk_members": members, "chunk_files": files, "inputs_digest": inputs_digest,
                                  "retry_chunks": sorted(self.retry),

@@ -587,3 +587,104 @@ def test_a_table_claiming_too_much_is_refused_from_its_footer(tmp_path: Path, mo
     monkeypatch.setattr(cstore, "MAX_TABLE_BYTES", 100)
     with pytest.raises(cstore.CorpusError, match="limit"):
         cstore.read_table(path)
+
+
+# --------------------------------------------------------------------------- compaction
+
+
+def _part(k: int, rows: int, head: str = "a", table: str = "contributions") -> cstore.Part:
+    return cstore.Part(table, head, "gradcam", f"{table}/head={head}/method=gradcam/part-{k:032x}.parquet",
+                       KEY, (k,), rows)
+
+
+def test_compaction_runs_merge_consecutive_small_parts_of_crowded_partitions_only():
+    parts = [_part(0, 5), _part(1, 5), _part(2, 5), _part(3, 20), _part(4, 5), _part(5, 5),
+             _part(6, 5, head="b"), _part(7, 5, head="b")]
+    # partition a has 6 parts (> 3), b has 2: a's parts gathered while they hold <= 12 rows together
+    assert cstore.compaction_runs(parts, min_parts=3, target_rows=12) == [[0, 1], [4, 5]]
+    assert cstore.compaction_runs(parts, min_parts=3, target_rows=15) == [[0, 1, 2], [4, 5]]
+    assert cstore.compaction_runs(parts, min_parts=1, target_rows=100) == [[0, 1, 2, 3, 4, 5], [6, 7]]
+    assert cstore.compaction_runs(parts, min_parts=6, target_rows=100) == []
+    with pytest.raises(ValueError, match="at least 1"):
+        cstore.compaction_runs(parts, min_parts=0)
+
+
+def _grow(folder: Path, out: Path, **kw) -> None:
+    """One incremental run per photograph: chunk k holds image k, each run adds one part per partition."""
+    from semcontrib.pipeline import analyze
+    from tests.conftest import tiny_model
+
+    paths = sorted(folder.glob("img*.png"))
+    for n in range(1, len(paths) + 1):
+        analyze(paths[:n], out, model=tiny_model(), methods=["gradcam", "lrp"], regions="grid", validity=False,
+                chunk_size=1, batch_size=1, workers=0, **kw)
+
+
+def _tables(root: Path) -> list[pd.DataFrame]:
+    c = Corpus.open(root)
+    return [c.images.drop(columns=["path"]), c.attributions, c.contributions]
+
+
+def test_compact_merges_the_parts_and_keeps_the_tables_equal(image_folder, tmp_path, monkeypatch, capsys):
+    from semcontrib.cli import main
+
+    monkeypatch.setattr(cstore, "COMPACT_MIN_PARTS", 1000)  # no compaction while growing
+    out = tmp_path / "grown"
+    _grow(image_folder, out)
+    before = _tables(out)
+    parts = Corpus.open(out).parts
+    assert len(parts) == 2 * 2 * 2 * 7  # tables x heads x methods x runs
+    assert main(["compact", str(out)]) == 0
+    assert "56 table parts merged into 8" in capsys.readouterr().out
+    after = Corpus.open(out)
+    assert len(after.parts) == 8 and all(p.chunks == tuple(range(7)) and p.rows > 0 for p in after.parts)
+    for a, b in zip(before, _tables(out)):  # the same rows in the same order
+        pd.testing.assert_frame_equal(a, b)
+    files = {p.relative_to(out).as_posix() for p in out.rglob("part-*.parquet") if "store" not in p.parts}
+    assert files == {p.file for p in after.parts}  # the merged parts' files are gone
+    assert main(["compact", str(out)]) == 0
+    assert "nothing to compact (8 table parts)" in capsys.readouterr().out
+    # a rerun with nothing to do computes nothing and keeps the compacted generation
+    from semcontrib.pipeline import analyze
+    from tests.conftest import tiny_model
+
+    rep = analyze(sorted(image_folder.glob("img*.png")), out, model=tiny_model(), methods=["gradcam", "lrp"],
+                  regions="grid", validity=False, chunk_size=1, batch_size=1, workers=0)
+    assert set(rep.computed.values()) == {0} and rep.chunks == (7, 0)
+    assert [p.file for p in Corpus.open(out).parts] == [p.file for p in after.parts]
+    assert main(["compact", str(tmp_path / "nowhere")]) == 2
+    assert "is not a corpus" in capsys.readouterr().err
+
+
+def test_publish_compacts_crowded_partitions_and_the_tables_stay_those_of_a_run_without(image_folder, tmp_path,
+                                                                                       monkeypatch):
+    monkeypatch.setattr(cstore, "COMPACT_MIN_PARTS", 1000)
+    _grow(image_folder, tmp_path / "plain")
+    monkeypatch.setattr(cstore, "COMPACT_MIN_PARTS", 3)
+    _grow(image_folder, tmp_path / "compacted")
+    per_partition = pd.Series([(p.table, p.head, p.method) for p in Corpus.open(tmp_path / "compacted").parts])
+    assert per_partition.value_counts().max() <= 3 < 7
+    for a, b in zip(_tables(tmp_path / "plain"), _tables(tmp_path / "compacted")):
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_compaction_killed_before_its_manifest_leaves_the_old_generation(image_folder, tmp_path, monkeypatch):
+    monkeypatch.setattr(cstore, "COMPACT_MIN_PARTS", 1000)
+    out = tmp_path / "c"
+    _grow(image_folder, out)
+    before = _tables(out)
+    listed = [p.file for p in Corpus.open(out).parts]
+
+    def killed(path, obj):
+        raise OSError("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(cstore, "write_json", killed)
+        with pytest.raises(OSError, match="killed"):
+            cstore.compact(out)
+    assert [p.file for p in Corpus.open(out).parts] == listed
+    for a, b in zip(before, _tables(out)):
+        pd.testing.assert_frame_equal(a, b)
+    assert cstore.compact(out).parts_after == 8  # the next one goes through and removes the orphans
+    files = {p.relative_to(out).as_posix() for p in out.rglob("part-*.parquet") if "store" not in p.parts}
+    assert files == {p.file for p in Corpus.open(out).parts}
