@@ -322,6 +322,18 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_compact(args: argparse.Namespace) -> int:
+    from semcontrib.corpus import compact
+
+    rep = compact(args.corpus, target_rows=args.target_rows, wait=not args.no_wait)
+    if rep.generation is None:
+        print(f"{args.corpus}: nothing to compact ({rep.parts_before} table parts)")
+    else:
+        print(f"{args.corpus}: {rep.parts_before} table parts merged into {rep.parts_after} "
+              f"(generation {rep.generation})")
+    return 0
+
+
 def run_demo(args: argparse.Namespace) -> int:
     if args.synthetic is not None:  # a synthetic corpus of N images (random numbers, no model)
         from semcontrib.corpus import MANIFEST
@@ -349,18 +361,6 @@ def run_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     images = write_demo_images(out / "images")
     print(f"demo: {len(images)} photographs from scikit-image, scikit-learn and matplotlib in {out / 'images'}")
-def run_compact(args: argparse.Namespace) -> int:
-    from semcontrib.corpus import compact
-
-    rep = compact(args.corpus, target_rows=args.target_rows, wait=not args.no_wait)
-    if rep.generation is None:
-        print(f"{args.corpus}: nothing to compact ({rep.parts_before} table parts)")
-    else:
-        print(f"{args.corpus}: {rep.parts_before} table parts merged into {rep.parts_after} "
-              f"(generation {rep.generation})")
-    return 0
-
-
     t = time.perf_counter()
     if args.regions is None:
         args.regions = "landscape"
@@ -414,6 +414,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--wide", action="store_true", help="one row per image, head and method; a column per region")
     p.set_defaults(func=run_export)
 
+    p = sub.add_parser("compact", help="merge a corpus's small table parts (left by many incremental runs)", **kw)
+    p.add_argument("corpus", help="corpus directory")
+    p.add_argument("--target-rows", type=_positive_int, default=2_000_000,
+                   help="rows a merged part holds at most")
+    p.add_argument("--no-wait", action="store_true", help="fail at once if a run is writing the corpus")
+    p.set_defaults(func=run_compact)
+
     p = sub.add_parser("demo", help="analyse bundled photographs and open the dashboard", **kw)
     p.add_argument("--out", default="demo_corpus", help="folder for the photographs and the corpus")
     p.add_argument("--no-dashboard", action="store_true", help="only build the corpus")
@@ -441,13 +448,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         module.register(sub)
         for cmd in set(sub.choices) - before:  # -v/-q after every extension's subcommand too
             sp = sub.choices[cmd]
-    p = sub.add_parser("compact", help="merge a corpus's small table parts (left by many incremental runs)", **kw)
-    p.add_argument("corpus", help="corpus directory")
-    p.add_argument("--target-rows", type=_positive_int, default=2_000_000,
-                   help="rows a merged part holds at most")
-    p.add_argument("--no-wait", action="store_true", help="fail at once if a run is writing the corpus")
-    p.set_defaults(func=run_compact)
-
             if not any(a.dest == "quiet" for a in sp._actions):
                 for action in common._actions:
                     sp._add_action(action)

@@ -495,9 +495,6 @@ def publish(root: Path, images: pd.DataFrame, parts: Sequence[Part], manifest: M
     return generation
 
 
-def _link_replace(src: Path, dst: Path) -> None:
-    """Make ``dst`` the same file as ``src`` atomically (a hard link, or a copy where links fail)."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
 # --------------------------------------------------------------------------- compaction
 
 COMPACT_MIN_PARTS = 16            # a partition with more parts than this is compacted when a run publishes
@@ -603,6 +600,9 @@ def compact(root: str | Path, target_rows: int = COMPACT_TARGET_ROWS, wait: bool
     return CompactionReport(len(parts), len(merged), generation)
 
 
+def _link_replace(src: Path, dst: Path) -> None:
+    """Make ``dst`` the same file as ``src`` atomically (a hard link, or a copy where links fail)."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     try:
         os.link(src, tmp)
@@ -1315,12 +1315,6 @@ def read_manifest(root: Path) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- reading
 
 
-class Corpus:
-    """Read access to a corpus directory: one consistent generation of manifest and tables.
-
-    Examples
-    --------
-    >>> corpus = Corpus.open("demo_corpus")                       # doctest: +SKIP
 def read_images_table(root: Path, manifest: Mapping[str, Any]) -> pd.DataFrame:
     """The images table of the manifest's generation (hold the tables lock shared while reading it):
     the top-level file, or, after a publish that stopped between its renames, the generation's copy."""
@@ -1341,6 +1335,12 @@ def read_images_table(root: Path, manifest: Mapping[str, Any]) -> pd.DataFrame:
     return images
 
 
+class Corpus:
+    """Read access to a corpus directory: one consistent generation of manifest and tables.
+
+    Examples
+    --------
+    >>> corpus = Corpus.open("demo_corpus")                       # doctest: +SKIP
     >>> corpus.contribution_table("nature", "lrp", wide=True)     # doctest: +SKIP
     """
 

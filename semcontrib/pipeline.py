@@ -1389,6 +1389,7 @@ class _TableSink:
                                                p.key, keep))
         parts += self.written
         parts.sort(key=lambda p: (*self._order((p.table, p.head, p.method)), min(p.chunks, default=0)))
+        parts = cstore.compact_parts(run.root, parts)  # many small parts (incremental runs): merged
         inputs_digest = _hash([(i.image_id, path_text(i.entry.path), sorted(i.entry.labels.items()), i.reason)
                                for i in plan.inputs])
         recorded = old.manifest if old is not None else {}
@@ -1401,7 +1402,6 @@ class _TableSink:
                 return cstore.read_table(run.root / "images.parquet")[0]
         images = self._images(old)
         members = {str(c): _members_digest(plan.chunks[c]) for c in sorted(current)}
-        parts = cstore.compact_parts(run.root, parts)  # many small parts (incremental runs): merged
         files = {str(c): run.files_digest(c) for c in sorted(current)}
         manifest = run.manifest({"chunk_members": members, "chunk_files": files, "inputs_digest": inputs_digest,
                                  "retry_chunks": sorted(self.retry),
