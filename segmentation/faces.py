@@ -17,7 +17,7 @@ How one image is segmented
    ``upsample`` step doubles the working image so faces half as large are found (about 80 px at the
    working size without upsampling, 40 px with one step), at about 4x the time per step.
    Detections with a score at or below ``threshold`` (0.5; dlib's own default is 0, which on the
-   bundled photographs also "finds" a face in a flag patch and a camera) are dropped.
+   bundled photographs with ``upsample=1`` also "finds" a face in a mission patch) are dropped.
 2. **Landmarks**: each kept box is scaled back to the full-size image and the 68 landmarks are
    predicted there (the full-resolution pixels, not the downscaled copy), a few ms per face.
 3. **Polygons** from the landmarks (iBUG 300-W indices; ``s`` = distance from the nose bridge, point
