@@ -209,7 +209,7 @@ def load_imagenet_backbone(backbone: str, weights: Path | None, random_init: boo
                            name: str | None = None) -> MultitaskModel:
     """A backbone with its ImageNet classifier and the class-group heads of ``data/``.
 
-    Heads: ``nature``, ``biotic``, ``landscape`` (class groups of ``data/imagenet_class_groups.json``)
+    Heads: ``nature``, ``biotic``, ``material``, ``landscape`` (class groups of ``data/imagenet_class_groups.json``)
     and the full ``imagenet`` head.
     """
     spec, stages, fc, used = _build_stages(backbone, weights, random_init)

@@ -30,6 +30,7 @@ def test_predictions_are_sensible_and_match_golden(result):
     assert p["chelsea"]["nature"] == "nature" and p["chelsea"]["biotic"] == "biotic"
     assert p["coffee"]["nature"] == "non_nature" and p["coffee"]["biotic"] == "abiotic"
     assert p["coffee"]["imagenet"] == "espresso"
+    assert all(p[photo]["material"] == "material" for photo in ("chelsea", "coffee", "astronaut"))
     assert p == json.loads(GOLDEN.read_text())["predictions"]
 
 

@@ -74,8 +74,25 @@ def test_class_groups_partition_imagenet():
         assert members == list(range(1000)), head
 
 
+def test_imagenet_heads_carry_the_studys_four_tasks():
+    """material (screens, text, printed depictions are immaterial) and landscape's wetlands (wetland fauna)."""
+    groups = json.loads(data_path("imagenet_class_groups.json").read_text())
+    heads, names = groups["heads"], groups["imagenet_classes"]
+    assert list(heads) == ["nature", "biotic", "material", "landscape"]
+    assert list(heads["material"]) == ["material", "immaterial"]
+    immaterial = {names[i] for i in heads["material"]["immaterial"]}
+    assert {"web site", "comic book", "television", "monitor", "menu", "crossword puzzle"} <= immaterial
+    assert not immaterial & {"lakeside", "tabby", "daisy", "castle", "teddy"}
+    assert list(heads["landscape"]) == ["artificial_surfaces", "agricultural_areas", "forests_semi_natural",
+                                        "wetlands", "water_bodies", "other_none"]
+    wetlands = {names[i] for i in heads["landscape"]["wetlands"]}
+    assert {"spoonbill", "little blue heron", "American alligator", "bittern"} <= wetlands
+    assert not wetlands & {"lakeside", "seashore", "water buffalo"}
+
+
 def test_group_heads_are_logsumexp_of_their_classes():
     model = load_model("imagenet-heads")
+    assert model.head_names == ["nature", "biotic", "material", "landscape", "imagenet"]
     x = torch.randn(1, 3, 224, 224)
     out = predict(model, x)
     p = torch.softmax(torch.from_numpy(out.logits["imagenet"]), 1)[0].numpy()
@@ -85,4 +102,4 @@ def test_group_heads_are_logsumexp_of_their_classes():
     adapter = HeadAdapter(model, "biotic")
     assert adapter(x).shape == (1, 2)
     with pytest.raises(ValueError, match="unknown head"):
-        HeadAdapter(model, "material")
+        HeadAdapter(model, "no_such_head")

@@ -16,6 +16,21 @@ ImageNet-1k's class indices follow the WordNet hierarchy in contiguous blocks:
 
 Every head is a *partition* of the 1000 classes, so that the softmax of the group logits
 (logsumexp of the member logits) equals the summed ImageNet probability of each group.
+
+``material`` (material vs immaterial, the study's third task): *immaterial* are the classes whose
+pictures are mostly a depiction, a screen or text rather than a tangible thing: screens (television,
+monitor, screen, home theater, scoreboard, desktop computer, laptop, notebook, hand-held computer),
+text (web site, crossword puzzle, menu, street sign) and printed depictions (comic book, book jacket,
+jigsaw puzzle); everything else is *material*. Limits: ImageNet has no class for a meme, a drawing, a
+painting or a screenshot of a nature photograph; those are classified by what they show (a drawn fox
+scores as a fox, so as material), and the screen classes also hold the device itself.
+
+``wetlands`` (in ``landscape``): ImageNet has no wetland *scene* class (no marsh, swamp, bog, fen or
+reed bed; ``lakeside`` is open water and stays in ``water_bodies``). Wetlands are therefore inferred
+from wetland fauna only: wading birds (storks, spoonbill, flamingo, herons and egrets, bittern,
+crane, limpkin, gallinule, coot), crocodile and alligator, bullfrog, dragonfly and damselfly,
+beaver and hippopotamus. A wetland photograph without one of these animals scores as
+``forests_semi_natural`` or ``water_bodies``.
 """
 
 from __future__ import annotations
@@ -44,6 +59,13 @@ AGRICULTURE = {425, 595, 730, 856, 866, 690, 580, 410, 912}  # barn, harvester, 
 FARM_ANIMALS = {345, 346, 347, 348, 349}  # ox, water buffalo, bison, ram, bighorn
 
 WATER_ANIMALS = set(range(0, 7)) | set(range(107, 126)) | {147, 148, 149, 150} | set(range(389, 398))
+# Wading birds 127-137, crocodile and alligator, bullfrog, dragonfly, damselfly, beaver, hippopotamus.
+WETLAND_ANIMALS = set(range(127, 138)) | {49, 50, 30, 319, 320, 337, 344}
+
+# Pictures that are mostly a screen, text or a printed depiction (see the module docs).
+SCREENS = {851, 664, 782, 598, 781, 527, 620, 681, 590}  # television, monitor, screen, home theater, ...
+TEXT = {916, 918, 922, 919}  # web site, crossword puzzle, menu, street sign
+DEPICTIONS = {917, 921, 611}  # comic book, book jacket, jigsaw puzzle
 
 
 def build() -> dict:
@@ -57,19 +79,26 @@ def build() -> dict:
     biotic = sorted(ANIMALS | PLANTS_FUNGI | VEGETABLES | FRUITS | HAY | PEOPLE)
     groups_biotic = {"biotic": biotic, "abiotic": sorted(all_idx - set(biotic))}
 
+    immaterial = SCREENS | TEXT | DEPICTIONS
+    assert immaterial <= ARTEFACTS
+    groups_material = {"material": sorted(all_idx - immaterial), "immaterial": sorted(immaterial)}
+
     water = WATER_ANIMALS | BOATS | WATERSIDE | {973, 975, 977, 978}
     agricultural = AGRICULTURE | FARM_ANIMALS | HAY | {984, 987, 998}
-    semi_natural = (ANIMALS - water - agricultural) | (GEOLOGY - water) | (PLANTS_FUNGI - agricultural)
+    wetlands = WETLAND_ANIMALS - water - agricultural
+    assert wetlands == WETLAND_ANIMALS
+    semi_natural = (ANIMALS - water - agricultural - wetlands) | (GEOLOGY - water) | (PLANTS_FUNGI - agricultural)
     artificial = ARTEFACTS - water - agricultural
-    other = all_idx - water - agricultural - semi_natural - artificial
+    other = all_idx - water - agricultural - semi_natural - artificial - wetlands
     groups_landscape = {
         "artificial_surfaces": sorted(artificial),
         "agricultural_areas": sorted(agricultural),
         "forests_semi_natural": sorted(semi_natural),
+        "wetlands": sorted(wetlands),
         "water_bodies": sorted(water),
         "other_none": sorted(other),
     }
-    for name, groups in (("nature", groups_nature), ("biotic", groups_biotic),
+    for name, groups in (("nature", groups_nature), ("biotic", groups_biotic), ("material", groups_material),
                          ("landscape", groups_landscape)):
         members = [i for g in groups.values() for i in g]
         assert sorted(members) == list(range(n)), f"{name} is not a partition"
@@ -80,6 +109,7 @@ def build() -> dict:
         "heads": {
             "nature": groups_nature,
             "biotic": groups_biotic,
+            "material": groups_material,
             "landscape": groups_landscape,
         },
         # Coarse groups used by region labellers (segmentation/) for class evidence.
