@@ -25,10 +25,13 @@ from semcontrib.settings import (
     DEFAULT_REGIONS,
     IG_BASELINES,
     IG_METHODS,
+    LIME_REGULARISERS,
     LRP_COMPOSITES,
     METHOD_NAMES,
     PERTURBATION_BASELINES,
     PRECISIONS,
+    VALIDITY_BASELINES,
+    XRAI_ALGORITHMS,
     ExternalAttributions,
     parse_methods,
     parse_targets,
@@ -40,6 +43,7 @@ from semcontrib.settings import (
 # never pays for what they import (training imports torch).
 EXTENSIONS: dict[str, dict[str, str]] = {
     "semcontrib.validate": {"validate": "report how far each method's region vectors can be trusted"},
+    "semcontrib.regions_eval": {"regions-eval": "score a corpus's regions against annotations of the same images"},
     "semcontrib.training.cli": {"train": "train a multitask classifier (frozen or fine-tuned backbone, or SIAM)",
                                 "evaluate": "evaluate a trained model, or compare evaluation reports"},
     "semcontrib.dashboard.cli": {"dashboard": "explore a corpus in the browser (Dash)"},
@@ -96,7 +100,10 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated methods from {', '.join(METHOD_NAMES)}; "
                         f"new corpus: {','.join(DEFAULT_METHODS)}")
     g.add_argument("--regions", default=None,
-                   help="region source: grid[:RxC] | landscape | sam | annotations:PATH; "
+                   help="region source: grid[:RxC] | landscape | sam | annotations:PATH | "
+                        "parts:boxes=PATH,foreground=SPEC[:LABEL] (demo: parts = the shipped part annotations) | "
+                        "faces (dlib face parts; pip install 'semcontrib[faces]'; its landmark model is for "
+                        "non-commercial use only); "
                         f"new corpus: {DEFAULT_REGIONS}")
     g.add_argument("--region-opt", action="append", type=_kv, default=None, metavar="KEY=VALUE",
                    help="an option for the region source (repeatable)")
@@ -113,11 +120,12 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
                    help="method name of the --attributions heatmaps in the corpus (default: external)")
     v = g.add_mutually_exclusive_group()
     v.add_argument("--no-validity", dest="validity", action="store_false", default=None,
-                   help="skip the validity record (faithfulness, deletion and insertion AUC)")
+                   help="skip the validity record (faithfulness, MoRF / LeRF deletion AUC, random reference)")
     v.add_argument("--validity", dest="validity", action="store_true", default=None,
                    help="compute the validity record (new corpus: on; turns it back on after --no-validity)")
-    g.add_argument("--validity-baseline", default=None, choices=PERTURBATION_BASELINES,
-                   help="how a region is deleted for the validity record; new corpus: blur")
+    g.add_argument("--validity-baseline", default=None, choices=VALIDITY_BASELINES,
+                   help="how a region is deleted for the validity record: road (ROAD's noisy linear imputation, "
+                   "used by no method) or a perturbation baseline; new corpus: road (docs/trust.md)")
     m = p.add_argument_group("method parameters (left out: as recorded, or these defaults)")
     m.add_argument("--lrp-composite", default=None, choices=LRP_COMPOSITES,
                    help=f"zennit composite; default {DEFAULT_LRP_COMPOSITE} (the most faithful measured)")
@@ -130,6 +138,21 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
                    help="what replaces a region for occlusion; default blur")
     m.add_argument("--shapley-baseline", default=None, choices=PERTURBATION_BASELINES,
                    help="what replaces absent regions for shapley; default blur")
+    m.add_argument("--lime-samples", type=_positive_int, default=None,
+                   help="coalitions sampled per image for lime (the first is the image itself); default 64")
+    m.add_argument("--lime-kernel-width", type=float, default=None,
+                   help="width of lime's exponential cosine kernel; default 0.25")
+    m.add_argument("--lime-regulariser", default=None, choices=LIME_REGULARISERS,
+                   help="lime's weighted linear surrogate; default ridge")
+    m.add_argument("--lime-alpha", type=float, default=None, help="ridge / lasso penalty of lime; default 1.0")
+    m.add_argument("--lime-baseline", default=None, choices=PERTURBATION_BASELINES,
+                   help="what replaces a region left out of a lime sample; default blur")
+    m.add_argument("--xrai-steps", type=_positive_int, default=None,
+                   help="IG steps of xrai's base attribution; default 32")
+    m.add_argument("--xrai-baseline", default=None, choices=IG_BASELINES,
+                   help="IG baseline of xrai's base attribution; default black")
+    m.add_argument("--xrai-algorithm", default=None, choices=XRAI_ALGORITHMS,
+                   help="XRAI's ranking: full (greedy, the paper's) or fast (segments ranked once); default full")
     m.add_argument("--shapley-exact-max", type=_positive_int, default=None,
                    help="exact Shapley values up to this many present regions; default 10")
     m.add_argument("--shapley-samples", type=_positive_int, default=None,
@@ -163,6 +186,10 @@ _METHOD_OPTIONS = {  # CLI option -> (method, parameter)
     "occlusion_baseline": ("occlusion", "baseline"),
     "shapley_baseline": ("shapley", "baseline"), "shapley_exact_max": ("shapley", "exact_max"),
     "shapley_samples": ("shapley", "samples"),
+    "lime_samples": ("lime", "samples"), "lime_kernel_width": ("lime", "kernel_width"),
+    "lime_regulariser": ("lime", "regulariser"), "lime_alpha": ("lime", "alpha"),
+    "lime_baseline": ("lime", "baseline"),
+    "xrai_steps": ("xrai", "n_steps"), "xrai_baseline": ("xrai", "baseline"), "xrai_algorithm": ("xrai", "algorithm"),
 }
 
 
@@ -260,6 +287,10 @@ def run_analyze(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     entries = checked_inputs(args.input, out)  # input errors before the model is loaded
+    if args.labels is not None:
+        entries = _with_label_studio_labels(entries, args)
+    elif args.label_config is not None:
+        raise ValueError("--label-config needs --labels EXPORT.json")
     settings = _settings(args, out)
     with _progress_bar(args) as progress:
         options = _options(args, progress)
@@ -271,6 +302,26 @@ def run_analyze(args: argparse.Namespace) -> int:
             report = AnalysisRun(settings, out, options=options).run(entries)
     print(report.summary())
     return 0
+
+
+def _with_label_studio_labels(entries: list[Any], args: argparse.Namespace) -> list[Any]:
+    """The inputs with a Label Studio export's choices as label columns; skipped tasks are reported."""
+    from semcontrib.labelstudio import is_label_studio_export, read_choices, read_label_config, with_labels
+
+    if not is_label_studio_export(args.labels):
+        raise ValueError(f"--labels takes a Label Studio JSON export (.json), got {args.labels}; a CSV of image "
+                         "paths given as the input brings its own label columns")
+    classes = read_label_config(args.label_config) if args.label_config else None
+    labels = read_choices(args.labels, classes)
+    entries, unmatched = with_labels(entries, labels)
+    for task in labels.skipped:
+        print(f"labels: skipped {task}", file=sys.stderr)
+    if unmatched:
+        print(f"labels: {len(unmatched)} labelled tasks match no input image (e.g. {', '.join(unmatched[:3])})",
+              file=sys.stderr)
+    print(f"labels: {len(labels.rows) - len(unmatched)} inputs labelled ({', '.join(labels.tasks)}): "
+          f"columns {', '.join('label_' + t for t in labels.tasks)}", file=sys.stderr)
+    return entries
 
 
 class _progress_bar:
@@ -353,7 +404,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
             serve(root, host=args.host, port=args.port)
         return 0
-    from semcontrib.demo import write_demo_images
+    from semcontrib.demo import demo_regions, write_demo_images
     from semcontrib.pipeline import AnalysisRun
 
     if args.shard is not None or args.engine != "local":
@@ -362,13 +413,13 @@ def run_demo(args: argparse.Namespace) -> int:
     images = write_demo_images(out / "images")
     print(f"demo: {len(images)} photographs from scikit-image, scikit-learn and matplotlib in {out / 'images'}")
     t = time.perf_counter()
-    if args.regions is None:
-        args.regions = "landscape"
-    settings = _settings(args, out / "corpus")
+    args.regions, folder = demo_regions(args.regions)  # `--regions parts`: the shipped part annotations
+    corpus = out / folder
+    settings = _settings(args, corpus)
     with _progress_bar(args) as progress:
-        report = AnalysisRun(settings, out / "corpus", options=_options(args, progress)).run(out / "images")
+        report = AnalysisRun(settings, corpus, options=_options(args, progress)).run(out / "images")
     print(report.summary())
-    print(f"demo corpus ready in {time.perf_counter() - t:.0f} s: {out / 'corpus'}")
+    print(f"demo corpus ready in {time.perf_counter() - t:.0f} s: {corpus}")
     if args.no_dashboard:
         return 0
     if importlib.util.find_spec("semcontrib.dashboard.app") is None:
@@ -376,7 +427,7 @@ def run_demo(args: argparse.Namespace) -> int:
         return 0
     from semcontrib.dashboard.app import serve
 
-    serve(out / "corpus", host=args.host, port=args.port)
+    serve(corpus, host=args.host, port=args.port)
     return 0
 
 
@@ -392,6 +443,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="analyse images into a corpus (or resume / extend one)", **kw)
     p.add_argument("input", help="folder of images, CSV of image paths (+ label columns), or one image")
     p.add_argument("--out", required=True, help="corpus directory (created, or resumed)")
+    p.add_argument("--labels", default=None, metavar="EXPORT.json",
+                   help="human labels from a Label Studio JSON export (one choices control per task), matched to "
+                   "the inputs by file name (also without the upload prefix), stored as label_<task> columns; "
+                   "skipped tasks are reported")
+    p.add_argument("--label-config", default=None, metavar="CONFIG.xml",
+                   help="with --labels: the Label Studio labelling config; a choice outside its classes skips its task")
     add_analysis_options(p)
     p.set_defaults(func=run_analyze)
 
