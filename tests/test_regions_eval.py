@@ -95,3 +95,13 @@ def test_bad_truth_and_no_match(grid_corpus, capsys):
     wrong_size = truth_file(grid_corpus, {"a.png": [("r0c0", square(0, 0, 20, 20))]}, size=(30, 40))
     ev = evaluate_corpus(Corpus.open(grid_corpus / "corpus"), wrong_size)
     assert ev.quality is None and any("size mismatch" in r for _, r in ev.skipped)
+
+
+def test_semcontrib_command_runs_it(grid_corpus, capsys):
+    from semcontrib.cli import main
+
+    truth = truth_file(grid_corpus, {"b.png": [("r1c1", square(20, 20, 40, 40))]})
+    assert main(["regions-eval", str(grid_corpus / "corpus"), "--truth", truth]) == 0
+    assert "| r1c1 | 400 | 1.00 | 1.00 |" in capsys.readouterr().out
+    assert main(["regions-eval", str(grid_corpus / "corpus"), "--truth", str(grid_corpus / "nope.json")]) == 2
+    assert "semcontrib regions-eval: error: annotation path not found" in capsys.readouterr().err
