@@ -203,6 +203,20 @@ def _keys_for(name: str) -> list[str]:
     return keys
 
 
+def image_name_keys(name: str) -> list[str]:
+    """The names an image reference matches: its base name and stem, also without the upload prefix.
+
+    >>> image_name_keys("/data/upload/3/0a1b2c3d-fox.jpg")
+    ['0a1b2c3d-fox.jpg', '0a1b2c3d-fox', 'fox.jpg', 'fox']
+    """
+    return _keys_for(name)
+
+
+def strip_upload_prefix(name: str) -> str:
+    """A base name without Label Studio's ``xxxxxxxx-`` upload prefix (``fox.jpg`` for ``0a1b2c3d-fox.jpg``)."""
+    return _UPLOAD_PREFIX.sub("", os.path.basename(str(name)))
+
+
 def _short(v: Any) -> str:
     """``repr`` of a value cut to 60 characters, for one-line messages."""
     r = repr(v)

@@ -306,7 +306,7 @@ def run_analyze(args: argparse.Namespace) -> int:
 
 def _with_label_studio_labels(entries: list[Any], args: argparse.Namespace) -> list[Any]:
     """The inputs with a Label Studio export's choices as label columns; skipped tasks are reported."""
-    from semcontrib.labelstudio import is_label_studio_export, read_choices, read_label_config, with_labels
+    from semcontrib.label_studio import is_label_studio_export, read_choices, read_label_config, with_labels
 
     if not is_label_studio_export(args.labels):
         raise ValueError(f"--labels takes a Label Studio JSON export (.json), got {args.labels}; a CSV of image "

@@ -67,7 +67,8 @@ def test_every_option_has_help_text():
 
 
 def test_defaults_are_shown_in_help():
-    text = _subparsers(build_parser())["analyze"].format_help()
+    # argparse wraps help at the terminal's width (COLUMNS): compare the words, not the line breaks
+    text = " ".join(_subparsers(build_parser())["analyze"].format_help().split())
     assert "(default: 8)" in text and "(default: cpu)" in text
     assert "new corpus: lrp,gradcam,ig" in text and "new corpus: grid" in text
 
@@ -170,3 +171,32 @@ def test_no_attributions_drops_the_recorded_external_method(tmp_path):
     args = build_parser().parse_args(["analyze", "in", "--out", "c", "--no-attributions", "--attributions", "d"])
     with pytest.raises(ValueError, match="contradict"):
         given_settings(args)
+
+
+def test_analyze_takes_label_studio_labels_as_label_columns(tmp_path, capsys):
+    import json
+
+    from semcontrib.corpus import Corpus
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(synthetic_rgb(np.random.default_rng(i), 64, 64)).save(folder / f"a{i}.png")
+
+    def task(tid, name, **choices):
+        result = [{"type": "choices", "from_name": t, "value": {"choices": [c]}} for t, c in choices.items()]
+        return {"id": tid, "data": {"image": f"/data/upload/1/0123abcd-{name}"}, "annotations": [{"result": result}]}
+
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([task(1, "a0.png", nature="nature", biotic="biotic"), task(2, "a1.png", nature="no"),
+                                  {"id": 3, "data": {"image": "a2.png"}, "annotations": []}]))
+    out = tmp_path / "c"
+    assert main(["-q", "analyze", str(folder), "--out", str(out), "--labels", str(export), "--methods", "gradcam",
+                 "--regions", "grid:2x2", "--heads", "nature", "--no-validity"]) == 0
+    err = capsys.readouterr().err
+    assert "labels: skipped task 3 (a2.png): no annotation" in err
+    images = Corpus.open(out).images.sort_values("path")
+    assert images["label_nature"].tolist() == ["nature", "no", ""]
+    assert images["label_biotic"].tolist() == ["biotic", "", ""]
+    assert main(["-q", "analyze", str(folder), "--out", str(out), "--labels", str(tmp_path / "l.csv")]) == 2
+    assert "--labels takes a Label Studio JSON export" in capsys.readouterr().err

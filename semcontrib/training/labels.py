@@ -1,4 +1,4 @@
-"""Labels: a labels CSV and an image folder become a :class:`LabelledSet`.
+"""Labels: a labels CSV (or a Label Studio JSON export) and an image folder become a :class:`LabelledSet`.
 
 ``targets`` is int64 N x T (one column per task, in head order), ``-1`` where a task has no label.
 Bad rows and cells are dropped or masked and counted in a :class:`LabelReport`, never raised.
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from semcontrib.model import HeadSpec
+from semcontrib.segmentation.annotations import image_name_keys
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ REPORT_COUNT_KEYS = (
     "no_label",           # a row with no usable label left (dropped)
     "unreadable_image",   # the file exists but cannot be decoded (dropped)
     "unlabelled_image",   # an image in the folder that no row names (ignored)
+    "skipped_task",       # a Label Studio task left out (no annotation, disagreement, unknown choice, ...)
 )
 
 # --------------------------------------------------------------------------- labels
@@ -57,6 +59,7 @@ class LabelReport:
     single_example_classes : task -> classes with exactly one example (kept; they cannot be
         stratified and always go to the training split).
     dropped_tasks : task -> reason (e.g. fewer than two classes).
+    skipped_tasks : every Label Studio task left out, as ``task ID (IMAGE): reason``.
     """
 
     n_rows: int
@@ -67,6 +70,7 @@ class LabelReport:
     unknown_classes: dict[str, dict[str, int]] = field(default_factory=dict)
     single_example_classes: dict[str, list[str]] = field(default_factory=dict)
     dropped_tasks: dict[str, str] = field(default_factory=dict)
+    skipped_tasks: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,7 +144,10 @@ def read_labels(labels_csv: str | Path, images: str | Path, tasks: Sequence[str]
     ----------
     labels_csv : CSV with an ``image_id`` column (a file name under ``images``, with or without
         extension, or a relative path) or a ``path`` column (relative to ``images`` or absolute),
-        and one column per task holding class names.
+        and one column per task holding class names; or a Label Studio JSON export (a ``.json``
+        file, read by :func:`semcontrib.label_studio.read_choices`: one ``choices`` control per task,
+        images matched by file name, also without the upload prefix). Its rejected tasks are
+        reported in ``report.skipped_tasks``; with ``classes``, a choice outside them rejects its task.
     images : the folder the ids refer to.
     tasks : the task columns to use; default every column except ``image_id`` / ``path``.
     classes : task -> allowed class names in logit order (e.g. a checkpoint's, for evaluation).
@@ -162,16 +169,28 @@ def read_labels(labels_csv: str | Path, images: str | Path, tasks: Sequence[str]
     """
     import pandas as pd
 
+    from semcontrib.label_studio import is_label_studio_export, read_choices
+
     labels_csv, images = Path(labels_csv), Path(images)
+    studio = is_label_studio_export(labels_csv)
     if not labels_csv.is_file():
-        raise FileNotFoundError(f"labels CSV not found: {labels_csv}")
+        raise FileNotFoundError(f"labels {'export' if studio else 'CSV'} not found: {labels_csv}")
     if not images.is_dir():
         raise FileNotFoundError(f"image folder not found: {images}")
-    try:
-        df = pd.read_csv(labels_csv, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{labels_csv} is empty; expected a header with image_id or path "
-                         "and task columns") from None
+    skipped_tasks: list[str] = []
+    if studio:
+        if group_column is not None:
+            raise ValueError("a group column needs a labels CSV; a Label Studio export has none")
+        export = read_choices(labels_csv, classes)
+        skipped_tasks = [str(t) for t in export.skipped]
+        df = pd.DataFrame([[r.image, *(r.labels.get(t, "") for t in export.tasks)] for r in export.rows],
+                          columns=["image_id", *export.tasks], dtype=object)
+    else:
+        try:
+            df = pd.read_csv(labels_csv, dtype=str, keep_default_na=False, skipinitialspace=True)
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"{labels_csv} is empty; expected a header with image_id or path "
+                             "and task columns") from None
     df.columns = [str(c).strip() for c in df.columns]
     id_col = "path" if "path" in df.columns else "image_id" if "image_id" in df.columns else None
     if id_col is None:
@@ -193,6 +212,9 @@ def read_labels(labels_csv: str | Path, images: str | Path, tasks: Sequence[str]
 
     counts = dict.fromkeys(REPORT_COUNT_KEYS, 0)
     examples: dict[str, list[str]] = {}
+    counts["skipped_task"] = len(skipped_tasks)
+    for text in skipped_tasks[:5]:
+        _add(examples, "skipped_task", text)
     empty_cells: Counter[str] = Counter()
     unknown: dict[str, Counter[str]] = {t: Counter() for t in tasks}
 
@@ -201,6 +223,8 @@ def read_labels(labels_csv: str | Path, images: str | Path, tasks: Sequence[str]
     for p in files:
         rel = p.relative_to(images).as_posix()
         keys = {rel, rel.rsplit(".", 1)[0], p.name, p.stem}
+        if studio:  # files may keep Label Studio's upload prefix, or not
+            keys.update(image_name_keys(p.name))
         for k in keys:
             index.setdefault(k, []).append(p)
 
@@ -223,6 +247,8 @@ def read_labels(labels_csv: str | Path, images: str | Path, tasks: Sequence[str]
         else:
             rid_key = rid.replace("\\", "/")
             hits = index.get(rid_key, [])
+            if studio:  # the uploaded name, then without its prefix
+                hits = next((index[k] for k in image_name_keys(rid_key) if k in index), [])
             if not hits:
                 counts["unknown_id"] += 1
                 _add(examples, "unknown_id", rid)
@@ -304,7 +330,7 @@ def read_labels(labels_csv: str | Path, images: str | Path, tasks: Sequence[str]
     report = LabelReport(
         n_rows=len(df), n_examples=len(ids), counts=counts, examples=examples,
         empty_cells=dict(empty_cells), unknown_classes={t: dict(c) for t, c in unknown.items() if c},
-        single_example_classes=single, dropped_tasks=dropped,
+        single_example_classes=single, dropped_tasks=dropped, skipped_tasks=skipped_tasks,
     )
     for k, n in counts.items():
         if n and k != "unlabelled_image":

@@ -108,10 +108,13 @@ class RunOptions:
         between runs.
     report_dir : where the evaluation report goes (JSON, Markdown, HTML, plots); ``None``: none.
     resume : continue from ``OUT.train_state.pt`` (written after every epoch) when it exists.
+    classes : task -> allowed class names in logit order (e.g. from a Label Studio labelling config,
+        :func:`semcontrib.label_studio.read_label_config`); ``None``: the labels found, sorted.
     """
 
     tasks: Sequence[str] | None = None
     group_column: str | None = None
+    classes: Mapping[str, Sequence[str]] | None = None
     cache_dir: str | Path | None = None
     report_dir: str | Path | None = None
     resume: bool = False
@@ -183,7 +186,8 @@ def train(images: str | Path, labels_csv: str | Path, out: str | Path, setup: Mo
     cfg = config or TrainConfig()
     opts = options or RunOptions()
     device = resolve_device(cfg.device)
-    labelled = read_labels(labels_csv, images, tasks=opts.tasks, group_column=opts.group_column)
+    labelled = read_labels(labels_csv, images, tasks=opts.tasks, group_column=opts.group_column,
+                           classes=opts.classes)
     areas: ConceptAreas | None = None
     if setup.architecture == "siam":
         assert setup.concepts is not None

@@ -20,9 +20,11 @@ from semcontrib.segmentation import make_region_source
 from semcontrib.segmentation.annotations import (
     AnnotationSource,
     box_to_mask,
+    image_name_keys,
     percent_to_pixels,
     polygons_to_mask,
     rotated_rectangle,
+    strip_upload_prefix,
 )
 from semcontrib.segmentation.rle import coco_rle_encode, mask_to_brush_rle
 from tests.segmentation.helpers import peak_bytes
@@ -486,3 +488,12 @@ def test_coco_reader_fuzz(tmp_path, case):
 @given(_label_studio_data())
 def test_label_studio_reader_fuzz(tmp_path, case):
     _fuzz_source(tmp_path, *case)
+
+
+def test_image_name_keys_and_upload_prefix():
+    """The keys one image reference matches (shared by the region reader and the choices reader)."""
+    assert image_name_keys("/data/upload/3/0a1b2c3d-fox.jpg") == ["0a1b2c3d-fox.jpg", "0a1b2c3d-fox", "fox.jpg", "fox"]
+    assert image_name_keys("fox.jpg") == ["fox.jpg", "fox"]
+    assert image_name_keys("0A1B2C3D-fox.jpg") == ["0A1B2C3D-fox.jpg", "0A1B2C3D-fox"]  # Label Studio writes lower hex
+    assert strip_upload_prefix("/x/0a1b2c3d-my-fox.jpg") == "my-fox.jpg"
+    assert strip_upload_prefix("abc-fox.jpg") == "abc-fox.jpg"  # not eight hex digits: a name, kept

@@ -84,3 +84,55 @@ def test_compare_prints_one_table_across_backbones(tmp_path, capsys):
         assert col in header
     rows = [line for line in out.splitlines() if line.startswith("| ") and "efficientnet_lite" in line]
     assert len(rows) == 2 and "25.000" in rows[1] and "0.750" in rows[1]
+
+
+def test_train_on_a_label_studio_export_reports_the_skipped_tasks(sample_data, tmp_path, capsys):
+    """48 crops labelled in Label Studio (nature and biotic choices, upload prefixes), one task left
+    unannotated and one with a choice the project does not have: the model trains, and both are reported.
+    A task whose three annotators disagree 2:1 keeps the majority's choice (the documented rule)."""
+    import hashlib
+
+    import pandas as pd
+
+    labels = pd.read_csv(sample_data.labels, dtype=str, keep_default_na=False).head(48)
+    tasks = []
+    for k, row in enumerate(labels.itertuples()):
+        name = next(p.name for p in sample_data.images.iterdir() if p.stem == row.image_id)
+        prefix = hashlib.sha256(name.encode()).hexdigest()[:8]
+        result = [{"type": "choices", "from_name": t, "to_name": "image", "value": {"choices": [getattr(row, t)]}}
+                  for t in ("nature", "biotic")]
+        if k == 5:
+            result = []
+        if k == 9:
+            result[0]["value"]["choices"] = ["maybe"]
+        annotations = [{"id": k, "result": result}] if result else []
+        if k == 13:  # two annotators agree, a third does not: the majority wins
+            other = [{**r, "value": {"choices": ["abiotic" if r["value"]["choices"] == ["biotic"] else "biotic"]}}
+                     if r["from_name"] == "biotic" else r for r in result]
+            annotations = [{"id": 100, "result": result}, {"id": 101, "result": other},
+                           {"id": 102, "result": result}]
+        tasks.append({"id": 1000 + k, "data": {"image": f"/data/upload/2/{prefix}-{name}"},
+                      "annotations": annotations})
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(tasks))
+    config = tmp_path / "config.xml"
+    config.write_text('<View><Image name="image" value="$image"/>'
+                      '<Choices name="nature" toName="image"><Choice value="nature"/><Choice value="non-nature"/>'
+                      '</Choices><Choices name="biotic" toName="image"><Choice value="biotic"/>'
+                      '<Choice value="abiotic"/></Choices></View>')
+    with FileLock(str(sample_data.cache.parent / "features.lock")):
+        rc = main(["train", str(sample_data.images), str(export), "--label-config", str(config),
+                   "--out", str(tmp_path / "m"), "--views", "1", "--cache-dir", str(sample_data.cache), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    unannotated, unknown = tasks[5]["data"]["image"].split("/")[-1], tasks[9]["data"]["image"].split("/")[-1]
+    assert "2 Label Studio tasks skipped:" in out
+    assert f"task 1005 ({unannotated}): no annotation" in out
+    assert f"task 1009 ({unknown}): choice maybe is not a class of nature (nature, non-nature)" in out
+    meta = json.loads((tmp_path / "m.json").read_text())
+    assert [(h["name"], h["classes"]) for h in meta["heads"]] == [("nature", ["nature", "non-nature"]),
+                                                                  ("biotic", ["biotic", "abiotic"])]
+    assert meta["training"]["n_examples"] == 46
+    assert len(meta["training"]["label_report"]["skipped_tasks"]) == 2
+    report = json.loads((tmp_path / "m_report" / "report.json").read_text())
+    assert report["n_examples"] >= 1

@@ -85,3 +85,31 @@ def test_structural_csv_errors_are_specific(tmp_path):
         read_labels(tmp_path / "l.csv", tmp_path / "img")
     with pytest.raises(FileNotFoundError):
         read_labels(tmp_path / "absent.csv", tmp_path / "img")
+
+
+# --------------------------------------------------------------------------- Label Studio exports
+
+
+def _ls_task(tid, image, **choices):
+    result = [{"type": "choices", "from_name": t, "to_name": "image", "value": {"choices": [c]}}
+              for t, c in choices.items()]
+    return {"id": tid, "data": {"image": f"/data/upload/7/{image}"},
+            "annotations": [{"result": result}] if result else []}
+
+
+def test_label_studio_export_matches_prefixed_uploads_and_reports_skipped_tasks(tmp_path):
+    import json
+
+    write_images(tmp_path / "img", ["a.jpg", "b.jpg", "c.jpg", "0f0f0f0f-d.jpg"])
+    tasks = [_ls_task(1, "1a2b3c4d-a.jpg", nature="yes", biotic="b"), _ls_task(2, "99999999-b.jpg", nature="no"),
+             _ls_task(3, "abcdef01-c.jpg"), _ls_task(4, "0f0f0f0f-d.jpg", nature="yes", biotic="a"),
+             _ls_task(5, "12121212-e.jpg", nature="no", biotic="a")]
+    (tmp_path / "export.json").write_text(json.dumps(tasks))
+    ls = read_labels(tmp_path / "export.json", tmp_path / "img")
+    assert [p.name for p in ls.paths] == ["a.jpg", "b.jpg", "0f0f0f0f-d.jpg"]
+    assert ls.tasks == ["nature", "biotic"] and ls.classes == {"nature": ("no", "yes"), "biotic": ("a", "b")}
+    assert ls.targets.tolist() == [[1, 1], [0, -1], [1, 0]]
+    assert ls.report.skipped_tasks == ["task 3 (abcdef01-c.jpg): no annotation"]
+    assert ls.report.counts["skipped_task"] == 1 and ls.report.counts["unknown_id"] == 1  # e.jpg: no file
+    with pytest.raises(ValueError, match="a group column needs a labels CSV"):
+        read_labels(tmp_path / "export.json", tmp_path / "img", group_column="g")
