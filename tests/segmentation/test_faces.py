@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("dlib")
 
 from semcontrib.demo import DEMO_IMAGES  # noqa: E402
-from semcontrib.regions import ImageInput, RegionMap, source_key  # noqa: E402
+from semcontrib.regions import ImageInput, RegionMap, RegionSource, source_key  # noqa: E402
 from semcontrib.segmentation import make_region_source  # noqa: E402
 from semcontrib.segmentation.faces import (  # noqa: E402
     LANDMARK_LICENCE,
@@ -246,6 +246,7 @@ def test_split_source_label() -> None:
 
 
 def test_params_carry_the_licence_and_the_key_follows_options_and_model(source: FacesSource, tmp_path) -> None:
+    assert isinstance(source, RegionSource)
     assert source.params["licence"] == LANDMARK_LICENCE
     assert "not for commercial use" in LANDMARK_LICENCE
     assert source.uses_evidence is False
@@ -271,6 +272,43 @@ def test_pickles_without_the_loaded_models(source: FacesSource, maps: dict[str, 
     np.testing.assert_array_equal(rmap.labels, maps["astronaut"].labels)
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 3), (8, 8, 3), (3, 2000, 3)])
+def test_tiny_and_thin_images_have_no_face(shape: tuple[int, int, int]) -> None:
+    rmap = FacesSource(upsample=2).segment(ImageInput("t", np.zeros(shape, np.uint8)))
+    assert rmap.note == NO_FACE and rmap.shape == shape[:2]
+
+
 def test_rejects_a_non_rgb_image(source: FacesSource) -> None:
     with pytest.raises(ValueError, match="uint8 HxWx3"):
         source.segment(ImageInput("g", np.zeros((8, 8), np.uint8)))
+
+
+# --------------------------------------------------------------------------- through the pipeline
+
+
+def test_analyze_with_faces_regions(tmp_path) -> None:
+    """``analyze --regions faces`` with a tiny model: the portrait gets eye, nose and mouth
+    contributions; the coffee cup only ``rest``, its image row ok with the reason 'no face found'."""
+    from PIL import Image
+
+    from semcontrib.corpus import Corpus
+    from semcontrib.pipeline import analyze
+    from tests.conftest import tiny_model
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("astronaut", "coffee"):
+        Image.fromarray(_photo(name)).save(folder / f"{name}.png")
+    rep = analyze(folder, tmp_path / "c", tiny_model(size=224), regions="faces", methods=["gradcam"],
+                  validity=False)
+    assert rep.n_ok == 2
+    c = Corpus.open(tmp_path / "c")
+    assert c.manifest["regions"]["params"]["licence"] == LANDMARK_LICENCE
+    assert c.manifest["regions"]["vocabulary"] == list(PART_NAMES) + ["rest"]
+    images = c.images.set_index(c.images.path.map(lambda p: p.rsplit("/", 1)[-1]))
+    assert (images.status == "ok").all()
+    assert images.reason["coffee.png"] == f"regions: {NO_FACE}" and images.reason["astronaut.png"] == ""
+    ct = c.contributions
+    present = ct[~ct.absent].groupby("image_id").region.agg(set)
+    assert present[images.image_id["coffee.png"]] == {"rest"}
+    assert {"left_eye", "right_eye", "nose", "mouth", "face", "rest"} <= present[images.image_id["astronaut.png"]]
