@@ -139,7 +139,7 @@ def present_regions(labels: np.ndarray, n_regions: int) -> np.ndarray:
 @torch.no_grad()
 def forward_coalitions(model: MultitaskModel, tensor: torch.Tensor, baseline: torch.Tensor,
                        labels: np.ndarray, coalitions: Coalitions,
-                       batch_size: int = DEFAULT_BATCH_SIZE) -> dict[str, np.ndarray]:
+                       batch_size: int = DEFAULT_BATCH_SIZE, perturb: Any = None) -> dict[str, np.ndarray]:
     """Every head's logits for each coalition, one forward per distinct perturbed image.
 
     Parameters
@@ -149,6 +149,9 @@ def forward_coalitions(model: MultitaskModel, tensor: torch.Tensor, baseline: to
     labels : int (N, S, S), the region maps at model resolution (-1 = unassigned, always kept).
     coalitions : the P perturbed images wanted.
     batch_size : perturbed images per forward.
+    perturb : optional ``(images (B, 3, S, S), kept pixels bool (B, 1, S, S), rows int64 (B, 1 + K):
+        image index and kept regions) -> perturbed images``, used instead of pasting ``baseline``
+        (ROAD imputation in :mod:`semcontrib.validity`).
 
     Returns
     -------
@@ -178,7 +181,7 @@ def forward_coalitions(model: MultitaskModel, tensor: torch.Tensor, baseline: to
         lut = torch.ones((len(chunk), K + 1), dtype=torch.bool, device=device)
         lut[:, :K] = torch.from_numpy(chunk[:, 1:].astype(bool)).to(device)
         pix = torch.gather(lut, 1, lab[img].flatten(1)).view(len(chunk), 1, *labels.shape[1:])
-        x = torch.where(pix, tensor[img], baseline[img])
+        x = torch.where(pix, tensor[img], baseline[img]) if perturb is None else perturb(tensor[img], pix, chunk)
         for h, z in model(x).items():
             outs.setdefault(h, []).append(z.double().cpu())
     heads = model.head_names

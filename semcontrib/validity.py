@@ -1,40 +1,65 @@
 """Validity of region scores: do they predict what happens to a head when regions are removed?
 
-For each image, head and method, three numbers (a :class:`ValidityRecord` per (method, head)):
+For each image, head and method, a :class:`ValidityRecord` per (method, head) holds:
 
 * ``faithfulness``: Spearman rank correlation (ties get average ranks) between the region scores
-  and the drops of the target logit when each present region alone is replaced by the baseline,
-  over the present regions. NaN, with a note, when fewer than ``min_regions`` (3) regions are
-  present or either side is constant. The ``K + 1`` single-deletion forwards of an image are
-  shared by every method and head.
-* ``deletion_auc``: present regions removed one by one in order of decreasing score (ties: lower
-  region index first), the target-class probability (softmax over the head's classes) after each
-  step, from the original image (step 0) to every present region removed (step m); the area under
-  this curve on ``[0, 1]`` (step j at ``j / m``, trapezoid rule). Lower is better (RISE, D-RISE).
-* ``insertion_auc``: the same order, regions revealed one by one starting from the all-baseline
-  image. Higher is better. Both lie in ``[0, 1]``; NaN with a note when no region is present.
+  and the drops of the target logit when each present region alone is removed, over the present
+  regions. NaN, with a note, when fewer than ``min_regions`` (3) regions are present or either side
+  is constant. The ``m + 1`` single-deletion forwards of an image are shared by every method and head.
+* ``deletion_auc`` (MoRF): present regions removed one by one in order of decreasing score (ties:
+  lower region index first), the target-class probability (softmax over the head's classes) after
+  each step, from the original image (step 0) to every present region removed (step m); the area
+  under this curve on ``[0, 1]`` (step j at ``j / m``, trapezoid rule). Lower is better.
+* ``lerf_auc`` (LeRF): the same with the *least* relevant region removed first. Higher is better.
+* ``insertion_auc``: regions revealed in the method's order starting from every region removed.
+  Revealing the top j regions is removing the bottom ``m - j``: the insertion curve is the LeRF
+  curve read backwards, so ``insertion_auc == lerf_auc`` (kept for readers of earlier corpora).
+* ``random_auc``: the expected deletion AUC of a uniformly random order of the same regions, on the
+  same steps (the reference of MoRF and of LeRF alike: a reversed random order is a random order).
+  ``E[AUC] = sum_j w_j mean_{|S| = j} p(S removed)`` with the steps' trapezoid weights ``w_j``
+  (:func:`expected_random_auc`); the step means are exact where all subsets of a step are at most
+  ``exact_random`` forwards per image, otherwise estimated from ``random_samples`` seeded random
+  orders (prefixes of the same permutations at every step). Step 1 is always exact: it is the mean
+  of the single deletions. Gains over random: ``random_auc - deletion_auc`` (MoRF) and
+  ``lerf_auc - random_auc`` (LeRF), both > 0 for a useful order.
 
-All perturbed images of all methods and heads go through one deduplicated, batched call of
-:func:`semcontrib.perturbation.forward_coalitions` (orderings that coincide share their forwards).
+How a region is removed (``baseline``): ``road`` (default) is ROAD's noisy linear imputation
+(:mod:`semcontrib.imputation`, Rong et al. 2022): the removed pixels are interpolated from the kept
+ones around them plus seeded noise (seed: ``seed`` and the set of removed regions, so a perturbed
+image never depends on the batch), which neither keeps the region's blurred content nor paints its
+shape in a flat colour. No attribution method scores with it, so the test is independent of every
+method. ``blur``, ``mean`` and ``black`` are the baselines of :mod:`semcontrib.perturbation`; a
+region method that scores with the same baseline as the test (``occlusion`` with ``blur`` under a
+``blur`` test) is judged by its own definition: :func:`circular` says so and the record's note
+starts with ``circular``.
+
+Cost (:attr:`ValidityConfig.steps`): curves are evaluated at ``steps`` removal counts spread evenly
+over ``1..m`` (always 1 and m; 0 gives full curves) and the AUC is the trapezoid over those points;
+step 0 (the original), step 1 (a single deletion) and step m (all removed) are shared with the
+faithfulness forwards, so a curve costs ``steps - 2`` forwards. All perturbed images of all
+methods and heads of a batch go through one deduplicated, batched call of
+:func:`semcontrib.perturbation.forward_coalitions` (identical removal sets share their forward).
 
 Which scores to pass: any per-image vector whose *order* is the one to judge. Spearman and the
 orderings are invariant to a positive per-image rescaling, so a normalisation (``signed_l1``) does
-not matter, but the basis does: for pixel methods pass the basis the user reads (``sum`` = the
-region sums of the map, ``mean`` = sums divided by pixel counts); for region methods pass their
-``RegionResult.scores`` (their ``sum`` basis).
+not matter, but the basis does (``semcontrib.settings.SCORE_BASIS``).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from semcontrib.settings import PERTURBATION_BASELINES as BASELINES
+from semcontrib.settings import DEFAULT_VALIDITY_BASELINE, VALIDITY_RANDOM_SAMPLES, VALIDITY_STEPS
 from semcontrib.settings import PERTURBATION_BATCH_SIZE as DEFAULT_BATCH_SIZE
 from semcontrib.settings import PERTURBATION_BLUR_SIGMA as DEFAULT_BLUR_SIGMA
+from semcontrib.settings import VALIDITY_BASELINES as BASELINES
 
 if TYPE_CHECKING:  # the metrics and ValidityConfig import no torch (the CLI builds its parser without it)
     import torch
@@ -43,11 +68,7 @@ if TYPE_CHECKING:  # the metrics and ValidityConfig import no torch (the CLI bui
 
 logger = logging.getLogger(__name__)
 
-# The basis in which each level of method's region vectors are read and judged: region methods
-# score whole regions (their stored sums are their scores); for pixel methods the region sums too,
-# the basis measured more faithful on the bundled photographs (docs/trust.md: equal on a grid,
-# better on landscape regions for every method but LRP-epsilon, which is anti-faithful in both).
-# SCORE_BASIS (semcontrib.settings): the basis each level of method is judged in; see docs/trust.md.
+CIRCULAR = "circular"  # the first word of the note of a record judged by the method's own perturbation
 
 
 @dataclass(frozen=True)
@@ -56,18 +77,30 @@ class ValidityConfig:
 
     Attributes
     ----------
-    baseline : what a removed region becomes: ``blur`` (default), ``mean`` or ``black``
-        (see :mod:`semcontrib.perturbation`).
+    baseline : what a removed region becomes: ``road`` (default: ROAD's noisy linear imputation),
+        ``blur``, ``mean`` or ``black`` (see the module docs).
     blur_sigma : sigma of the ``blur`` baseline, pixels at model resolution.
+    road_noise : standard deviation of ROAD's noise on imputed pixels (normalised input units).
+    seed : seed of ROAD's noise and of the random orders.
     min_regions : fewest present regions for a faithfulness value (Spearman of 2 points is +-1).
-    curves : compute ``deletion_auc`` and ``insertion_auc`` (False: NaN, no curve forwards).
+    curves : compute the deletion AUCs and the random reference (False: NaN, no curve forwards).
+    steps : points per curve besides the original, spread evenly over 1..m removed regions; 0 (or
+        at least m) evaluates every step (full curves, the precise and costly setting).
+    random_samples : seeded random orders for the random reference where it is not exact.
+    exact_random : the random reference is exact when all subsets it needs are at most this many
+        extra forwards per image.
     batch_size : perturbed images per forward.
     """
 
-    baseline: str = "blur"
+    baseline: str = DEFAULT_VALIDITY_BASELINE
     blur_sigma: float = DEFAULT_BLUR_SIGMA
+    road_noise: float = 0.01
+    seed: int = 0
     min_regions: int = 3
     curves: bool = True
+    steps: int = VALIDITY_STEPS
+    random_samples: int = VALIDITY_RANDOM_SAMPLES
+    exact_random: int = 16
     batch_size: int = DEFAULT_BATCH_SIZE
 
     def __post_init__(self) -> None:
@@ -75,17 +108,34 @@ class ValidityConfig:
             raise ValueError(f"unknown validity baseline {self.baseline!r}; choose from {BASELINES}")
         if not self.blur_sigma > 0:
             raise ValueError(f"blur_sigma must be > 0, got {self.blur_sigma!r}")
+        if not (isinstance(self.road_noise, (int, float)) and 0 <= self.road_noise < 10):
+            raise ValueError(f"road_noise must be a number in [0, 10), got {self.road_noise!r}")
         if not (isinstance(self.min_regions, int) and self.min_regions >= 2):
             raise ValueError(f"min_regions must be an integer >= 2, got {self.min_regions!r}")
-        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
-            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if not (isinstance(self.steps, int) and (self.steps == 0 or self.steps >= 2)):
+            raise ValueError(f"steps must be 0 (full curves) or an integer >= 2, got {self.steps!r}")
+        for name in ("random_samples", "batch_size"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and v >= 1):
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if not (isinstance(self.exact_random, int) and self.exact_random >= 0):
+            raise ValueError(f"exact_random must be an integer >= 0, got {self.exact_random!r}")
+
+    @property
+    def perturbation(self) -> str:
+        """The removal as a method would name it: ``blur:10.0``, ``mean``, ``black`` or ``road``."""
+        return f"blur:{float(self.blur_sigma)}" if self.baseline == "blur" else self.baseline
 
     @property
     def params(self) -> dict[str, object]:
         """The parameters that change the numbers (a cache key)."""
-        p: dict[str, object] = {"baseline": self.baseline, "min_regions": self.min_regions, "curves": self.curves}
+        p: dict[str, object] = {"baseline": self.baseline, "min_regions": self.min_regions, "curves": self.curves,
+                                "steps": self.steps, "random_samples": self.random_samples,
+                                "exact_random": self.exact_random, "seed": self.seed}
         if self.baseline == "blur":
             p["blur_sigma"] = self.blur_sigma
+        if self.baseline == "road":
+            p["road_noise"] = self.road_noise
         return p
 
 
@@ -96,14 +146,52 @@ class ValidityRecord:
     Attributes
     ----------
     faithfulness : float64 (N,), Spearman in [-1, 1] or NaN.
-    deletion_auc, insertion_auc : float64 (N,), in [0, 1] or NaN.
-    note : N strings, empty or the reasons for NaN values (``"; "``-joined).
+    deletion_auc, lerf_auc, insertion_auc, random_auc : float64 (N,), in [0, 1] or NaN: the MoRF and
+        LeRF deletion AUCs, the insertion AUC (equal to ``lerf_auc``) and the random-order reference.
+    note : N strings, empty or the reasons for NaN values (``"; "``-joined); a record judged by the
+        method's own perturbation starts with ``circular``.
     """
 
     faithfulness: np.ndarray
     deletion_auc: np.ndarray
     insertion_auc: np.ndarray
+    lerf_auc: np.ndarray
+    random_auc: np.ndarray
     note: list[str]
+
+
+def method_perturbation(level: str, params: dict[str, object]) -> str | None:
+    """The perturbation a method scores with, named as :attr:`ValidityConfig.perturbation`, or None.
+
+    Region-level methods with a ``baseline`` parameter (occlusion, shapley, lime) score by replacing
+    regions with it; pixel methods score otherwise.
+
+    Examples
+    --------
+    >>> method_perturbation("region", {"baseline": "blur", "blur_sigma": 10})
+    'blur:10.0'
+    >>> method_perturbation("pixel", {"baseline": "black"}) is None
+    True
+    """
+    base = params.get("baseline")
+    if level != "region" or not isinstance(base, str):
+        return None
+    if base == "blur":
+        return f"blur:{float(params.get('blur_sigma', DEFAULT_BLUR_SIGMA))}"  # type: ignore[arg-type]
+    return base
+
+
+def circular(level: str, params: dict[str, object], config: ValidityConfig) -> bool:
+    """Whether a method is judged by the perturbation it scores with (its record says nothing new).
+
+    Examples
+    --------
+    >>> circular("region", {"baseline": "blur"}, ValidityConfig(baseline="blur"))
+    True
+    >>> circular("region", {"baseline": "blur"}, ValidityConfig())  # ROAD imputation: independent
+    False
+    """
+    return method_perturbation(level, params) == config.perturbation
 
 
 # --------------------------------------------------------------------------- pure metrics
@@ -196,6 +284,61 @@ def removal_order(scores: np.ndarray, present: np.ndarray) -> np.ndarray:
     return idx[np.argsort(-np.asarray(scores, dtype=np.float64)[idx], kind="stable")]
 
 
+def curve_steps(m: int, steps: int) -> np.ndarray:
+    """The removal counts at which a curve over ``m`` regions is evaluated: 0, then ``steps`` counts
+    spread evenly over ``1..m`` (always 1 and m); every count when ``steps`` is 0 or at least m.
+
+    Examples
+    --------
+    >>> curve_steps(9, 4).tolist()
+    [0, 1, 4, 6, 9]
+    >>> curve_steps(3, 4).tolist()
+    [0, 1, 2, 3]
+    """
+    if m <= 0:
+        return np.zeros(1, np.int64)
+    if steps == 0 or steps >= m:
+        return np.arange(m + 1, dtype=np.int64)
+    return np.unique(np.concatenate([[0], np.rint(np.linspace(1, m, steps)).astype(np.int64)]))
+
+
+def step_weights(js: np.ndarray, m: int) -> np.ndarray:
+    """Trapezoid weights of a curve evaluated at removal counts ``js`` (step j at ``j / m``), so that
+    ``AUC = sum(weights * values)``; with every count, the weights of :func:`curve_auc`.
+
+    Examples
+    --------
+    >>> step_weights(np.array([0, 1, 2]), 2).tolist()
+    [0.25, 0.5, 0.25]
+    """
+    x = np.asarray(js, np.float64) / max(m, 1)
+    w = np.zeros(len(x))
+    gap = np.diff(x) / 2.0
+    w[:-1] += gap
+    w[1:] += gap
+    return w
+
+
+def expected_random_auc(step_means: np.ndarray, js: np.ndarray, m: int) -> float:
+    """Expected AUC of a uniformly random removal order, from the mean value of each step.
+
+    A random order's first ``j`` regions are a uniformly random subset of size ``j``, so by linearity
+    ``E[AUC] = sum_j w_j E[p(S_j removed)]``, ``E[p(S_j removed)]`` the mean over all subsets of size
+    ``j`` (exact) or over seeded random orders' prefixes (an unbiased estimate).
+
+    Parameters
+    ----------
+    step_means : float (len(js),), the mean value at each evaluated step.
+    js, m : the evaluated removal counts and the number of regions.
+
+    Examples
+    --------
+    >>> expected_random_auc(np.array([1.0, 0.5, 0.0]), np.array([0, 1, 2]), 2)
+    0.5
+    """
+    return float(np.dot(step_weights(js, m), np.asarray(step_means, np.float64)))
+
+
 def _softmax_at(logits: np.ndarray, target: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     p = np.exp(z)
@@ -205,10 +348,32 @@ def _softmax_at(logits: np.ndarray, target: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- validity of a batch
 
 
+def _road_perturb(config: ValidityConfig) -> Any:
+    """The ``perturb`` hook of :func:`forward_coalitions` for ROAD imputation (seeded per removal set)."""
+    import torch
+
+    from semcontrib.imputation import road_impute
+
+    def perturb(images: torch.Tensor, kept: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+        out = images.clone()
+        xs = images.detach().cpu().double().numpy()
+        ks = kept[:, 0].cpu().numpy()
+        for b in range(len(rows)):
+            removed = ~ks[b]
+            if removed.any():
+                seed = [config.seed, *np.packbits(rows[b, 1:].astype(bool)).tolist()]  # the kept regions
+                filled = road_impute(xs[b], removed, config.road_noise, np.random.default_rng(seed), 0.0)
+                out[b] = torch.from_numpy(filled).to(out.dtype)
+        return out
+
+    return perturb
+
+
 def compute_validity(model: MultitaskModel, tensor: torch.Tensor, labels: np.ndarray, vocabulary: tuple[str, ...],
                      targets: dict[str, torch.Tensor], scores: dict[str, dict[str, np.ndarray]],
-                     config: ValidityConfig) -> dict[tuple[str, str], ValidityRecord]:
-    """Faithfulness, deletion and insertion AUC of every (method, head) for a batch.
+                     config: ValidityConfig, circular_methods: Collection[str] = ()
+                     ) -> dict[tuple[str, str], ValidityRecord]:
+    """Faithfulness, MoRF / LeRF deletion AUCs and the random reference of every (method, head).
 
     Parameters
     ----------
@@ -219,6 +384,8 @@ def compute_validity(model: MultitaskModel, tensor: torch.Tensor, labels: np.nda
     targets : head -> int64 (N,), the explained class of each image.
     scores : method -> head -> float (N, K) region scores (see the module docs for which basis).
     config : baseline and options.
+    circular_methods : methods that score with this test's own perturbation (:func:`circular`):
+        their notes start with ``circular``.
 
     Returns
     -------
@@ -231,84 +398,118 @@ def compute_validity(model: MultitaskModel, tensor: torch.Tensor, labels: np.nda
     if labels.shape != (N, *tensor.shape[-2:]):
         raise ValueError(f"labels must be int (N, S, S) matching tensor {tuple(tensor.shape)}, got {labels.shape}")
     present = present_regions(labels, K)
-    for m, per_head in scores.items():
+    for meth, per_head in scores.items():
         for h, s in per_head.items():
             if h not in targets:
-                raise ValueError(f"scores[{m!r}] has head {h!r} without a target; targets: {sorted(targets)}")
+                raise ValueError(f"scores[{meth!r}] has head {h!r} without a target; targets: {sorted(targets)}")
             if np.shape(s) != (N, K):
-                raise ValueError(f"scores[{m!r}][{h!r}] must be (N, K) = {(N, K)}, got {np.shape(s)}")
+                raise ValueError(f"scores[{meth!r}][{h!r}] must be (N, K) = {(N, K)}, got {np.shape(s)}")
     tgt = {h: t.cpu().numpy().astype(np.int64) for h, t in targets.items()}
 
-    # rows: per image the original and every single deletion; then the curves of every (method, head)
+    # one row per distinct (image, set of removed regions); every metric reads its rows from `row`
     image: list[int] = []
     keep: list[np.ndarray] = []
-    single: dict[tuple[int, int], int] = {}  # (n, k) -> row; k = -1: the original
-    for n in range(N):
-        single[(n, -1)] = len(image)
-        image.append(n)
-        keep.append(np.ones(K, bool))
-        for k in np.flatnonzero(present[n]):
-            row = np.ones(K, bool)
-            row[k] = False
-            single[(n, int(k))] = len(image)
+    row: dict[tuple[int, bytes], int] = {}
+
+    def need(n: int, removed: np.ndarray) -> int:
+        mask = np.zeros(K, bool)
+        mask[removed] = True
+        key = (n, np.packbits(mask).tobytes())
+        if key not in row:
+            row[key] = len(image)
             image.append(n)
-            keep.append(row)
-    curves: dict[tuple[str, str, int], tuple[int, int]] = {}  # -> (first deletion row, first insertion row)
-    if config.curves:
-        for m, per_head in scores.items():
-            for h, s in per_head.items():
-                for n in range(N):
-                    order = removal_order(np.asarray(s)[n], present[n])
-                    steps = len(order) + 1
-                    deletion = np.ones((steps, K), bool)
-                    insertion = np.zeros((steps, K), bool)
-                    for j in range(1, steps):
-                        deletion[j:, order[j - 1]] = False
-                        insertion[j:, order[j - 1]] = True
-                    curves[(m, h, n)] = (len(image), len(image) + steps)
-                    image.extend([n] * (2 * steps))
-                    keep.extend(deletion)
-                    keep.extend(insertion)
-    base = baseline_tensor(model, tensor, config.baseline, config.blur_sigma)
+            keep.append(~mask)
+        return row[key]
+
+    regions = [np.flatnonzero(present[n]) for n in range(N)]
+    steps = [curve_steps(len(r), config.steps) for r in regions]
+    orders: dict[tuple[str, str, int], np.ndarray] = {}
+    random_rows: list[list[list[int]]] = []  # per image, per step: the rows whose mean is that step's value
+    for n in range(N):
+        need(n, regions[n][:0])
+        for k in regions[n]:
+            need(n, np.array([k]))
+        if not config.curves or not len(regions[n]):
+            random_rows.append([])
+            continue
+        m = len(regions[n])
+        need(n, regions[n])
+        for meth, per_head in scores.items():
+            for h, sc in per_head.items():
+                if not np.all(np.isfinite(np.asarray(sc)[n, regions[n]])):
+                    continue
+                order = removal_order(np.asarray(sc)[n], present[n])
+                orders[(meth, h, n)] = order
+                for j in steps[n]:
+                    need(n, order[:j])
+                    need(n, order[::-1][:j])
+        inner = [int(j) for j in steps[n] if 2 <= j <= m - 1]
+        exact = sum(math.comb(m, j) for j in inner) <= config.exact_random
+        perms = [] if exact else [np.random.default_rng([config.seed, m, r]).permutation(m)
+                                  for r in range(config.random_samples)]
+        per_step: list[list[int]] = []
+        for j in steps[n]:
+            if j <= 1 or j == m or exact:
+                subsets = [list(c) for c in itertools.combinations(regions[n], int(j))]
+            else:
+                subsets = [list(regions[n][p[:j]]) for p in perms]
+            per_step.append([need(n, np.asarray(sub, np.int64)) for sub in subsets])
+        random_rows.append(per_step)
+
+    if config.baseline == "road":
+        base, perturb = tensor, _road_perturb(config)
+    else:
+        base, perturb = baseline_tensor(model, tensor, config.baseline, config.blur_sigma), None
     logits = forward_coalitions(model, tensor, base, labels,
                                 Coalitions(np.asarray(image, np.int64), np.asarray(keep).reshape(-1, K)),
-                                config.batch_size)
+                                config.batch_size, perturb=perturb)
+
+    prob = {h: _softmax_at(logits[h], tgt[h][np.asarray(image, np.int64)]) if len(image) else np.zeros(0)
+            for h in tgt}
+    random_auc = {h: np.full(N, np.nan) for h in tgt}
+    for h in tgt:
+        for n in range(N):
+            if random_rows[n]:
+                means = np.array([prob[h][rs].mean() for rs in random_rows[n]])
+                random_auc[h][n] = expected_random_auc(means, steps[n], len(regions[n]))
 
     out: dict[tuple[str, str], ValidityRecord] = {}
-    for m, per_head in scores.items():
+    for meth, per_head in scores.items():
         for h, s in per_head.items():
             s = np.asarray(s, dtype=np.float64)
             z = logits[h]
-            faith = np.full(N, np.nan)
-            dauc = np.full(N, np.nan)
-            iauc = np.full(N, np.nan)
+            faith, morf, lerf, rnd = (np.full(N, np.nan) for _ in range(4))
             notes: list[str] = []
             for n in range(N):
                 why: list[str] = []
-                regions = np.flatnonzero(present[n])
+                if meth in circular_methods:
+                    why.append(f"{CIRCULAR}: {meth} scores with the {config.baseline} perturbation this test uses")
+                reg = regions[n]
                 t = tgt[h][n]
-                if len(regions) < config.min_regions:
-                    why.append(f"faithfulness: {len(regions)} regions present, fewer than {config.min_regions}")
-                elif not np.all(np.isfinite(s[n, regions])):
+                if len(reg) < config.min_regions:
+                    why.append(f"faithfulness: {len(reg)} regions present, fewer than {config.min_regions}")
+                elif not np.all(np.isfinite(s[n, reg])):
                     why.append("faithfulness: non-finite scores")
                 else:
-                    f0 = z[single[(n, -1)], t]
-                    drops = np.array([f0 - z[single[(n, int(k))], t] for k in regions])
-                    rho = spearman(s[n, regions], drops)
+                    f0 = z[need(n, reg[:0]), t]
+                    drops = np.array([f0 - z[need(n, np.array([k])), t] for k in reg])
+                    rho = spearman(s[n, reg], drops)
                     if np.isnan(rho):
-                        side = "scores" if np.ptp(s[n, regions]) == 0 else "logit drops"
+                        side = "scores" if np.ptp(s[n, reg]) == 0 else "logit drops"
                         why.append(f"faithfulness: the {side} are constant over the present regions")
                     faith[n] = rho
                 if config.curves:
-                    if len(regions) == 0:
+                    if len(reg) == 0:
                         why.append("curves: no region present")
+                    elif (meth, h, n) not in orders:
+                        why.append("curves: non-finite scores")
                     else:
-                        d0, i0 = curves[(m, h, n)]
-                        steps = len(regions) + 1
-                        tt = np.full(steps, t)
-                        dauc[n] = curve_auc(_softmax_at(z[d0:d0 + steps], tt))
-                        iauc[n] = curve_auc(_softmax_at(z[i0:i0 + steps], tt))
+                        order, js, m = orders[(meth, h, n)], steps[n], len(reg)
+                        w = step_weights(js, m)
+                        morf[n] = float(np.dot(w, prob[h][[need(n, order[:j]) for j in js]]))
+                        lerf[n] = float(np.dot(w, prob[h][[need(n, order[::-1][:j]) for j in js]]))
+                        rnd[n] = random_auc[h][n]
                 notes.append("; ".join(why))
-            out[(m, h)] = ValidityRecord(faith, dauc, iauc, notes)
-    logger.debug("validity: %d images, %d (method, head) pairs, %d rows", N, len(out), len(image))
+            out[(meth, h)] = ValidityRecord(faith, morf, lerf.copy(), lerf, rnd, notes)
+    logger.debug("validity: %d images, %d (method, head) pairs, %d distinct perturbed images", N, len(out), len(image))
     return out

@@ -220,6 +220,30 @@ def test_forward_coalitions_dedupes_and_ignores_absent_regions():
     np.testing.assert_allclose(out["task_b"][0], ref, rtol=1e-6)
 
 
+def test_forward_coalitions_perturb_hook_replaces_the_baseline_paste():
+    model = tiny_model()
+    x, labels = _batch()
+    keep = np.ones((3, 6), bool)
+    keep[1, 0] = False
+    keep[2, [1, 2]] = False
+    seen = []
+
+    def perturb(images, kept, rows):  # removed pixels become 7.0: a perturbation no baseline gives
+        seen.append(rows.copy())
+        assert kept.dtype == torch.bool and tuple(kept.shape) == (len(rows), 1, *labels.shape[1:])
+        return torch.where(kept, images, torch.full_like(images, 7.0))
+
+    base = torch.zeros_like(x)  # ignored when perturb is given
+    out = forward_coalitions(model, x, base, labels, Coalitions(np.array([0, 0, 1]), keep), perturb=perturb)
+    rows = np.concatenate(seen)
+    assert rows.shape == (3, 1 + 6) and sorted(rows[:, 0].tolist()) == [0, 0, 1]
+    for r, (n, k) in enumerate(zip([0, 0, 1], keep)):
+        removed = torch.from_numpy(np.isin(labels[n], np.flatnonzero(~k)))
+        with torch.no_grad():
+            ref = model(torch.where(removed, torch.tensor(7.0), x[n])[None])["task_a"][0].double().numpy()
+        np.testing.assert_allclose(out["task_a"][r], ref, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", ["occlusion", "shapley"])
 def test_model_outputs_and_inputs_unchanged_after_attribution(name):
     model = tiny_model()
