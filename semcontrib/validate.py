@@ -4,35 +4,35 @@ A report per head x method (``report.json``, ``report.md`` with PNG plots beside
 self-contained ``report.html``):
 
 * **faithfulness** (median, quartiles, count) and the share of images whose scores
-  *anti*-correlate with deletion (faithfulness < 0); **deletion** and **insertion AUC** (median,
-  quartiles). Read from the corpus's attributions table when it has the columns
-  (``faithfulness``, ``deletion_auc``, ``insertion_auc``), otherwise computed here with
-  :func:`semcontrib.validity.compute_validity` (needs the model and the image files);
+  *anti*-correlate with deletion (faithfulness < 0); the **MoRF** and **LeRF deletion AUCs**, the
+  **random-order reference** and the **gain over random** per image (``random - MoRF``, ``LeRF -
+  random``; median, quartiles). Read from the corpus's attributions table when it has the columns
+  (:data:`VALIDITY_COLUMNS`), otherwise computed here with
+  :func:`semcontrib.validity.compute_validity` (needs the model and the image files). A method
+  judged by its own perturbation (the record's note starts with ``circular``) is marked, and its
+  faithfulness is not evidence;
 * **agreement** between methods: per head and pair of methods, the median over images of the
   Spearman correlation between their region vectors (present regions only);
-* **model randomisation** (Adebayo et al. 2018, "Sanity checks for saliency maps"; Quantus MPRT):
-  on a sample of images, the heads' weights and then the backbone's top stages are re-initialised
-  cumulatively (``reset_parameters``, seeded), the methods recomputed, and the median Spearman
-  correlation of the region vectors to the original ones reported per step. Targets stay the
-  original ones. A method whose vectors still correlate at ``flag_threshold`` or more after the
-  last step is flagged: its vectors do not depend on what the model learned. The model is reloaded
-  from ``manifest["model"]`` (embedded name or checkpoint path) and checked against the stored
-  model key; if that fails the report says why and skips the check.
+* **model randomisation**: smooth and efficient MPRT (Quantus 0.5 ``SmoothMPRT`` and
+  ``EfficientMPRT``; :mod:`semcontrib.validity_randomisation`): per randomisation step, the median
+  Spearman correlation of the noise-averaged region vectors to the original ones and the median
+  complexity ratio after / before; a method still correlating at ``flag_threshold`` or more after
+  the last step is flagged. The model is reloaded from ``manifest["model"]`` (embedded name or
+  checkpoint path) and checked against the stored model key; if that fails the report says why and
+  skips the check;
+* **trust ranking** per head: the methods ordered by median faithfulness, best first; a method
+  whose record is circular is listed apart and not ranked (its number restates its definition).
 
-Vectors are read in one basis per method level (:data:`semcontrib.validity.SCORE_BASIS`): region
-sums for the region methods (their scores), :data:`semcontrib.validity.SCORE_BASIS` ``["pixel"]`` for
-the pixel methods (``--basis`` overrides both). Spearman ignores any per-image positive rescaling, so
-the normalisation does not matter.
+Vectors are read in one basis per method level (:data:`semcontrib.settings.SCORE_BASIS`, see
+:mod:`semcontrib.validity_inputs`; ``--basis`` overrides it). Spearman ignores any per-image positive
+rescaling, so the normalisation does not matter.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import inspect
 import json
 import logging
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,12 +41,20 @@ import numpy as np
 import pandas as pd
 
 from semcontrib.corpus import Corpus
-from semcontrib.settings import SCORE_BASIS
-from semcontrib.validity import ValidityConfig, spearman
+from semcontrib.validity import CIRCULAR, ValidityConfig, circular
+from semcontrib.validity_inputs import (
+    corpus_vectors,
+    load_corpus_model,
+    load_tensor,
+    method_basis,
+    method_level,
+    targets_table,
+)
+from semcontrib.validity_randomisation import median_finite, randomisation_check, rowwise_spearman
 
 logger = logging.getLogger(__name__)
 
-VALIDITY_COLUMNS = ("faithfulness", "deletion_auc", "insertion_auc")
+VALIDITY_COLUMNS = ("faithfulness", "deletion_auc", "lerf_auc", "random_auc", "insertion_auc")
 REPORT_JSON = "report.json"
 
 
@@ -64,9 +72,12 @@ class ValidateConfig:
     validity : how validity is computed when the corpus does not store it.
     batch_size : images per batch when recomputing.
     check_params : method -> parameters that replace the corpus's in the randomisation check, to
-        bound its cost (default: shapley by sampling with 10 permutations above 6 regions; the
-        original vectors of the check are recomputed with the same parameters, so every step
-        compares like with like).
+        bound its cost (default: shapley by sampling with 10 permutations above 6 regions, lime
+        with 32 samples, xrai over IG with 8 steps; the original vectors of the check are
+        recomputed with the same parameters, so every step compares like with like).
+    noise_samples : noisy copies each vector of the randomisation check is averaged over (sMPRT;
+        1 with ``noise_magnitude`` 0 is plain MPRT).
+    noise_magnitude : the noise's standard deviation as a share of the tensor's value range.
     """
 
     sample: int = 4
@@ -77,7 +88,10 @@ class ValidateConfig:
     validity: ValidityConfig = field(default_factory=ValidityConfig)
     batch_size: int = 8
     check_params: dict[str, dict[str, Any]] = field(
-        default_factory=lambda: {"shapley": {"exact_max": 6, "samples": 10}})
+        default_factory=lambda: {"shapley": {"exact_max": 6, "samples": 10}, "lime": {"samples": 32},
+                                 "xrai": {"n_steps": 8}})
+    noise_samples: int = 3
+    noise_magnitude: float = 0.1
 
     def __post_init__(self) -> None:
         if self.basis not in ("auto", "mean", "sum"):
@@ -88,6 +102,10 @@ class ValidateConfig:
             raise ValueError(f"stages must be an integer >= 0, got {self.stages!r}")
         if not -1 <= self.flag_threshold <= 1:
             raise ValueError(f"flag_threshold must lie in [-1, 1], got {self.flag_threshold!r}")
+        if not (isinstance(self.noise_samples, int) and self.noise_samples >= 1):
+            raise ValueError(f"noise_samples must be an integer >= 1, got {self.noise_samples!r}")
+        if not 0 <= self.noise_magnitude < 1:
+            raise ValueError(f"noise_magnitude must lie in [0, 1), got {self.noise_magnitude!r}")
 
 
 # --------------------------------------------------------------------------- pure summaries
@@ -111,152 +129,44 @@ def anti_correlated_share(faithfulness: np.ndarray) -> float | None:
     return float(np.mean(fin < 0)) if fin.size else None
 
 
-def rowwise_spearman(a: np.ndarray, b: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Spearman between rows of two (N, K) arrays over the present regions of each row.
+def trust_ranking(entries: list[dict[str, Any]], head: str) -> dict[str, Any]:
+    """The methods of one head ordered by median faithfulness, best first; circular records apart.
 
-    Returns float64 (N,); NaN where fewer than 3 regions are present or a side is constant.
+    A method whose record is circular (judged by the perturbation it scores with) is not ranked: its
+    faithfulness restates its definition. Methods without a finite median are listed apart too.
+
+    Examples
+    --------
+    >>> es = [{"head": "h", "method": "a", "faithfulness": {"median": 0.2}},
+    ...       {"head": "h", "method": "occ", "faithfulness": {"median": 1.0}, "circular": True},
+    ...       {"head": "h", "method": "b", "faithfulness": {"median": 0.5}}]
+    >>> trust_ranking(es, "h")
+    {'ranked': [('b', 0.5), ('a', 0.2)], 'not_ranked': {'occ': 'circular'}}
     """
-    out = np.full(a.shape[0], np.nan)
-    for n in range(a.shape[0]):
-        idx = np.flatnonzero(present[n])
-        if len(idx) >= 3 and np.all(np.isfinite(a[n, idx])) and np.all(np.isfinite(b[n, idx])):
-            out[n] = spearman(a[n, idx], b[n, idx])
-    return out
-
-
-def _median(v: np.ndarray) -> float | None:
-    fin = np.asarray(v, dtype=np.float64)
-    fin = fin[np.isfinite(fin)]
-    return float(np.median(fin)) if fin.size else None
-
-
-# --------------------------------------------------------------------------- reading the corpus
-
-
-def method_level(method: str) -> str:
-    """``pixel`` or ``region`` for a registered method name (``pixel`` for unknown names)."""
-    from semcontrib.attribution import ATTRIBUTION_METHODS
-
-    cls = ATTRIBUTION_METHODS.get(method)
-    return str(getattr(cls, "level", "pixel"))
-
-
-def method_basis(method: str, basis: str) -> str:
-    return SCORE_BASIS[method_level(method)] if basis == "auto" else basis
-
-
-def corpus_vectors(corpus: Corpus, head: str, method: str, basis: str, image_ids: Sequence[str]
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Region vectors of ``image_ids`` from the corpus: scores float64 (N, K) and present bool (N, K).
-
-    Images without a vector get NaN scores and no present region.
-    """
-    K = len(corpus.vocabulary)
-    df = corpus.contribution_table(head, method, normalisation="signed_l1", basis=basis)
-    pos = {i: n for n, i in enumerate(image_ids)}
-    scores = np.full((len(image_ids), K), np.nan)
-    present = np.zeros((len(image_ids), K), bool)
-    df = df[df["image_id"].isin(pos)]
-    rows = df["image_id"].map(pos).to_numpy(np.int64)
-    cols = df["region_index"].to_numpy(np.int64)
-    scores[rows, cols] = df["score"].to_numpy(np.float64)
-    present[rows, cols] = ~df["absent"].to_numpy(bool)
-    return scores, present
-
-
-def _targets_table(corpus: Corpus, image_ids: Sequence[str]) -> dict[str, np.ndarray]:
-    """head -> int64 (N,) target index (the first method's; every method explains the same target)."""
-    att = corpus.attributions
-    out = {}
-    for h in corpus.heads:
-        sub = att[att["head"] == h].drop_duplicates("image_id").set_index("image_id")["target_index"]
-        out[h] = sub.reindex(list(image_ids)).fillna(-1).to_numpy(np.int64)
-    return out
-
-
-def load_corpus_model(corpus: Corpus) -> tuple[Any, str]:
-    """The corpus's model reloaded from its manifest, or (None, the reason it could not be)."""
-    from semcontrib.model import MODELS, load_model, model_key
-
-    ident = corpus.manifest.get("model", {})
-    source = ident.get("checkpoint") or ident.get("name")
-    if not source:
-        return None, "the manifest names no model"
-    if "checkpoint" not in ident and source not in MODELS:
-        return None, f"model {source!r} is neither an embedded model ({sorted(MODELS)}) nor a checkpoint"
-    try:
-        model = load_model(source)
-    except (ValueError, OSError) as exc:
-        return None, f"model {source!r} could not be loaded: {exc}"
-    if ident.get("key") and model_key(model) != ident["key"]:
-        return None, f"model {source!r} loads, but its key {model_key(model)} is not the corpus's {ident['key']}"
-    return model, ""
-
-
-def _load_tensor(corpus: Corpus, model: Any, image_ids: Sequence[str]) -> tuple[list[str], Any, np.ndarray, str]:
-    """Preprocessed images and region maps of those ids that can be read; ids used, tensor, labels, note."""
-    import torch
-
-    from semcontrib.imageio import ImageLoadError, load_rgb, resize_rgb
-
-    paths = corpus.images.set_index("image_id")["path"]
-    used, tensors, labels, problems = [], [], [], []
-    for i in image_ids:
-        rmap = corpus.region_map(i)
-        try:
-            rgb = load_rgb(Path(paths[i])).rgb
-        except (ImageLoadError, OSError, KeyError) as exc:
-            problems.append(f"{i}: {exc}")
-            continue
-        if rmap is None:
-            problems.append(f"{i}: no region map")
-            continue
-        used.append(i)
-        tensors.append(model.preprocess(resize_rgb(rgb, model.input_size)))
-        labels.append(rmap.labels.astype(np.int32))
-    note = f"{len(problems)} images unreadable ({'; '.join(problems[:3])})" if problems else ""
-    tensor = torch.cat(tensors) if tensors else None
-    return used, tensor, (np.stack(labels) if labels else np.zeros((0, 0, 0), np.int32)), note
-
-
-def make_corpus_method(corpus: Corpus, method: str, overrides: dict[str, Any] | None = None) -> Any:
-    """The method object with the corpus's parameters (those its constructor takes), updated by ``overrides``."""
-    from semcontrib.attribution import ATTRIBUTION_METHODS
-
-    cls = ATTRIBUTION_METHODS[method]
-    params = {**corpus.manifest["methods"][method].get("params", {}), **(overrides or {})}
-    accepted = inspect.signature(cls).parameters
-    return cls(**{k: v for k, v in params.items() if k in accepted})
-
-
-def region_vectors(model: Any, method_obj: Any, tensor: Any, targets: dict[str, Any], labels: np.ndarray,
-                   vocabulary: tuple[str, ...], basis: str) -> dict[str, np.ndarray]:
-    """Per head, float64 (N, K) region vectors of one method, in ``basis`` (as the corpus stores them)."""
-    from semcontrib.contributions import aggregate
-
-    K = len(vocabulary)
-    counts = np.stack([np.bincount(lab[lab >= 0].ravel(), minlength=K) for lab in labels]).astype(np.float64)
-    if getattr(method_obj, "level", "pixel") == "region":
-        res = method_obj.attribute_regions(model, tensor, targets, labels, vocabulary)
-        sums = {h: r.scores for h, r in res.items()}
-    else:
-        res = method_obj.attribute_batch(model, tensor, targets)
-        sums = {h: np.stack([aggregate(r.maps[n].astype(np.float64), labels[n], K).sum for n in range(len(labels))])
-                for h, r in res.items()}
-    if basis == "sum":
-        return sums
-    return {h: np.divide(s, counts, out=np.zeros_like(s), where=counts > 0) for h, s in sums.items()}
+    ranked: list[tuple[str, float]] = []
+    apart: dict[str, str] = {}
+    for e in (e for e in entries if e["head"] == head):
+        med = (e.get("faithfulness") or {}).get("median")
+        if e.get("circular"):
+            apart[e["method"]] = CIRCULAR
+        elif med is None:
+            apart[e["method"]] = "no faithfulness value"
+        else:
+            ranked.append((e["method"], float(med)))
+    return {"ranked": sorted(ranked, key=lambda mv: -mv[1]), "not_ranked": apart}
 
 
 # --------------------------------------------------------------------------- validity and randomisation
 
 
 def _validity_frame(corpus: Corpus, model: Any, config: ValidateConfig) -> tuple[pd.DataFrame | None, str]:
-    """Rows (image_id, head, method, faithfulness, deletion_auc, insertion_auc): stored or computed."""
+    """Rows (image_id, head, method, *VALIDITY_COLUMNS, validity_note): stored or computed."""
     att = corpus.attributions
     recorded = corpus.manifest.get("validity", True) is not None  # None: analysed with --no-validity
     if recorded and set(VALIDITY_COLUMNS) <= set(att.columns) and att[list(VALIDITY_COLUMNS)].notna().any().any():
-        return att[["image_id", "head", "method", *VALIDITY_COLUMNS]].copy(), "stored in the corpus"
+        frame = att[["image_id", "head", "method", *VALIDITY_COLUMNS]].copy()
+        frame["validity_note"] = att["validity_note"].astype(str) if "validity_note" in att.columns else ""
+        return frame, "stored in the corpus"
     if model is None:
         return None, "not stored in the corpus, and the model is unavailable to compute it"
     import torch
@@ -266,13 +176,15 @@ def _validity_frame(corpus: Corpus, model: Any, config: ValidateConfig) -> tuple
     ids = corpus.image_ids()
     rows: list[dict[str, Any]] = []
     notes = []
+    circ = {m for m in corpus.methods
+            if circular(method_level(m), dict(corpus.manifest["methods"][m].get("params", {})), config.validity)}
     for start in range(0, len(ids), config.batch_size):
-        used, tensor, labels, note = _load_tensor(corpus, model, ids[start:start + config.batch_size])
+        used, tensor, labels, note = load_tensor(corpus, model, ids[start:start + config.batch_size])
         if note:
             notes.append(note)
         if not used:
             continue
-        tgt = _targets_table(corpus, used)
+        tgt = targets_table(corpus, used)
         ok = np.all([t >= 0 for t in tgt.values()], axis=0)
         used = [u for u, k in zip(used, ok) if k]
         tensor, labels = tensor[torch.from_numpy(ok)], labels[ok]
@@ -280,70 +192,12 @@ def _validity_frame(corpus: Corpus, model: Any, config: ValidateConfig) -> tuple
         scores = {m: {h: corpus_vectors(corpus, h, m, method_basis(m, config.basis), used)[0] for h in corpus.heads}
                   for m in corpus.methods}
         for (m, h), rec in compute_validity(model, tensor, labels, tuple(corpus.vocabulary), targets, scores,
-                                            config.validity).items():
+                                            config.validity, circ).items():
             for n, i in enumerate(used):
-                rows.append({"image_id": i, "head": h, "method": m, "faithfulness": rec.faithfulness[n],
-                             "deletion_auc": rec.deletion_auc[n], "insertion_auc": rec.insertion_auc[n]})
+                rows.append({"image_id": i, "head": h, "method": m,
+                             **{c: getattr(rec, c)[n] for c in VALIDITY_COLUMNS}, "validity_note": rec.note[n]})
     how = f"computed by validate (baseline {config.validity.baseline})" + (f"; {'; '.join(notes)}" if notes else "")
-    return pd.DataFrame(rows, columns=["image_id", "head", "method", *VALIDITY_COLUMNS]), how
-
-
-def randomisation_steps(model: Any, stages: int) -> list[str]:
-    """``heads`` then ``backbone.STAGE`` for the top ``stages`` backbone stages (``pool`` and
-    parameter-free stages excluded), in the order they are randomised."""
-    names = [n for n, mod in model.backbone.named_children() if n != "pool" and any(True for _ in mod.parameters())]
-    return ["heads", *(f"backbone.{n}" for n in reversed(names[-stages:] if stages else []))]
-
-
-def randomise(model: Any, step: str, seed: int) -> None:
-    """Re-initialise every layer of the heads (``heads``) or of one backbone stage (``backbone.STAGE``),
-    in place, seeded."""
-    import torch
-
-    if step != "heads" and not step.startswith("backbone."):
-        raise ValueError(f"a randomisation step is 'heads' or 'backbone.STAGE', got {step!r}")
-    part = model.heads if step == "heads" else model.backbone[model.stage_index(step[len("backbone."):])]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for mod in part.modules():
-            reset = getattr(mod, "reset_parameters", None)
-            if callable(reset):
-                reset()
-            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
-                mod.reset_running_stats()
-
-
-def randomisation_check(corpus: Corpus, model: Any, config: ValidateConfig) -> dict[str, Any]:
-    """Cascading model randomisation on a sample; per (head, method) the median correlation per step."""
-    import torch
-
-    rng = np.random.default_rng(config.seed)
-    ids = corpus.image_ids()
-    sample = sorted(rng.choice(len(ids), size=min(config.sample, len(ids)), replace=False).tolist())
-    used, tensor, labels, note = _load_tensor(corpus, model, [ids[k] for k in sample])
-    if not used:
-        return {"status": "skipped", "reason": f"no sample image could be read; {note}"}
-    tgt = _targets_table(corpus, used)
-    targets = {h: torch.from_numpy(np.maximum(t, 0)) for h, t in tgt.items()}
-    vocab = tuple(corpus.vocabulary)
-    K = len(vocab)
-    present = np.stack([np.bincount(lab[lab >= 0].ravel(), minlength=K) > 0 for lab in labels])
-    methods = {m: make_corpus_method(corpus, m, config.check_params.get(m)) for m in corpus.methods}
-    bases = {m: method_basis(m, config.basis) for m in methods}
-    steps = randomisation_steps(model, config.stages)
-    work = copy.deepcopy(model)
-    original = {m: region_vectors(work, obj, tensor, targets, labels, vocab, bases[m]) for m, obj in methods.items()}
-    result: dict[str, Any] = {"status": "done", "sample": used, "steps": steps, "note": note,
-                              "method_params": {m: config.check_params[m] for m in methods if m in config.check_params},
-                              "flag_threshold": config.flag_threshold, "per": {}}
-    for s, step in enumerate(steps):
-        randomise(work, step, config.seed + s)
-        for m, obj in methods.items():
-            vec = region_vectors(work, obj, tensor, targets, labels, vocab, bases[m])
-            for h in corpus.heads:
-                rho = rowwise_spearman(original[m][h], vec[h], present)
-                result["per"].setdefault(f"{h}|{m}", []).append(_median(rho))
-    return result
+    return pd.DataFrame(rows, columns=["image_id", "head", "method", *VALIDITY_COLUMNS, "validity_note"]), how
 
 
 # --------------------------------------------------------------------------- the report
@@ -381,16 +235,21 @@ def build_report(corpus: Corpus, config: ValidateConfig = ValidateConfig(), mode
                 for c in VALIDITY_COLUMNS:
                     e[c] = summarise(sub[c].to_numpy(np.float64))
                 e["anti_correlated_share"] = anti_correlated_share(sub["faithfulness"].to_numpy(np.float64))
+                rnd = sub["random_auc"].to_numpy(np.float64)
+                e["gain_over_random"] = {"morf": summarise(rnd - sub["deletion_auc"].to_numpy(np.float64)),
+                                         "lerf": summarise(sub["lerf_auc"].to_numpy(np.float64) - rnd)}
+                e["circular"] = bool(sub["validity_note"].astype(str).str.startswith(CIRCULAR).any())
             a, pa = vectors[(h, m)]
             e["agreement"] = {}
             for other in corpus.methods:
                 if other != m:
                     b, pb = vectors[(h, other)]
-                    e["agreement"][other] = _median(rowwise_spearman(a, b, pa & pb))
+                    e["agreement"][other] = median_finite(rowwise_spearman(a, b, pa & pb))
             if rand["status"] == "done":
                 curve = rand["per"][f"{h}|{m}"]
                 last = curve[-1] if curve else None
                 e["randomisation"] = {"steps": rand["steps"], "median_spearman": curve,
+                                      "complexity_ratio": rand["complexity"][f"{h}|{m}"],
                                       "flagged": last is not None and last >= config.flag_threshold}
             else:
                 e["randomisation"] = {"skipped": rand["reason"]}
@@ -404,8 +263,9 @@ def build_report(corpus: Corpus, config: ValidateConfig = ValidateConfig(), mode
         "validity": validity_source,
         "config": {**{k: v for k, v in asdict(config).items() if k != "validity"},
                    "validity": config.validity.params},
-        "randomisation": {k: v for k, v in rand.items() if k != "per"},
+        "randomisation": {k: v for k, v in rand.items() if k not in ("per", "complexity")},
         "entries": entries,
+        "ranking": {h: trust_ranking(entries, h) for h in corpus.heads} if frame is not None else {},
     }
 
 
@@ -430,13 +290,18 @@ def report_markdown(report: dict[str, Any], images: dict[str, str]) -> str:
            f"- **validity**: {report['validity']}",
            "- **faithfulness**: Spearman between a method's region scores and the target-logit drop when each "
            "region alone is removed (1: the scores order the regions as deletion does; < 0: against it).",
-           "- **deletion AUC** (lower is better) and **insertion AUC** (higher is better): target probability "
-           "while regions are removed / revealed in the method's order.", ""]
+           "- **MoRF / LeRF AUC**: target probability while regions are removed most- / least-relevant first "
+           "(MoRF lower is better, LeRF higher); **random**: the same for a random order of the same regions "
+           "(the reference of both). **Gain over random**: random - MoRF and LeRF - random, per image "
+           "(> 0: the method's order beats a random one).",
+           "- **circular**: the method scores with the perturbation this test removes regions with, so its "
+           "faithfulness restates its definition and is not evidence (not ranked).", ""]
     for h in report["heads"]:
         out += [f"## {h}", "",
-                "| method | basis | faithfulness median [q1, q3] | anti-correlated | deletion AUC | insertion AUC "
-                "| agreement | randomisation (last step) |",
-                "|---|---|---|---|---|---|---|---|"]
+                "| method | basis | faithfulness median [q1, q3] | anti-correlated | MoRF AUC | LeRF AUC | random AUC "
+                "| gain over random: MoRF | gain: LeRF | agreement | randomisation: Spearman, complexity ratio "
+                "(last step) |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
         for e in (e for e in report["entries"] if e["head"] == h):
             agree = ", ".join(f"{k} {_fmt(v)}" for k, v in e["agreement"].items()) or "n/a"
             r = e["randomisation"]
@@ -444,21 +309,34 @@ def report_markdown(report: dict[str, Any], images: dict[str, str]) -> str:
                 rtext = "skipped"
             else:
                 last = r["median_spearman"][-1] if r["median_spearman"] else None
-                rtext = f"{_fmt(last)}" + (" **FLAGGED**" if r["flagged"] else "")
+                ratio = r.get("complexity_ratio") or [None]
+                rtext = f"{_fmt(last)}, x{_fmt(ratio[-1], False)}" + (" **FLAGGED**" if r["flagged"] else "")
             share = e.get("anti_correlated_share")
-            out.append(f"| {e['method']} | {e['basis']} | {_spread(e.get('faithfulness'))} | "
+            gain = e.get("gain_over_random") or {}
+            faith = _spread(e.get("faithfulness")) + (" (circular: not evidence)" if e.get("circular") else "")
+            out.append(f"| {e['method']} | {e['basis']} | {faith} | "
                        f"{'n/a' if share is None else f'{100 * share:.0f}%'} | "
-                       f"{_spread(e.get('deletion_auc'), False)} | {_spread(e.get('insertion_auc'), False)} | "
-                       f"{agree} | {rtext} |")
+                       f"{_spread(e.get('deletion_auc'), False)} | {_spread(e.get('lerf_auc'), False)} | "
+                       f"{_spread(e.get('random_auc'), False)} | {_spread(gain.get('morf'))} | "
+                       f"{_spread(gain.get('lerf'))} | {agree} | {rtext} |")
         out.append("")
+        rank = report.get("ranking", {}).get(h)
+        if rank:
+            out.append("Trust ranking (median faithfulness, best first): "
+                       + (", ".join(f"{m} {_fmt(v)}" for m, v in rank["ranked"]) or "none")
+                       + "".join(f"; not ranked: {m} ({why})" for m, why in rank["not_ranked"].items()) + ".")
+            out.append("")
         if h in images:
             out += [f"![{h}]({images[h]})", ""]
     rand = report["randomisation"]
     out += ["## Model randomisation", ""]
     if rand["status"] == "done":
         out += [f"Steps (cumulative re-initialisation): {', '.join(rand['steps'])}; sample of "
-                f"{len(rand['sample'])} images. Median Spearman of the region vectors to the original ones per "
-                f"step; a method still at {rand['flag_threshold']:+.2f} or above after the last step is flagged: "
+                f"{len(rand['sample'])} images; every vector averaged over {rand.get('noise_samples', 1)} noisy "
+                f"copies of the image (sMPRT, noise {rand.get('noise_magnitude', 0)} x the value range). Median "
+                "Spearman of the region vectors to the original ones per step, and the median complexity ratio "
+                "after / before (eMPRT: entropy of |v|; > 1: more spread out once the model is randomised). A "
+                f"method still at {rand['flag_threshold']:+.2f} or above after the last step is flagged: "
                 "its vectors do not depend on what the model learned.", ""]
         if rand.get("method_params"):
             out += ["Parameters changed for this check (cost bound): "
@@ -485,8 +363,8 @@ def _plot_head(report: dict[str, Any], frame_entries: list[dict[str, Any]], head
     ents = [e for e in frame_entries if e["head"] == head]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
     names = [e["method"] for e in ents]
-    for ax, key, title in zip(axes, VALIDITY_COLUMNS, ("faithfulness (higher: better)", "deletion AUC (lower)",
-                                                       "insertion AUC (higher)")):
+    for ax, key, title in zip(axes, VALIDITY_COLUMNS, ("faithfulness (higher: better)", "MoRF AUC (lower)",
+                                                       "LeRF AUC (higher)")):
         med = [np.nan if not e.get(key) or e[key]["median"] is None else e[key]["median"] for e in ents]
         lo = [np.nan if not e.get(key) or e[key]["q1"] is None else e[key]["q1"] for e in ents]
         hi = [np.nan if not e.get(key) or e[key]["q3"] is None else e[key]["q3"] for e in ents]
@@ -576,29 +454,39 @@ def _json_default(o: Any) -> Any:
 def run_validate(args: argparse.Namespace) -> int:
     corpus = Corpus.open(args.corpus)
     config = ValidateConfig(sample=args.sample, stages=args.stages, seed=args.seed, basis=args.basis,
-                            validity=ValidityConfig(baseline=args.validity_baseline))
+                            validity=ValidityConfig(baseline=args.validity_baseline),
+                            noise_samples=args.noise_samples)
     report = build_report(corpus, config)
     out = Path(args.out) if args.out else Path(args.corpus) / "validity_report"
     files = write_report(report, out)
     print(f"validity: {report['validity']}")
+    print("  (gain over random: random - MoRF AUC and LeRF - random AUC, medians; > 0 beats a random order)")
     print(f"randomisation: {report['randomisation']['status']} {report['randomisation'].get('reason', '')}".rstrip())
     for e in report["entries"]:
         f = e.get("faithfulness") or {}
         flag = " FLAGGED (randomisation)" if e["randomisation"].get("flagged") else ""
-        print(f"  {e['head']:>12} {e['method']:>10}: faithfulness median {_fmt(f.get('median'))}{flag}")
+        g = e.get("gain_over_random") or {}
+        circ = " (circular: not evidence)" if e.get("circular") else ""
+        print(f"  {e['head']:>12} {e['method']:>10}: faithfulness median {_fmt(f.get('median'))}{circ}, gain over "
+              f"random MoRF {_fmt((g.get('morf') or {}).get('median'))} LeRF "
+              f"{_fmt((g.get('lerf') or {}).get('median'))}{flag}")
+    for h, rank in report["ranking"].items():
+        apart = "".join(f"; not ranked: {m} ({why})" for m, why in rank["not_ranked"].items())
+        print(f"  trust ranking {h}: " + (" > ".join(m for m, _ in rank["ranked"]) or "none") + apart)
     print(f"report: {files['html']}")
     return 0
 
 
 def register(subparsers: Any) -> None:
     """Add ``validate`` to the ``semcontrib`` command's subparsers."""
-    from semcontrib.settings import PERTURBATION_BASELINES as BASELINES
+    from semcontrib.settings import DEFAULT_VALIDITY_BASELINE
+    from semcontrib.settings import VALIDITY_BASELINES as BASELINES
 
     p = subparsers.add_parser(
         "validate", help="report how far each method's region vectors can be trusted",
-        description="Faithfulness, deletion / insertion AUC, agreement between methods and a model-"
-        "randomisation sanity check per head and method of CORPUS; writes report.json, report.md and "
-        "report.html into DIR.")
+        description="Faithfulness, MoRF / LeRF deletion AUCs and their gain over a random order, agreement "
+        "between methods, a model-randomisation sanity check (smooth / efficient MPRT) and a trust ranking per "
+        "head and method of CORPUS; writes report.json, report.md and report.html into DIR.")
     p.add_argument("corpus", help="a corpus written by `semcontrib analyze`")
     p.add_argument("-o", "--out", default=None, help="report folder (default CORPUS/validity_report)")
     p.add_argument("--sample", type=int, default=4, help="images in the randomisation check (0: skip it)")
@@ -606,8 +494,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the randomisation check and the sample")
     p.add_argument("--basis", default="auto", choices=("auto", "mean", "sum"),
                    help="region vector basis (auto: region sums for region methods, see docs/trust.md)")
-    p.add_argument("--validity-baseline", default="blur", choices=list(BASELINES),
-                   help="baseline when validity must be computed (corpus without validity columns)")
+    p.add_argument("--validity-baseline", default=DEFAULT_VALIDITY_BASELINE, choices=list(BASELINES),
+                   help="how regions are removed when validity must be computed (corpus without validity "
+                   "columns); default road (ROAD's noisy linear imputation)")
+    p.add_argument("--noise-samples", type=int, default=3,
+                   help="noisy copies each vector of the randomisation check is averaged over (sMPRT)")
     p.set_defaults(func=run_validate)
 
 

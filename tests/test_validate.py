@@ -11,6 +11,8 @@ import torch
 from PIL import Image
 
 from semcontrib import validate as V
+from semcontrib import validity_inputs as I
+from semcontrib import validity_randomisation as R
 from semcontrib.attribution import AttributionResult
 from semcontrib.corpus import Corpus
 from semcontrib.model import predict
@@ -41,7 +43,7 @@ def test_pure_summaries():
     a = np.array([[1.0, 2, 3, 4], [1.0, 2, 3, 4]])
     b = np.array([[1.0, 3, 2, 9], [4.0, 3, 2, 1]])
     present = np.array([[True, True, True, True], [True, True, False, False]])
-    rho = V.rowwise_spearman(a, b, present)
+    rho = R.rowwise_spearman(a, b, present)
     assert rho[0] == pytest.approx(spearman(a[0], b[0])) and np.isnan(rho[1])  # 2 regions: undefined
 
 
@@ -64,6 +66,10 @@ def test_report_with_model_computes_validity_agreement_and_randomisation(tiny_co
         assert 0 <= e["deletion_auc"]["median"] <= 1 and 0 <= e["insertion_auc"]["median"] <= 1
         assert set(e["agreement"]) == {"gradcam", "ig"} - {e["method"]}
         assert len(e["randomisation"]["median_spearman"]) == 2
+        assert len(e["randomisation"]["complexity_ratio"]) == 2
+        assert all(r is None or r >= 0 for r in e["randomisation"]["complexity_ratio"])
+        for side in ("morf", "lerf"):
+            assert e["gain_over_random"][side]["n"] >= 1
     files = V.write_report(report, tmp_path / "r")
     data = json.loads(files["json"].read_text())
     assert len(data["entries"]) == 4
@@ -96,8 +102,8 @@ class _ModelBlindMethod:
 
 def test_randomisation_flags_a_method_that_ignores_the_model(tiny_corpus, monkeypatch):
     corpus = Corpus.open(tiny_corpus)
-    real = V.make_corpus_method
-    monkeypatch.setattr(V, "make_corpus_method",
+    real = R.make_corpus_method
+    monkeypatch.setattr(R, "make_corpus_method",
                         lambda c, m, o=None: _ModelBlindMethod() if m == "ig" else real(c, m, o))
     report = V.build_report(corpus, V.ValidateConfig(sample=4, stages=1), model=tiny_model())
     flags = {(e["head"], e["method"]): e["randomisation"]["flagged"] for e in report["entries"]}
@@ -105,6 +111,7 @@ def test_randomisation_flags_a_method_that_ignores_the_model(tiny_corpus, monkey
     assert not flags[("task_a", "gradcam")] and not flags[("task_b", "gradcam")]
     ig = next(e for e in report["entries"] if e["method"] == "ig")
     assert ig["randomisation"]["median_spearman"] == [1.0, 1.0]
+    assert ig["randomisation"]["complexity_ratio"] == pytest.approx([1.0, 1.0])  # eMPRT: no change either
 
 
 def test_stored_validity_is_read_and_unloadable_model_skips_randomisation(tiny_corpus, tmp_path):
@@ -113,6 +120,9 @@ def test_stored_validity_is_read_and_unloadable_model_skips_randomisation(tiny_c
     att["faithfulness"] = np.linspace(-0.5, 1.0, len(att))
     att["deletion_auc"] = 0.25
     att["insertion_auc"] = 0.75
+    att["lerf_auc"] = 0.75
+    att["random_auc"] = 0.5
+    att["validity_note"] = np.where(att["method"] == "ig", "circular: ig scores with the blur perturbation", "")
     corpus.__dict__["attributions"] = att
     corpus.manifest = {**corpus.manifest, "validity": {"baseline": "blur"}}  # as an analysis with validity
     report = V.build_report(corpus, V.ValidateConfig(sample=2))
@@ -124,10 +134,31 @@ def test_stored_validity_is_read_and_unloadable_model_skips_randomisation(tiny_c
     assert e["faithfulness"]["median"] == pytest.approx(float(np.median(sub["faithfulness"])))
     assert e["anti_correlated_share"] == pytest.approx(float(np.mean(sub["faithfulness"] < 0)))
     assert e["deletion_auc"]["median"] == 0.25
+    assert e["gain_over_random"]["morf"]["median"] == pytest.approx(0.25)  # random - MoRF
+    assert e["gain_over_random"]["lerf"]["median"] == pytest.approx(0.25)  # LeRF - random
     assert "skipped" in e["randomisation"]
+    circ = {(x["head"], x["method"]): x["circular"] for x in report["entries"]}
+    assert circ[("task_a", "ig")]
+    assert not circ[("task_a", "gradcam")]
+    for h in ("task_a", "task_b"):  # the circular method is listed apart, never ranked
+        assert [m for m, _ in report["ranking"][h]["ranked"]] == ["gradcam"]
+        assert report["ranking"][h]["not_ranked"] == {"ig": "circular"}
     files = V.write_report(report, tmp_path / "r2")
-    assert "Skipped:" in files["markdown"].read_text()
+    md = files["markdown"].read_text()
+    assert "Skipped:" in md
+    assert sum("(circular: not evidence)" in line for line in md.splitlines() if line.startswith("| ig ")) == 2
+    assert not any("circular: not" in line for line in md.splitlines() if line.startswith("| gradcam "))
     assert not (tmp_path / "r2" / "randomisation.png").exists()
+    assert "not ranked: ig (circular)" in md
+
+
+@pytest.mark.parametrize("module", [V, R])
+def test_docstring_examples(module):
+    import doctest
+
+    result = doctest.testmod(module)
+    assert result.attempted >= 1
+    assert result.failed == 0
 
 
 def test_command_writes_the_report(tiny_corpus, tmp_path, capsys):
@@ -137,8 +168,48 @@ def test_command_writes_the_report(tiny_corpus, tmp_path, capsys):
     assert "report:" in capsys.readouterr().out
 
 
+def test_complexity_and_emprt_ratio_hand_computed():
+    present = np.ones((3, 4), bool)
+    v = np.array([[1.0, -1.0, 0.0, 0.0], [2.0, 2.0, 2.0, 2.0], [5.0, 0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(R.complexity(v, present), [np.log(2), np.log(4), 0.0], atol=1e-12)
+    only_two = np.array([[True, True, False, False]] * 3)
+    np.testing.assert_allclose(R.complexity(v, only_two)[:2], [np.log(2), np.log(2)])  # absent regions ignored
+    assert np.isnan(R.complexity(np.zeros((1, 4)), present[:1])[0])
+    rand = np.array([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]])
+    ratio = R.complexity_ratio(v, rand, present)
+    assert ratio[0] == pytest.approx(2.0)  # ln 4 / ln 2: the explanation spread out
+    assert ratio[1] == pytest.approx(0.0)  # ln 1 / ln 4: it collapsed onto one region
+    assert np.isnan(ratio[2])  # before: one region, entropy 0: no ratio
+
+
+def test_smoothing_averages_over_seeded_noisy_copies(tiny_corpus):
+    corpus = Corpus.open(tiny_corpus)
+    model = tiny_model()
+    used, tensor, labels, _ = I.load_tensor(corpus, model, corpus.image_ids()[:2])
+    targets = {h: torch.from_numpy(np.maximum(t, 0)) for h, t in I.targets_table(corpus, used).items()}
+    method = I.make_corpus_method(corpus, "gradcam")
+    vocab = tuple(corpus.vocabulary)
+    plain = I.region_vectors(model, method, tensor, targets, labels, vocab, "sum")
+    one = R.smoothed_vectors(model, method, R.noisy_copies(tensor, 3, 0.0, 0), targets, labels, vocab, "sum")
+    for h in plain:
+        np.testing.assert_allclose(one[h], plain[h])  # no noise: plain MPRT
+    copies = R.noisy_copies(tensor, 3, 0.1, 5)
+    assert len(copies) == 3 and not torch.equal(copies[0], copies[1])
+    assert all(torch.equal(a, b) for a, b in zip(copies, R.noisy_copies(tensor, 3, 0.1, 5)))
+    spread = float((tensor.max() - tensor.min()) * 0.1)
+    assert float((copies[0] - tensor).std()) == pytest.approx(spread, rel=0.1)
+    smooth = R.smoothed_vectors(model, method, copies, targets, labels, vocab, "sum")
+    each = [I.region_vectors(model, method, x, targets, labels, vocab, "sum") for x in copies]
+    for h in smooth:
+        np.testing.assert_allclose(smooth[h], np.mean([e[h] for e in each], axis=0), rtol=1e-6, atol=1e-9)
+
+
 def test_bad_config():
     with pytest.raises(ValueError, match="basis"):
         V.ValidateConfig(basis="median")
     with pytest.raises(ValueError, match="sample"):
         V.ValidateConfig(sample=-1)
+    with pytest.raises(ValueError, match="noise_samples"):
+        V.ValidateConfig(noise_samples=0)
+    with pytest.raises(ValueError, match="noise_magnitude"):
+        V.ValidateConfig(noise_magnitude=1.5)
