@@ -29,7 +29,7 @@ Layout of a corpus directory (Parquet tables readable in place by pandas and Duc
         regions/<source>-<key>/<chunk>.npz int16 region label maps at model resolution, or failures
         attr/<method>-<key>/<chunk>.npz    per head: target, status, delta, region scores, the region
                                            statistics and a display map
-        validity/<key>/<chunk>.npz         per method and head: faithfulness, deletion and insertion AUC
+        validity/<key>/<chunk>.npz         per method and head: VALIDITY_VALUES and a note
       dashboard/               the dashboard's cache (embeddings), keyed by what they depend on
 
 A *chunk* is a fixed set of up to ``chunk_size`` images, planned once, in input order, when they first
@@ -103,9 +103,12 @@ MAX_TABLE_BYTES = 16 * 2**30           # one table or part, uncompressed (a 1M-i
 
 # Columns of the tables (their one definition; the pipeline builds rows with exactly these).
 IMAGE_COLUMNS = ("image_id", "path", "sha256", "width", "height", "status", "reason", "original_mode", "chunk")
+# The numbers of a validity record (semcontrib.validity): faithfulness, MoRF and LeRF deletion AUCs, the
+# insertion AUC (equal to the LeRF one) and the random-order reference of both AUCs.
+VALIDITY_VALUES = ("faithfulness", "deletion_auc", "insertion_auc", "lerf_auc", "random_auc")
 ATTRIBUTION_COLUMNS = ("image_id", "head", "method", "target", "target_index", "logit", "status", "delta",
                        "total", "scale", "unassigned_n", "unassigned_sum", "unassigned_pos", "unassigned_neg",
-                       "lrp_ratio", "faithfulness", "deletion_auc", "insertion_auc", "validity_note")
+                       "lrp_ratio", *VALIDITY_VALUES, "validity_note")
 CONTRIBUTION_COLUMNS = ("image_id", "head", "method", "target", "target_index", "region", "region_index",
                         "n_pixels", "sum", "pos_sum", "neg_sum")
 PLAN_COLUMNS = ("image_id", "chunk", "position", "path", "size", "mtime_ns", "sha256")
@@ -821,9 +824,9 @@ class ChunkAttribution:
 
 @dataclass(frozen=True)
 class ValidityWork:
-    """The validity record of one image: (method, head) -> (faithfulness, deletion AUC, insertion AUC, note)."""
+    """The validity record of one image: (method, head) -> (*the VALIDITY_VALUES, note)."""
 
-    records: Mapping[tuple[str, str], tuple[float, float, float, str]] = field(default_factory=dict)
+    records: Mapping[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
 
 
 def regions_digest(key: str, works: Mapping[str, RegionWork]) -> str:
@@ -1179,9 +1182,10 @@ class WorkStore:
             n = len(ids)
             if n == 0:
                 return {}, str(_scalar(z, "regions_digest", np.str_))
-            cols = {(m, h): (_rows(z, f"values/{m}/{h}", n, np.float64, (3,)), _rows(z, f"note/{m}/{h}", n, np.str_))
+            nv = len(VALIDITY_VALUES)
+            cols = {(m, h): (_rows(z, f"values/{m}/{h}", n, np.float64, (nv,)), _rows(z, f"note/{m}/{h}", n, np.str_))
                     for m, h in pairs}
-            out = {i: ValidityWork({p: (float(v[k, 0]), float(v[k, 1]), float(v[k, 2]), str(note[k]))
+            out = {i: ValidityWork({p: (*(float(x) for x in v[k]), str(note[k]))
                                     for p, (v, note) in cols.items()}) for k, i in enumerate(ids)}
             return out, str(_scalar(z, "regions_digest", np.str_))
         except (KeyError, ValueError, TypeError) as exc:
@@ -1193,8 +1197,10 @@ class WorkStore:
         arrays: dict[str, np.ndarray] = {"ids": _text(ids), "regions_digest": np.array(digest)}
         pairs = list(works[ids[0]].records) if ids else []
         for m, h in pairs:
-            arrays[f"values/{m}/{h}"] = np.array([works[i].records[(m, h)][:3] for i in ids], np.float64).reshape(-1, 3)
-            arrays[f"note/{m}/{h}"] = _text([works[i].records[(m, h)][3] for i in ids])
+            nv = len(VALIDITY_VALUES)
+            arrays[f"values/{m}/{h}"] = np.array([works[i].records[(m, h)][:nv] for i in ids],
+                                                 np.float64).reshape(-1, nv)
+            arrays[f"note/{m}/{h}"] = _text([works[i].records[(m, h)][nv] for i in ids])
         write_npz(self.paths.validity(key, chunk), arrays)
 
 

@@ -205,12 +205,35 @@ def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BICUBIC), dtype=np.uint8)
 
 
-def list_images(folder: str | Path) -> list[Path]:
+def list_images(folder: str | Path, exclude: str | Path | None = None) -> list[Path]:
     """Files under ``folder`` (recursive) with an image suffix, sorted by relative path.
 
     Names that are not valid UTF-8 or contain newlines are listed like any other (as ``Path`` with
-    lone surrogates, as Python decodes them); use :func:`display_name` to show them.
+    lone surrogates, as Python decodes them); use :func:`display_name` to show them. Links to folders
+    are not followed (links to files are). Nothing whose real location lies in ``exclude`` is listed,
+    and a folder there is not even read. One ``os.scandir`` walk, one ``realpath`` per folder.
     """
     folder = Path(folder)
-    return sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-                  key=lambda p: p.relative_to(folder).as_posix())
+    ex = os.path.join(os.path.realpath(exclude), "") if exclude is not None else None
+    found: list[tuple[str, str]] = []
+    stack = [(os.fspath(folder), "")]
+    while stack:
+        top, rel = stack.pop()
+        if ex is not None and os.path.join(os.path.realpath(top), "").startswith(ex):
+            continue
+        try:
+            with os.scandir(top) as it:
+                for e in it:
+                    try:
+                        if e.is_dir(follow_symlinks=False):
+                            stack.append((e.path, f"{rel}{e.name}/"))
+                        elif os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES and e.is_file() and (
+                                ex is None or not e.is_symlink() or not os.path.realpath(e.path).startswith(ex)):
+                            found.append((f"{rel}{e.name}", e.path))
+                    except OSError:
+                        continue
+        except OSError:
+            if not rel:
+                raise
+    found.sort()
+    return [Path(p) for _, p in found]

@@ -32,16 +32,13 @@ import contextlib
 import csv
 import functools
 import hashlib
-import io
 import json
 import logging
-import multiprocessing
 import os
 import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
@@ -65,10 +62,10 @@ from semcontrib.corpus import (
     RegionWork,
     ValidityWork,
 )
-from semcontrib.imageio import ImageLoadError, list_images, load_rgb, resize_rgb, sha256_file
+from semcontrib.imageio import list_images, sha256_file
 from semcontrib.model import ComputeOptions, HeadSpec, MultitaskModel, load_model, model_key, predict_with_evidence
 from semcontrib.paths import data_path
-from semcontrib.regions import ImageInput, RegionSource, resize_evidence, source_key, uses_evidence
+from semcontrib.regions import RegionSource, source_key, uses_evidence
 from semcontrib.settings import (
     DEFAULT_METHODS,
     DEFAULT_PRECISION,
@@ -80,13 +77,25 @@ from semcontrib.settings import (
     ExternalAttributions,
     reuse,
 )
+from semcontrib.workers import (  # per-image work, in worker processes that never import torch
+    Prepared,
+    PrepareJob,
+    RegionContext,
+    SegmentJob,
+    _Done,
+    _Executor,
+    _one_line,
+    _utf8,
+    path_text,
+    prepare_image,
+    segment_image,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["analyze", "AnalysisRun", "AnalysisReport", "RunOptions", "InputEntry", "read_inputs",
            "DEFAULT_METHODS"]
 
-DISPLAY_MAX_SIDE = 512
 STAGES = ("model", "regions", "attributions")
 MAX_CHUNK_SIZE = 512
 MAX_EXTERNAL_BYTES = 64 * 2**20  # one external heatmap file
@@ -191,11 +200,6 @@ def _text_of(path: str) -> str:
         return path_text(Path(path))
 
 
-def path_text(path: Path) -> str:
-    """A file name as UTF-8-safe text: undecodable bytes become ``\\xNN`` escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
 def read_inputs(inputs: str | Path | Sequence[str | Path | InputEntry], exclude: Path | None = None
                 ) -> list[InputEntry]:
     """A folder (recursive, image suffixes), a CSV of image paths, or a list of paths.
@@ -208,9 +212,9 @@ def read_inputs(inputs: str | Path | Sequence[str | Path | InputEntry], exclude:
         entries = [p if isinstance(p, InputEntry) else InputEntry(Path(p)) for p in inputs]
     else:
         src = Path(inputs)  # type: ignore[arg-type]
-        if src.is_dir():
-            entries = [InputEntry(p) for p in list_images(src)]
-        elif src.is_file() and src.suffix.lower() == ".csv":
+        if src.is_dir():  # the corpus's folder is left out while listing
+            return [InputEntry(p) for p in list_images(src, exclude=exclude)]
+        if src.is_file() and src.suffix.lower() == ".csv":
             entries = _read_csv(src)
         elif src.is_file():
             entries = [InputEntry(src)]
@@ -316,216 +320,98 @@ class Plan:
     new_images: int
 
 
+_ABSOLUTE = re.compile(r"/(?!/)(?:(?!//|/\./|/\.\./|/\.?\.?$).)*")  # already what os.path.abspath gives
+
+
 def make_plan(root: Path, entries: Sequence[InputEntry], chunk_size: int) -> Plan:
     """Find every input's image id and chunk, planning new images into new chunks in input order.
 
     A file whose size and modification time match the plan's record is not read again (its recorded
-    sha256 is used); any other is hashed. Runs under the corpus's plan lock, so shards started at the
-    same time agree on one plan.
+    sha256 and image id are used); any other is hashed. Runs under the corpus's plan lock, so shards
+    started at the same time agree on one plan. The inputs are matched against the plan as columns
+    (one join on the path, NumPy comparisons of size and time), so a rerun costs a ``stat`` and a few
+    microseconds per input, whatever the corpus's size.
     """
     with cstore.plan_lock(root):
         old = cstore.read_plan(root)
-        by_path: dict[str, tuple[int, int, str]] = {}
-        members: dict[str, tuple[int, int]] = {}
-        if len(old):
-            last = old.drop_duplicates("path", keep="last")
-            by_path = {p: (int(s), int(t), str(h)) for p, s, t, h in
-                       zip(last["path"], last["size"], last["mtime_ns"], last["sha256"])}
-            first = old.drop_duplicates("image_id", keep="first")
-            members = {str(i): (int(c), int(p))
-                       for i, c, p in zip(first["image_id"], first["chunk"], first["position"])}
-        next_chunk = int(old["chunk"].max()) + 1 if len(old) else 0
-        inputs: list[PlannedInput] = []
-        rows: list[dict[str, Any]] = []
-        pending: list[tuple[int, dict[str, Any]]] = []
-        seen: dict[str, str] = {}
-        for e in entries:
-            key = _text_of(os.path.abspath(e.path))
+        n = len(entries)
+        keys = np.empty(n, object)
+        size = np.full(n, -1, np.int64)
+        mtime = np.zeros(n, np.int64)
+        errors: dict[int, str] = {}
+        for k, e in enumerate(entries):
+            text = os.fspath(e.path)
+            keys[k] = _text_of(text if _ABSOLUTE.fullmatch(text) else os.path.abspath(text))
             try:
                 st = os.stat(e.path)
-                cached = by_path.get(key)
-                fresh = cached is None or cached[:2] != (st.st_size, st.st_mtime_ns)
-                sha = cached[2] if cached is not None and not fresh else sha256_file(e.path)
+                size[k], mtime[k] = st.st_size, st.st_mtime_ns
             except OSError as exc:
-                image_id = make_image_id(e.path, hashlib.sha256(os.fsencode(e.path)).hexdigest())
-                inputs.append(PlannedInput(e, image_id, "", reason=f"unreadable file: {exc.strerror or exc}"))
+                errors[k] = f"unreadable file: {exc.strerror or exc}"
+        readable = size >= 0
+        # the plan's latest record of each path, and the place of each planned image
+        sha = np.full(n, None, object)
+        image_ids = np.full(n, None, object)
+        place = np.full((n, 2), -1, np.int64)
+        fresh = readable.copy()
+        if len(old):
+            last = old.drop_duplicates("path", keep="last").set_index("path")
+            rec = last.reindex(pd.Index(keys, dtype=object))
+            known = rec["sha256"].notna().to_numpy() & readable
+            same = known & (rec["size"].to_numpy(np.float64) == size) & (rec["mtime_ns"].to_numpy(np.float64) == mtime)
+            sha[same] = rec["sha256"].to_numpy(object)[same]
+            image_ids[same] = rec["image_id"].to_numpy(object)[same]
+            fresh = readable & ~same
+        for k in map(int, np.flatnonzero(fresh)):
+            try:
+                sha[k] = sha256_file(entries[k].path)
+            except OSError as exc:
+                errors[k] = f"unreadable file: {exc.strerror or exc}"
                 continue
-            image_id = make_image_id(e.path, sha)
-            if image_id in seen:
-                n = sum(1 for k in seen if k.startswith(f"{image_id}-dup"))
-                dup_id = f"{image_id}-dup{n + 1}"
-                seen[dup_id] = path_text(e.path)
-                inputs.append(PlannedInput(e, dup_id, sha, reason=f"duplicate of {seen[image_id]}"))
-                continue
-            seen[image_id] = path_text(e.path)
-            row = {"image_id": image_id, "path": key, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}
-            if image_id in members:
-                c, p = members[image_id]
-                if fresh:
-                    rows.append({**row, "chunk": c, "position": p})
-                inputs.append(PlannedInput(e, image_id, sha, c, p))
-            else:
-                pending.append((len(inputs), row))
-                inputs.append(PlannedInput(e, image_id, sha))
-        for k, (idx, row) in enumerate(pending):
-            c, p = next_chunk + k // chunk_size, k % chunk_size
-            inputs[idx] = replace(inputs[idx], chunk=c, position=p)
-            rows.append({**row, "chunk": c, "position": p})
-        cstore.append_plan(root, pd.DataFrame(rows, columns=list(cstore.PLAN_COLUMNS)))
+            image_ids[k] = make_image_id(entries[k].path, sha[k])
+        for k in errors:
+            image_ids[k] = make_image_id(entries[k].path, hashlib.sha256(os.fsencode(entries[k].path)).hexdigest())
+            sha[k] = ""
+        ok = np.ones(n, bool)
+        ok[list(errors)] = False
+        reasons: dict[int, str] = dict(errors)
+        ids = pd.Series(image_ids, dtype=object)
+        dup = (ids.duplicated(keep="first").to_numpy() & ok) if n else np.zeros(0, bool)
+        if dup.any():  # the k-th copy of a file is <id>-dup<k>, with the reason naming the first
+            first_path = {i: path_text(entries[k].path) for k, i in enumerate(image_ids) if ok[k]
+                          and not dup[k] and i in set(image_ids[dup])}
+            copies: Counter[str] = Counter()
+            for k in map(int, np.flatnonzero(dup)):
+                i = str(image_ids[k])
+                copies[i] += 1
+                image_ids[k] = f"{i}-dup{copies[i]}"
+                reasons[int(k)] = f"duplicate of {first_path[i]}"
+            ok &= ~dup
+        if len(old):
+            first = old.drop_duplicates("image_id", keep="first").set_index("image_id")
+            at = first.reindex(pd.Index(image_ids, dtype=object))
+            member = at["chunk"].notna().to_numpy() & ok
+            place[member, 0] = at["chunk"].to_numpy(np.float64)[member].astype(np.int64)
+            place[member, 1] = at["position"].to_numpy(np.float64)[member].astype(np.int64)
+        else:
+            member = np.zeros(n, bool)
+        new = np.flatnonzero(ok & ~member)
+        next_chunk = int(old["chunk"].max()) + 1 if len(old) else 0
+        order = np.arange(len(new))
+        place[new, 0] = next_chunk + order // chunk_size
+        place[new, 1] = order % chunk_size
+        write = np.flatnonzero(ok & (fresh | ~member))  # new images, and planned ones whose file changed
+        rows = pd.DataFrame({"image_id": image_ids[write], "path": keys[write], "size": size[write],
+                             "mtime_ns": mtime[write], "sha256": sha[write], "chunk": place[write, 0],
+                             "position": place[write, 1]}, columns=list(cstore.PLAN_COLUMNS))
+        if len(write):
+            cstore.append_plan(root, rows)
+    inputs = [PlannedInput(e, i, h, c, q, reasons.get(k, "")) for k, (e, i, h, c, q) in
+              enumerate(zip(entries, image_ids.tolist(), sha.tolist(), place[:, 0].tolist(), place[:, 1].tolist()))]
     chunks: dict[int, list[PlannedInput]] = {}
-    for it in inputs:
-        if it.chunk >= 0:
-            chunks.setdefault(it.chunk, []).append(it)
-    for members_ in chunks.values():
-        members_.sort(key=lambda it: it.position)
-    return Plan(inputs, dict(sorted(chunks.items())), len(pending))
-
-
-# --------------------------------------------------------------------------- per-image work (worker processes)
-
-
-@dataclass(frozen=True)
-class PrepareJob:
-    """Decode one image: its record and display JPEG, its pixels at model resolution, and (for region
-    sources that do not read the classifier's evidence) its region map."""
-
-    image_id: str
-    path: Path
-    size: int
-    display: bool
-    segment: bool
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """What :func:`prepare_image` gives back: ``rgb`` uint8 S×S×3 (None when the image is skipped)."""
-
-    image_id: str
-    record: ImageRecord
-    display_jpeg: bytes = b""
-    rgb: np.ndarray | None = None
-    regions: RegionWork | None = None
-
-
-@dataclass(frozen=True)
-class SegmentJob:
-    """Segment one image with the classifier's class evidence (G×h×w, or None)."""
-
-    image_id: str
-    path: Path
-    evidence: np.ndarray | None
-
-
-@dataclass(frozen=True)
-class RegionContext:
-    """What region work needs besides the image: the source, its vocabulary, the evidence groups and S."""
-
-    source: RegionSource
-    vocabulary: tuple[str, ...]
-    groups: tuple[str, ...]
-    size: int
-
-
-_WORKER: dict[str, RegionContext] = {}
-
-
-def _init_worker(context: RegionContext) -> None:
-    logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(1)
-    _WORKER["context"] = context
-
-
-def _decode(path: Path) -> Any:
-    try:
-        return load_rgb(path)
-    except ImageLoadError:
-        raise
-    except Exception as exc:  # any decoder failure is this image's reason, never the run's end
-        raise ImageLoadError(path, f"unreadable image ({type(exc).__name__}: {exc})") from None
-
-
-def prepare_image(job: PrepareJob, context: RegionContext | None = None) -> Prepared:
-    """Decode one image (in a worker process, or inline with ``context``)."""
-    ctx = context or _WORKER["context"]
-    try:
-        loaded = _decode(job.path)
-    except ImageLoadError as exc:
-        return Prepared(job.image_id, ImageRecord(0, 0, "", "skipped", exc.reason))
-    h, w = loaded.rgb.shape[:2]
-    jpeg = b""
-    if job.display:
-        img = Image.fromarray(loaded.rgb)
-        img.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE), Image.Resampling.LANCZOS)
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=90)
-        jpeg = buf.getvalue()
-    regions = segment_rgb(ctx, job.image_id, job.path, loaded.rgb, None) if job.segment else None
-    return Prepared(job.image_id, ImageRecord(w, h, loaded.original_mode), jpeg,
-                    resize_rgb(loaded.rgb, job.size), regions)
-
-
-def segment_image(job: SegmentJob, context: RegionContext | None = None) -> RegionWork:
-    """Decode and segment one image (in a worker process, or inline with ``context``)."""
-    ctx = context or _WORKER["context"]
-    try:
-        loaded = _decode(job.path)
-    except ImageLoadError as exc:
-        return RegionWork(None, f"image: {exc.reason}", permanent=False)
-    return segment_rgb(ctx, job.image_id, job.path, loaded.rgb, job.evidence)
-
-
-def segment_rgb(ctx: RegionContext, image_id: str, path: Path, rgb: np.ndarray, evidence: np.ndarray | None
-                ) -> RegionWork:
-    """The region map of one decoded image at model resolution, or the failure (permanent or not)."""
-    ev = resize_evidence(evidence, list(ctx.groups), rgb.shape[:2])
-    try:
-        rmap = ctx.source.segment(ImageInput(image_id, rgb, str(path), ev))
-        if tuple(rmap.names) != ctx.vocabulary:
-            raise ValueError(f"region source returned vocabulary {rmap.names}, expected {ctx.vocabulary}")
-        if rmap.shape != tuple(rgb.shape[:2]):
-            raise ValueError(f"region map is {rmap.shape}, image is {rgb.shape[:2]}")
-        return RegionWork(rmap.resized((ctx.size, ctx.size)).labels.astype(np.int16))
-    except OSError as exc:
-        if cstore.is_disk_full(exc):
-            raise
-        logger.warning("regions failed for %s (will retry next run): %s", path_text(path), exc)
-        return RegionWork(None, _one_line(exc), permanent=False)
-    except Exception as exc:  # a region source failing on one image is that image's reason
-        # RegionError says whether the input itself causes it; another ValueError is taken as
-        # caused by the input; anything else is unexpected and retried by the next run
-        permanent = bool(getattr(exc, "permanent", isinstance(exc, ValueError)))
-        logger.warning("regions failed for %s%s: %s", path_text(path), "" if permanent else " (will retry next run)",
-                       exc)
-        return RegionWork(None, _one_line(exc), permanent=permanent)
-
-
-class _Executor:
-    """Runs per-image jobs inline (``workers == 0``) or in a pool of worker processes (spawned, so the
-    model's threads are never forked), giving back futures-like handles in submission order."""
-
-    def __init__(self, workers: int, context: RegionContext) -> None:
-        self.context = context
-        self.pool: ProcessPoolExecutor | None = None
-        if workers > 0:
-            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_init_worker, initargs=(context,))
-
-    def submit(self, fn: Callable[..., Any], job: Any) -> Any:
-        if self.pool is None:
-            return _Done(fn(job, self.context))
-        return self.pool.submit(fn, job)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-@dataclass
-class _Done:
-    value: Any
-
-    def result(self) -> Any:
-        return self.value
+    planned = np.flatnonzero(place[:, 0] >= 0)
+    for k in planned[np.lexsort((place[planned, 1], place[planned, 0]))]:
+        chunks.setdefault(int(place[k, 0]), []).append(inputs[k])
+    return Plan(inputs, chunks, len(new))
 
 
 # --------------------------------------------------------------------------- the run
@@ -597,6 +483,7 @@ class AnalysisRun:
         ext = settings.external
         if ext is not None and not Path(ext.folder).is_dir():
             raise ValueError(f"--attributions {ext.folder}: no such folder")
+        # region edits drawn in the dashboard (CORPUS/annotations/edits.json) apply whenever present
         from semcontrib.segmentation.edited import with_edits
 
         self.source = with_edits(source if source is not None else _make_source(settings), self.root)
@@ -616,8 +503,10 @@ class AnalysisRun:
         self.rkey = source_key(self.source, self.mkey)  # the model key counts only for evidence users
         self._chunk_rkeys: dict[int, str] = {}  # chunks whose images have region edits: their own key
         self.store = cstore.WorkStore(self.root, self.size)
+        # validity 3: ROAD imputation, LeRF AUC and the random reference, sampled curve steps
         self.vkey = _hash({"model": self.mkey, "regions": self.rkey, "methods": self.method_keys,
-                           "baseline": settings.validity_baseline, "basis": SCORE_BASIS["pixel"], "validity": 2})
+                           "baseline": settings.validity_baseline, "basis": SCORE_BASIS["pixel"],
+                           "config": self._validity_config().params, "validity": 3})
         self.rows_keys = {m: _hash({"model": self.mkey, "regions": self.rkey, "method": self.method_keys[m],
                                     "validity": self.vkey if settings.validity else None,
                                     "vocabulary": self.vocabulary, "rows": 2}) for m in settings.all_methods}
@@ -1088,9 +977,12 @@ class AnalysisRun:
 
     def _validate(self, ok: list[str], rgb: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray],
                   labels: Mapping[str, np.ndarray], s: _ChunkState) -> dict[str, ValidityWork]:
-        from semcontrib.validity import ValidityConfig, compute_validity
+        from semcontrib.validity import circular, compute_validity
 
         assert s.regions is not None
+        config = self._validity_config()
+        circ = {m for m, obj in self.methods.items()
+                if circular(str(getattr(obj, "level", "pixel")), dict(getattr(obj, "params", {})), config)}
         pairs = [(m, h) for m in self.settings.all_methods for h in self.heads]
         with_regions = [i for i in ok if s.regions.works[i].labels is not None]
         pos = {i: k for k, i in enumerate(ok)}
@@ -1103,12 +995,16 @@ class AnalysisRun:
             sub_targets = {h: torch.as_tensor(targets[h][idx]).to(self.options.device) for h in self.heads}
             with self.compute.context():
                 recs = compute_validity(self.net, self._tensor(batch, rgb), np.stack([labels[i] for i in batch]),
-                                        self.vocabulary, sub_targets, scores,
-                                        ValidityConfig(baseline=self.settings.validity_baseline))
+                                        self.vocabulary, sub_targets, scores, config, circ)
             for n, i in enumerate(batch):
-                out[i] = ValidityWork({p: (float(recs[p].faithfulness[n]), float(recs[p].deletion_auc[n]),
-                                           float(recs[p].insertion_auc[n]), str(recs[p].note[n])) for p in pairs})
+                out[i] = ValidityWork({p: (*(float(getattr(recs[p], c)[n]) for c in cstore.VALIDITY_VALUES),
+                                           str(recs[p].note[n])) for p in pairs})
         return out
+
+    def _validity_config(self) -> Any:
+        from semcontrib.validity import ValidityConfig
+
+        return ValidityConfig(baseline=self.settings.validity_baseline)
 
     # ---- the manifest
     def manifest(self, extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -1289,6 +1185,8 @@ class _TableSink:
         rw = res.regions.get(image_id)
         if rec.status == "ok" and (rw is None or rw.labels is None):
             row.update(status="skipped", reason=f"regions: {rw.error if rw else 'not computed'}")
+        elif rec.status == "ok" and rw is not None and rw.error:  # a map with a note (faces: "no face found")
+            row["reason"] = f"regions: {rw.error}"
         pred = res.preds.get(image_id)
         for h in self.run.heads:
             if pred is None:
@@ -1314,10 +1212,10 @@ class _TableSink:
             vrec = res.validity[i].records.get((m, h)) if i in res.validity else None
             row: dict[str, Any] = {"image_id": i, "target": classes[a.target], "target_index": a.target, "logit": logit,
                                    "status": a.status, "delta": nan if a.delta is None else a.delta, "lrp_ratio": nan,
-                                   "faithfulness": nan, "deletion_auc": nan, "insertion_auc": nan,
-                                   "validity_note": "no validity record" if vrec is None else vrec[3]}
+                                   **{c: nan for c in cstore.VALIDITY_VALUES},
+                                   "validity_note": "no validity record" if vrec is None else vrec[-1]}
             if vrec is not None:
-                row.update(faithfulness=vrec[0], deletion_auc=vrec[1], insertion_auc=vrec[2])
+                row.update(zip(cstore.VALIDITY_VALUES, vrec[:-1]))
             st = a.stats
             if a.status != "ok" or st is None:
                 row.update(total=nan, scale=nan, unassigned_n=0, unassigned_sum=nan, unassigned_pos=nan,
@@ -1512,17 +1410,6 @@ def _read_external(src: Path, heads: Sequence[str], size: int) -> dict[str, np.n
             a = np.asarray(img, dtype=np.float64) * (a.shape[0] * a.shape[1] / (size * size))
         out[h] = a
     return out
-
-
-def _one_line(exc: BaseException) -> str:
-    """An exception as one line of valid UTF-8 text (undecodable file-name bytes escaped), at most 500 long."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return _utf8(text[:500])
-
-
-def _utf8(text: str) -> str:
-    """``text`` with lone surrogates (undecodable bytes of file names) as ``\\udcNN`` escapes."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _resolved_params(method: Any, net: Any) -> dict[str, Any]:

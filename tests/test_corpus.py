@@ -37,6 +37,8 @@ HEADS = {"a": 2, "b": 3}
 K = 4  # regions
 S = 8  # model input size
 IDS = ["img-0", "img-1", "img-2"]
+# one validity record: faithfulness, MoRF, insertion, LeRF and random-order AUCs, note (corpus.VALIDITY_VALUES)
+VREC = (0.5, 0.25, 0.75, 0.75, 0.5, "")
 
 
 @pytest.fixture
@@ -120,13 +122,13 @@ def test_predictions_regions_and_validity_round_trip(store: WorkStore) -> None:
     other = dict(works, **{"img-2": RegionWork(_labels(3))})
     assert cstore.regions_digest(KEY, other) != written.digest  # the digest sees the maps
 
-    validity = {i: ValidityWork({("lrp", "a"): (0.5, 0.25, 0.75, ""), ("lrp", "b"): (np.nan, 0.1, 0.9, "few regions")})
+    validity = {i: ValidityWork({("lrp", "a"): VREC, ("lrp", "b"): (np.nan, 0.1, 0.9, 0.9, 0.4, "few regions")})
                 for i in IDS}
     store.write_validity(KEY, 0, validity, written.digest)
     got = store.read_validity(KEY, 0, [("lrp", "a"), ("lrp", "b")])
     assert got is not None and got[1] == written.digest
-    assert got[0]["img-1"].records[("lrp", "a")] == (0.5, 0.25, 0.75, "")
-    assert got[0]["img-1"].records[("lrp", "b")][3] == "few regions"
+    assert got[0]["img-1"].records[("lrp", "a")] == VREC
+    assert got[0]["img-1"].records[("lrp", "b")][-1] == "few regions"
     assert store.read_validity(KEY, 0, [("ig", "a")]) is None  # a pair it does not hold: recomputed
     assert store.discarded == [str(store.paths.validity(KEY, 0))]
 
@@ -292,7 +294,7 @@ def test_foreign_region_files_are_discarded(store: WorkStore, change) -> None:
 
 
 def test_foreign_validity_files_are_discarded(store: WorkStore) -> None:
-    store.write_validity(KEY, 0, {i: ValidityWork({("lrp", "a"): (0.5, 0.25, 0.75, "")}) for i in IDS}, "d" * 16)
+    store.write_validity(KEY, 0, {i: ValidityWork({("lrp", "a"): VREC}) for i in IDS}, "d" * 16)
     path = store.paths.validity(KEY, 0)
     _tamper(path, _set("values/lrp/a", np.zeros((3, 3), np.int64)))
     assert store.read_validity(KEY, 0, [("lrp", "a")]) is None and not path.exists()
@@ -304,7 +306,7 @@ def _write_all(store: WorkStore) -> list[tuple[Path, Callable[[], object]]]:
     store.write_predictions(KEY, 0, _predictions())
     store.write_regions("grid", KEY, 0, {i: RegionWork(_labels(k)) for k, i in enumerate(IDS)})
     store.write_attribution("lrp", KEY, 0, _attribution(_maps()), K)
-    store.write_validity(KEY, 0, {i: ValidityWork({("lrp", "a"): (0.5, 0.25, 0.75, "")}) for i in IDS}, "d" * 16)
+    store.write_validity(KEY, 0, {i: ValidityWork({("lrp", "a"): VREC}) for i in IDS}, "d" * 16)
     p = store.paths
     return [(p.images(0), lambda: store.read_images(0, IDS)),
             (p.pred(KEY, 0), lambda: store.read_predictions(KEY, 0, HEADS)),

@@ -161,7 +161,8 @@ def test_csv_input_with_labels_and_target_class(image_folder, tmp_path):
     csv.write_text("path,scene\nimages/img00.png,forest\nimages/img01.png,city\nimages/missing.png,sea\n")
     rep = run(csv, tmp_path / "c", targets={"task_b": "z"}, methods=["gradcam"])
     assert rep.n_ok == 2
-    assert [(Path(p).name, why) for p, why in rep.skipped] == [("missing.png", "unreadable file: No such file or directory")]
+    skipped = [(Path(p).name, why) for p, why in rep.skipped]
+    assert skipped == [("missing.png", "unreadable file: No such file or directory")]
     c = Corpus.open(tmp_path / "c")
     assert c.images.label_scene.tolist() == ["forest", "city", "sea"]
     assert (c.attributions[c.attributions["head"] == "task_b"].target == "z").all()
@@ -241,8 +242,16 @@ def test_validity_record_for_every_vector(image_folder, tmp_path):
     assert a[["faithfulness", "deletion_auc", "insertion_auc"]].notna().all().all()
     assert a.faithfulness.between(-1, 1).all() and a.deletion_auc.between(0, 1).all()
     assert (a[a.method == "lrp"].lrp_ratio.notna()).all() and a[a.method != "lrp"].lrp_ratio.isna().all()
-    # occlusion with the validity baseline measures exactly what faithfulness tests: rank correlation 1
-    assert (a[a.method == "occlusion"].faithfulness > 0.999).all()
+    # the default deletion (ROAD imputation) is not occlusion's own blur: its record is independent
+    assert not a.validity_note.str.startswith("circular").any()
+    # judged by its own perturbation, occlusion measures exactly what faithfulness tests, and says so
+    out3 = tmp_path / "c3"
+    run(image_folder, out3, regions="grid:2x2", methods=["gradcam", "occlusion"], validity=True,
+        validity_baseline="blur")
+    a3 = Corpus.open(out3).attributions
+    assert (a3[a3.method == "occlusion"].faithfulness > 0.999).all()
+    assert a3[a3.method == "occlusion"].validity_note.str.startswith("circular: occlusion scores with").all()
+    assert not a3[a3.method == "gradcam"].validity_note.str.startswith("circular").any()
     # fewer than 3 regions: NaN with the reason
     out2 = tmp_path / "c2"
     run(image_folder, out2, regions="grid:2x1", methods=["gradcam"], validity=True)
@@ -389,3 +398,28 @@ def test_a_chunk_without_any_analysable_image(image_folder, tmp_path):
     c = Corpus.open(out)  # an empty part concatenates with the others
     assert len(c.images) == 4 and (c.images.status == "ok").sum() == 3
     assert len(c.contributions) == 3 * 2 * 9 and set(c.contributions.image_id) == set(c.image_ids())
+
+
+class NotedGrid(HoleyGrid):
+    """HoleyGrid that notes the two shortest images' maps (as ``faces`` notes "no face found")."""
+
+    name = "noted"
+
+    def segment(self, image: ImageInput) -> RegionMap:
+        rmap = super().segment(image)
+        return RegionMap(rmap.labels, rmap.names, "nothing to see") if image.rgb.shape[0] < 48 else rmap
+
+
+def test_a_region_map_note_is_the_image_reason_and_the_image_stays_ok(image_folder, tmp_path):
+    out = tmp_path / "c"
+    run(image_folder, out, regions=NotedGrid(), methods=["gradcam"])
+    for methods in (["gradcam"], ["gradcam", "occlusion"]):  # the second run reads the stored region maps
+        if len(methods) > 1:
+            rep = run(image_folder, out, regions=NotedGrid(), methods=methods)
+            assert rep.computed["attr:occlusion"] == 7 and rep.computed["regions"] == 0
+        c = Corpus.open(out)
+        ok = c.images[c.images.status == "ok"].set_index("path")
+        noted = {Path(p).name for p, r in ok.reason.items() if r}
+        assert noted == {"img00.png", "img01.png"} and len(ok) == 7
+        assert set(ok.reason[ok.reason != ""]) == {"regions: nothing to see"}
+        assert set(c.contributions.image_id) == set(ok.image_id)  # noted images have contributions

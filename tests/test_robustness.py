@@ -380,16 +380,16 @@ def test_unexpected_region_errors_are_reported_and_retried(photos, tmp_path):
 
 
 def test_any_decoder_exception_skips_only_that_image(photos, tmp_path, monkeypatch):
-    import semcontrib.pipeline as pipeline
+    import semcontrib.workers as workers  # decoding lives there (worker processes without torch)
 
-    real = pipeline.load_rgb
+    real = workers.load_rgb
 
     def load(path, *a, **k):
         if Path(path).name == "p03.png":
             raise MemoryError("decoder ran out of memory")
         return real(path, *a, **k)
 
-    monkeypatch.setattr(pipeline, "load_rgb", load)
+    monkeypatch.setattr(workers, "load_rgb", load)
     rep = run(photos, tmp_path / "c")
     assert rep.n_ok == 6 and "MemoryError" in dict(rep.skipped)[str(photos / "p03.png")]
 
