@@ -292,7 +292,8 @@ def register(subparsers: Any) -> None:
         "accuracy, mean weighted F1, inference ms per image).")
     e.add_argument("model", nargs="?", help="checkpoint (MODEL or MODEL.json)")
     e.add_argument("images", nargs="?", help="folder of images")
-    e.add_argument("labels", nargs="?", help="labels CSV")
+    e.add_argument("labels", nargs="?", help="labels CSV, or a Label Studio JSON export (the checkpoint's classes are "
+                   "the allowed choices)")
     e.add_argument("--out", default=None,
                    help="report folder (None: MODEL_eval; with --compare: comparison)")
     e.add_argument("--subset", default="auto", choices=("auto", "test", "all"),

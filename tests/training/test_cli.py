@@ -136,3 +136,10 @@ def test_train_on_a_label_studio_export_reports_the_skipped_tasks(sample_data, t
     assert len(meta["training"]["label_report"]["skipped_tasks"]) == 2
     report = json.loads((tmp_path / "m_report" / "report.json").read_text())
     assert report["n_examples"] >= 1
+    # evaluate reads the export the same way, the checkpoint's classes being the allowed choices
+    rc = main(["evaluate", str(tmp_path / "m"), str(sample_data.images), str(export), "--subset", "all",
+               "--out", str(tmp_path / "ev"), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert f"task 1009 ({unknown}): choice maybe is not a class of nature (nature, non-nature)" in out
+    assert json.loads((tmp_path / "ev" / "report.json").read_text())["n_examples"] == 46
