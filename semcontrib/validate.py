@@ -78,6 +78,8 @@ class ValidateConfig:
     noise_samples : noisy copies each vector of the randomisation check is averaged over (sMPRT;
         1 with ``noise_magnitude`` 0 is plain MPRT).
     noise_magnitude : the noise's standard deviation as a share of the tensor's value range.
+    truth : an annotation file (or PNG directory) of the corpus's images: the report gains the
+        region-quality section of ``semcontrib regions-eval`` (:mod:`semcontrib.regions_eval`).
     """
 
     sample: int = 4
@@ -92,6 +94,7 @@ class ValidateConfig:
                                  "xrai": {"n_steps": 8}})
     noise_samples: int = 3
     noise_magnitude: float = 0.1
+    truth: str | None = None
 
     def __post_init__(self) -> None:
         if self.basis not in ("auto", "mean", "sum"):
@@ -266,7 +269,20 @@ def build_report(corpus: Corpus, config: ValidateConfig = ValidateConfig(), mode
         "randomisation": {k: v for k, v in rand.items() if k not in ("per", "complexity")},
         "entries": entries,
         "ranking": {h: trust_ranking(entries, h) for h in corpus.heads} if frame is not None else {},
+        **({"region_quality": region_quality_section(corpus, config.truth)} if config.truth else {}),
     }
+
+
+def region_quality_section(corpus: Corpus, truth: str) -> dict[str, Any]:
+    """The corpus's regions against annotations (``semcontrib regions-eval``): its JSON record and its
+    Markdown, or the reason it could not be computed (a bad annotation file does not stop the report)."""
+    from semcontrib.regions_eval import evaluate_corpus, format_report, report_record
+
+    try:
+        ev = evaluate_corpus(corpus, truth)
+    except (ValueError, OSError) as exc:
+        return {"truth": str(truth), "skipped": str(exc)}
+    return {"truth": str(truth), "record": report_record(ev), "markdown": format_report(ev)}
 
 
 def _fmt(x: Any, signed: bool = True) -> str:
@@ -349,6 +365,14 @@ def report_markdown(report: dict[str, Any], images: dict[str, str]) -> str:
             out += [f"![randomisation]({images['randomisation']})", ""]
     else:
         out += [f"Skipped: {rand['reason']}.", ""]
+    quality = report.get("region_quality")
+    if quality:  # regions-eval's Markdown, one heading level down
+        out += ["## Region quality against annotations", ""]
+        if "skipped" in quality:
+            out += [f"Skipped ({quality['truth']}): {quality['skipped']}", ""]
+        else:
+            out += [("#" + line) if line.startswith("#") else line for line in quality["markdown"].splitlines()]
+            out.append("")
     return "\n".join(out)
 
 
@@ -455,7 +479,7 @@ def run_validate(args: argparse.Namespace) -> int:
     corpus = Corpus.open(args.corpus)
     config = ValidateConfig(sample=args.sample, stages=args.stages, seed=args.seed, basis=args.basis,
                             validity=ValidityConfig(baseline=args.validity_baseline),
-                            noise_samples=args.noise_samples)
+                            noise_samples=args.noise_samples, truth=args.truth)
     report = build_report(corpus, config)
     out = Path(args.out) if args.out else Path(args.corpus) / "validity_report"
     files = write_report(report, out)
@@ -499,6 +523,9 @@ def register(subparsers: Any) -> None:
                    "columns); default road (ROAD's noisy linear imputation)")
     p.add_argument("--noise-samples", type=int, default=3,
                    help="noisy copies each vector of the randomisation check is averaged over (sMPRT)")
+    p.add_argument("--truth", default=None, metavar="ANNOTATIONS",
+                   help="annotations of the corpus's images (COCO, Label Studio or PNG maps): add the region "
+                   "quality of `semcontrib regions-eval` to the report")
     p.set_defaults(func=run_validate)
 
 

@@ -168,6 +168,25 @@ def test_command_writes_the_report(tiny_corpus, tmp_path, capsys):
     assert "report:" in capsys.readouterr().out
 
 
+def test_truth_adds_the_region_quality_section(tiny_corpus, tmp_path):
+    truth = tmp_path / "truth.json"  # im0.png (48 wide, 40 high): its top-left cell annotated as top_left
+    truth.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "im0.png", "height": 40, "width": 48}],
+        "categories": [{"id": 1, "name": "top_left"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 16, 0, 16, 13, 0, 13]]}]}))
+    assert V.main([str(tiny_corpus), "-o", str(tmp_path / "out"), "--sample", "0", "--truth", str(truth)]) == 0
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert data["region_quality"]["record"]["images_compared"] == 1
+    assert data["region_quality"]["record"]["labels"]["top_left"]["iou"] > 0.5
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Region quality against annotations" in md
+    assert "\n## Region quality of" in md  # regions-eval's own title, one level down
+    assert V.main([str(tiny_corpus), "-o", str(tmp_path / "bad"), "--sample", "0",
+                   "--truth", str(tmp_path / "nope.json")]) == 0  # a bad annotation file: said, report goes on
+    bad = json.loads((tmp_path / "bad" / "report.json").read_text())["region_quality"]
+    assert "nope.json" in bad["skipped"] or "no such" in bad["skipped"].lower()
+
+
 def test_complexity_and_emprt_ratio_hand_computed():
     present = np.ones((3, 4), bool)
     v = np.array([[1.0, -1.0, 0.0, 0.0], [2.0, 2.0, 2.0, 2.0], [5.0, 0.0, 0.0, 0.0]])
