@@ -3,16 +3,22 @@
 For each photograph, head of the embedded ``imagenet-heads`` model (EfficientNet-Lite0, 4 heads,
 predicted class as the target) and region source (``grid:4x4``, ``landscape``), the Spearman rank
 correlation between a method's region scores and the drop of the target logit when each present
-region alone is replaced by the image's mean colour (``semcontrib.validity`` with baseline
-``mean``; the region methods themselves use their default ``blur`` baseline, so the test is not
-their own definition). Scores are read in two bases: ``sum`` (the region sum of the map; for the
-region methods their scores) and ``mean`` (the sum divided by the region's pixel count).
+region alone is removed with ``--baseline`` (default ``road``: ROAD's noisy linear imputation, the
+validity record's default, which no method scores with; ``mean`` reproduces the earlier table).
+Scores are read in two bases: ``sum`` (the region sum of the map; for the region methods their
+scores) and ``mean`` (the sum divided by the region's pixel count). For the ``sum`` basis it also
+prints the median gain of the MoRF and LeRF deletion AUCs over the random-order reference
+(``random - MoRF`` and ``LeRF - random``, > 0 is better than a random order), with the validity
+record's default curve sampling (``--steps``, 0: full curves); the ``mean`` basis gets faithfulness
+only. ``--also-baselines`` (default ``mean``: the image's mean colour, the perturbation of the
+independent test in issue 19) prints the sum basis's faithfulness under other removals too.
 
 Methods: LRP with the composites ``epsilon``, ``epsilon_plus_flat``, ``epsilon_gamma_box``;
-Grad-CAM; IG (``--ig-steps``, black baseline); occlusion; shapley (defaults: exact up to 10 present
-regions, else 25 permutations). Prints the median over images x heads of each cell (and how many
-values were finite) and the seconds each method took. CPU-heavy: run once,
-``python benchmarks/bench_faithfulness.py`` (about 15 minutes on one core).
+Grad-CAM; IG (``--ig-steps``, black baseline); XRAI when registered; occlusion; shapley (exact up
+to 10 present regions, else ``--shapley-samples`` permutations); LIME when registered. Prints the
+median over images x heads of each cell (and how many values were finite) and the seconds each
+method took. CPU-heavy: run once, ``python benchmarks/bench_faithfulness.py`` (15 to 30 minutes on
+one core).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +40,7 @@ PIXEL_METHODS = {
     "gradcam": ("gradcam", {}),
     "ig": ("ig", {}),
 }
-REGION_METHODS = ("occlusion", "shapley")
+REGION_METHODS = ("occlusion", "shapley", "lime")
 SOURCES = ("grid:4x4", "landscape")
 
 
@@ -93,11 +100,16 @@ def main() -> int:
     ap.add_argument("--ig-steps", type=int, default=16)
     ap.add_argument("--shapley-samples", type=int, default=25)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--baseline", default="road", help="validity baseline: road (default), blur, mean, black")
+    ap.add_argument("--steps", type=int, default=None, help="curve points (default: the validity default)")
+    ap.add_argument("--sources", default=",".join(SOURCES), help="region sources, comma-separated")
+    ap.add_argument("--also-baselines", default="mean",
+                    help="also print the sum basis's faithfulness under these baselines (comma-separated; '' none)")
     ap.add_argument("--json", type=Path, help="also write the table as JSON here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from semcontrib.attribution import make_method, resolve_targets
+    from semcontrib.attribution import ATTRIBUTION_METHODS, make_method, resolve_targets
     from semcontrib.model import load_imagenet_heads, predict
     from semcontrib.validity import ValidityConfig, compute_validity
 
@@ -107,8 +119,11 @@ def main() -> int:
     targets = resolve_targets(model, predict(model, tensor).logits, heads)
     seconds: dict[str, float] = {}
     pixel_maps: dict[str, dict[str, np.ndarray]] = {}
-    for label, (name, params) in PIXEL_METHODS.items():
-        if name == "ig":
+    pixel_methods = dict(PIXEL_METHODS)
+    if "xrai" in ATTRIBUTION_METHODS:
+        pixel_methods["xrai"] = ("xrai", {})
+    for label, (name, params) in pixel_methods.items():
+        if name in ("ig", "xrai"):
             params = {"n_steps": args.ig_steps}
         t = time.perf_counter()
         res = make_method(name, **params).attribute_batch(model, tensor, targets)
@@ -117,7 +132,12 @@ def main() -> int:
         print(f"  {label}: {seconds[label]:.1f} s", file=sys.stderr, flush=True)
 
     table: dict[str, dict[str, dict[str, float]]] = {}
-    for spec in SOURCES:
+    sources = tuple(args.sources.split(","))
+    gains: dict[str, dict[str, list[float]]] = {}
+    also: dict[str, dict[str, dict[str, list[float]]]] = {}
+    config = ValidityConfig(baseline=args.baseline) if args.steps is None else \
+        ValidityConfig(baseline=args.baseline, steps=args.steps)
+    for spec in sources:
         labels, vocab = region_labels(model, names, rgbs, tensor, spec)
         K = len(vocab)
         present = [(labels[n][labels[n] >= 0]).size and len(np.unique(labels[n][labels[n] >= 0]))
@@ -130,7 +150,7 @@ def main() -> int:
                 scores.setdefault(f"{label}/sum", {})[h] = sums
                 scores.setdefault(f"{label}/mean", {})[h] = np.divide(sums, counts, out=np.zeros_like(sums),
                                                                       where=counts > 0)
-        for name in REGION_METHODS:
+        for name in (m for m in REGION_METHODS if m in ATTRIBUTION_METHODS):
             t = time.perf_counter()
             params = {"samples": args.shapley_samples} if name == "shapley" else {}
             res = make_method(name, **params).attribute_regions(model, tensor, targets, labels, vocab)
@@ -142,16 +162,30 @@ def main() -> int:
                 scores.setdefault(f"{name}/mean", {})[h] = np.divide(r.scores, counts, out=np.zeros_like(r.scores),
                                                                      where=counts > 0)
         t = time.perf_counter()
-        validity = compute_validity(model, tensor, labels, vocab, targets, scores,
-                                    ValidityConfig(baseline="mean", curves=False))
+        sums = {k: v for k, v in scores.items() if k.endswith("/sum")}
+        validity = compute_validity(model, tensor, labels, vocab, targets, sums, config)
         seconds[f"validity ({spec})"] = time.perf_counter() - t
+        # the mean basis: faithfulness only (its curves are not printed)
+        validity.update(compute_validity(model, tensor, labels, vocab, targets,
+                                         {k: v for k, v in scores.items() if k.endswith("/mean")},
+                                         replace(config, curves=False)))
+        for other in (b for b in args.also_baselines.split(",") if b):
+            rec_other = compute_validity(model, tensor, labels, vocab, targets, sums,
+                                         replace(config, baseline=other, curves=False))
+            for (key, _h), rec in rec_other.items():
+                also.setdefault(other, {}).setdefault(key.split("/")[0], {}).setdefault(spec, []).extend(
+                    rec.faithfulness.tolist())
         for (key, _h), rec in validity.items():
             cell = table.setdefault(key.split("/")[0], {}).setdefault(f"{spec}/{key.split('/')[1]}", {"values": []})
             cell["values"].extend(rec.faithfulness.tolist())
+            if key.endswith("/sum"):
+                g = gains.setdefault(key.split("/")[0], {})
+                g.setdefault(f"{spec}/morf", []).extend((rec.random_auc - rec.deletion_auc).tolist())
+                g.setdefault(f"{spec}/lerf", []).extend((rec.lerf_auc - rec.random_auc).tolist())
 
-    columns = [f"{s}/{b}" for s in SOURCES for b in ("mean", "sum")]
+    columns = [f"{s}/{b}" for s in sources for b in ("mean", "sum")]
     print(f"\nmedian faithfulness (Spearman of region scores vs. target-logit drop when the region alone is "
-          f"replaced by the image's mean colour), {len(names)} photographs x {len(heads)} heads, "
+          f"removed, validity baseline {args.baseline}), {len(names)} photographs x {len(heads)} heads, "
           f"EfficientNet-Lite0 imagenet-heads")
     print(f"{'method':24}" + "".join(f"{c:>22}" for c in columns))
     out_json: dict[str, dict[str, dict[str, float]]] = {}
@@ -171,9 +205,30 @@ def main() -> int:
         print(f"| {method} | " + " | ".join(f"{cells[c]['median']:+.2f}" for c in columns) + " |")
     print("\ncells: median [quartiles]; finite values per cell: "
           + ", ".join(f"{c} {out_json[next(iter(out_json))][c]['finite']}" for c in columns))
+    gcols = [f"{s}/{o}" for s in sources for o in ("morf", "lerf")]
+    print("\nmedian gain over the random order (sum basis): random - MoRF AUC, LeRF - random AUC")
+    print("| method | " + " | ".join(gcols) + " |\n|---|" + "---|" * len(gcols))
+    gain_json: dict[str, dict[str, float]] = {}
+    for method, cells in gains.items():
+        meds = {c: float(np.nanmedian(cells[c])) if np.isfinite(cells[c]).any() else float("nan") for c in gcols}
+        gain_json[method] = meds
+        print(f"| {method} | " + " | ".join(f"{meds[c]:+.3f}" for c in gcols) + " |")
+    also_json: dict[str, dict[str, dict[str, float]]] = {}
+    for other, per_method in also.items():
+        print(f"\nmedian faithfulness (sum basis) with the region removed by {other} instead")
+        print("| method | " + " | ".join(sources) + " |\n|---|" + "---|" * len(sources))
+        for method, cells in per_method.items():
+            meds = {c: float(np.nanmedian(cells[c])) if np.isfinite(cells[c]).any() else float("nan")
+                    for c in sources}
+            also_json.setdefault(other, {})[method] = meds
+            print(f"| {method} | " + " | ".join(f"{meds[c]:+.2f}" for c in sources) + " |")
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
+    print(f"seconds per image ({len(names)} images, all {len(heads)} heads): "
+          + ", ".join(f"{k} {v / len(names):.2f}" for k, v in seconds.items()))
     if args.json:
-        args.json.write_text(json.dumps({"images": names, "table": out_json, "seconds": seconds}, indent=1))
+        args.json.write_text(json.dumps({"images": names, "table": out_json, "gains": gain_json, "also": also_json,
+                                         "seconds": seconds,
+                                         "config": config.params}, indent=1))
     return 0
 
 
