@@ -478,7 +478,8 @@ def _json_default(o: Any) -> Any:
 def run_validate(args: argparse.Namespace) -> int:
     corpus = Corpus.open(args.corpus)
     config = ValidateConfig(sample=args.sample, stages=args.stages, seed=args.seed, basis=args.basis,
-                            validity=ValidityConfig(baseline=args.validity_baseline),
+                            validity=ValidityConfig(baseline=args.validity_baseline, steps=args.validity_steps,
+                                                    random_samples=args.validity_random_samples),
                             noise_samples=args.noise_samples, truth=args.truth)
     report = build_report(corpus, config)
     out = Path(args.out) if args.out else Path(args.corpus) / "validity_report"
@@ -503,7 +504,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``validate`` to the ``semcontrib`` command's subparsers."""
-    from semcontrib.settings import DEFAULT_VALIDITY_BASELINE
+    from semcontrib.settings import DEFAULT_VALIDITY_BASELINE, VALIDITY_RANDOM_SAMPLES, VALIDITY_STEPS
     from semcontrib.settings import VALIDITY_BASELINES as BASELINES
 
     p = subparsers.add_parser(
@@ -521,6 +522,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--validity-baseline", default=DEFAULT_VALIDITY_BASELINE, choices=list(BASELINES),
                    help="how regions are removed when validity must be computed (corpus without validity "
                    "columns); default road (ROAD's noisy linear imputation)")
+    p.add_argument("--validity-steps", type=int, default=VALIDITY_STEPS,
+                   help="points per deletion curve when validity must be computed (0: full curves, the precise "
+                   "and costly setting; see docs/trust.md)")
+    p.add_argument("--validity-random-samples", type=int, default=VALIDITY_RANDOM_SAMPLES,
+                   help="seeded random orders of the random reference where it is not exact (more: more precise)")
     p.add_argument("--noise-samples", type=int, default=3,
                    help="noisy copies each vector of the randomisation check is averaged over (sMPRT)")
     p.add_argument("--truth", default=None, metavar="ANNOTATIONS",

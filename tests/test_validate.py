@@ -164,7 +164,12 @@ def test_docstring_examples(module):
 def test_command_writes_the_report(tiny_corpus, tmp_path, capsys):
     assert V.main([str(tiny_corpus), "-o", str(tmp_path / "out"), "--sample", "0"]) == 0
     data = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert len(data["entries"]) == 4 and "validity" in data
+    assert len(data["entries"]) == 4
+    assert data["config"]["validity"]["baseline"] == "road"  # the independent default
+    assert V.main([str(tiny_corpus), "-o", str(tmp_path / "full"), "--sample", "0", "--validity-baseline", "blur",
+                   "--validity-steps", "0", "--validity-random-samples", "9"]) == 0
+    cfg = json.loads((tmp_path / "full" / "report.json").read_text())["config"]["validity"]
+    assert (cfg["baseline"], cfg["steps"], cfg["random_samples"]) == ("blur", 0, 9)
     assert "report:" in capsys.readouterr().out
 
 
