@@ -92,7 +92,8 @@ def test_lime_delta_is_one_minus_the_weighted_r2_of_the_surrogate():
     ybar = np.sum(w * y) / w.sum()
     r2 = 1 - np.sum(w * (y - fit) ** 2) / np.sum(w * (y - ybar) ** 2)
     np.testing.assert_allclose(res["task_a"].scores[0, :4], coef, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(res["task_a"].delta[0], 1 - r2, rtol=1e-6, atol=1e-9)
+    # 1 - R² is small here (~3e-4): float32 logits of batched vs single forwards move it by ~1e-8 absolute
+    np.testing.assert_allclose(res["task_a"].delta[0], 1 - r2, rtol=1e-6, atol=1e-7)
 
 
 def test_lime_on_an_additive_model_recovers_the_region_effects_with_r2_one():
