@@ -50,7 +50,6 @@ import torch
 from PIL import Image
 
 from semcontrib import corpus as cstore
-from semcontrib.attribution import make_method, resolve_targets
 from semcontrib.contributions import RegionStats, aggregate
 from semcontrib.corpus import (
     ChunkAttribution,
@@ -63,6 +62,7 @@ from semcontrib.corpus import (
     ValidityWork,
 )
 from semcontrib.imageio import list_images, sha256_file
+from semcontrib.methods import AttributionMethod, is_pixel_method, is_region_method, make_method, resolve_targets
 from semcontrib.model import ComputeOptions, HeadSpec, MultitaskModel, load_model, model_key, predict_with_evidence
 from semcontrib.paths import data_path
 from semcontrib.regions import RegionSource, source_key, uses_evidence
@@ -545,7 +545,7 @@ class AnalysisRun:
             key = _hash({"model": mkey, "method": m, "params": _resolved_params(obj, net), "heads": sorted(heads),
                          "targets": targets})
             methods[m] = {"params": obj.params, "key": key, "notes": obj.notes(net),
-                          "level": getattr(obj, "level", "pixel")}
+                          "level": obj.level}
         ext = self.settings.external
         if ext is not None:
             key = _hash({"model": mkey, "external": str(Path(ext.folder).resolve()), "heads": sorted(heads),
@@ -798,7 +798,7 @@ class AnalysisRun:
         prefetch()
         targets = self._targets(ok, s.preds)
         pixel_maps = {m: self._pixel_maps(m, ok, rgb, targets) for m in self.methods
-                      if s.attrs[m] is None and getattr(self.methods[m], "level", "pixel") != "region"}
+                      if s.attrs[m] is None and not is_region_method(self.methods[m])}
         if pending is not None:
             s.regions = self._collect_regions(s, ok, pending)
         assert s.regions is not None
@@ -910,7 +910,9 @@ class AnalysisRun:
     def _pixel_maps(self, method: str, ok: list[str], rgb: Mapping[str, np.ndarray],
                     targets: Mapping[str, np.ndarray]) -> dict[str, dict[str, HeadAttribution]]:
         """A pixel method's maps (float32, no statistics yet) for the chunk's images, in batches."""
-        obj: Any = self.methods[method]
+        obj = self.methods[method]
+        if not is_pixel_method(obj):
+            raise TypeError(f"method {method!r} is not a pixel method (level {obj.level!r})")
         works: dict[str, dict[str, HeadAttribution]] = {}
         for start, batch in self._numbered_batches(ok):
             dev = self._batch_targets(targets, start, len(batch))
@@ -918,8 +920,7 @@ class AnalysisRun:
                 res = obj.attribute_batch(self.net, self._tensor(batch, rgb), dev)
             for k, i in enumerate(batch):
                 works[i] = {h: HeadAttribution(int(targets[h][start + k]), "ok", np.asarray(res[h].maps[k], np.float32),
-                                               delta=None if res[h].delta is None else float(res[h].delta[k]))
-                            for h in self.heads}
+                                               delta=_item(res[h].delta, k)) for h in self.heads}
         return works
 
     def _batch_targets(self, targets: Mapping[str, np.ndarray], start: int, n: int) -> dict[str, torch.Tensor]:
@@ -946,7 +947,9 @@ class AnalysisRun:
         if maps is not None:
             return ChunkAttribution({i: {h: _with_stats(a, labels[i], K) for h, a in maps[i].items()} for i in ok},
                                     s.regions.digest)
-        obj: Any = self.methods[method]
+        obj = self.methods[method]
+        if not is_region_method(obj):
+            raise TypeError(f"method {method!r} is not a region method (level {obj.level!r})")
         for start, batch in self._numbered_batches(ok):
             dev = self._batch_targets(targets, start, len(batch))
             with self.compute.context():
@@ -955,7 +958,7 @@ class AnalysisRun:
             for k, i in enumerate(batch):
                 works[i] = {h: _with_stats(HeadAttribution(
                     int(targets[h][start + k]), "ok", np.asarray(res[h].maps[k], np.float64),
-                    delta=None if res[h].delta is None else float(res[h].delta[k]),
+                    delta=_item(res[h].delta, k),
                     scores=np.asarray(res[h].scores[k], np.float64)), labels[i], K) for h in self.heads}
         return ChunkAttribution(works, s.regions.digest)
 
@@ -982,7 +985,7 @@ class AnalysisRun:
         assert s.regions is not None
         config = self._validity_config()
         circ = {m for m, obj in self.methods.items()
-                if circular(str(getattr(obj, "level", "pixel")), dict(getattr(obj, "params", {})), config)}
+                if circular(obj.level, obj.params, config)}
         pairs = [(m, h) for m in self.settings.all_methods for h in self.heads]
         with_regions = [i for i in ok if s.regions.works[i].labels is not None]
         pos = {i: k for k, i in enumerate(ok)}
@@ -1412,7 +1415,12 @@ def _read_external(src: Path, heads: Sequence[str], size: int) -> dict[str, np.n
     return out
 
 
-def _resolved_params(method: Any, net: Any) -> dict[str, Any]:
+def _item(values: np.ndarray | None, k: int) -> float | None:
+    """``values[k]`` as a float, or None when a method gives no such values (its ``delta``)."""
+    return None if values is None else float(values[k])
+
+
+def _resolved_params(method: AttributionMethod, net: Any) -> dict[str, Any]:
     """A method's parameters with defaults that depend on the model filled in (Grad-CAM's layer)."""
     params = dict(method.params)
     if "layer" in params and params["layer"] is None and hasattr(method, "resolve_layer_name"):
@@ -1420,7 +1428,7 @@ def _resolved_params(method: Any, net: Any) -> dict[str, Any]:
     return params
 
 
-def _make_method(name: str, params: Mapping[str, Any]) -> Any:
+def _make_method(name: str, params: Mapping[str, Any]) -> AttributionMethod:
     try:
         return make_method(name, **dict(params))
     except TypeError as exc:  # a parameter the method does not take (e.g. from an older manifest)
