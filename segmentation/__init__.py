@@ -15,6 +15,7 @@ spec           source
 ``annotations:PATH`` :class:`segmentation.annotations.AnnotationSource`
 ``faces``      :class:`segmentation.faces.FacesSource` (dlib landmarks; non-commercial model)
 ``parts:boxes=F,foreground=S`` :class:`segmentation.parts.PartsSource`
+``concepts:PROMPTS`` :class:`segmentation.concepts.ConceptSource` (text prompts; ``transformers``)
 =============  ==========================================================================
 """
 
@@ -150,6 +151,12 @@ def _parts(arg: str | None, options: dict[str, Any]) -> RegionSource:
     return make_parts_source(arg, options)
 
 
+def _concepts(arg: str | None, options: dict[str, Any]) -> RegionSource:
+    from semcontrib.segmentation.concepts import make_concepts_source
+
+    return make_concepts_source(arg, options)
+
+
 def _faces(arg: str | None, options: dict[str, Any]) -> RegionSource:
     from semcontrib.segmentation.faces import make_faces_source
 
@@ -163,6 +170,7 @@ REGION_SOURCES: dict[str, Callable[[str | None, dict[str, Any]], RegionSource]] 
     "annotations": _annotations,
     "faces": _faces,
     "parts": _parts,
+    "concepts": _concepts,
 }
 
 
