@@ -340,6 +340,8 @@ class ConceptSource:
     backend: ConceptBackend
     name: str = field(default="concepts", init=False)
     uses_evidence: bool = field(default=False, init=False)
+    #: the backends run torch models: pipeline workers then import torch and use one thread each
+    uses_torch: bool = field(default=True, init=False)
 
     @property
     def vocabulary(self) -> tuple[str, ...]:

@@ -299,6 +299,11 @@ class FacesSource:
 
         return uses_evidence(self.person[0])
 
+    @property
+    def uses_torch(self) -> bool:
+        """The person source's (``concepts`` runs torch models); dlib itself needs no torch."""
+        return self.person is not None and bool(getattr(self.person[0], "uses_torch", False))
+
     # ---- the models, loaded once per process and shared by every source object (not pickled)
     @property
     def _detector(self) -> Any:

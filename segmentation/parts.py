@@ -170,6 +170,11 @@ class PartsSource:
         """The foreground source's: ``landscape`` reads the classifier's class evidence."""
         return uses_evidence(self.foreground)
 
+    @property
+    def uses_torch(self) -> bool:
+        """The foreground source's (``concepts`` runs torch models): workers then give torch one thread."""
+        return bool(getattr(self.foreground, "uses_torch", False))
+
     def annotated(self, image: ImageInput) -> bool:
         """Whether the boxes file (or PNG directory) has an entry for ``image``."""
         if self.boxes.format == "png":

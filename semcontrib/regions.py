@@ -149,6 +149,21 @@ class RegionSource(Protocol):
         whether ``segment`` reads :attr:`ImageInput.evidence`, the classifier's class evidence; the
         key then includes the model key, so another model gives other region maps.
 
+    Two more optional members are read by the run, never by name of the source:
+
+    ``uses_torch`` (a bool, default ``False``)
+        the source runs torch models (``concepts``); worker processes then import torch and give it
+        one thread each (see ``semcontrib.workers``).
+    ``image_identity(image_id, path) -> str`` and ``base``
+        a source whose output for *some* images depends on more than its identity (the region edits
+        of ``segmentation.edited``, which wraps every source) returns a non-empty mark for those
+        images; the run folds a chunk's marks into that chunk's region key, and reads the other
+        images' maps from ``base``'s stored maps.
+
+    With ``--workers`` above 0 the source is pickled into spawned worker processes, so its class must
+    be importable there (defined in a module, not in ``__main__`` or a notebook); drop loaded models
+    in ``__getstate__`` and load them again on first use.
+
     Errors: ``segment`` raises :class:`RegionError` for an image it cannot segment, with
     ``permanent=True`` when the input causes it (size mismatch, image not annotated, malformed
     shape) and ``permanent=False`` for transient causes (I/O errors). Any other exception from a

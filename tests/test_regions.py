@@ -138,3 +138,43 @@ def test_files_are_hashed_once_per_source_in_chunks(tmp_path, monkeypatch):
     assert file_identity(big) == {"name": "big.bin", "sha256": hashlib.sha256(payload).hexdigest()}
     assert file_identity(None) is None
     assert file_identity(tmp_path / "missing.pth")["sha256"].startswith("unreadable")
+
+
+# --------------------------------------------------------------------------- docs/regions.md's custom source
+
+
+def _docs_example() -> str:
+    """The Python block under "## Your own region source" in docs/regions.md, as it stands."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "regions.md").read_text()
+    section = text.split("## Your own region source", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_custom_source_of_the_docs_runs_through_analyze(tmp_path, monkeypatch):
+    """The 20-line source of docs/regions.md, executed as written (in a temporary folder, with a tiny
+    classifier in place of the default one): registered by name, analysed end to end, its vocabulary
+    and params in the corpus, a contribution for both regions of every image."""
+    from semcontrib import pipeline
+    from semcontrib.corpus import Corpus
+    from semcontrib.regions import RegionSource
+    from semcontrib.segmentation import REGION_SOURCES
+    from tests.conftest import tiny_model
+
+    code = _docs_example()
+    assert 15 <= len([line for line in code.splitlines() if line.strip()]) <= 30  # "a 20-line source"
+    monkeypatch.setattr(pipeline, "load_model", lambda name: tiny_model(size=32))
+    monkeypatch.setitem(REGION_SOURCES, "halves", None)  # removed again after the test
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "docs/regions.md", "exec"), namespace)
+    assert isinstance(namespace["HalvesSource"](), RegionSource)
+    report = namespace["report"]
+    assert report.n_ok == 2
+    corpus = Corpus.open(tmp_path / "corpus-halves")
+    regions = corpus.manifest["regions"]
+    assert regions["name"] == "halves" and regions["vocabulary"] == ["top", "bottom"]
+    assert regions["params"] == {"split": 0.4}
+    present = corpus.contributions[~corpus.contributions.absent].groupby("image_id").region.agg(set)
+    assert len(present) == 2 and all(regions_of == {"top", "bottom"} for regions_of in present)

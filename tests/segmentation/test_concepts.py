@@ -475,3 +475,19 @@ def test_analyze_cli_with_a_tiny_clipseg(tiny, tmp_path, monkeypatch, capsys):
     assert corpus.manifest["regions"]["vocabulary"] == ["sky", "grass", "rest"]
     assert corpus.manifest["regions"]["params"]["backend"] == "clipseg"
     assert (corpus.images.status == "ok").all() and len(corpus.images) == 1
+
+
+def test_concepts_says_it_runs_torch_and_sources_built_on_it_say_so_too(tmp_path):
+    """Workers give torch one thread when the source (or the source a ``parts`` foreground or a ``faces``
+    person comes from) says ``uses_torch``; the pipeline never asks for a source by name."""
+    import json
+
+    src = make_region_source("concepts:cat,rest", backend=FakeBackend([[]]))
+    assert src.uses_torch is True
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.png", "height": 6, "width": 8}],
+                                 "categories": [{"id": 1, "name": "eye"}], "annotations": []}))
+    parts = make_region_source(f"parts:boxes={boxes},foreground=concepts:cat,rest:cat",
+                               **{"foreground.backend": FakeBackend([[]])})
+    assert parts.foreground.name == "concepts" and parts.uses_torch is True
+    assert make_region_source(f"parts:boxes={boxes},foreground=grid").uses_torch is False
