@@ -44,3 +44,67 @@ def test_option_conversion_errors():
     src = make_region_source("landscape", faces="no", max_side="128", scale="50")
     assert src.params["faces"] is False and src.params["max_side"] == 128
     assert np.isclose(src.params["segment_params"]["scale"], 50.0)
+
+
+# --------------------------------------------------------------------------- one contract for every source
+
+
+def _coco_one(tmp_path, h: int, w: int) -> str:
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "img.png", "height": h, "width": w}],
+        "categories": [{"id": 1, "name": "eye"}, {"id": 2, "name": "cat"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 4, 3]},
+                        {"id": 2, "image_id": 1, "category_id": 2, "bbox": [1, 1, 20, 12]}]}))
+    return str(path)
+
+
+class _FakeConcepts:
+    name = "fake"
+    identity = {"weights": "none"}
+
+    def find(self, rgb, prompts):
+        from semcontrib.segmentation.concepts import ConceptInstance
+
+        mask = np.zeros(rgb.shape[:2], bool)
+        mask[2:6, 3:9] = True
+        return [[ConceptInstance(mask, 0.9)] for _ in prompts]
+
+
+def _build(name: str, tmp_path, h: int, w: int):
+    """A source of each registered kind, built offline through the registry."""
+    ann = _coco_one(tmp_path, h, w)
+    if name == "sam":
+        pytest.importorskip("segment_anything")
+        from semcontrib.segmentation.sam import build_tiny_sam
+
+        return make_region_source("sam", model=build_tiny_sam(seed=0), min_area="1", points_per_side="2")
+    if name == "faces":
+        pytest.importorskip("dlib")
+    specs = {"grid": "grid:2x3", "landscape": "landscape", "annotations": f"annotations:{ann}", "faces": "faces",
+             "parts": f"parts:boxes={ann},foreground=grid:1x1", "concepts": "concepts:eye,cat,rest"}
+    options = {"concepts": {"backend": _FakeConcepts()}}.get(name, {})
+    return make_region_source(specs[name], **options)
+
+
+@pytest.mark.parametrize("name", sorted(REGION_SOURCES))
+def test_every_registered_source_keeps_the_same_contract(name, tmp_path):
+    """Registered by name; a fixed vocabulary of distinct names; JSON-able params; a cache identity and
+    an evidence flag of its own (so its key is exact); a stable key; and ``segment`` gives an int32 map of
+    the image's size over that vocabulary. A new source added to REGION_SOURCES is checked here too."""
+    from semcontrib.regions import ImageInput, RegionMap, cache_identity
+
+    h, w = 16, 24
+    src = _build(name, tmp_path, h, w)
+    assert isinstance(src, RegionSource)
+    assert src.name == name
+    vocab = tuple(src.vocabulary)
+    assert vocab and all(isinstance(v, str) and v for v in vocab) and len(set(vocab)) == len(vocab)
+    json.dumps(src.params, default=str)
+    assert hasattr(src, "cache_identity") and hasattr(src, "uses_evidence")
+    json.dumps(cache_identity(src), default=str)
+    assert source_key(src, "m") == source_key(_build(name, tmp_path, h, w), "m")
+    rgb = (np.random.default_rng(0).random((h, w, 3)) * 255).astype(np.uint8)
+    rmap = src.segment(ImageInput("img", rgb, str(tmp_path / "img.png")))
+    assert isinstance(rmap, RegionMap)
+    assert rmap.names == vocab and rmap.shape == (h, w) and rmap.labels.dtype == np.int32
