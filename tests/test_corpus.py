@@ -31,6 +31,8 @@ from semcontrib.corpus import (
     read_npz,
     validate_manifest,
 )
+from semcontrib.store import files as store_files
+from semcontrib.store import generations as store_generations
 
 KEY = "0123456789abcdef"
 HEADS = {"a": 2, "b": 3}
@@ -586,7 +588,7 @@ def test_a_table_claiming_too_much_is_refused_from_its_footer(tmp_path: Path, mo
     path = tmp_path / "t.parquet"
     cstore.write_table(path, pd.DataFrame({"a": np.arange(1000)}))
     cstore.check_table_size(path)  # within the limit
-    monkeypatch.setattr(cstore, "MAX_TABLE_BYTES", 100)
+    monkeypatch.setattr(store_files, "MAX_TABLE_BYTES", 100)
     with pytest.raises(cstore.CorpusError, match="limit"):
         cstore.read_table(path)
 
@@ -630,7 +632,7 @@ def _tables(root: Path) -> list[pd.DataFrame]:
 def test_compact_merges_the_parts_and_keeps_the_tables_equal(image_folder, tmp_path, monkeypatch, capsys):
     from semcontrib.cli import main
 
-    monkeypatch.setattr(cstore, "COMPACT_MIN_PARTS", 1000)  # no compaction while growing
+    monkeypatch.setattr(store_generations, "COMPACT_MIN_PARTS", 1000)  # no compaction while growing
     out = tmp_path / "grown"
     _grow(image_folder, out)
     before = _tables(out)
@@ -660,9 +662,9 @@ def test_compact_merges_the_parts_and_keeps_the_tables_equal(image_folder, tmp_p
 
 def test_publish_compacts_crowded_partitions_and_the_tables_stay_those_of_a_run_without(image_folder, tmp_path,
                                                                                        monkeypatch):
-    monkeypatch.setattr(cstore, "COMPACT_MIN_PARTS", 1000)
+    monkeypatch.setattr(store_generations, "COMPACT_MIN_PARTS", 1000)
     _grow(image_folder, tmp_path / "plain")
-    monkeypatch.setattr(cstore, "COMPACT_MIN_PARTS", 3)
+    monkeypatch.setattr(store_generations, "COMPACT_MIN_PARTS", 3)
     _grow(image_folder, tmp_path / "compacted")
     per_partition = pd.Series([(p.table, p.head, p.method) for p in Corpus.open(tmp_path / "compacted").parts])
     assert per_partition.value_counts().max() <= 3 < 7
@@ -671,7 +673,7 @@ def test_publish_compacts_crowded_partitions_and_the_tables_stay_those_of_a_run_
 
 
 def test_a_compaction_killed_before_its_manifest_leaves_the_old_generation(image_folder, tmp_path, monkeypatch):
-    monkeypatch.setattr(cstore, "COMPACT_MIN_PARTS", 1000)
+    monkeypatch.setattr(store_generations, "COMPACT_MIN_PARTS", 1000)
     out = tmp_path / "c"
     _grow(image_folder, out)
     before = _tables(out)
@@ -681,7 +683,7 @@ def test_a_compaction_killed_before_its_manifest_leaves_the_old_generation(image
         raise OSError("killed")
 
     with monkeypatch.context() as m:
-        m.setattr(cstore, "write_json", killed)
+        m.setattr(store_generations, "write_json", killed)
         with pytest.raises(OSError, match="killed"):
             cstore.compact(out)
     assert [p.file for p in Corpus.open(out).parts] == listed

@@ -27,6 +27,8 @@ from semcontrib.corpus import Corpus, CorpusBusyError, CorpusError
 from semcontrib.export import export_table, spreadsheet_safe
 from semcontrib.pipeline import analyze
 from semcontrib.regions import ImageInput, RegionError, RegionMap
+from semcontrib.store import files as store_files
+from semcontrib.store import generations as store_generations
 from tests.conftest import synthetic_rgb, tiny_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -122,7 +124,7 @@ class SimulatedCrash(BaseException):
 
 def _failing_writes(monkeypatch, at: int, exc: BaseException) -> list[Path]:
     calls: list[Path] = []
-    real = cstore._atomic_write
+    real = store_files._atomic_write
 
     def write(path: Path, data: bytes) -> None:
         calls.append(path)
@@ -130,7 +132,7 @@ def _failing_writes(monkeypatch, at: int, exc: BaseException) -> list[Path]:
             raise exc
         real(path, data)
 
-    monkeypatch.setattr(cstore, "_atomic_write", write)
+    monkeypatch.setattr(store_files, "_atomic_write", write)
     return calls
 
 
@@ -288,7 +290,7 @@ def test_a_crash_during_publish_leaves_a_readable_corpus(photos, tmp_path, monke
     run(photos, out)
     before = [t.copy() for t in tables(out)]
     calls = []
-    real = cstore._link_replace
+    real = store_generations._link_replace
 
     def crash_after_first_link(src, dst):
         calls.append(dst)
@@ -296,7 +298,7 @@ def test_a_crash_during_publish_leaves_a_readable_corpus(photos, tmp_path, monke
         if len(calls) == 1:
             raise SimulatedCrash()
 
-    monkeypatch.setattr(cstore, "_link_replace", crash_after_first_link)
+    monkeypatch.setattr(store_generations, "_link_replace", crash_after_first_link)
     with pytest.raises(SimulatedCrash):
         run(photos, out, methods=["gradcam"])  # another generation, with other tables
     monkeypatch.undo()
