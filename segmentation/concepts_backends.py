@@ -76,12 +76,12 @@ def resolve_folder(value: str | os.PathLike[str] | None, option: str, backend: s
         except Exception as exc:  # noqa: BLE001 - any hub error means: not available here
             hint = "" if download else " (add --region-opt download=true to fetch it on a machine that is online)"
             raise ValueError(f"concepts {option}: {value!r} is neither a folder nor a hub id in the local "
-                             f"cache{hint}; or {where} as {option}=FOLDER "
+                             f"cache{hint}; or {where} as --region-opt {option}=FOLDER "
                              f"[{type(exc).__name__}]") from None
     if not path.is_dir():
-        raise ValueError(f"concepts {option} folder not found: {path}; {where} as {option}=FOLDER")
+        raise ValueError(f"concepts {option} folder not found: {path}; {where} as --region-opt {option}=FOLDER")
     if not (path / "config.json").is_file():
-        raise ValueError(f"concepts {option} folder {path} has no config.json; {where} as {option}=FOLDER")
+        raise ValueError(f"concepts {option} folder {path} has no config.json; {where} as --region-opt {option}=FOLDER")
     return path
 
 

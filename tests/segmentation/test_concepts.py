@@ -249,7 +249,8 @@ def test_missing_model_says_where_to_put_it(tmp_path):
         make_region_source("concepts:eye,rest")
     missing = tmp_path / "sam3-weights"
     with pytest.raises(ValueError, match=r"concepts model folder not found: .*sam3-weights; put the files "
-                                         r"save_pretrained writes \(config.json, model.safetensors"):
+                                         r"save_pretrained writes \(config.json, model.safetensors.* "
+                                         r"as --region-opt model=FOLDER$"):
         make_region_source("concepts:eye,rest", model=str(missing))
     missing.mkdir()
     with pytest.raises(ValueError, match="sam3-weights has no config.json"):
