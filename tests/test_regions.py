@@ -156,15 +156,16 @@ def test_the_custom_source_of_the_docs_runs_through_analyze(tmp_path, monkeypatc
     """The 20-line source of docs/regions.md, executed as written (in a temporary folder, with a tiny
     classifier in place of the default one): registered by name, analysed end to end, its vocabulary
     and params in the corpus, a contribution for both regions of every image."""
-    from semcontrib import pipeline
     from semcontrib.corpus import Corpus
+    from semcontrib.model import MODELS
     from semcontrib.regions import RegionSource
     from semcontrib.segmentation import REGION_SOURCES
+    from semcontrib.settings import DEFAULT_MODEL
     from tests.conftest import tiny_model
 
     code = _docs_example()
     assert 15 <= len([line for line in code.splitlines() if line.strip()]) <= 30  # "a 20-line source"
-    monkeypatch.setattr(pipeline, "load_model", lambda name: tiny_model(size=32))
+    monkeypatch.setitem(MODELS, DEFAULT_MODEL, lambda weights=None: tiny_model(size=32))  # no download
     monkeypatch.setitem(REGION_SOURCES, "halves", None)  # removed again after the test
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}

@@ -419,13 +419,14 @@ def test_analyze_cli_with_a_tiny_sam3_recomputes_on_new_prompts_or_weights(tiny,
     transformers; the worker path is the pipeline's, tested there.)"""
     from PIL import Image
 
-    from semcontrib import pipeline
     from semcontrib.cli import main
     from semcontrib.corpus import Corpus
+    from semcontrib.model import MODELS
     from semcontrib.segmentation.concepts_tiny import save_tiny_sam3
+    from semcontrib.settings import DEFAULT_MODEL
     from tests.conftest import tiny_model
 
-    monkeypatch.setattr(pipeline, "load_model", lambda name: tiny_model())
+    monkeypatch.setitem(MODELS, DEFAULT_MODEL, lambda weights=None: tiny_model())  # no download
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(2):
@@ -459,12 +460,13 @@ def test_analyze_cli_with_a_tiny_clipseg(tiny, tmp_path, monkeypatch, capsys):
     """The same command with ``backend=clipseg``: the light backend runs end to end too."""
     from PIL import Image
 
-    from semcontrib import pipeline
     from semcontrib.cli import main
     from semcontrib.corpus import Corpus
+    from semcontrib.model import MODELS
+    from semcontrib.settings import DEFAULT_MODEL
     from tests.conftest import tiny_model
 
-    monkeypatch.setattr(pipeline, "load_model", lambda name: tiny_model())
+    monkeypatch.setitem(MODELS, DEFAULT_MODEL, lambda weights=None: tiny_model())  # no download
     photos = tmp_path / "photos"
     photos.mkdir()
     Image.fromarray(photo(40, 56, seed=4).rgb).save(photos / "p.png")
