@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from semcontrib import corpus as cstore
-from semcontrib.pipeline import (
+from semcontrib.engine import (
     AnalysisReport,
     AnalysisRun,
+    Generation,
     InputEntry,
     PlannedInput,
     RunOptions,
@@ -59,7 +60,7 @@ class _Stage:
         self.stage = stage
         self.run = AnalysisRun(AnalysisSettings.from_record(settings), out, options=RunOptions(**options),
                                identity=identity)
-        self.run._stems = Counter(stems)
+        self.run.stems = Counter(stems)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         for k in range(len(batch["chunk"])):
@@ -114,9 +115,7 @@ def run_on_ray(settings: AnalysisSettings, out: str | Path, options: RunOptions,
     with cstore.run_lock(root, wait=options.wait):
         cstore.remove_stale_temporaries(root)
         plan = make_plan(root, list(entries), options.chunk_size)
-        from semcontrib.pipeline import _Generation
-
-        done = driver._done_chunks(plan, _Generation.read(root))
+        done = driver.done_chunks(plan, Generation.read(root))
         todo = [c for c in plan.chunks if c not in done]
         computed = _pipeline(ray, driver, plan, todo) if todo else {}
     # the driver's pass: everything is stored, so it computes nothing, aggregates and publishes

@@ -290,10 +290,10 @@ def test_a_chunk_is_one_file_per_stage_and_the_tables_are_parts_per_head_and_met
 
 
 def test_a_rerun_with_nothing_to_do_loads_no_model_and_writes_nothing(image_folder, tmp_path, monkeypatch):
-    import semcontrib.pipeline as pipeline
+    import semcontrib.engine.run as engine_run
 
     loads = []
-    monkeypatch.setattr(pipeline, "load_model", lambda name: loads.append(name) or tiny_model())
+    monkeypatch.setattr(engine_run, "load_model", lambda name: loads.append(name) or tiny_model())
     out = tmp_path / "c"
     first = run(image_folder, out, model="tiny", regions="grid")
     assert first.model_loaded and loads == ["tiny"]

@@ -1,0 +1,108 @@
+"""A chunk's data between the stages: :class:`ChunkState` (what is stored or computed), :class:`ChunkResult`
+(what the tables need), and the region statistics of one attribution."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from semcontrib.contributions import RegionStats, aggregate
+from semcontrib.corpus import (
+    ChunkAttribution,
+    ChunkRegions,
+    HeadAttribution,
+    ImageRecord,
+    PredictionWork,
+    RegionWork,
+    ValidityWork,
+)
+from semcontrib.engine.plan import PlannedInput
+from semcontrib.model import HeadSpec
+from semcontrib.settings import (
+    SCORE_BASIS,
+)
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk holds for the tables (no maps): records, predictions, region failures,
+    attributions (statistics) per method, validity."""
+
+    records: dict[str, ImageRecord]
+    preds: dict[str, PredictionWork]
+    regions: dict[str, RegionWork]
+    attrs: dict[str, dict[str, dict[str, HeadAttribution]]]
+    validity: dict[str, ValidityWork]
+
+
+@dataclass
+class ChunkState:
+    """One chunk between inspection (what is stored) and completion (what had to be computed)."""
+
+    chunk: int
+    members: list[PlannedInput]
+    records: dict[str, ImageRecord] | None
+    preds: dict[str, PredictionWork] | None
+    regions: ChunkRegions | None
+    attrs: dict[str, ChunkAttribution | None]
+    validity: dict[str, ValidityWork] | None
+    validity_digest: str = ""
+    sources: dict[str, str] = field(default_factory=dict)
+    prepared: list[Any] = field(default_factory=list)
+
+    @property
+    def ids(self) -> list[str]:
+        return [m.image_id for m in self.members]
+
+
+class HeadClasses:
+    """The ``head(name).classes`` view :func:`resolve_targets` needs, from the recorded class names."""
+
+    def __init__(self, heads: Mapping[str, list[str]]) -> None:
+        self.heads = heads
+
+    def head(self, name: str) -> Any:
+        return HeadSpec(name, tuple(self.heads[name]))
+
+
+def with_stats(a: HeadAttribution, labels: np.ndarray, K: int) -> HeadAttribution:
+    """``a`` with its region statistics, computed from its full-precision map (or its region scores)."""
+    if a.status != "ok" or a.values is None or not np.all(np.isfinite(a.values)):
+        return replace(a, status="nonfinite" if a.status == "ok" else a.status, values=None)
+    lab = labels.astype(np.int64)
+    if a.scores is not None:  # a region-level method: the scores are the contributions
+        n_pixels = np.bincount(lab[lab >= 0].ravel(), minlength=K)[:K].astype(np.int64)
+        sc = np.where(n_pixels > 0, a.scores, 0.0)
+        stats = RegionStats(n_pixels=n_pixels, sum=sc, pos_sum=np.maximum(sc, 0.0), neg_sum=np.minimum(sc, 0.0),
+                            unassigned=np.array([float((lab < 0).sum()), 0.0, 0.0, 0.0]), total=float(sc.sum()))
+    else:
+        stats = aggregate(a.values, lab, K)
+    return replace(a, stats=stats)
+
+
+def region_scores(a: HeadAttribution, K: int) -> np.ndarray:
+    """Region scores of one attribution for the validity record, in the basis the validity module judges
+    (``semcontrib.settings.SCORE_BASIS``: region methods their scores, pixel methods as measured best)."""
+    if a.status != "ok" or a.stats is None:
+        return np.full(K, np.nan)
+    if a.scores is not None:
+        return a.scores
+    st = a.stats
+    if SCORE_BASIS["pixel"] == "sum":
+        return np.asarray(st.sum, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(st.n_pixels > 0, st.sum / np.maximum(st.n_pixels, 1), 0.0)
+
+
+def labels_or_unassigned(work: RegionWork | None, size: int) -> np.ndarray:
+    if work is None or work.labels is None:
+        return np.full((size, size), -1, np.int32)
+    return work.labels.astype(np.int32)
+
+
+def item_or_none(values: np.ndarray | None, k: int) -> float | None:
+    """``values[k]`` as a float, or None when a method gives no such values (its ``delta``)."""
+    return None if values is None else float(values[k])

