@@ -105,6 +105,7 @@ class EditedSource:
         self.base = base
         self.name = base.name
         self.uses_evidence = uses_evidence(base)
+        self.uses_torch = bool(getattr(base, "uses_torch", False))  # as the source it edits
         self.path = str(path)
         self.edits = tuple(edits)
         self._vocabulary = edited_vocabulary(tuple(base.vocabulary), self.edits)

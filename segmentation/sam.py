@@ -143,6 +143,7 @@ class SamSource:
     """
 
     name = "sam"
+    uses_torch = True  # its workers import torch and run it with one thread each
 
     def __init__(self, model: Any = None, checkpoint: str | os.PathLike[str] | None = None,
                  min_area: int = 100, labeller: Labeller | None = None,

@@ -86,6 +86,14 @@ def test_source_edits_only_the_matching_image_and_checks_its_size():
         src.segment(ImageInput("a-0123456789", np.zeros((6, 4, 3), np.uint8)))
 
 
+def test_an_edited_source_needs_torch_exactly_when_its_base_does():
+    class TorchBase(GridSource):
+        uses_torch = True
+
+    assert EditedSource(GridSource(), []).uses_torch is False
+    assert EditedSource(TorchBase(), []).uses_torch is True
+
+
 def test_with_edits_wraps_only_when_the_corpus_has_edits(tmp_path):
     base = GridSource()
     assert with_edits(base, tmp_path) is base
