@@ -16,6 +16,8 @@ import atexit
 import logging
 import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +34,19 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 # The largest callback request: a state upload (4 MB as base64) plus the selections in the page
 # (a bit mask of N/8 bytes each, at most 50) at a million images.
 MAX_REQUEST_BYTES = 24_000_000
+# A background job whose page has not polled it for this long is stopped (the page was closed); a
+# hidden tab still polls about once a minute.
+ORPHAN_S = 90.0
 
 CSS = """
 .hint { color: #666; font-size: 12px; }
 .region-filter { margin-bottom: 2px; }
 .region-filter .rc-slider, .region-filter .dash-slider { margin: 2px 0 6px 0; }
+/* Dash 4 hides a range slider's number boxes in containers under 300 px (the sidebar): keep them, small,
+   so every filter shows its bounds and they can be typed */
+.sidebar .dash-slider-container .dash-range-slider-min-input,
+.sidebar .dash-slider-container .dash-range-slider-max-input { display: inline-block !important;
+  width: 5.2em !important; min-width: 0 !important; font-size: 11px; padding: 1px 2px; }
 .trust-table td, .trust-table th, .validity-table td, .validity-table th { border: 1px solid #ccc;
   padding: 2px 8px; font-size: 13px; }
 """
@@ -92,13 +102,68 @@ def _harden(server: Any) -> None:
         return response
 
 
+class JobWatch:
+    """When each background job's page last asked about it (pure bookkeeping, times in seconds).
+
+    A page polls its running jobs every 250 ms (Dash's ``interval``); a browser throttles a hidden tab's
+    timers to about once a minute, so a job is *orphaned* — its page closed or gone — only after
+    ``orphan_s`` seconds without a poll.
+
+    Examples
+    --------
+    >>> w = JobWatch(orphan_s=90)
+    >>> w.started(11, now=0.0); w.started(12, now=0.0); w.seen(11, now=80.0)
+    >>> w.orphans(now=100.0)
+    [12]
+    >>> w.orphans(now=200.0)
+    [11]
+    """
+
+    def __init__(self, orphan_s: float) -> None:
+        if not orphan_s > 0:
+            raise ValueError(f"orphan_s must be a positive number of seconds, got {orphan_s!r}")
+        self.orphan_s = float(orphan_s)
+        self._last: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def started(self, pid: int, now: float) -> None:
+        with self._lock:
+            self._last[int(pid)] = now
+
+    def seen(self, pid: int, now: float) -> None:
+        with self._lock:
+            if int(pid) in self._last:
+                self._last[int(pid)] = now
+
+    def forget(self, pid: int) -> None:
+        with self._lock:
+            self._last.pop(int(pid), None)
+
+    def orphans(self, now: float) -> list[int]:
+        """The jobs not asked about for ``orphan_s`` seconds (forgotten once returned)."""
+        with self._lock:
+            out = [pid for pid, t in self._last.items() if now - t > self.orphan_s]
+            for pid in out:
+                del self._last[pid]
+        return out
+
+
 class SpawnDiskcacheManager(DiskcacheManager):
-    """Runs background jobs in *spawned* processes.
+    """Runs background jobs in *spawned* processes, and stops the jobs of a closed page.
 
     Dash's manager forks the threaded server; a fork taken while another thread holds a lock inside
     Arrow, BLAS or OpenMP (pandas 3 keeps strings in Arrow) leaves the child deadlocked. A spawned job
     starts clean and re-opens the corpus (see ``CorpusQuery.__getstate__``).
+
+    Dash asks the manager whether a job runs (``job_running``) on each poll of its page; a job whose page
+    has not polled for ``orphan_s`` seconds (:class:`JobWatch`) is terminated by a daemon thread that
+    looks every ``orphan_s / 4`` seconds (a t-SNE for a closed tab does not run on for minutes).
     """
+
+    def __init__(self, cache: Any, orphan_s: float = ORPHAN_S) -> None:
+        super().__init__(cache)
+        self.watch = JobWatch(orphan_s)
+        self._reaper: threading.Thread | None = None
 
     def call_job_fn(self, key: Any, job_fn: Any, args: Any, context: Any) -> Any:
         import multiprocess
@@ -106,7 +171,41 @@ class SpawnDiskcacheManager(DiskcacheManager):
         process = multiprocess.get_context("spawn").Process(
             target=job_fn, args=(key, self._make_progress_key(key), args, context))
         process.start()
+        self.watch.started(process.pid, time.monotonic())
+        self._start_reaper()
         return process.pid
+
+    def job_running(self, job: Any) -> bool:
+        running = bool(super().job_running(job))
+        if job is not None:
+            if running:
+                self.watch.seen(int(job), time.monotonic())
+            else:
+                self.watch.forget(int(job))
+        return running
+
+    def reap(self, now: float | None = None) -> list[int]:
+        """Terminate the orphaned jobs (:meth:`JobWatch.orphans`); returns their process ids."""
+        pids = self.watch.orphans(time.monotonic() if now is None else now)
+        for pid in pids:
+            logger.info("stopping background job %d: its page stopped asking for it", pid)
+            self.terminate_job(pid)
+        return pids
+
+    def _start_reaper(self) -> None:
+        if self._reaper is not None and self._reaper.is_alive():
+            return
+
+        def loop() -> None:
+            while True:
+                time.sleep(self.watch.orphan_s / 4)
+                try:
+                    self.reap()
+                except Exception:  # never let the watcher die: log and look again
+                    logger.exception("the background-job watcher failed")
+
+        self._reaper = threading.Thread(target=loop, name="semcontrib-job-reaper", daemon=True)
+        self._reaper.start()
 
 
 def _jobs_dir(cache_dir: str | Path | None) -> Path:

@@ -73,11 +73,16 @@ function(sel, shown) {
 def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
     """Attach every callback of the dashboard to ``app``."""
 
-    @app.callback(Output(I.FILTER_PANEL, "children"), inputs={"view": view(Input),
-                                                              "restore": Input(I.STATE_RESTORE, "data")})
-    def _filter_panel(view: dict, restore: Any) -> Any:
+    @app.callback(Output(I.FILTER_PANEL, "children"), Output(I.FILTER_NOTE, "children"),
+                  Output(I.SESSION_READY, "data"),
+                  inputs={"view": view(Input), "restore": Input(I.STATE_RESTORE, "data"),
+                          "current": {"ids": State({"type": I.RANGE, "column": ALL}, "id"),
+                                      "values": State({"type": I.RANGE, "column": ALL}, "value"),
+                                      "min": State({"type": I.RANGE, "column": ALL}, "min"),
+                                      "max": State({"type": I.RANGE, "column": ALL}, "max")}})
+    def _filter_panel(view: dict, restore: Any, current: dict) -> Any:
         return panels.filter_panel(query, View.from_inputs(view), restore,
-                                   I.STATE_RESTORE in ctx.triggered_prop_ids.values())
+                                   I.STATE_RESTORE in ctx.triggered_prop_ids.values(), current)
 
     @app.callback(Output(I.HIGHLIGHT, "options"), Input(I.HEAD, "value"))
     def _highlight(head: str) -> Any:
@@ -112,7 +117,8 @@ def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
     @app.callback(output={"embedding": Output(I.EMBEDDING, "data", allow_duplicate=True),
                           "offered": Output(I.OFFERED, "data", allow_duplicate=True),
                           "offer_text": Output(I.OFFER_TEXT, "children"),
-                          "offer_style": Output(I.OFFER, "style", allow_duplicate=True)},
+                          "offer_style": Output(I.OFFER, "style", allow_duplicate=True),
+                          "status": Output(I.PROGRESS_TEXT, "children", allow_duplicate=True)},
                   inputs={"result": Input(I.EMBED_RESULT, "data"), "view": view(State),
                           "algorithm": State(I.ALGORITHM, "value"), "weights": weights(State),
                           "lasso": State(I.LASSO, "data")}, prevent_initial_call=True)
@@ -293,3 +299,42 @@ def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
                   prevent_initial_call=True)
     def _load_state(contents: Any, weight_ids: Any) -> Any:
         return panels.load_state(query, contents, weight_ids)
+
+    @app.callback(output={"head": Output(I.HEAD, "value", allow_duplicate=True),
+                          "method": Output(I.METHOD, "value", allow_duplicate=True),
+                          "normalisation": Output(I.NORMALISATION, "value", allow_duplicate=True),
+                          "basis": Output(I.BASIS, "value", allow_duplicate=True),
+                          "algorithm": Output(I.ALGORITHM, "value", allow_duplicate=True),
+                          "colour": Output(I.COLOUR_BY, "value", allow_duplicate=True),
+                          "highlight": Output(I.HIGHLIGHT, "value", allow_duplicate=True),
+                          "weights": Output({"type": I.WEIGHT, "region": ALL}, "value", allow_duplicate=True),
+                          "selections": Output(I.SELECTIONS, "data", allow_duplicate=True),
+                          "restore": Output(I.STATE_RESTORE, "data", allow_duplicate=True),
+                          "message": Output(I.SESSION_TEXT, "children", allow_duplicate=True),
+                          "ready": Output(I.SESSION_READY, "data", allow_duplicate=True)},
+                  inputs={"search": Input(I.URL, "search"),
+                          "current": {**view(State), "algorithm": State(I.ALGORITHM, "value"),
+                                      "colour": State(I.COLOUR_BY, "value"), "highlight": State(I.HIGHLIGHT, "value")},
+                          "weight_ids": State({"type": I.WEIGHT, "region": ALL}, "id"),
+                          "ready": State(I.SESSION_READY, "data")},
+                  prevent_initial_call="initial_duplicate")
+    def _session_restore(search: Any, current: dict, weight_ids: Any, ready: Any) -> Any:
+        return panels.session_restore(query, search, current, weight_ids, not ready)
+
+    @app.callback(Output(I.URL, "search"),
+                  inputs={"view": view(Input), "algorithm": Input(I.ALGORITHM, "value"),
+                          "colour": Input(I.COLOUR_BY, "value"), "ready": Input(I.SESSION_READY, "data")},
+                  prevent_initial_call=True)
+    def _url(view: dict, algorithm: Any, colour: Any, ready: Any) -> Any:
+        return panels.url_search(View.from_inputs(view), algorithm, colour, ready)
+
+    @app.callback(Output(I.SESSION_TEXT, "children"),
+                  inputs={"view": view(Input), "options": {"algorithm": Input(I.ALGORITHM, "value"),
+                                                           "colour": Input(I.COLOUR_BY, "value"),
+                                                           "highlight": Input(I.HIGHLIGHT, "value")},
+                          "filters": filters(Input), "weights": weights(Input),
+                          "selections": Input(I.SELECTIONS, "data"), "ready": State(I.SESSION_READY, "data")},
+                  prevent_initial_call=True)
+    def _autosave(view: dict, options: dict, filters: dict, weights: dict, selections: Any, ready: Any) -> Any:
+        return panels.autosave(query, ready, View.from_inputs(view), options, Filters.from_inputs(filters),
+                               Weights.from_inputs(weights), selections)

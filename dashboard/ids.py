@@ -88,3 +88,7 @@ STATE_DOWNLOAD = "state-download"
 STATE_UPLOAD = "state-upload"
 STATE_RESTORE = "state-restore"
 STATE_MESSAGE = "state-message"
+URL = "url"  # the page address: the view is in its query string (?head=…&method=…)
+SESSION_READY = "session-ready"  # the saved session was restored: autosave may write
+SESSION_TEXT = "session-text"  # "saved with the corpus …"
+FILTER_NOTE = "filter-note"  # which filters were kept or reset when the view changed

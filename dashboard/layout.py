@@ -123,7 +123,7 @@ def build(query: CorpusQuery) -> html.Div:
     banner = [html.Div(SYNTHETIC_TEXT, id=I.SYNTHETIC_BANNER,
                        style={"background": "#fff3cd", "border": "2px solid #d39e00", "padding": "6px",
                               "fontWeight": "600", "margin": "4px 0"})] if query.is_synthetic else []
-    sidebar = html.Div(style=SIDEBAR, children=[
+    sidebar = html.Div(className="sidebar", style=SIDEBAR, children=[
         html.H3("semcontrib" + (" · synthetic" if query.is_synthetic else ""), style={"margin": "4px 0"}),
         html.Div(f"{query.root.name}: {len(query.ids)} images"
                  + (f", {query.n_skipped} skipped" if query.n_skipped else ""), className="hint"),
@@ -151,6 +151,7 @@ def build(query: CorpusQuery) -> html.Div:
         *validity,
         _label("Region filters (score in %)"),
         html.Div(id=I.FILTER_COUNT, className="hint"),
+        html.Div(id=I.FILTER_NOTE, className="hint"),
         html.Div(id=I.FILTER_PANEL),
         _label("Region weights (embedding, statistics, clusters)"),
         *weights,
@@ -159,6 +160,7 @@ def build(query: CorpusQuery) -> html.Div:
         html.Div(id=I.PROGRESS_TEXT, className="hint"),
     ])
     selection_bar = html.Div(style={"padding": "4px 0", "fontSize": "13px"}, children=[
+        html.Div(id=I.SESSION_TEXT, className="hint"),
         html.Span(id=I.LASSO_COUNT, children="0 images in the lasso", style={"marginRight": "8px"}),
         dcc.Input(id=I.SELECTION_NAME, type="text", placeholder="selection name", maxLength=80,
                   style={"width": "220px", "display": "inline-block"}),
@@ -253,7 +255,8 @@ def build(query: CorpusQuery) -> html.Div:
               dcc.Store(id=I.SCATTER_SHOWN), dcc.Store(id=I.SCATTER_WINDOW),
               dcc.Store(id=I.SELECTIONS, data=[]), dcc.Store(id=I.LASSO), dcc.Store(id=I.LASSO_INPUT),
               dcc.Store(id=I.FOCUS), dcc.Store(id=I.DETAIL_PAGE, data=0), dcc.Store(id=I.STATE_RESTORE),
-              dcc.Store(id=I.EMBED_RESULT), dcc.Store(id=I.OFFERED), dcc.Store(id=I.CLUSTER_RESULT)]
+              dcc.Store(id=I.EMBED_RESULT), dcc.Store(id=I.OFFERED), dcc.Store(id=I.CLUSTER_RESULT),
+              dcc.Store(id=I.SESSION_READY, data=False), dcc.Location(id=I.URL, refresh=False)]
     return html.Div([sidebar, main, *stores],
                     style={"display": "flex", "fontFamily": "system-ui, sans-serif", "fontSize": "14px"})
 
@@ -280,8 +283,20 @@ def _predictions(query: CorpusQuery, k: int) -> html.Ul:
                    style={"margin": "2px 0", "paddingLeft": "16px"})
 
 
-def _fmt(value: float) -> str:
-    return "—" if value is None or not np.isfinite(value) else f"{value:+.2f}"
+def _fmt(value: float, signed: bool = True) -> str:
+    """Two decimals (signed: with ``+`` — correlations; unsigned: AUCs), ``—`` for none, never ``-0.00``."""
+    if value is None or not np.isfinite(value):
+        return "—"
+    text = f"{value:+.2f}" if signed else f"{value:.2f}"
+    return text.replace("-0.00", "0.00").replace("+0.00", "0.00")
+
+
+def pct(value: float) -> str:
+    """A score (fraction of the vector) in percent with one decimal and its sign, never ``-0.0 %``."""
+    if value is None or not np.isfinite(value):
+        return "—"
+    text = f"{value * 100:+.1f}"
+    return ("0.0" if text in ("+0.0", "-0.0") else text) + " %"
 
 
 def validity_line(query: CorpusQuery, k: int, view: View) -> html.Div:
@@ -291,8 +306,8 @@ def validity_line(query: CorpusQuery, k: int, view: View) -> html.Div:
         return html.Div("no validity record", className="validity hint")
     r = v.iloc[k]
     note = f" ({r['validity_note']})" if r["validity_note"] else ""
-    return html.Div(f"faithfulness {_fmt(r['faithfulness'])} · deletion AUC {_fmt(r['deletion_auc'])} · "
-                    f"insertion AUC {_fmt(r['insertion_auc'])}{note}", className="validity",
+    return html.Div(f"faithfulness {_fmt(r['faithfulness'])} · deletion AUC {_fmt(r['deletion_auc'], False)} · "
+                    f"insertion AUC {_fmt(r['insertion_auc'], False)}{note}", className="validity",
                     style={"fontSize": "11px"})
 
 
@@ -304,7 +319,7 @@ def tooltip_card(query: CorpusQuery, k: int, matrix: views.ScoreMatrix) -> html.
         html.Img(src=thumb_url(image_id), style={"width": "100%"}, alt="no photo"),
         html.B(image_id, style={"wordBreak": "break-all"}),
         _predictions(query, k),
-        html.Div([html.Div(f"{matrix.columns[j]}: {v[j]:+.3f}") for j in order] if matrix.valid[k]
+        html.Div([html.Div(f"{matrix.columns[j]}: {pct(v[j])}") for j in order] if matrix.valid[k]
                  else "no vector for this head and method"),
     ])
 
@@ -354,7 +369,10 @@ def table_columns(query: CorpusQuery, view: View) -> list[dict[str, Any]]:
     for h in query.heads:
         cols += [{"field": f"pred_{h}", "headerName": f"{h}", "width": 120, **text},
                  {"field": f"prob_{h}", "headerName": f"p({h})", **number}]
-    cols += [{"field": c, "headerName": c, **number} for c in query.score_matrix(view).columns]
+    cols += [{"field": c, "headerName": f"{c[len('label_'):]} (label)", "width": 120, **text}
+             for c in query.label_columns]
+    cols += [{"field": c, "headerName": f"{c} (%)", "headerTooltip": f"{c}: score in {figures.UNIT}", **number}
+             for c in query.score_matrix(view).columns]
     return cols
 
 
@@ -374,13 +392,13 @@ def table_grid(query: CorpusQuery, view: View) -> Any:
 def trust_panel(table: Any, has_validity: bool) -> html.Div:
     """The corpus-level 'how far to trust each method' table (head x method)."""
     def cell(v: float) -> str:
-        return "—" if not np.isfinite(v) else f"{v:+.2f}"
+        return _fmt(v)
 
     header = ["head", "method", "images", "median faithfulness", "median deletion AUC", "median insertion AUC",
               "agreement with other methods"]
     rows = [html.Tr([html.Td(r["head"]), html.Td(r["method"]), html.Td(str(r["images"])),
-                     html.Td(cell(r["median_faithfulness"])), html.Td(cell(r["median_deletion_auc"])),
-                     html.Td(cell(r["median_insertion_auc"])), html.Td(cell(r["agreement"]))])
+                     html.Td(cell(r["median_faithfulness"])), html.Td(_fmt(r["median_deletion_auc"], False)),
+                     html.Td(_fmt(r["median_insertion_auc"], False)), html.Td(cell(r["agreement"]))])
             for r in table.to_dict("records")]
     return html.Div(id="trust-body", children=[
         html.P("How far can a region score be read as 'this region pushed this head towards its decision'? "
@@ -419,33 +437,38 @@ def inspector(query: CorpusQuery, image_id: str, view: View) -> html.Div:
         vtable = html.Table([html.Tr([html.Th(c) for c in ("head", "method", "faithfulness", "deletion AUC",
                                                            "insertion AUC", "note")])] +
                             [html.Tr([html.Td(r["head"]), html.Td(r["method"]), html.Td(_fmt(r["faithfulness"])),
-                                      html.Td(_fmt(r["deletion_auc"])), html.Td(_fmt(r["insertion_auc"])),
+                                      html.Td(_fmt(r["deletion_auc"], False)),
+                                      html.Td(_fmt(r["insertion_auc"], False)),
                                       html.Td(r["validity_note"])]) for r in validity.to_dict("records")],
                             className="validity-table")
     return html.Div(id="inspector-body", children=[
         html.Div(style={"display": "flex", "gap": "12px"}, children=[
             html.Div(style={"flex": "0 0 360px"}, children=[
                 html.Img(src=overlay_url(image_id, head, method), style={"width": "360px"}, alt="no photo"),
+                heatmap_legend(),
                 html.Img(src=photo_url(image_id), style={"width": "360px", "marginTop": "4px"}, alt="no photo"),
             ]),
             html.Div(style={"flex": "1"}, children=[
                 html.H4(image_id, style={"margin": "4px 0"}),
-                html.Div(f"{view.label}; overlay: red pushes towards the target, blue against "
-                         "it, opacity ∝ |value| up to the 99th percentile of |map| of this image; "
-                         "white lines are region borders.",
+                html.Div(f"{view.label}; explaining {query.target_text(view)}. Overlay: red pushes towards "
+                         "the target, blue against it, opacity ∝ |value| up to the 99th percentile of |map| of "
+                         "this image; region borders are white lines edged in black, with the region names.",
                          className="hint"),
                 _predictions(query, k),
                 html.H5("Validity", style={"margin": "6px 0 2px 0"}),
                 vtable,
                 dcc.Graph(figure=figures.contribution_bars(columns, query.score_matrix(view).values[k],
-                                                           title=f"{head} / {method}", height=220),
+                                                           title=f"{head} / {method} · {query.target_text(view)}",
+                                                           height=220),
                           config=GRAPH_CONFIG),
             ]),
         ]),
-        dcc.Graph(figure=figures.grouped_bars(by_head, f"every head ({method})", colours, "score", 280),
+        dcc.Graph(figure=figures.grouped_bars(by_head * 100, f"every head ({method}; each head explains its "
+                                              "own target)", colours, f"score ({figures.UNIT})", 280),
                   config=GRAPH_CONFIG),
         html.Div(style={"display": "flex"}, children=[
-            dcc.Graph(figure=figures.grouped_bars(by_method, f"every method ({head})", colours, "score", 280),
+            dcc.Graph(figure=figures.grouped_bars(by_method * 100, f"every method ({query.target_text(view)})",
+                                                  colours, f"score ({figures.UNIT})", 280),
                       config=GRAPH_CONFIG, style={"flex": "2"}),
             dcc.Graph(figure=figures.agreement_heatmap(agreement), config=GRAPH_CONFIG, style={"flex": "1"}),
         ]),
@@ -476,4 +499,15 @@ def group_profile(selection: Mapping[str, Any], n: int, table: Any, label: str, 
                                style={"height": "72px", "margin": "0 3px", "border": "1px solid #ccc"})
                       for i in prototype_ids], style={"display": "flex", "flexWrap": "wrap"}),
         ]),
+    ])
+
+
+def heatmap_legend() -> html.Div:
+    """The overlay's colour legend: blue (against the target) … clear (0) … red (towards it)."""
+    neg, pos = figures.NEG, figures.POS
+    return html.Div(className="heatmap-legend", style={"width": "360px", "fontSize": "11px"}, children=[
+        html.Div(style={"height": "10px", "borderRadius": "2px", "border": "1px solid #999",
+                        "background": f"linear-gradient(to right, {neg}, #ffffff, {pos})"}),
+        html.Div(style={"display": "flex", "justifyContent": "space-between"}, children=[
+            html.Span("− against the target"), html.Span("0"), html.Span("towards the target +")]),
     ])

@@ -10,6 +10,8 @@ max-scaled overlay is then invisible); region boundaries are drawn in white with
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -29,8 +31,11 @@ def boundaries(labels: np.ndarray) -> np.ndarray:
 
 
 def overlay_rgb(photo: np.ndarray, attribution: np.ndarray | None, labels: np.ndarray | None,
-                max_alpha: float = 0.75, percentile: float = 99.0) -> np.ndarray:
-    """uint8 HxWx3: ``photo`` (uint8 HxWx3) under the signed map and the region outlines (both any size)."""
+                max_alpha: float = 0.75, percentile: float = 99.0,
+                names: Sequence[str] | None = None) -> np.ndarray:
+    """uint8 HxWx3: ``photo`` (uint8 HxWx3) under the signed map and the region outlines (both any size);
+    with ``names`` (``names[k]`` names label ``k``) each region's name is written at its centre, white
+    on a dark box, so it reads on any background."""
     h, w = photo.shape[:2]
     out = photo.astype(np.float64)
     if attribution is not None and attribution.size:
@@ -49,7 +54,45 @@ def overlay_rgb(photo: np.ndarray, attribution: np.ndarray | None, labels: np.nd
         dark[:, 1:] |= edge[:, :-1]
         out[dark & ~edge] = (30, 30, 30)
         out[edge] = (255, 255, 255)
+        if names:
+            return label_regions(np.clip(out, 0, 255).astype(np.uint8), lab, names)
     return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def region_anchors(labels: np.ndarray, min_share: float = 0.01) -> list[tuple[int, int, int]]:
+    """(label, row, column) of every region covering at least ``min_share`` of the image: the region's
+    pixel nearest to its centroid (so a ring-shaped region is labelled on itself), largest region first."""
+    out = []
+    total = labels.size
+    values, counts = np.unique(labels[labels >= 0], return_counts=True)
+    for k in values[np.argsort(-counts, kind="stable")]:
+        rows, cols = np.nonzero(labels == k)
+        if len(rows) < min_share * total:
+            continue
+        cy, cx = rows.mean(), cols.mean()
+        j = int(np.argmin((rows - cy) ** 2 + (cols - cx) ** 2))
+        out.append((int(k), int(rows[j]), int(cols[j])))
+    return out
+
+
+def label_regions(rgb: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """uint8 HxWx3: ``rgb`` with each region's name (``names[label]``) at its anchor (:func:`region_anchors`)."""
+    from PIL import ImageDraw, ImageFont
+
+    img = Image.fromarray(rgb)
+    draw = ImageDraw.Draw(img)
+    size = max(10, min(rgb.shape[:2]) // 28)
+    try:
+        font: Any = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        font = ImageFont.load_default()
+    for k, row, col in region_anchors(labels):
+        if k >= len(names):
+            continue
+        x0, y0, x1, y1 = draw.textbbox((col, row), str(names[k]), font=font, anchor="mm")
+        draw.rectangle((x0 - 2, y0 - 1, x1 + 2, y1 + 1), fill=(20, 20, 20))
+        draw.text((col, row), str(names[k]), fill=(255, 255, 255), font=font, anchor="mm")
+    return np.asarray(img)
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:

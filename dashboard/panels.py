@@ -38,11 +38,26 @@ def _selections(query: CorpusQuery, selections: Any) -> list[tuple[dict[str, Any
 # --------------------------------------------------------------------------- controls
 
 
-def filter_panel(query: CorpusQuery, view: View, restore: Mapping[str, Any] | None, restored: bool) -> list[Any]:
+def filter_panel(query: CorpusQuery, view: View, restore: Mapping[str, Any] | None, restored: bool,
+                 current: Mapping[str, Any] | None = None) -> tuple[list[Any], str, Any]:
+    """(the range sliders of the view's score columns, a note, ready). A restored state sets them (and the
+    session may be saved from then on: ``ready``); otherwise the filters set before the view changed
+    (``current``: the sliders' ids, values, min and max) are kept for every column the new view still has
+    (clamped to its range), and the note says which were reset."""
     matrix = query.score_matrix(view)
     bounds = views.slider_bounds(matrix.values)
-    wanted = (restore or {}).get("filters", {}) if restored else {}
-    return layout.filter_sliders(matrix.columns, bounds, wanted)
+    if restored:
+        return layout.filter_sliders(matrix.columns, bounds, (restore or {}).get("filters", {})), "", True
+    cur = current or {}
+    ids, values = cur.get("ids") or [], cur.get("values") or []
+    full = {str(i.get("column")): [lo, hi] for i, lo, hi in zip(ids, cur.get("min") or [], cur.get("max") or [])
+            if isinstance(i, Mapping)}
+    active = views.ranges_from_sliders([i for i in ids if isinstance(i, Mapping)], values, full)
+    kept = {c: r for c, r in active.items() if c in matrix.columns}
+    reset = [c for c in active if c not in matrix.columns]
+    note = (f"kept filters: {', '.join(kept)}" if kept else "") + (
+        ("; " if kept else "") + f"reset (not a column of this view): {', '.join(reset)}" if reset else "")
+    return layout.filter_sliders(matrix.columns, bounds, kept), note, no_update
 
 
 def highlight_options(query: CorpusQuery, head: str) -> list[dict[str, str]]:
@@ -113,19 +128,22 @@ def embedding_arrival(query: CorpusQuery, result: Any, controls: ViewTag, lasso_
     """A finished embedding job: applied when it is the view the controls show and the user is not
     working on the layout shown (no pending lasso); offered ("t-SNE ready — show") when the user is, or
     has changed the weights since; dropped when the view changed (outputs ``embedding``, ``offered``,
-    ``offer_text``, ``offer_style``)."""
-    keep = {"embedding": no_update, "offered": no_update, "offer_text": no_update, "offer_style": no_update}
+    ``offer_text``, ``offer_style``, ``status``: the line under the progress bar)."""
+    keep = {"embedding": no_update, "offered": no_update, "offer_text": no_update, "offer_style": no_update,
+            "status": no_update}
     if not isinstance(result, Mapping) or not isinstance(result.get("embedding"), Mapping):
         return keep
     tag = ViewTag.from_json(result.get("view"))
     decision = decide(tag, controls, busy=lasso_pending(lasso_store))
     if decision == "drop" or tag is None or query.embedding_by_key(result["embedding"].get("key")) is None:
-        return keep
+        name = tag.algorithm_name if tag else "an embedding"
+        return {**keep, "status": f"a {name} of another view finished and was not shown"}
     if decision == "apply":
-        return {**keep, "embedding": dict(result["embedding"]), "offered": None, "offer_style": HIDDEN}
+        return {**keep, "embedding": dict(result["embedding"]), "offered": None, "offer_style": HIDDEN,
+                "status": f"{tag.algorithm_name} ready and shown"}
     why = "weights changed since" if tag.weights != controls.weights else "your lasso is kept until then"
     return {**keep, "offered": dict(result), "offer_text": f"{tag.algorithm_name} ready ({why}) — ",
-            "offer_style": OFFER_STYLE}
+            "offer_style": OFFER_STYLE, "status": f"{tag.algorithm_name} ready: offered above the scatter"}
 
 
 def show_offer(query: CorpusQuery, offered: Any, controls: ViewTag) -> tuple[Any, Any, dict[str, str]]:
@@ -613,7 +631,8 @@ def export(query: CorpusQuery, trigger: Any, options: Mapping[str, Any], view: V
         if s["id"] == options.get("scope"):
             members, name = m & mask, s["id"]
     table = query.contribution_table(view, [str(i) for i in query.ids[members]], wide=bool(options.get("wide")))
-    stem = f"contributions-{view.head}-{view.method}-{view.normalisation}-{view.basis}-{name}"
+    shape = "wide" if options.get("wide") else "long"
+    stem = f"contributions-{view.head}-{view.method}-{view.normalisation}-{view.basis}-{name}-{shape}"
     if trigger == I.EXPORT_PARQUET:
         buf = io.BytesIO()
         table.to_parquet(buf, index=False)
@@ -656,3 +675,81 @@ def load_state(query: CorpusQuery, contents: Any, weight_ids: Sequence[Mapping[s
             "weights": [st.weights.get(str(i.get("region")), 1.0) for i in weight_ids],
             "selections": list(st.selections), "restore": {"filters": st.filters},
             "message": f"state loaded: {len(st.filters)} filters, {len(st.selections)} selections{dropped}"}
+
+
+# --------------------------------------------------------------------------- the session (saved with the corpus)
+
+
+def _context(query: CorpusQuery) -> state.Context:
+    return state.Context(query.heads, query.methods, query.normalisations, query.vocabulary, query.index)
+
+
+def session_restore(query: CorpusQuery, search: Any, current: Mapping[str, Any],
+                    weight_ids: Sequence[Mapping[str, Any]], initial: bool) -> dict[str, Any]:
+    """On page load (``initial``): the session saved with the corpus (view, algorithm, colour, highlight,
+    weights, filters, selections), with the view of the address (``?head=…``) on top. Later changes of
+    the address (back, forward) set the view only. A value equal to the control's (``current``) is left
+    alone, so nothing is recomputed for nothing. Outputs as :func:`load_state`, plus ``colour`` and
+    ``ready`` (autosave may write from now on)."""
+    keep: dict[str, Any] = {k: no_update for k in ("head", "method", "normalisation", "basis", "algorithm",
+                                                    "colour", "highlight", "selections", "restore")}
+    keep["weights"] = [no_update] * len(weight_ids)
+    wanted: dict[str, Any] = {}
+    message = ""
+    if initial:
+        text = query.read_session()
+        if text is not None:
+            try:
+                st, note = state.parse_session(text, _context(query), query.ids)
+            except ValueError as exc:
+                st, note = None, f"the saved session was not restored: {exc}"
+            if st is not None:
+                wanted = {"head": st.head, "method": st.method, "normalisation": st.normalisation,
+                          "basis": st.basis, "algorithm": st.algorithm, "colour": st.colour,
+                          "highlight": list(st.highlight)}
+                keep["selections"] = list(st.selections)
+                keep["restore"] = {"filters": st.filters}  # the filter panel applies them, then sets ready
+                keep["weights"] = [st.weights.get(str(i.get("region")), 1.0) for i in weight_ids]
+                message = f"session restored: {len(st.selections)} selections, {len(st.filters)} filters"
+            message = "; ".join(m for m in (message, note) if m)
+    wanted.update(state.parse_url(search, _context(query)))
+    for k, v in wanted.items():
+        if current.get(k) != v:
+            keep[k] = v
+    ready = no_update if keep["restore"] is not no_update else True
+    return {**keep, "message": message or no_update, "ready": ready}
+
+
+def autosave(query: CorpusQuery, ready: Any, view: View, options: Mapping[str, Any], filters: Filters,
+             weights: Weights, selections: Any) -> Any:
+    """Save the session with the corpus (``CORPUS/dashboard/session.json``) after every change, once the
+    saved one was restored (``ready``); returns the line that says so."""
+    if not ready:
+        return no_update
+    try:
+        query.check_view(view)
+    except ValueError:
+        return no_update
+    matrix = query.score_matrix(view)
+    bounds = {c: b.tolist() for c, b in zip(matrix.columns, views.slider_bounds(matrix.values))}
+    pairs = [(c, v) for c, v in zip(filters.columns, filters.values) if c in matrix.columns]
+    ranges = views.ranges_from_sliders([{"column": c} for c, _ in pairs], [v for _, v in pairs], bounds)
+    algorithm = str(options.get("algorithm") or "tsne")
+    st = state.DashboardState(
+        view.head, view.method, view.normalisation, view.basis,
+        algorithm if algorithm in views.EMBEDDINGS else "tsne",
+        tuple(str(c) for c in options.get("highlight") or []), ranges,
+        {k: (1.0 if v is None else v) for k, v in weights.as_dict().items()},
+        tuple(s for s, _ in _selections(query, selections)), 0, str(options.get("colour") or "selection"))
+    if not query.write_session(state.session_json(st, query.ids)):
+        return "not saved: the corpus folder is read-only (use Export & state to keep this session)"
+    return f"saved with the corpus: {len(st.selections)} selections, {len(ranges)} filters, this view"
+
+
+def url_search(view: View, algorithm: Any, colour: Any, ready: Any = True) -> Any:
+    """The address's query string of the view shown; nothing until the saved session and the address's
+    own view were restored (``ready``), so the page's default view never overwrites the address it was
+    opened with."""
+    if not ready:
+        return no_update
+    return state.url_search(view.as_dict(), str(algorithm or "tsne"), str(colour or "selection"))

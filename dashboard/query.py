@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 # Inside the corpus's dashboard cache folder (``semcontrib.corpus.StorePaths.dashboard_cache``).
 _EMBEDDINGS_DIR = "embeddings"
 _LAST = "last-embedding.json"
+_SESSION = "session.json"  # next to the embeddings folder: CORPUS/dashboard/session.json
 EMBED_VERSION = 2
 VALIDITY_COLUMNS = ("faithfulness", "deletion_auc", "insertion_auc")
 
@@ -117,6 +118,11 @@ class CorpusQuery:
     @property
     def vocabulary(self) -> list[str]:
         return self.corpus.vocabulary
+
+    @property
+    def label_columns(self) -> list[str]:
+        """The images' human-label columns (``label_<task>``: a labels CSV, or ``analyze --labels``)."""
+        return [c for c in self.images.columns if str(c).startswith("label_")]
 
     @property
     def normalisations(self) -> tuple[str, ...]:
@@ -267,8 +273,10 @@ class CorpusQuery:
         for h in self.heads:
             data[f"pred_{h}"] = self.predictions(h)
             data[f"prob_{h}"] = np.round(self.probabilities(h), 3)
+        for c in self.label_columns:  # human labels, to filter and sort by beside the predictions
+            data[c] = self.images[c].fillna("").astype(str).to_numpy(dtype=object)
         for j, c in enumerate(matrix.columns):
-            data[c] = np.round(matrix.values[:, j], 4)
+            data[c] = np.round(matrix.values[:, j] * 100, 2)  # % of the vector, as every score shown
         v = self.validity(view.head, view.method)
         if v is not None:
             for c in VALIDITY_COLUMNS:
@@ -401,6 +409,29 @@ class CorpusQuery:
             return None
         return {"key": spec.client_key, "params": spec.params()}
 
+    # ---- the saved session (selections, weights, filters and view; written on every change)
+    @property
+    def session_path(self) -> Path:
+        return self.cache_dir.parent / _SESSION
+
+    def read_session(self) -> str | None:
+        """The text of the session saved with this corpus, or None (none saved, or unreadable)."""
+        try:
+            data = self.session_path.read_bytes()
+        except OSError:
+            return None
+        return data.decode("utf-8", errors="replace") if len(data) <= 4 * 1024 * 1024 * 4 else None
+
+    def write_session(self, text: str) -> bool:
+        """Save the session with the corpus (atomically); False when the corpus folder is read-only."""
+        try:
+            self.session_path.parent.mkdir(parents=True, exist_ok=True)
+            cstore.write_bytes(self.session_path, text.encode("utf-8"))
+        except OSError as exc:
+            logger.warning("cannot save the dashboard session in %s: %s", self.session_path, exc)
+            return False
+        return True
+
     # ---- images, by id only
     def known_id(self, image_id: object) -> str | None:
         """The stored id equal to ``image_id``, or None when the corpus has no such image."""
@@ -433,7 +464,7 @@ class CorpusQuery:
             return None
         photo = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
         return overlay.png_bytes(overlay.overlay_rgb(photo, self.attribution_map(image_id, head, method),
-                                                     self.region_labels(image_id)))
+                                                     self.region_labels(image_id), names=self.vocabulary))
 
     def image_vectors(self, image_id: str, normalisation: str, basis: str = "mean"
                       ) -> dict[tuple[str, str], np.ndarray]:

@@ -79,6 +79,7 @@ class DashboardState:
     weights: dict[str, float]
     selections: tuple[dict[str, Any], ...]
     dropped_ids: int = 0
+    colour: str = "selection"
 
     def to_json(self, ids: np.ndarray) -> str:
         """The state as JSON; selections are written as image ids (``ids``: object (N,) corpus ids)."""
@@ -88,7 +89,7 @@ class DashboardState:
         return json.dumps({"version": STATE_VERSION, "head": self.head, "method": self.method,
                            "normalisation": self.normalisation, "basis": self.basis, "algorithm": self.algorithm,
                            "highlight": list(self.highlight), "filters": self.filters,
-                           "weights": self.weights, "selections": sels}, indent=1)
+                           "weights": self.weights, "colour": self.colour, "selections": sels}, indent=1)
 
 
 def score_columns(vocabulary: Sequence[str]) -> set[str]:
@@ -225,5 +226,97 @@ def parse_state(text: str | bytes, context: Context) -> DashboardState:
     filters = _filters(obj.get("filters"), context.vocabulary)
     weights = _weights(obj.get("weights"), context.vocabulary)
     selections, dropped = _selections(obj.get("selections"), context.index)
+    colour = obj.get("colour", "selection")
+    if colour not in ("selection", "class", "faithfulness", *(f"score:{c}" for c in score_columns(context.vocabulary))):
+        colour = "selection"
     return DashboardState(head, method, norm, basis, algorithm, highlight, filters, weights, tuple(selections),
-                          dropped)
+                          dropped, colour)
+
+
+# --------------------------------------------------------------------------- the view in the URL
+
+URL_FIELDS = ("head", "method", "normalisation", "basis", "algorithm", "colour")
+
+
+def url_search(view: Mapping[str, str], algorithm: str, colour: str) -> str:
+    """The page address's query string of a view (``?head=…&method=…&…``), so that a view can be
+    bookmarked and shared."""
+    from urllib.parse import urlencode
+
+    return "?" + urlencode({**{k: view.get(k, "") for k in URL_FIELDS[:4]}, "algorithm": algorithm,
+                            "colour": colour})
+
+
+def parse_url(search: Any, context: Context, columns: Sequence[str] = ()) -> dict[str, str]:
+    """The valid view fields of a query string (unknown names and values are ignored, never trusted):
+    head, method, normalisation, basis, algorithm, colour (``selection``, ``class``, ``faithfulness`` or
+    ``score:COLUMN`` of ``columns``; any score column of the vocabulary when ``columns`` is empty).
+
+    Examples
+    --------
+    >>> ctx = Context({"nature": ["a"]}, ["lrp"], ["signed_l1"], ["sky"], {})
+    >>> parse_url("?head=nature&method=gradcam&algorithm=umap&colour=score:sky", ctx)
+    {'head': 'nature', 'algorithm': 'umap', 'colour': 'score:sky'}
+    """
+    from urllib.parse import parse_qs
+
+    if not isinstance(search, str) or len(search) > 2000:
+        return {}
+    raw = {k: v[0] for k, v in parse_qs(search.lstrip("?"), max_num_fields=20).items() if v}
+    allowed: dict[str, Sequence[str]] = {
+        "head": list(context.heads), "method": list(context.methods), "normalisation": list(context.normalisations),
+        "basis": BASES, "algorithm": views.EMBEDDINGS,
+        "colour": ["selection", "class", "faithfulness",
+                   *(f"score:{c}" for c in (columns or sorted(score_columns(context.vocabulary))))]}
+    return {k: raw[k] for k in URL_FIELDS if k in raw and raw[k] in allowed[k]}
+
+
+# --------------------------------------------------------------------------- the session saved with the corpus
+
+
+def ids_fingerprint(ids: np.ndarray) -> str:
+    """A short hash of the corpus's image ids in order (a session's bit masks are valid only for them)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(map(str, ids)).encode()).hexdigest()[:16]
+
+
+def session_json(st: DashboardState, ids: np.ndarray) -> str:
+    """The session saved with the corpus: the state, with selections as bit masks (one bit per image, so
+    a million-image corpus saves quickly) and the fingerprint of the ids they refer to."""
+    obj = json.loads(DashboardState(st.head, st.method, st.normalisation, st.basis, st.algorithm, st.highlight,
+                                    st.filters, st.weights, (), 0, st.colour).to_json(ids))
+    obj["ids"] = ids_fingerprint(ids)
+    obj["selections"] = [{k: s[k] for k in ("id", "name", "colour", "members", "n", "kind") if k in s}
+                         for s in st.selections]
+    return json.dumps(obj)
+
+
+def parse_session(text: str, context: Context, ids: np.ndarray) -> tuple[DashboardState, str]:
+    """(the saved state, a note) from :func:`session_json`'s text. Selections are kept only when the
+    corpus still has the same images in the same order (else the note says they were left out); a
+    malformed selection is left out. Raises :class:`StateError` like :func:`parse_state`."""
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise StateError(f"session is not JSON: {str(exc)[:200]}") from None
+    if not isinstance(obj, dict):
+        raise StateError("session must be a JSON object")
+    saved = obj.get("selections")
+    raw: list[Any] = saved if isinstance(saved, list) else []
+    st = parse_state(json.dumps({**obj, "selections": []}), context)
+    note = ""
+    sels: list[dict[str, Any]] = []
+    if raw and obj.get("ids") != ids_fingerprint(ids):
+        note = f"{len(raw)} saved selections were left out: the corpus's images changed since"
+    else:
+        for s, mask in views.selection_masks(raw[:MAX_SELECTIONS], len(ids)):
+            name = str(s.get("name") or "").strip()[:MAX_NAME]
+            if name.lower() in RESERVED_NAMES:
+                continue
+            colour = s.get("colour") if s.get("colour") in views.PALETTE else None
+            sels = views.add_selection(sels, name, mask, colour)
+            if s.get("kind") == "cluster":
+                sels[-1]["kind"] = "cluster"
+    return (DashboardState(st.head, st.method, st.normalisation, st.basis, st.algorithm, st.highlight, st.filters,
+                           st.weights, tuple(sels), 0, st.colour), note)

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from semcontrib.dashboard import app as app_module
-from semcontrib.dashboard import cli, panels, views
+from semcontrib.dashboard import cli, layout, panels, views
 from semcontrib.dashboard import ids as I
 from semcontrib.dashboard.app import create_app
 from semcontrib.dashboard.callback_client import CallbackClient
@@ -359,3 +359,69 @@ def test_density_mode_draws_a_sample_and_the_points_of_a_zoom_window(corpus: Pat
     assert panels.zoom(q, {"xaxis.autorange": True}, emb, VIEW, Filters(), [], ScatterOptions())["window"] is None
     assert panels.focus_from_click(q, {"points": [{"curveNumber": 0, "pointNumber": 1}]}, emb, window)[0] == \
         str(q.ids[inside[1]])
+
+
+def test_the_table_shows_human_labels_to_filter_and_sort_by(corpus: Path) -> None:
+    """label_<task> columns (a labels CSV or ``analyze --labels EXPORT.json``) are table columns, filterable."""
+    q = CorpusQuery(corpus)
+    assert q.label_columns == ["label_scene"]
+    assert "label_scene" in [c["field"] for c in layout.table_columns(q, VIEW)]
+    wanted = str(q.images["label_scene"].iloc[0])
+    rows = panels.table_rows(q, {"startRow": 0, "endRow": 100, "sortModel": [],
+                                 "filterModel": {"label_scene": {"filterType": "text", "type": "equals",
+                                                                 "filter": wanted}}}, VIEW, Filters())
+    expected = int((q.images["label_scene"] == wanted).sum())
+    assert 0 < rows["rowCount"] == expected < 40 and {r["label_scene"] for r in rows["rowData"]} == {wanted}
+
+
+def test_filters_survive_a_view_change_and_the_session_is_saved_and_restored(corpus: Path) -> None:
+    q = CorpusQuery(corpus)
+    sky = q.slider_bounds(VIEW)["sky"]
+    current = {"ids": [{"type": I.RANGE, "column": "sky"}, {"type": I.RANGE, "column": "water"}],
+               "values": [[sky[0], 5.0], [-100.0, 100.0]], "min": [sky[0], -100.0], "max": [sky[1], 100.0]}
+    sliders, note, ready = panels.filter_panel(q, View("nature", "ig", "signed_l1", "mean"), None, False, current)
+    kept = {s.children[1].id["column"]: s.children[1].value for s in sliders}
+    assert kept["sky"][1] == 5.0 and note == "kept filters: sky" and ready is panels.no_update
+    _sliders, note, _ = panels.filter_panel(q, View("nature", "ig", "split", "mean"), None, False, current)
+    assert note == "reset (not a column of this view): sky"
+    # saved with the corpus as it changes, restored on the next page load (with the address's view on top)
+    sels = views.add_selection([], "trio", np.arange(40) < 3)
+    said = panels.autosave(q, True, VIEW, {"algorithm": "umap", "colour": "score:water"},
+                           Filters(("sky",), ((0.0, 5.0),)), Weights(("sky",), (2.0,)), sels)
+    assert said.startswith("saved with the corpus: 1 selections, 1 filters")
+    assert panels.autosave(q, False, VIEW, {}, Filters(), Weights(), []) is panels.no_update  # not yet restored
+    ids = [{"type": I.WEIGHT, "region": r} for r in q.vocabulary]
+    now = {"head": "nature", "method": "lrp", "normalisation": "signed_l1", "basis": "mean", "algorithm": "tsne",
+           "colour": "selection", "highlight": []}
+    out = panels.session_restore(CorpusQuery(corpus), "?method=ig", now, ids, initial=True)
+    assert out["selections"][0]["name"] == "trio" and out["restore"] == {"filters": {"sky": [0.0, 5.0]}}
+    assert out["method"] == "ig" and out["algorithm"] == "umap" and out["colour"] == "score:water"
+    assert out["head"] is panels.no_update and out["weights"][q.vocabulary.index("sky")] == 2.0
+    assert out["ready"] is panels.no_update  # set by the filter panel once it applied the filters
+    later = panels.session_restore(q, "?method=lrp", {**now, "method": "ig"}, ids, initial=False)
+    assert later["method"] == "lrp" and later["selections"] is panels.no_update
+
+
+def test_a_job_whose_page_stopped_polling_is_stopped(tmp_path: Path) -> None:
+    """A closed page stops polling its job; after ``orphan_s`` without a poll the job's process is killed,
+    while a job still polled runs on."""
+    import diskcache
+
+    manager = app_module.SpawnDiskcacheManager(diskcache.Cache(str(tmp_path / "jobs")), orphan_s=5.0)
+    closed = subprocess.Popen(["sleep", "60"])
+    open_page = subprocess.Popen(["sleep", "60"])
+    try:
+        for p in (closed, open_page):
+            manager.watch.started(p.pid, now=0.0)
+        manager.watch.seen(open_page.pid, now=4.0)
+        assert manager.reap(now=3.0) == []
+        assert manager.reap(now=6.0) == [closed.pid]
+        assert not manager.job_running(closed.pid) and open_page.poll() is None
+        assert manager.job_running(open_page.pid)  # a poll: seen again, so not an orphan at 8 s
+        assert manager.reap(now=time.monotonic() + 4.0) == []
+    finally:
+        for p in (closed, open_page):
+            p.kill()
+            p.wait()
+    with pytest.raises(ValueError, match="orphan_s must be a positive number"):
+        app_module.JobWatch(0)

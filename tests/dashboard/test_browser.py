@@ -215,6 +215,39 @@ def test_colour_by_a_region_score_has_a_zero_centred_colour_bar_and_lists_select
     assert dash_duo.get_logs() == []
 
 
+def test_session_is_saved_with_the_corpus_and_restored_on_reload(dash_duo: Any, corpus_copy: Path, free_port: int,
+                                                                 tmp_path: Path) -> None:
+    """Selections, filters, colour and view are saved as they change and come back on reload; filters
+    survive a method change; the view is in the address."""
+    _start(dash_duo, corpus_copy, free_port, tmp_path)
+    _emit(dash_duo, "plotly_selected", [1, 2, 3])
+    dash_duo.wait_for_text_to_equal(f"#{I.LASSO_COUNT}", "3 images in the lasso")
+    dash_duo.find_element(f"#{I.SELECTION_NAME}").send_keys("trio")
+    dash_duo.find_element(f"#{I.SELECTION_SAVE}").click()
+    dash_duo.wait_for_contains_text(f"#{I.SELECTION_LIST}", "trio (3 images)")
+    _move_slider(dash_duo, "sky", 6)
+    _wait_for(lambda: "40 of 40" not in dash_duo.find_element(f"#{I.FILTER_COUNT}").text, what="filter")
+    _click(dash_duo, f"#{I.NORMALISATION} input[value=paper]")
+    dash_duo.wait_for_contains_text(f"#{I.FILTER_NOTE}", "kept filters: sky")
+    count = _wait_for(lambda: (t := dash_duo.find_element(f"#{I.FILTER_COUNT}").text) and "40 of 40" not in t and t,
+                      what="the sky filter under paper")
+    dash_duo.select_dcc_dropdown(f"#{I.COLOUR_BY}", value="score of water (% of the vector)")
+    dash_duo.wait_for_contains_text(f"#{I.SESSION_TEXT}", "saved with the corpus: 1 selections, 1 filters")
+    _wait_for(lambda: "colour=score%3Awater" in dash_duo.driver.current_url, what="the view in the address")
+    assert "normalisation=paper" in dash_duo.driver.current_url
+    session = corpus_copy / "dashboard" / "session.json"
+    assert json.loads(session.read_text())["filters"].keys() == {"sky"}
+
+    dash_duo.driver.refresh()  # the page reopens as it was left
+    dash_duo.wait_for_contains_text(f"#{I.SELECTION_LIST}", "trio (3 images)")
+    dash_duo.wait_for_text_to_equal(f"#{I.FILTER_COUNT}", count)
+    assert dash_duo.find_element(f"#{I.NORMALISATION} input[value=paper]").is_selected()
+    _wait_for(lambda: "water (% of the vector)" in (dash_duo.driver.execute_script(
+        "const g = document.querySelector('#scatter .js-plotly-plot');"
+        "return g && g.layout && g.layout.title ? g.layout.title.text : ''") or ""), what="colour by water")
+    assert dash_duo.get_logs() == []
+
+
 def test_selection_detail_sort_and_export(dash_duo: Any, corpus_copy: Path, free_port: int, tmp_path: Path) -> None:
     _start(dash_duo, corpus_copy, free_port, tmp_path)
     query = CorpusQuery(corpus_copy)
@@ -252,7 +285,7 @@ def test_selection_detail_sort_and_export(dash_duo: Any, corpus_copy: Path, free
     _tab(dash_duo, "export")
     dash_duo.select_dcc_dropdown(f"#{I.EXPORT_SCOPE}", index=1)
     _click(dash_duo, f"#{I.EXPORT_CSV}")
-    csv = Path(dash_duo.download_path) / "contributions-nature-lrp-signed_l1-mean-s1.csv"
+    csv = Path(dash_duo.download_path) / "contributions-nature-lrp-signed_l1-mean-s1-long.csv"
     _wait_for(csv.is_file, what="CSV download")
     time.sleep(0.3)
     table = pd.read_csv(csv)
@@ -301,8 +334,8 @@ def test_basis_choice_changes_the_scores_and_the_trust_table(dash_duo: Any, corp
             "return g && g._fullData && g._fullData.length ? Array.from(g._fullData[0].y) : null;")
 
     mean = _wait_for(bars, what="statistics")
-    expected = {b: np.round(np.nanmean(query.score_matrix(View("nature", "lrp", "signed_l1", b)).values, axis=0), 4)
-                for b in ("mean", "sum")}
+    expected = {b: np.round(np.nanmean(query.score_matrix(View("nature", "lrp", "signed_l1", b)).values, axis=0)
+                            * 100, 4) for b in ("mean", "sum")}  # in % of the vector
     np.testing.assert_allclose(mean, expected["mean"], atol=2e-4)
     dash_duo.find_element(f"#{I.BASIS} input[value=sum]").click()
     # wait for the final render (an intermediate one may already differ from the mean basis)
@@ -374,7 +407,7 @@ def test_clusters_and_weighted_reembedding_run_in_the_background(dash_duo: Any, 
     weight = _by_id(dash_duo, {"type": I.WEIGHT, "region": "person"})
     weight.send_keys(Keys.BACKSPACE, "0", Keys.TAB)
     _click(dash_duo, f"#{I.RECOMPUTE}")
-    dash_duo.wait_for_contains_text(f"#{I.PROGRESS_TEXT}", "embedding ready", timeout=120)
+    dash_duo.wait_for_contains_text(f"#{I.PROGRESS_TEXT}", "t-SNE ready and shown", timeout=120)
     after = _wait_for(lambda: (t := _trace(dash_duo)) and t["x"] != before["x"] and t, timeout=30,
                       what="the new embedding")
     assert len(after["x"]) == 40

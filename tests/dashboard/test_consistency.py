@@ -50,10 +50,10 @@ def test_arrival_applies_offers_or_drops_by_the_controls(synthetic_corpus: Path)
     result = {"embedding": {"key": key, "label": "t-SNE of …", "ready": True, "view": tag.to_json()},
               "view": tag.to_json()}
     applied = panels.embedding_arrival(q, result, tag, None)
-    assert applied["embedding"]["key"] == key and applied["offered"] is None
+    assert applied["embedding"]["key"] == key and applied["offered"] is None and "shown" in applied["status"]
     umap = panels.controls_tag(VIEW, "umap", Weights())
     dropped = panels.embedding_arrival(q, result, umap, None)
-    assert all(v is panels.no_update for v in dropped.values())
+    assert dropped["embedding"] is panels.no_update and "not shown" in dropped["status"]
     lasso = {"members": views.encode_members(np.ones(40, bool)), "n": 40}
     offered = panels.embedding_arrival(q, result, tag, lasso)
     assert offered["embedding"] is panels.no_update and offered["offered"] == result

@@ -38,6 +38,29 @@ def editor(root: Path, tmp_path: Path) -> tuple[CallbackClient, str]:
     return c, image
 
 
+# Plotly's drawing listens to DOM mouse events; WebDriver's synthetic pointer actions do not reach it in
+# headless Chromium, so the drag is dispatched as the mouse events a hand makes (down, moves, up).
+DRAG_JS = """
+const el = arguments[0], r = el.getBoundingClientRect();
+const [fx0, fy0, fx1, fy1] = arguments[1];
+const x0 = r.left + fx0 * r.width, y0 = r.top + fy0 * r.height;
+const x1 = r.left + fx1 * r.width, y1 = r.top + fy1 * r.height;
+function ev(type, target, x, y, buttons) {
+  target.dispatchEvent(new MouseEvent(type, {bubbles: true, cancelable: true, clientX: x, clientY: y,
+                                             button: 0, buttons: buttons, view: window}));
+}
+ev('mousedown', el, x0, y0, 1);
+for (let i = 1; i <= 10; i++) ev('mousemove', document, x0 + (x1 - x0) * i / 10, y0 + (y1 - y0) * i / 10, 1);
+ev('mouseup', document, x1, y1, 0);
+"""
+
+
+def drag_on(driver, element, start, end) -> None:
+    """Drag on ``element`` from ``start`` to ``end`` (fractions of its width and height)."""
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+    driver.execute_script(DRAG_JS, element, [*start, *end])
+
+
 def save(c: CallbackClient, button: str = E.SAVE) -> str:
     r = c.call(c.find(*SAVE_OUTPUTS), [f"{button}.n_clicks"])
     return str(r.response["response"][E.MESSAGE]["children"])
@@ -125,3 +148,44 @@ def test_cli_flag_turns_edit_mode_on(monkeypatch):
     args = parser.parse_args(["dashboard", "c"])
     args.func(args)
     assert seen["edit"] is False
+
+
+@pytest.mark.browser
+def test_draw_a_rectangle_label_it_and_save_in_the_browser(dash_duo, corpus, tmp_path, free_port):
+    """Headless Chromium: open the tab, drag a rectangle on the photo with Plotly's draw tool, type a new
+    label, save: the edit is in the corpus's edits file and drawn (dashed, labelled) on the figure."""
+    import time
+
+    from semcontrib.dashboard import layout
+
+    dash_duo.start_server(create_app(corpus, cache_dir=tmp_path / "cache", edit=True), port=free_port)
+    tab_css = f"#{I.TABS} .tab:nth-child({len(layout.TABS) + 1})"
+    dash_duo.wait_for_text_to_equal(tab_css, "Edit regions", timeout=30)
+    dash_duo.driver.execute_script("arguments[0].click()", dash_duo.find_element(tab_css))
+    drag = dash_duo.wait_for_element(f"#{E.GRAPH} .nsewdrag", timeout=30)
+    end = time.time() + 30
+    while time.time() < end and not dash_duo.driver.execute_script(
+            f"const g = document.querySelector('#{E.GRAPH} .js-plotly-plot');"
+            "return g && g.layout && g.layout.images && g.layout.images.length > 0;"):
+        time.sleep(0.2)
+    drag_on(dash_duo.driver, drag, (0.3, 0.3), (0.5, 0.55))
+    shapes = None
+    while time.time() < end and not shapes:
+        shapes = dash_duo.driver.execute_script(
+            f"return document.querySelector('#{E.GRAPH} .js-plotly-plot').layout.shapes;")
+        time.sleep(0.2)
+    assert shapes and shapes[0]["type"] == "rect", shapes
+    dash_duo.find_element(f"#{E.NEW_LABEL}").send_keys("eyes")
+    time.sleep(1.0)  # the drawn shape reaches the server's shape store
+    dash_duo.driver.execute_script("arguments[0].click()", dash_duo.find_element(f"#{E.SAVE}"))
+    dash_duo.wait_for_contains_text(f"#{E.MESSAGE}", "saved 1 edit(s) labelled 'eyes'", timeout=30)
+    (e,) = read_edits(edits_path(corpus))
+    assert e.label == "eyes" and e.shape == "rect"
+    x0, y0 = e.polygon[0]
+    x1, y1 = e.polygon[2]
+    assert 0 <= x0 < x1 <= e.width and 0 <= y0 < y1 <= e.height
+    dash_duo.wait_for_contains_text(f"#{E.LIST}", "1: eyes", timeout=30)
+    texts = dash_duo.driver.execute_script(
+        f"return document.querySelector('#{E.GRAPH} .js-plotly-plot').layout.annotations.map(a => a.text);")
+    assert "1: eyes" in texts
+    assert dash_duo.get_logs() == []

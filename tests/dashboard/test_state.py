@@ -107,3 +107,28 @@ def test_fuzz_any_bytes_load_or_raise_state_error(data: bytes) -> None:
         state.parse_state(data, CTX)
     except state.StateError:
         pass
+
+
+def test_session_keeps_selections_as_bit_masks_only_for_the_same_images() -> None:
+    st_ = state.parse_state(json.dumps({**GOOD, "colour": "score:sky+"}), CTX)
+    assert st_.colour == "score:sky+"
+    text = state.session_json(st_, IDS)
+    assert "image_ids" not in text and '"members"' in text  # bit masks, whatever the corpus size
+    back, note = state.parse_session(text, CTX, IDS)
+    assert back == st_ and note == ""
+    other = np.array(["a", "b", "c", "e"], dtype=object)  # the corpus's images changed since
+    kept, note = state.parse_session(text, CTX, other)
+    assert kept.selections == () and kept.filters == st_.filters and "1 saved selections were left out" in note
+    with pytest.raises(state.StateError, match="session is not JSON"):
+        state.parse_session("{", CTX, IDS)
+    assert state.parse_state(json.dumps({**GOOD, "colour": "score:nope"}), CTX).colour == "selection"
+
+
+def test_the_view_in_the_address_round_trips_and_ignores_anything_else() -> None:
+    search = state.url_search({"head": "nature", "method": "ig", "normalisation": "split", "basis": "sum"}, "umap",
+                              "score:water-")
+    assert search == "?head=nature&method=ig&normalisation=split&basis=sum&algorithm=umap&colour=score%3Awater-"
+    assert state.parse_url(search, CTX) == {"head": "nature", "method": "ig", "normalisation": "split",
+                                            "basis": "sum", "algorithm": "umap", "colour": "score:water-"}
+    assert state.parse_url("?head=cats&method=<script>&colour=score:nope&x=1", CTX) == {}
+    assert state.parse_url(None, CTX) == {} and state.parse_url("?" + "a=1&" * 5000, CTX) == {}

@@ -305,3 +305,33 @@ def test_many_classes_share_symbols() -> None:
     symbols, legend = figures.class_symbols(preds)
     assert len(legend) == len(figures.SYMBOLS) and "other classes" in legend
     assert symbols.max() == len(figures.SYMBOLS) - 1
+
+
+def test_diverging_codes_are_zero_centred_and_categories_rank_by_frequency() -> None:
+    codes = views.diverging_codes(np.array([-3.0, -1.0, 0.0, 0.04, 1.0, 9.0, np.nan]), 1.0) - views.CODE_DIV
+    assert codes.tolist()[:6] == [0, 0, 10, 10, 20, 20]  # saturating beyond the limit; 0 in the middle bin
+    assert views.diverging_codes(np.array([np.nan]), 1.0)[0] == views.CODE_NO_VALUE
+    with pytest.raises(ValueError, match="limit must be a positive number"):
+        views.diverging_codes(np.zeros(2), 0.0)
+    assert views.symmetric_limit(np.array([-0.3, 0.1])) == 0.3 and views.symmetric_limit(np.array([np.nan])) == 1.0
+    big = np.r_[np.full(300, 0.1), 50.0]  # one extreme does not set the scale from 200 values on
+    assert views.symmetric_limit(big) == pytest.approx(0.1)
+    cats, names = views.categories(np.array(["x", "y", "y", "z", "w", "w", "w"], dtype=object), 3)
+    assert names == ("w", "y", "other") and cats.tolist() == [2, 1, 1, 2, 0, 0, 0]
+    vis = np.ones(3, bool)
+    assert views.point_codes(vis, [], categories=np.array([0, 1, -1])).tolist() == [1, 2, views.CODE_BASE]
+    assert views.selection_codes(3, [(views.PALETTE[1], np.array([True, False, True]))]).tolist() == [2, 0, 2]
+    assert [views.marker_size(n) for n in (12, 100_000, 10 ** 7)] == [12, 4, 3]
+    assert views.progress_fraction("x: iteration 375 of about 375") == 0.9
+    assert views.progress_fraction("placing 10 new images", 0.95) == 0.95  # never goes back
+
+
+def test_colour_bar_is_zero_centred_and_positive_is_red_everywhere() -> None:
+    bar = figures.colour_bar_trace(figures.Colouring("sky (% of the vector)", 12.5))
+    assert bar["marker"]["cmin"] == -12.5 and bar["marker"]["cmax"] == 12.5
+    assert bar["marker"]["colorscale"][-1][1] == views.DIVERGING[-1] and figures.POS in views.DIVERGING[6:]
+    heat = figures.agreement_heatmap(pd.DataFrame([[1.0, -1.0], [-1.0, 1.0]], index=["a", "b"], columns=["a", "b"]))
+    assert heat["data"][0]["colorscale"][-1][1] == views.DIVERGING[-1] and heat["data"][0]["zmid"] == 0
+    assert not set(views.PALETTE) & {figures.POS, figures.NEG}  # selections never look like a sign
+    bars = figures.contribution_bars(["sky", "water"], np.array([0.25, -0.5]))
+    assert bars["data"][0]["y"] == [25.0, -50.0] and bars["data"][0]["marker"]["color"] == [figures.POS, figures.NEG]
