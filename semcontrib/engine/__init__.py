@@ -40,6 +40,7 @@ from semcontrib.engine.api import (
     settings_for,
 )
 from semcontrib.engine.chunk import (
+    ChunkImages,
     ChunkResult,
     ChunkState,
     HeadClasses,
@@ -111,6 +112,7 @@ from semcontrib.engine.tables import (
 __all__ = [
     "AnalysisReport",
     "AnalysisRun",
+    "ChunkImages",
     "ChunkResult",
     "ChunkState",
     "Generation",

@@ -26,6 +26,25 @@ from semcontrib.settings import (
 )
 
 
+@dataclass(frozen=True)
+class ChunkImages:
+    """What a chunk's model stages compute from, travelling as one record.
+
+    Attributes
+    ----------
+    ok : the ids of the chunk's images that are analysed, in chunk order.
+    rgb : uint8 HxWx3 per image id, for the images this run decoded (a stored stage needs none).
+    targets : head -> int64 (len(ok),), the target class of each image of ``ok``, in that order.
+    labels : image id -> int SxS region labels at model resolution (-1: unassigned); empty until the
+        region maps are in, and when no stage needs them.
+    """
+
+    ok: list[str]
+    rgb: Mapping[str, np.ndarray]
+    targets: Mapping[str, np.ndarray]
+    labels: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
 @dataclass
 class ChunkResult:
     """What one chunk holds for the tables (no maps): records, predictions, region failures,

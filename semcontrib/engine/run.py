@@ -18,7 +18,7 @@ from semcontrib.corpus import (
     ChunkAttribution,
 )
 from semcontrib.engine import keys
-from semcontrib.engine.chunk import ChunkResult, ChunkState
+from semcontrib.engine.chunk import ChunkImages, ChunkResult, ChunkState
 from semcontrib.engine.external import external_source
 from semcontrib.engine.inputs import InputEntry, checked_inputs
 from semcontrib.engine.keys import members_digest, model_fingerprint, package_versions, validity_digest
@@ -385,23 +385,24 @@ class AnalysisRun(StageWork):
         pending = self._submit_regions(s, ok, prepared, executor) if s.regions is None else None
         prefetch()
         targets = self._targets(ok, s.preds)
-        pixel_maps = {m: self._pixel_maps(m, ok, rgb, targets) for m in self.methods
+        data = ChunkImages(ok, rgb, targets)
+        pixel_maps = {m: self._pixel_maps(m, data) for m in self.methods
                       if s.attrs[m] is None and not is_region_method(self.methods[m])}
         if pending is not None:
             s.regions = self._collect_regions(s, ok, pending)
         assert s.regions is not None
         need_labels = any(a is None for a in s.attrs.values()) or (self.settings.validity and s.validity is None)
-        labels = self._labels(s, ok) if need_labels else {}
+        data = replace(data, labels=self._labels(s, ok) if need_labels else {})
         for m in self.settings.all_methods:
             if s.attrs[m] is None:
-                work = self._attribute(m, ok, rgb, targets, labels, s, pixel_maps.pop(m, None))
+                work = self._attribute(m, data, s, pixel_maps.pop(m, None))
                 s.attrs[m] = self.store.write_attribution(m, self.method_keys[m], c, work, K,
                                                           exact=self.settings.external is not None
                                                           and m == self.settings.external.name)
                 self.computed[f"attr:{m}"] += len(ok)
         if self.settings.validity and s.validity is None:
             s.validity_digest = validity_digest(s.regions.digest, s.sources)
-            s.validity = self._validate(ok, rgb, targets, labels, s)
+            s.validity = self._validate(data, s)
             self.store.write_validity(self.vkey, c, s.validity, s.validity_digest)
             self.computed["validity"] += len(s.validity)
         attrs = {m: {i: {h: replace(x, values=None) for h, x in a.works[i].items()} for i in ok}

@@ -21,6 +21,7 @@ from semcontrib.corpus import (
     ValidityWork,
 )
 from semcontrib.engine.chunk import (
+    ChunkImages,
     ChunkState,
     HeadClasses,
     item_or_none,
@@ -167,9 +168,9 @@ class StageWork:
                                   dict(self.settings.targets))  # only head(name).classes is read
         return {h: np.asarray(t, np.int64) for h, t in targets.items()}
 
-    def _pixel_maps(self, method: str, ok: list[str], rgb: Mapping[str, np.ndarray],
-                    targets: Mapping[str, np.ndarray]) -> dict[str, dict[str, HeadAttribution]]:
+    def _pixel_maps(self, method: str, data: ChunkImages) -> dict[str, dict[str, HeadAttribution]]:
         """A pixel method's maps (float32, no statistics yet) for the chunk's images, in batches."""
+        ok, rgb, targets = data.ok, data.rgb, data.targets
         obj = self.methods[method]
         if not is_pixel_method(obj):
             raise TypeError(f"method {method!r} is not a pixel method (level {obj.level!r})")
@@ -191,25 +192,31 @@ class StageWork:
         B = self.options.batch_size
         return [(k, ids[k:k + B]) for k in range(0, len(ids), B)]
 
-    def _attribute(self, method: str, ok: list[str], rgb: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray],
-                   labels: Mapping[str, np.ndarray], s: ChunkState,
+    def _attribute(self, method: str, data: ChunkImages, s: ChunkState,
                    maps: dict[str, dict[str, HeadAttribution]] | None) -> ChunkAttribution:
         """One method's attributions of the chunk, with region statistics (``maps``: a pixel method's maps)."""
         K = len(self.vocabulary)
         ext = self.settings.external
         assert s.regions is not None
-        works: dict[str, dict[str, HeadAttribution]] = {}
+        ok, labels = data.ok, data.labels
         if ext is not None and method == ext.name:
+            works = {}
             for k, i in enumerate(ok):
                 member = next(m for m in s.members if m.image_id == i)
-                works[i] = self._external(member, ext, {h: int(targets[h][k]) for h in self.heads}, labels[i])
+                works[i] = self._external(member, ext, {h: int(data.targets[h][k]) for h in self.heads}, labels[i])
             return ChunkAttribution(works, s.regions.digest, {i: s.sources[i] for i in ok})
         if maps is not None:
             return ChunkAttribution({i: {h: with_stats(a, labels[i], K) for h, a in maps[i].items()} for i in ok},
                                     s.regions.digest)
+        return ChunkAttribution(self._score_regions(method, data), s.regions.digest)
+
+    def _score_regions(self, method: str, data: ChunkImages) -> dict[str, dict[str, HeadAttribution]]:
+        """A region method's scores of the chunk's regions, with their statistics, in batches."""
+        ok, rgb, targets, labels, K = data.ok, data.rgb, data.targets, data.labels, len(self.vocabulary)
         obj = self.methods[method]
         if not is_region_method(obj):
             raise TypeError(f"method {method!r} is not a region method (level {obj.level!r})")
+        works: dict[str, dict[str, HeadAttribution]] = {}
         for start, batch in self._numbered_batches(ok):
             dev = self._batch_targets(targets, start, len(batch))
             with self.compute.context():
@@ -220,7 +227,7 @@ class StageWork:
                     int(targets[h][start + k]), "ok", np.asarray(res[h].maps[k], np.float64),
                     delta=item_or_none(res[h].delta, k),
                     scores=np.asarray(res[h].scores[k], np.float64)), labels[i], K) for h in self.heads}
-        return ChunkAttribution(works, s.regions.digest)
+        return works
 
     def _external(self, member: PlannedInput, ext: ExternalAttributions, targets: Mapping[str, int],
                   labels: np.ndarray) -> dict[str, HeadAttribution]:
@@ -238,11 +245,11 @@ class StageWork:
             logger.warning("external heatmaps for %s: %s", path_text(member.entry.path), reason)
             return {h: HeadAttribution(targets[h], f"missing: {reason}") for h in self.heads}
 
-    def _validate(self, ok: list[str], rgb: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray],
-                  labels: Mapping[str, np.ndarray], s: ChunkState) -> dict[str, ValidityWork]:
+    def _validate(self, data: ChunkImages, s: ChunkState) -> dict[str, ValidityWork]:
         from semcontrib.validity import circular, compute_validity
 
         assert s.regions is not None
+        ok, rgb, targets, labels = data.ok, data.rgb, data.targets, data.labels
         config = self._validity_config()
         circ = {m for m, obj in self.methods.items()
                 if circular(obj.level, obj.params, config)}
