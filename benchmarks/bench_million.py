@@ -202,14 +202,15 @@ def phase_plan(p: dict[str, Any]) -> dict[str, Any]:
     sys.path.insert(0, p["tree"])
     from semcontrib.pipeline import make_plan, read_inputs
 
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     entries = read_inputs(Path(p["folder"]))
     t2 = time.perf_counter()
     plan = make_plan(Path(p["root"]), entries, CHUNK)
-    t3 = time.perf_counter()
+    t3, c3 = time.perf_counter(), time.process_time()
     return {"engine": sys.modules["semcontrib.pipeline"].__file__, "inputs": len(entries),
             "new_images": plan.new_images, "import_s": t1 - t0, "list_s": t2 - t1,
-            "plan_s": t3 - t2, "run_s": t3 - t1, "peak_mb": peak_mb()}
+            "plan_s": t3 - t2, "run_s": t3 - t1, "run_cpu_s": c3 - c1, "cpu_s": time.process_time(),
+            "peak_mb": peak_mb()}
 
 
 def phase_open(p: dict[str, Any]) -> dict[str, Any]:
@@ -638,6 +639,13 @@ def summary_rows(res: dict[str, Any], args: Namespace) -> list[tuple[str, str, s
         row(label, key, None, f"failed: {r['failed']}")
         rows[-1] = (*rows[-1][:3], "NO", "")
 
+    def cpu(r: dict[str, Any]) -> str:
+        """CPU seconds of the process and of listing + planning, where recorded."""
+        return f"; CPU {r['cpu_s']:.1f} s, {r['run_cpu_s']:.1f} s in the run" if "cpu_s" in r else ""
+
+    def load(r: dict[str, Any]) -> str:
+        return f"; load average {r['load_avg']:.1f}" if "load_avg" in r else ""
+
     n = args.n
     c = res.get("corpus")
     if c:
@@ -666,7 +674,7 @@ def summary_rows(res: dict[str, Any], args: Namespace) -> list[tuple[str, str, s
             row(f"rerun with nothing to do, {n:,} inputs: listing + planning, wall incl. Python and imports",
                 "plan_rerun_wall_s", rerun["wall_s"],
                 f"{rerun['wall_s']:.1f} s ({rerun['list_s']:.1f} s listing + {rerun['plan_s']:.1f} s planning; "
-                f"import {rerun['import_s']:.1f} s)", base)
+                f"import {rerun['import_s']:.1f} s{cpu(rerun)}{load(rerun)})", base)
             row("  its peak memory", "plan_rerun_peak_mb", rerun["peak_mb"], f"{rerun['peak_mb']:.0f} MB",
                 f"old at {bn:,}: {old['rerun']['peak_mb']:.0f} MB" if old and "failed" not in old["rerun"] else "")
             share = add["run_s"] / first["run_s"]
@@ -674,7 +682,8 @@ def summary_rows(res: dict[str, Any], args: Namespace) -> list[tuple[str, str, s
             if old and "failed" not in old["add"] and "failed" not in old["first"]:
                 base = f"old at {bn:,}: {old['add']['run_s'] / old['first']['run_s'] * 100:.1f} %"
             row(f"adding 1 % ({add['added']:,} files): planning time / the first run's", "plan_add_share", share,
-                f"{share * 100:.1f} % ({add['run_s']:.1f} s vs {first['run_s']:.1f} s; {add['new_images']:,} new)",
+                f"{share * 100:.1f} % ({add['run_s']:.1f} s vs {first['run_s']:.1f} s; {add['new_images']:,} new"
+                f"{cpu(add)})",
                 base)
             row("  first planning run (hashes every file)", None, None,
                 f"{first['run_s']:.1f} s ({first['run_s'] / n * 1e6:.0f} us per input), peak {first['peak_mb']:.0f} MB",
