@@ -200,3 +200,31 @@ def test_analyze_takes_label_studio_labels_as_label_columns(tmp_path, capsys):
     assert images["label_biotic"].tolist() == ["biotic", "", ""]
     assert main(["-q", "analyze", str(folder), "--out", str(out), "--labels", str(tmp_path / "l.csv")]) == 2
     assert "--labels takes a Label Studio JSON export" in capsys.readouterr().err
+
+
+def test_analyze_with_the_study_methods_records_every_head(tmp_path, capsys):
+    """``analyze --methods lime,xrai,gradcam`` (the embedded model, a bundled photograph, few samples and
+    IG steps and XRAI's fast ranking to stay fast): contributions and a finite validity record for every
+    head and method."""
+    pytest.importorskip("saliency")
+    from semcontrib.corpus import Corpus
+    from semcontrib.demo import write_demo_images
+
+    photos = tmp_path / "photos"
+    for p in write_demo_images(photos)[1:]:  # chelsea
+        p.unlink()
+    out = tmp_path / "c"
+    assert main(["-q", "analyze", str(photos), "--out", str(out), "--methods", "lime,xrai,gradcam",
+                 "--regions", "grid:2x2", "--lime-samples", "8", "--xrai-steps", "4", "--xrai-algorithm", "fast"]) == 0
+    corpus = Corpus.open(out)
+    assert set(corpus.heads) == {"nature", "biotic", "material", "landscape", "imagenet"}
+    att = corpus.attributions
+    for method in ("lime", "xrai", "gradcam"):
+        for head in corpus.heads:
+            rows = att[(att["method"] == method) & (att["head"] == head)]
+            assert len(rows) == 1 and rows["status"].eq("ok").all(), (method, head)
+            assert np.isfinite(rows["faithfulness"].astype(float)).all(), (method, head)
+            con = corpus.contributions
+            assert con[(con["method"] == method) & (con["head"] == head)]["region"].nunique() == 4
+    lime = att[att["method"] == "lime"]["delta"].astype(float)
+    assert ((lime >= 0) & (lime <= 1)).all()  # 1 - the surrogate's weighted R^2
