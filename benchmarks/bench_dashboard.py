@@ -14,7 +14,12 @@ the request and the response as Dash sends them:
   dashboard fits up to 100,000 and places the rest with ``transform``); place_ms_per_image: placing
   1,000 more images into that map with openTSNE's ``transform``.
 
-Usage: python benchmarks/bench_dashboard.py [--images 100000] [--json] [--keep DIR] [--embed-images N]
+* ``--browser``: the lasso in headless Chromium (software WebGL, as in CI): browser time from mouse down
+  to the lasso's count shown, for a path of 48 moves 16 ms apart around a tenth of the points, with the
+  dashboard's lasso (drawn in the page only; the polygon sent once on release and tested on the server) and,
+  as the baseline in the same page, Plotly's own lasso (every point re-selected on every move).
+
+Usage: python benchmarks/bench_dashboard.py [--images 100000] [--json] [--keep DIR] [--embed-images N] [--browser]
 """
 
 from __future__ import annotations
@@ -159,12 +164,160 @@ def measure(root: Path, embed_images: int, repeat: int = 5) -> dict[str, Any]:
     }
 
 
+# Draws a closed path on the scatter as a hand does (mouse down, one move every ``step`` ms, up) and
+# times, in the browser, from mouse down to the lasso count shown; ``arguments``: the path as fractions
+# of the plot area (y down), the ms between moves. The count is first reset to 0 by the caller.
+DRAW_JS = """
+const done = arguments[arguments.length - 1], pts = arguments[0], stepMs = arguments[1];
+const g = document.querySelector('#scatter .js-plotly-plot'), el = g.querySelector('.nsewdrag');
+const r = el.getBoundingClientRect(), count = document.getElementById('lasso-count');
+function ev(type, target, p, buttons) {
+  target.dispatchEvent(new MouseEvent(type, {bubbles: true, cancelable: true, button: 0, buttons: buttons,
+    clientX: r.left + p[0] * r.width, clientY: r.top + p[1] * r.height, view: window}));
+}
+window._sent = null;
+if (!window._fetch) {
+  window._fetch = window.fetch;
+  window.fetch = function(url, ...rest) {
+    if (window._sent === null && String(url).includes('_dash-update-component')) { window._sent = performance.now(); }
+    return window._fetch(url, ...rest);
+  };
+}
+const t0 = performance.now();
+ev('mousedown', el, pts[0], 1);
+let i = 1;
+function step() {
+  if (i < pts.length) { ev('mousemove', document, pts[i], 1); i += 1; setTimeout(step, stepMs); return; }
+  const moved = performance.now() - t0;
+  ev('mouseup', document, pts[pts.length - 1], 0);
+  const released = performance.now();
+  window._sent = null;
+  const poll = setInterval(() => {
+    if (!count.textContent.startsWith('0 images')) {
+      clearInterval(poll);
+      const now = performance.now();
+      done({moves_ms: moved, total_ms: now - t0, after_release_ms: now - released,
+            request_sent_ms: window._sent === null ? null : window._sent - released, text: count.textContent});
+    }
+  }, 5);
+}
+setTimeout(step, stepMs);
+"""
+
+
+def _own_jobs() -> list[Any]:
+    """The background jobs (spawned processes) of this process's dashboard server."""
+    import psutil
+
+    out = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if "spawn_main" in " ".join(p.cmdline()):
+                out.append(p)
+        except psutil.Error:
+            continue
+    return out
+
+
+def browser_lasso(root: Path, share: float = 0.1, baseline: bool = True, step_ms: float = 16.0,
+                  timeout_s: float = 300.0) -> dict[str, Any]:
+    """Browser time of a lasso around ``share`` of the points, in headless Chromium (software WebGL), on
+    the layout the page opens on (its t-SNE job is stopped, so the layout and the CPU stay still): the
+    dashboard's lasso (``app.LASSO_JS``: drawn in the page, sent once on release, tested on the server)
+    and, as the baseline in the same page, Plotly's own lasso (which re-selects every WebGL point on each
+    move and redraws them on release, then sends the polygon)."""
+    import socket
+    import threading
+
+    from selenium import webdriver
+    from werkzeug.serving import make_server
+
+    app = create_app(root)
+    q = CorpusQuery(root)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = make_server("127.0.0.1", port, app.server, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1400,1100", "--enable-unsafe-swiftshader"):
+        options.add_argument(flag)
+    d = webdriver.Chrome(options=options)
+    d.set_script_timeout(timeout_s)
+    out: dict[str, Any] = {"images": len(q.ids)}
+    try:
+        t = time.perf_counter()
+        d.get(f"http://127.0.0.1:{port}/")
+        meta = None
+        while time.perf_counter() - t < timeout_s:
+            meta = d.execute_script("const g = document.querySelector('#scatter .js-plotly-plot');"
+                                    "return g && g.layout && g.layout.meta && g.layout.meta.key ?"
+                                    " {key: g.layout.meta.key, x: g._fullLayout.xaxis.range,"
+                                    " y: g._fullLayout.yaxis.range} : null;")
+            if meta:
+                break
+            time.sleep(0.2)
+        if not meta:
+            raise RuntimeError("the scatter never showed")
+        out["page_ready_s"] = round(time.perf_counter() - t, 1)
+        for job in _own_jobs():  # the page's t-SNE job: stop it, so the layout stays and the CPU is free
+            job.kill()
+        time.sleep(2)
+        meta = d.execute_script("const g = document.querySelector('#scatter .js-plotly-plot');"
+                                "return {key: g.layout.meta.key, x: g._fullLayout.xaxis.range,"
+                                " y: g._fullLayout.yaxis.range, points: g._fullData[0].x.length};")
+        xy = q.embedding_by_key(meta["key"])
+        for head in q.heads if xy is None else []:  # the page's placeholder layout: the same PCA, computed here
+            for method in q.methods:
+                for basis in ("mean", "sum"):
+                    spec, X = q.embedding_spec(View(head, method, "signed_l1", basis), "tsne", {})
+                    if f"pca{spec.key}-{spec.content}" == meta["key"]:
+                        xy = q.embedding_by_key(q.quick_embedding(spec, X))
+        assert xy is not None and len(xy) == len(q.ids)
+        (x0, x1), (y0, y1) = meta["x"], meta["y"]
+        frac = np.column_stack([(xy[:, 0] - x0) / (x1 - x0), (y1 - xy[:, 1]) / (y1 - y0)])
+        centre = np.median(frac, axis=0)
+        radius = float(np.quantile(np.hypot(*(frac - centre).T), share))
+        angles = np.linspace(0, 2 * np.pi, 48)
+        path = [[float(centre[0] + radius * np.cos(a)), float(centre[1] + radius * np.sin(a))] for a in angles]
+        out["points_drawn"] = int(meta["points"])
+        out["lasso_images_expected"] = int((np.hypot(*(frac - centre).T) < radius).sum())
+
+        def reset(js: str) -> None:
+            d.execute_script(js)
+            end = time.perf_counter() + 60
+            while not d.find_element("id", I.LASSO_COUNT).text.startswith("0 images") and time.perf_counter() < end:
+                time.sleep(0.05)
+
+        new = d.execute_async_script(DRAW_JS, path, step_ms)
+        out["freehand"] = {k: (round(v) if isinstance(v, float) else v) for k, v in new.items()}
+        t = time.perf_counter()
+        reset("document.querySelector('#scatter .nsewdrag').dispatchEvent(new MouseEvent('dblclick', {bubbles: true}))")
+        out["freehand_clear_ms"] = round((time.perf_counter() - t) * 1000)
+        if baseline:
+            reset("window.semcontribLassoOff = true")  # the same page, Plotly's own lasso
+            old = d.execute_async_script(DRAW_JS, path, step_ms)
+            out["plotly_lasso"] = {k: (round(v) if isinstance(v, float) else v) for k, v in old.items()}
+            out["ratio_total"] = round(old["total_ms"] / max(new["total_ms"], 1.0), 1)
+    finally:
+        d.quit()
+        server.shutdown()
+        for job in _own_jobs():
+            job.kill()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=100_000)
     ap.add_argument("--keep", help="write the corpus here (and reuse it when present)")
     ap.add_argument("--embed-images", type=int, default=20_000, help="images the timed t-SNE fits (default 20000)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--browser", action="store_true",
+                    help="instead of the callback timings: browser time of a lasso around a tenth of the points, in "
+                         "headless Chromium, against Plotly's own lasso in the same page")
+    ap.add_argument("--no-baseline", action="store_true", help="with --browser: skip Plotly's own lasso")
     args = ap.parse_args()
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp()) / "corpus"
     build_s = 0.0
@@ -173,7 +326,10 @@ def main() -> None:
         write_synthetic_corpus(root, SyntheticSpec(n_images=args.images, heads=HEADS, methods=("lrp", "ig"),
                                                    vocabulary=VOCABULARY, n_maps=0))
         build_s = time.perf_counter() - t
-    result = measure(root, args.embed_images)
+    if args.browser:
+        result = browser_lasso(root, baseline=not args.no_baseline)
+    else:
+        result = measure(root, args.embed_images)
     result["build_s"] = round(build_s, 1)
     if args.json:
         print(json.dumps(result))

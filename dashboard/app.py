@@ -26,6 +26,7 @@ from dash import DiskcacheManager
 from flask import Response, abort
 
 from semcontrib.dashboard import callbacks, layout
+from semcontrib.dashboard import ids as I
 from semcontrib.dashboard.query import CorpusQuery
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,86 @@ dagcomponentfuncs.ThumbRenderer = function (props) {
   return React.createElement('img', {src: props.value, style: {height: '44px'}, alt: ''});
 };
 """
+
+# The scatter's lasso (issue 20 item 4). Plotly's own lasso tests every WebGL point on each mouse move and
+# ends with a relayout that redraws them all (over 10 s per gesture at 100,000 points in software WebGL).
+# When the scatter's drag mode is "lasso", this takes the gesture before Plotly sees it (a capturing
+# listener on the document): the mouse path is drawn as an SVG line over the plot, nothing is tested while
+# it moves, and on release the polygon (data coordinates, through the axes' own pixel-to-data mapping) is
+# written once into the lasso-input store, for the server to test against its copy of the embedding. A
+# double click (or Escape) clears it at once. Plotly never redraws. ``window.semcontribLasso`` holds the
+# last polygon (for tests); ``window.semcontribLassoOff = true`` gives the gesture back to Plotly (the
+# benchmark's baseline).
+LASSO_JS = """
+(function () {
+  const MIN_POINTS = 3;
+  let drawing = null;
+  function plot(target) {
+    const box = target && target.closest && target.closest('#__SCATTER__ .nsewdrag');
+    const g = box && box.closest('.js-plotly-plot');
+    return g && g._fullLayout && g._fullLayout.dragmode === 'lasso' && !window.semcontribLassoOff ? [g, box] : null;
+  }
+  function overlay(g) {
+    let svg = g.querySelector('svg.semcontrib-lasso');
+    if (!svg) {
+      svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+      svg.setAttribute('class', 'semcontrib-lasso');
+      svg.style.cssText = 'position:absolute;left:0;top:0;width:100%;height:100%;pointer-events:none;z-index:5';
+      const line = document.createElementNS('http://www.w3.org/2000/svg', 'polygon');
+      line.setAttribute('style', 'fill:rgba(0,0,0,0.05);stroke:#222;stroke-width:1.5;stroke-dasharray:4 3');
+      svg.appendChild(line);
+      g.style.position = 'relative';
+      g.appendChild(svg);
+    }
+    return svg;
+  }
+  function send(value) {
+    window.semcontribLasso = value;
+    if (window.dash_clientside && window.dash_clientside.set_props) {
+      window.dash_clientside.set_props('__STORE__', {data: value});
+    }
+  }
+  function clear(g) {
+    overlay(g).firstChild.setAttribute('points', '');
+    send(null);
+  }
+  document.addEventListener('mousedown', function (e) {
+    const found = e.button === 0 ? plot(e.target) : null;
+    if (!found) { return; }
+    e.preventDefault(); e.stopPropagation();
+    const [g, box] = found, br = box.getBoundingClientRect();
+    drawing = {g: g, box: br, px: [[e.clientX, e.clientY]]};
+    overlay(g).firstChild.setAttribute('points', '');
+  }, true);
+  document.addEventListener('mousemove', function (e) {
+    if (!drawing) { return; }
+    e.preventDefault(); e.stopPropagation();
+    drawing.px.push([e.clientX, e.clientY]);
+    const gr = drawing.g.getBoundingClientRect();
+    overlay(drawing.g).firstChild.setAttribute('points',
+      drawing.px.map(p => (p[0] - gr.left) + ',' + (p[1] - gr.top)).join(' '));
+  }, true);
+  document.addEventListener('mouseup', function (e) {
+    if (!drawing) { return; }
+    e.preventDefault(); e.stopPropagation();
+    const d = drawing, fl = d.g._fullLayout, xa = fl.xaxis, ya = fl.yaxis;
+    drawing = null;
+    if (d.px.length < MIN_POINTS) { clear(d.g); return; }
+    const x = d.px.map(p => xa.p2d(p[0] - d.box.left)), y = d.px.map(p => ya.p2d(p[1] - d.box.top));
+    send({key: fl.meta && fl.meta.key, lasso: {x: x, y: y}});
+  }, true);
+  document.addEventListener('dblclick', function (e) {
+    const found = plot(e.target);
+    if (!found) { return; }
+    e.preventDefault(); e.stopPropagation();
+    clear(found[0]);
+  }, true);
+  document.addEventListener('keydown', function (e) {
+    const g = document.querySelector('#__SCATTER__ .js-plotly-plot');
+    if (e.key === 'Escape' && g && g.querySelector('svg.semcontrib-lasso')) { clear(g); }
+  });
+})();
+""".replace("__SCATTER__", I.SCATTER).replace("__STORE__", I.LASSO_INPUT)
 
 
 class RemoteBindError(ValueError):
@@ -198,9 +279,11 @@ class SpawnDiskcacheManager(DiskcacheManager):
 
         def loop() -> None:
             while True:
-                time.sleep(self.watch.orphan_s / 4)
                 try:
+                    time.sleep(self.watch.orphan_s / 4)
                     self.reap()
+                except SystemExit:  # the server thread is being stopped (as dash's test server does)
+                    return
                 except Exception:  # never let the watcher die: log and look again
                     logger.exception("the background-job watcher failed")
 
@@ -234,7 +317,7 @@ def create_app(corpus_path: str | Path, cache_dir: str | Path | None = None, edi
     app = dash.Dash(__name__, title=f"semcontrib · {query.root.name}", background_callback_manager=manager,
                     suppress_callback_exceptions=True, assets_ignore=".*")
     app.index_string = app.index_string.replace(
-        "{%css%}", "{%css%}<style>" + CSS + "</style><script>" + GRID_JS + "</script>")
+        "{%css%}", "{%css%}<style>" + CSS + "</style><script>" + GRID_JS + LASSO_JS + "</script>")
     if edit:  # region editing (issue 21): the layout is rebuilt per page load, so that a reload after
         # "Apply" shows the re-opened corpus (new vocabulary, filters)
         from semcontrib.dashboard import edit_ui

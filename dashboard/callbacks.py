@@ -55,9 +55,10 @@ EMBED_CANCEL = [Input(I.HEAD, "value"), Input(I.METHOD, "value"), Input(I.NORMAL
 CLUSTER_CANCEL = [Input(I.HEAD, "value"), Input(I.METHOD, "value"), Input(I.NORMALISATION, "value"),
                   Input(I.BASIS, "value")]
 
-# The browser reduces plotly's selectedData (every point of a lasso, ~100 bytes each) to the lasso
-# polygon, the box, or the point numbers of clicked points; the server tests the polygon against its
-# own copy of the embedding and maps point numbers to corpus rows.
+# The lasso is drawn in the browser and sent as a polygon once on release (``app.LASSO_JS``). A box select
+# or clicked points come as plotly's selectedData (every point, ~100 bytes each), which the browser reduces
+# to the box or the clicked point numbers; the server tests the box against its own copy of the embedding
+# and maps point numbers to corpus rows.
 REDUCE_SELECTION = """
 function(sel, shown) {
     if (!sel) { return null; }

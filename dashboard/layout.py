@@ -104,6 +104,11 @@ def colour_choices(query: CorpusQuery, view: View) -> list[dict[str, str]]:
     return out + [{"label": f"score of {c} ({figures.UNIT})", "value": f"score:{c}"} for c in cols]
 
 
+# The lasso button of the scatter's tool bar selects the dashboard's own lasso (app.LASSO_JS: drawn in the
+# browser, the polygon sent once on release); box select is Plotly's.
+SCATTER_CONFIG: Any = {"displaylogo": False, "scrollZoom": True}
+
+
 def build(query: CorpusQuery) -> html.Div:
     heads = list(query.heads)
     init = _initial(query)
@@ -245,7 +250,7 @@ def build(query: CorpusQuery) -> html.Div:
         summary(query),
         html.Div(id=I.OFFER, style={"display": "none"}, children=[
             html.Span(id=I.OFFER_TEXT), html.Button("show", id=I.OFFER_SHOW, n_clicks=0)]),
-        dcc.Graph(id=I.SCATTER, style={"height": "600px"}, config={"displaylogo": False, "scrollZoom": True},
+        dcc.Graph(id=I.SCATTER, style={"height": "600px"}, config=SCATTER_CONFIG,
                   clear_on_unhover=True),
         dcc.Tooltip(id=I.TOOLTIP, direction="right"),
         selection_bar,

@@ -96,6 +96,72 @@ def _move_slider(dash_duo: Any, column: str, presses: int, key: str = Keys.PAGE_
     ActionChains(dash_duo.driver).key_up(key).perform()
 
 
+# Plotly's drawing listens to DOM mouse events (WebDriver's pointer actions do not reach it headless): a
+# freehand lasso is dispatched as a hand makes it, counting the dashboard requests sent while it moves.
+LASSO_JS = """
+const g = document.querySelector('#scatter .js-plotly-plot'), el = g.querySelector('.nsewdrag');
+const r = el.getBoundingClientRect(), pts = arguments[0];
+window._requests = 0;
+if (!window._fetch) {
+  window._fetch = window.fetch;
+  window.fetch = function(url, ...rest) {
+    if (String(url).includes('_dash-update-component')) { window._requests += 1; }
+    return window._fetch(url, ...rest);
+  };
+}
+function ev(type, target, p, buttons) {
+  target.dispatchEvent(new MouseEvent(type, {bubbles: true, cancelable: true, button: 0, buttons: buttons,
+    clientX: r.left + p[0] * r.width, clientY: r.top + p[1] * r.height, view: window}));
+}
+ev('mousedown', el, pts[0], 1);
+for (const p of pts.slice(1)) { ev('mousemove', document, p, 1); }
+const during = window._requests;
+ev('mouseup', document, pts[pts.length - 1], 0);
+return during;
+"""
+
+
+def _draw_lasso(dash_duo: Any, fractions: list[tuple[float, float]]) -> int:
+    """Draw a closed freehand path through ``fractions`` (of the plot area, y down); returns the number of
+    requests the page sent while the mouse moved."""
+    return int(dash_duo.driver.execute_script(LASSO_JS, [list(p) for p in fractions]))
+
+
+def _polygon(dash_duo: Any) -> np.ndarray:
+    """The polygon the page sent (data coordinates), (K, 2)."""
+    sent = dash_duo.driver.execute_script("return window.semcontribLasso || null;")
+    assert sent is not None and sent["key"], sent
+    return np.column_stack([sent["lasso"]["x"], sent["lasso"]["y"]])
+
+
+def test_a_freehand_lasso_is_sent_once_on_release_and_tested_on_the_server(
+        dash_duo: Any, corpus_copy: Path, free_port: int, tmp_path: Path) -> None:
+    """No request while the lasso is drawn, one on release; the count is the server's polygon test on the
+    cached embedding; a second lasso replaces the first; a double click clears it."""
+    q = CorpusQuery(corpus_copy)
+    xy = q.cached_embedding(q.embedding_spec(View("nature", "lrp", "signed_l1", "mean"), "tsne", {})[0])
+    _start(dash_duo, corpus_copy, free_port, tmp_path)
+    ring = [(0.5 + 0.45 * np.cos(t), 0.5 + 0.45 * np.sin(t)) for t in np.linspace(0, 2 * np.pi, 40)]
+    left = [(x * 0.6, y) for x, y in ring]
+    assert _draw_lasso(dash_duo, left) == 0  # nothing is sent while the mouse moves
+    from matplotlib.path import Path as Polygon
+
+    expected = int(Polygon(_polygon(dash_duo)).contains_points(xy).sum())
+    assert 0 < expected < 40
+    dash_duo.wait_for_text_to_equal(f"#{I.LASSO_COUNT}", f"{expected} images in the lasso")
+    assert _draw_lasso(dash_duo, ring) == 0
+    everything = int(Polygon(_polygon(dash_duo)).contains_points(xy).sum())  # the new one replaces the first
+    dash_duo.wait_for_text_to_equal(f"#{I.LASSO_COUNT}", f"{everything} images in the lasso")
+    assert everything > expected
+    assert dash_duo.driver.execute_script(  # the outline is the page's own: Plotly drew and selected nothing
+        "const g = document.querySelector('#scatter .js-plotly-plot');"
+        "return g.querySelector('svg.semcontrib-lasso polygon').getAttribute('points').split(' ').length;") == 40
+    dash_duo.driver.execute_script(
+        "document.querySelector('#scatter .nsewdrag').dispatchEvent(new MouseEvent('dblclick', {bubbles: true}))")
+    dash_duo.wait_for_text_to_equal(f"#{I.LASSO_COUNT}", "0 images in the lasso")
+    assert dash_duo.get_logs() == []
+
+
 def test_cached_embedding_filter_dims_points_and_keeps_positions(dash_duo: Any, corpus_copy: Path, free_port: int,
                                                                  tmp_path: Path) -> None:
     q = CorpusQuery(corpus_copy)
