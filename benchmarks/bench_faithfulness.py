@@ -103,6 +103,8 @@ def main() -> int:
     ap.add_argument("--baseline", default="road", help="validity baseline: road (default), blur, mean, black")
     ap.add_argument("--steps", type=int, default=None, help="curve points (default: the validity default)")
     ap.add_argument("--sources", default=",".join(SOURCES), help="region sources, comma-separated")
+    ap.add_argument("--methods", default="", help="only these methods (comma-separated names as in the table: "
+                    "lrp-epsilon, gradcam, occlusion, ...; default every one)")
     ap.add_argument("--also-baselines", default="mean",
                     help="also print the sum basis's faithfulness under these baselines (comma-separated; '' none)")
     ap.add_argument("--json", type=Path, help="also write the table as JSON here")
@@ -122,6 +124,8 @@ def main() -> int:
     pixel_methods = dict(PIXEL_METHODS)
     if "xrai" in ATTRIBUTION_METHODS:
         pixel_methods["xrai"] = ("xrai", {})
+    chosen = set(args.methods.split(",")) if args.methods else None
+    pixel_methods = {k: v for k, v in pixel_methods.items() if chosen is None or k in chosen}
     for label, (name, params) in pixel_methods.items():
         if name in ("ig", "xrai"):
             params = {"n_steps": args.ig_steps}
@@ -150,7 +154,7 @@ def main() -> int:
                 scores.setdefault(f"{label}/sum", {})[h] = sums
                 scores.setdefault(f"{label}/mean", {})[h] = np.divide(sums, counts, out=np.zeros_like(sums),
                                                                       where=counts > 0)
-        for name in (m for m in REGION_METHODS if m in ATTRIBUTION_METHODS):
+        for name in (m for m in REGION_METHODS if m in ATTRIBUTION_METHODS and (chosen is None or m in chosen)):
             t = time.perf_counter()
             params = {"samples": args.shapley_samples} if name == "shapley" else {}
             res = make_method(name, **params).attribute_regions(model, tensor, targets, labels, vocab)
