@@ -13,6 +13,7 @@ inside the corpus's store, see :class:`~semcontrib.dashboard.query.CorpusQuery`)
 from __future__ import annotations
 
 import atexit
+import io
 import logging
 import shutil
 import tempfile
@@ -144,28 +145,42 @@ class RemoteBindError(ValueError):
     """Binding a non-loopback address without ``allow_remote``."""
 
 
+def placeholder_png(size: tuple[int, int] = (240, 180)) -> bytes:
+    """A grey PNG saying "no photo" (``size``: width, height): shown for an image of the corpus whose display
+    file is missing, instead of the browser's broken-image icon."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", size, (236, 236, 236))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((0, 0, size[0] - 1, size[1] - 1), outline=(190, 190, 190))
+    draw.text((size[0] // 2, size[1] // 2), "no photo", fill=(110, 110, 110), anchor="mm")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def _add_image_routes(server: Any, query: CorpusQuery) -> None:
-    """Images are served by corpus image id only; an unknown id is a 404 and never reaches a path."""
+    """Images are served by corpus image id only; an unknown id is a 404 and never reaches a path. A known
+    image without a display file gets :func:`placeholder_png` (not cached, so a restored file shows)."""
+    placeholder = placeholder_png()
+
+    def image(data: bytes | None, image_id: str, mimetype: str) -> Response:
+        if data is not None:
+            return Response(data, mimetype=mimetype, headers={"Cache-Control": "max-age=3600"})
+        if query.known_id(image_id) is None:
+            abort(404)
+        return Response(placeholder, mimetype="image/png", headers={"Cache-Control": "no-store"})
 
     def photo(image_id: str) -> Response:
-        data = query.photo_jpeg(image_id)
-        if data is None:
-            abort(404)
-        return Response(data, mimetype="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+        return image(query.photo_jpeg(image_id), image_id, "image/jpeg")
 
     def thumb(image_id: str) -> Response:
-        data = query.thumbnail(image_id)
-        if data is None:
-            abort(404)
-        return Response(data, mimetype="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+        return image(query.thumbnail(image_id), image_id, "image/jpeg")
 
     def overlay(head: str, method: str, image_id: str) -> Response:
         if head not in query.heads or method not in query.methods or query.known_id(image_id) is None:
             abort(404)
-        data = query.overlay_png(image_id, head, method)
-        if data is None:
-            abort(404)
-        return Response(data, mimetype="image/png", headers={"Cache-Control": "max-age=3600"})
+        return image(query.overlay_png(image_id, head, method), image_id, "image/png")
 
     add = server.add_url_rule
     add("/corpus/photo/<image_id>", "corpus_photo", photo)

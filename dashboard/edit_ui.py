@@ -259,7 +259,23 @@ def after_apply(query: CorpusQuery, result: Any, href: Any) -> tuple[str, Any]:
     if not isinstance(result, dict) or not result.get("ok"):
         return str(result.get("message") if isinstance(result, dict) else "recompute failed"), dash_no_update()
     query.__setstate__(query.__getstate__())  # re-open the corpus in place: every callback sees the new one
-    return str(result["message"]), href or "/"
+    return str(result["message"]), reload_href(href)
+
+
+def reload_href(href: Any) -> str:
+    """``href`` with ``applied=<time>`` in its query: a different address, so that ``dcc.Location`` (which
+    reloads only when the address changes) reloads the page, whose layout is rebuilt from the re-opened
+    corpus (new regions, filters). The rest of the query (the view) is kept.
+
+    >>> reload_href("http://h:1/?head=a&applied=1").startswith("http://h:1/?head=a&applied=")
+    True
+    """
+    import time
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(str(href or "/"))
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "applied"] + [("applied", str(time.time_ns()))]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def dash_no_update() -> Any:

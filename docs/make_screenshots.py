@@ -3,7 +3,13 @@
 By default on the synthetic demo corpus of 100,000 images (``semcontrib demo --synthetic 100000``), with
 its t-SNE computed first (cached in the corpus folder, so the page opens on it).
 
-Usage: python docs/make_screenshots.py [--corpus DIR | --images 100000] [--out docs/screenshots]
+Usage: python docs/make_screenshots.py [--corpus DIR | --images 100000] [--out docs/screenshots] [--prefix demo_]
+
+Every tab is taken (overview with the statistics, clusters, statistics comparing two clusters, trust,
+table, detail, image, export) and a lasso drawn on the scatter; the demo corpus with ``--prefix demo_``.
+
+The overview colours the points by one region's score (``--region``, default ``built`` when the corpus has
+it, else its first region) on the zero-centred diverging scale, with the suggested clusters as rings.
 """
 
 from __future__ import annotations
@@ -43,7 +49,10 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=100_000, help="size of the synthetic corpus")
     ap.add_argument("--work", default="/tmp/semcontrib-screenshots", help="where the synthetic corpus is written")
     ap.add_argument("--out", default="docs/screenshots")
-    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--port", type=int, default=0, help="the local port (default: a free one)")
+    ap.add_argument("--prefix", default="", help="file name prefix (demo_ for the demo corpus)")
+    ap.add_argument("--region", default=None, help="colour the overview by this region's score")
+    ap.add_argument("--edit", action="store_true", help="edit mode: also the 'Edit regions' tab (nothing is saved)")
     args = ap.parse_args()
     from selenium import webdriver
     from werkzeug.serving import make_server
@@ -59,8 +68,9 @@ def main() -> None:
         print(f"t-SNE of {len(X)} images in {time.perf_counter() - t:.0f} s")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    app = create_app(root)
+    app = create_app(root, edit=args.edit)
     server = make_server("127.0.0.1", args.port, app.server, threaded=True)
+    port = server.server_port
     threading.Thread(target=server.serve_forever, daemon=True).start()
     options = webdriver.ChromeOptions()
     for f in FLAGS:
@@ -80,11 +90,21 @@ def main() -> None:
         if scroll_to:
             js(f"document.getElementById('{scroll_to}').scrollIntoView()")
         time.sleep(1.5)
-        d.save_screenshot(str(out / f"{name}.png"))
-        print(f"{out / name}.png")
+        d.save_screenshot(str(out / f"{args.prefix}{name}.png"))
+        print(f"{out / args.prefix}{name}.png")
+
+    def choose(dropdown: str, text: str) -> None:
+        d.find_element("css selector", f"#{dropdown}").click()
+        time.sleep(0.8)
+        for option in d.find_elements("css selector", ".dash-dropdown-options .dash-dropdown-option"):
+            if text in option.text:
+                option.click()
+                break
+        time.sleep(0.5)
+        d.find_element("css selector", "body").send_keys("\ue00c")  # Escape closes the menu
 
     try:
-        d.get(f"http://127.0.0.1:{args.port}/")
+        d.get(f"http://127.0.0.1:{port}/")
         wait("const g=document.querySelector('#scatter .js-plotly-plot');return g&&g._fullData&&g._fullData.length>0")
         time.sleep(2)
         # clusters make selections to colour and compare
@@ -95,7 +115,14 @@ def main() -> None:
         k.send_keys("3")
         js(f"document.getElementById('{I.CLUSTER_RUN}').click()")
         wait(f"return document.getElementById('{I.CLUSTER_TEXT}').textContent.includes('clusters')")
-        js(f"document.getElementById('{I.SUMMARY}').open = true")
+        time.sleep(3)
+        shot("clusters", I.TABS)
+        js("window.scrollTo(0, 0)")
+        region = args.region or ("built" if "built" in q.vocabulary else q.vocabulary[0])
+        choose(I.COLOUR_BY, f"score of {region} (")
+        wait("const g=document.querySelector('#scatter .js-plotly-plot');"
+             f"return g&&g.layout&&g.layout.title&&g.layout.title.text.includes('{region} (')")
+        js(f"document.getElementById('{I.SUMMARY}').open = false")
         tab("statistics")
         time.sleep(3)
         shot("overview")
@@ -140,6 +167,31 @@ def main() -> None:
         wait("return !!document.getElementById('inspector-body')")
         time.sleep(4)
         shot("image", I.TABS)
+        js("window.scrollTo(0, 0)")
+        tab("export")
+        time.sleep(2)
+        shot("export", I.TABS)
+        js("window.scrollTo(0, 0)")
+        if args.edit:
+            js(f"document.querySelector('#tabs .tab:nth-child({len(layout.TABS) + 1})').click()")
+            wait("const g=document.querySelector('#edit-regions-graph .js-plotly-plot');"
+                 "return g&&g.layout&&g.layout.images&&g.layout.images.length>0")
+            time.sleep(3)
+            shot("edit", I.TABS)
+            js("window.scrollTo(0, 0)")
+            tab("statistics")
+        # a lasso drawn on the scatter (the page's own: the polygon is sent once on release)
+        js("""const g = document.querySelector('#scatter .js-plotly-plot'), el = g.querySelector('.nsewdrag');
+        const r = el.getBoundingClientRect();
+        function ev(t, target, a) { target.dispatchEvent(new MouseEvent(t, {bubbles: true, cancelable: true,
+          button: 0, buttons: t === 'mouseup' ? 0 : 1, clientX: r.left + r.width * (0.5 + 0.18 * Math.cos(a)),
+          clientY: r.top + r.height * (0.5 + 0.25 * Math.sin(a)), view: window})); }
+        ev('mousedown', el, 0);
+        for (let i = 1; i <= 48; i++) { ev('mousemove', document, 2 * Math.PI * i / 48); }
+        ev('mouseup', document, 2 * Math.PI);""")
+        wait(f"return !document.getElementById('{I.LASSO_COUNT}').textContent.startsWith('0 images')")
+        time.sleep(2)
+        shot("lasso")
     finally:
         d.quit()
         server.shutdown()

@@ -425,3 +425,17 @@ def test_a_job_whose_page_stopped_polling_is_stopped(tmp_path: Path) -> None:
             p.wait()
     with pytest.raises(ValueError, match="orphan_s must be a positive number"):
         app_module.JobWatch(0)
+
+
+def test_an_image_without_its_display_file_gets_a_placeholder(corpus: Path, tmp_path: Path) -> None:
+    q = CorpusQuery(corpus)
+    image_id = str(q.ids[1])
+    chunk = q.corpus.chunk_of(image_id)
+    assert chunk is not None
+    q.corpus.paths.images(chunk).unlink()  # the display file is gone
+    client = create_app(corpus, cache_dir=tmp_path / "cache").server.test_client()
+    for url in (f"/corpus/photo/{image_id}", f"/corpus/thumb/{image_id}", f"/corpus/overlay/nature/lrp/{image_id}"):
+        r = client.get(url)
+        assert r.status_code == 200 and r.mimetype == "image/png" and r.headers["Cache-Control"] == "no-store", url
+        assert Image.open(io.BytesIO(r.data)).size == (240, 180)
+    assert client.get("/corpus/photo/nope").status_code == 404  # an unknown id is still refused
