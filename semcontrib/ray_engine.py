@@ -39,7 +39,7 @@ from semcontrib.engine import (
     RunOptions,
     make_plan,
 )
-from semcontrib.settings import AnalysisSettings
+from semcontrib.settings import IN_MEMORY_MODEL, AnalysisSettings
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def run_on_ray(settings: AnalysisSettings, out: str | Path, options: RunOptions,
         raise ValueError("--engine ray needs Ray: pip install 'semcontrib[ray]'") from None
     if options.shard is not None:
         raise ValueError("--engine ray and --shard do not go together: Ray spreads the chunks itself")
-    if settings.model.startswith("python:"):
+    if settings.model.startswith(IN_MEMORY_MODEL):
         raise ValueError("--engine ray needs a named model or a checkpoint path (workers load it themselves)")
     t0 = time.perf_counter()
     root = Path(out)
