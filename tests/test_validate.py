@@ -79,6 +79,32 @@ def test_report_with_model_computes_validity_agreement_and_randomisation(tiny_co
     assert (tmp_path / "r" / "randomisation.png").is_file()
 
 
+def test_computed_validity_marks_occlusion_circular_under_blur_only(tmp_path):
+    from semcontrib.pipeline import analyze
+
+    rng = np.random.default_rng(3)
+    (tmp_path / "images").mkdir()
+    for i in range(3):
+        Image.fromarray(synthetic_rgb(rng, 40, 48)).save(tmp_path / "images" / f"im{i}.png")
+    analyze(tmp_path / "images", tmp_path / "corpus", model=tiny_model(), methods=["occlusion", "gradcam"],
+            regions="grid:3x3", batch_size=3, validity=False)
+    corpus = Corpus.open(tmp_path / "corpus")
+    blur = V.build_report(corpus, V.ValidateConfig(sample=0, validity=ValidityConfig(baseline="blur")),
+                          model=tiny_model())
+    circ = {(e["head"], e["method"]): e["circular"] for e in blur["entries"]}
+    assert circ[("task_a", "occlusion")]
+    assert not circ[("task_a", "gradcam")]
+    occ = next(e for e in blur["entries"] if e["method"] == "occlusion")
+    assert occ["faithfulness"]["median"] == pytest.approx(1.0)  # by construction: why it is not ranked
+    assert blur["ranking"]["task_a"]["not_ranked"] == {"occlusion": "circular"}
+    road = V.build_report(corpus, V.ValidateConfig(sample=0), model=tiny_model())  # the independent default
+    assert not any(e["circular"] for e in road["entries"])
+    assert {m for m, _ in road["ranking"]["task_a"]["ranked"]} == {"occlusion", "gradcam"}
+    for e in road["entries"]:
+        assert e["random_auc"]["n"] == 3
+        assert e["gain_over_random"]["lerf"]["n"] == 3
+
+
 def test_report_agreement_matches_the_contribution_table(tiny_corpus):
     corpus = Corpus.open(tiny_corpus)
     report = V.build_report(corpus, V.ValidateConfig(sample=0, basis="sum"), model=tiny_model())
