@@ -18,6 +18,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
+from semcontrib.dashboard import edit_ui as E
 from semcontrib.dashboard import ids as I
 from semcontrib.dashboard import layout, views
 from semcontrib.dashboard.app import create_app
@@ -159,7 +160,18 @@ def test_a_freehand_lasso_is_sent_once_on_release_and_tested_on_the_server(
     dash_duo.driver.execute_script(
         "document.querySelector('#scatter .nsewdrag').dispatchEvent(new MouseEvent('dblclick', {bubbles: true}))")
     dash_duo.wait_for_text_to_equal(f"#{I.LASSO_COUNT}", "0 images in the lasso")
-    assert dash_duo.get_logs() == []
+    # read-only (no --edit): no edit tab, and an edit request crafted in the page is refused
+    assert "Edit regions" not in dash_duo.find_element(f"#{I.TABS}").text
+    body = {"output": f"..{E.VERSION}.data...{E.MESSAGE}.children..",
+            "outputs": [{"id": E.VERSION, "property": "data"}, {"id": E.MESSAGE, "property": "children"}],
+            "inputs": [{"id": E.SAVE, "property": "n_clicks", "value": 1}],
+            "state": [{"id": E.NEW_LABEL, "property": "value", "value": "eyes"}],
+            "changedPropIds": [f"{E.SAVE}.n_clicks"]}
+    status = dash_duo.driver.execute_async_script(
+        "const done = arguments[1]; fetch('/_dash-update-component', {method: 'POST', body: arguments[0],"
+        " headers: {'Content-Type': 'application/json'}}).then(r => done(r.status), e => done(-1));", json.dumps(body))
+    assert status >= 400 and not (corpus_copy / "annotations" / "edits.json").exists()
+    assert [entry for entry in dash_duo.get_logs() if "_dash-update-component" not in entry["message"]] == []
 
 
 def test_cached_embedding_filter_dims_points_and_keeps_positions(dash_duo: Any, corpus_copy: Path, free_port: int,
