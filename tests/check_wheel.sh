@@ -15,7 +15,8 @@ names = zipfile.ZipFile(sys.argv[1]).namelist()
 top = sorted({n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))})
 assert top == ["semcontrib"], f"the wheel must install one top-level package, semcontrib; it has {top}"
 for needed in ("semcontrib/data/imagenet_class_groups.json", "semcontrib/dashboard/app.py",
-               "semcontrib/segmentation/grid.py", "semcontrib/__main__.py"):
+               "semcontrib/segmentation/grid.py", "semcontrib/__main__.py", "semcontrib/engine/run.py",
+               "semcontrib/store/work.py", "semcontrib/methods/base.py", "semcontrib/training/run.py"):
     assert needed in names, f"{needed} missing from the wheel"
 print(f"wheel: {len(names)} files, one top-level package: semcontrib")
 PYEOF
@@ -31,6 +32,14 @@ import semcontrib, sys
 from semcontrib.corpus import Corpus
 c = Corpus.open('C')
 assert semcontrib.__file__.startswith(sys.argv[1])
+import pkgutil, importlib
+for m in pkgutil.walk_packages(semcontrib.__path__, 'semcontrib.'):  # every subpackage, from the wheel
+    if m.ispkg:
+        importlib.import_module(m.name)
+# no module may come from the repository (an editable install's finder would supply what the wheel lacks)
+stray = sorted(n for n, mod in sys.modules.items() if n.startswith('semcontrib')
+               and not str(getattr(mod, '__file__', None) or sys.argv[1]).startswith(sys.argv[1]))
+assert not stray, f'imported from outside the installed wheel: {stray}'
 assert (c.images.status == 'ok').sum() >= 10 and set(c.contributions.method) == {'gradcam'}, c.images
 print('installed wheel analysed', (c.images.status == 'ok').sum(), 'photographs from outside the repository')
 " "$WORK/T"
