@@ -6,7 +6,7 @@ replaced by a *baseline* image (pixels not assigned to any region, label -1, are
 and in batches, and returns every head's logits: one forward of a perturbed image serves all heads.
 The region-level attribution methods and :mod:`semcontrib.validity` are built on it.
 
-Methods (``level = "region"``, registered in ``semcontrib.attribution.ATTRIBUTION_METHODS``):
+Methods (``level = "region"``, registered in ``semcontrib.methods.ATTRIBUTION_METHODS``):
 
 * ``occlusion``: ``c_k = f_t(x) - f_t(x with region k replaced by the baseline)``; one forward per
   present region and image, plus the original.
@@ -46,7 +46,7 @@ from semcontrib.model import MultitaskModel
 from semcontrib.settings import PERTURBATION_BASELINES, PERTURBATION_BATCH_SIZE, PERTURBATION_BLUR_SIGMA
 
 if TYPE_CHECKING:
-    from semcontrib.attribution import RegionResult
+    from semcontrib.methods.base import RegionResult
 
 logger = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ class OcclusionMethod:
         -------
         head -> RegionResult with scores float64 (N, K), 0 for absent regions.
         """
-        from semcontrib.attribution import RegionResult
+        from semcontrib.methods.base import RegionResult
 
         present = _check_inputs(tensor, labels, vocabulary, targets, model)
         N, K = present.shape
@@ -410,7 +410,7 @@ class ShapleyMethod:
 
         Parameters and returns as :meth:`OcclusionMethod.attribute_regions`; ``delta`` is float64 (N,).
         """
-        from semcontrib.attribution import RegionResult
+        from semcontrib.methods.base import RegionResult
 
         present = _check_inputs(tensor, labels, vocabulary, targets, model)
         N, K = present.shape

@@ -33,7 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,8 @@ import pandas as pd
 
 from semcontrib.corpus import Corpus
 from semcontrib.validity import CIRCULAR, ValidityConfig, circular
-from semcontrib.validity_inputs import (
+from semcontrib.validity_inputs import (  # ValidateConfig lives there (no import circle), exported here
+    ValidateConfig,
     corpus_vectors,
     load_corpus_model,
     load_tensor,
@@ -56,59 +57,6 @@ logger = logging.getLogger(__name__)
 
 VALIDITY_COLUMNS = ("faithfulness", "deletion_auc", "lerf_auc", "random_auc", "insertion_auc")
 REPORT_JSON = "report.json"
-
-
-@dataclass(frozen=True)
-class ValidateConfig:
-    """Options of the report.
-
-    Attributes
-    ----------
-    sample : images in the randomisation check (each step recomputes every method on them).
-    stages : backbone stages randomised after the heads, from the top (``pool`` excluded).
-    seed : seed of the re-initialisation and of the image sample.
-    basis : ``auto`` (per method level, see the module docs), ``mean`` or ``sum``.
-    flag_threshold : a method whose median correlation after the last step is at least this is flagged.
-    validity : how validity is computed when the corpus does not store it.
-    batch_size : images per batch when recomputing.
-    check_params : method -> parameters that replace the corpus's in the randomisation check, to
-        bound its cost (default: shapley by sampling with 10 permutations above 6 regions, lime
-        with 32 samples, xrai over IG with 8 steps; the original vectors of the check are
-        recomputed with the same parameters, so every step compares like with like).
-    noise_samples : noisy copies each vector of the randomisation check is averaged over (sMPRT;
-        1 with ``noise_magnitude`` 0 is plain MPRT).
-    noise_magnitude : the noise's standard deviation as a share of the tensor's value range.
-    truth : an annotation file (or PNG directory) of the corpus's images: the report gains the
-        region-quality section of ``semcontrib regions-eval`` (:mod:`semcontrib.regions_eval`).
-    """
-
-    sample: int = 4
-    stages: int = 2
-    seed: int = 0
-    basis: str = "auto"
-    flag_threshold: float = 0.5
-    validity: ValidityConfig = field(default_factory=ValidityConfig)
-    batch_size: int = 8
-    check_params: dict[str, dict[str, Any]] = field(
-        default_factory=lambda: {"shapley": {"exact_max": 6, "samples": 10}, "lime": {"samples": 32},
-                                 "xrai": {"n_steps": 8}})
-    noise_samples: int = 3
-    noise_magnitude: float = 0.1
-    truth: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.basis not in ("auto", "mean", "sum"):
-            raise ValueError(f"basis must be auto, mean or sum, got {self.basis!r}")
-        if not (isinstance(self.sample, int) and self.sample >= 0):
-            raise ValueError(f"sample must be an integer >= 0 (0 skips the randomisation check), got {self.sample!r}")
-        if not (isinstance(self.stages, int) and self.stages >= 0):
-            raise ValueError(f"stages must be an integer >= 0, got {self.stages!r}")
-        if not -1 <= self.flag_threshold <= 1:
-            raise ValueError(f"flag_threshold must lie in [-1, 1], got {self.flag_threshold!r}")
-        if not (isinstance(self.noise_samples, int) and self.noise_samples >= 1):
-            raise ValueError(f"noise_samples must be an integer >= 1, got {self.noise_samples!r}")
-        if not 0 <= self.noise_magnitude < 1:
-            raise ValueError(f"noise_magnitude must lie in [0, 1), got {self.noise_magnitude!r}")
 
 
 # --------------------------------------------------------------------------- pure summaries
@@ -206,15 +154,16 @@ def _validity_frame(corpus: Corpus, model: Any, config: ValidateConfig) -> tuple
 # --------------------------------------------------------------------------- the report
 
 
-def build_report(corpus: Corpus, config: ValidateConfig = ValidateConfig(), model: Any = None) -> dict[str, Any]:
+def build_report(corpus: Corpus, config: ValidateConfig | None = None, model: Any = None) -> dict[str, Any]:
     """The report as a JSON-ready dict (see the module docs).
 
     Parameters
     ----------
     corpus : the corpus to judge.
-    config : options.
+    config : options (default: ``ValidateConfig()``).
     model : the corpus's model; default: reloaded from the manifest (``load_corpus_model``).
     """
+    config = ValidateConfig() if config is None else config
     reason = ""
     if model is None:
         model, reason = load_corpus_model(corpus)

@@ -9,21 +9,77 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from semcontrib.corpus import Corpus
+from semcontrib.methods.base import is_region_method
 from semcontrib.settings import SCORE_BASIS
+from semcontrib.validity import ValidityConfig
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    """Options of the report.
+
+    Attributes
+    ----------
+    sample : images in the randomisation check (each step recomputes every method on them).
+    stages : backbone stages randomised after the heads, from the top (``pool`` excluded).
+    seed : seed of the re-initialisation and of the image sample.
+    basis : ``auto`` (per method level, see the module docs), ``mean`` or ``sum``.
+    flag_threshold : a method whose median correlation after the last step is at least this is flagged.
+    validity : how validity is computed when the corpus does not store it.
+    batch_size : images per batch when recomputing.
+    check_params : method -> parameters that replace the corpus's in the randomisation check, to
+        bound its cost (default: shapley by sampling with 10 permutations above 6 regions, lime
+        with 32 samples, xrai over IG with 8 steps; the original vectors of the check are
+        recomputed with the same parameters, so every step compares like with like).
+    noise_samples : noisy copies each vector of the randomisation check is averaged over (sMPRT;
+        1 with ``noise_magnitude`` 0 is plain MPRT).
+    noise_magnitude : the noise's standard deviation as a share of the tensor's value range.
+    truth : an annotation file (or PNG directory) of the corpus's images: the report gains the
+        region-quality section of ``semcontrib regions-eval`` (:mod:`semcontrib.regions_eval`).
+    """
+
+    sample: int = 4
+    stages: int = 2
+    seed: int = 0
+    basis: str = "auto"
+    flag_threshold: float = 0.5
+    validity: ValidityConfig = field(default_factory=ValidityConfig)
+    batch_size: int = 8
+    check_params: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {"shapley": {"exact_max": 6, "samples": 10}, "lime": {"samples": 32},
+                                 "xrai": {"n_steps": 8}})
+    noise_samples: int = 3
+    noise_magnitude: float = 0.1
+    truth: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.basis not in ("auto", "mean", "sum"):
+            raise ValueError(f"basis must be auto, mean or sum, got {self.basis!r}")
+        if not (isinstance(self.sample, int) and self.sample >= 0):
+            raise ValueError(f"sample must be an integer >= 0 (0 skips the randomisation check), got {self.sample!r}")
+        if not (isinstance(self.stages, int) and self.stages >= 0):
+            raise ValueError(f"stages must be an integer >= 0, got {self.stages!r}")
+        if not -1 <= self.flag_threshold <= 1:
+            raise ValueError(f"flag_threshold must lie in [-1, 1], got {self.flag_threshold!r}")
+        if not (isinstance(self.noise_samples, int) and self.noise_samples >= 1):
+            raise ValueError(f"noise_samples must be an integer >= 1, got {self.noise_samples!r}")
+        if not 0 <= self.noise_magnitude < 1:
+            raise ValueError(f"noise_magnitude must lie in [0, 1), got {self.noise_magnitude!r}")
 
 
 def method_level(method: str) -> str:
     """``pixel`` or ``region`` for a registered method name (``pixel`` for unknown names)."""
-    from semcontrib.attribution import ATTRIBUTION_METHODS
+    from semcontrib.methods import ATTRIBUTION_METHODS
 
     cls = ATTRIBUTION_METHODS.get(method)
-    return str(getattr(cls, "level", "pixel"))
+    return "pixel" if cls is None else str(cls.level)
 
 
 def method_basis(method: str, basis: str) -> str:
@@ -106,7 +162,7 @@ def load_tensor(corpus: Corpus, model: Any, image_ids: Sequence[str]) -> tuple[l
 
 def make_corpus_method(corpus: Corpus, method: str, overrides: dict[str, Any] | None = None) -> Any:
     """The method object with the corpus's parameters (those its constructor takes), updated by ``overrides``."""
-    from semcontrib.attribution import ATTRIBUTION_METHODS
+    from semcontrib.methods import ATTRIBUTION_METHODS
 
     cls = ATTRIBUTION_METHODS[method]
     params = {**corpus.manifest["methods"][method].get("params", {}), **(overrides or {})}
@@ -121,7 +177,7 @@ def region_vectors(model: Any, method_obj: Any, tensor: Any, targets: dict[str, 
 
     K = len(vocabulary)
     counts = np.stack([np.bincount(lab[lab >= 0].ravel(), minlength=K) for lab in labels]).astype(np.float64)
-    if getattr(method_obj, "level", "pixel") == "region":
+    if is_region_method(method_obj):
         res = method_obj.attribute_regions(model, tensor, targets, labels, vocabulary)
         sums = {h: r.scores for h, r in res.items()}
     else:

@@ -23,16 +23,20 @@ ignores the model keeps Spearman 1 and complexity ratio 1 at every step, noise o
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from semcontrib.corpus import Corpus
 from semcontrib.validity import spearman
-from semcontrib.validity_inputs import load_tensor, make_corpus_method, method_basis, region_vectors, targets_table
-
-if TYPE_CHECKING:
-    from semcontrib.validate import ValidateConfig
+from semcontrib.validity_inputs import (
+    ValidateConfig,
+    load_tensor,
+    make_corpus_method,
+    method_basis,
+    region_vectors,
+    targets_table,
+)
 
 
 def rowwise_spearman(a: np.ndarray, b: np.ndarray, present: np.ndarray) -> np.ndarray:
