@@ -189,3 +189,75 @@ def test_draw_a_rectangle_label_it_and_save_in_the_browser(dash_duo, corpus, tmp
         f"return document.querySelector('#{E.GRAPH} .js-plotly-plot').layout.annotations.map(a => a.text);")
     assert "1: eyes" in texts
     assert dash_duo.get_logs() == []
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_acceptance_eyes_on_the_cat_apply_and_restart(dash_duo, real_corpus, tmp_path, free_port):
+    """Issue 21's acceptance in headless Chromium, on the analysed demo photographs: a rectangle over the
+    cat's eyes labelled ``eyes`` (a new label), applied; after the background job the cat's vector has an
+    ``eyes`` entry, the filters offer ``eyes``, the other images' statistics are unchanged, and a restarted
+    dashboard shows the same."""
+    import time
+
+    import numpy as np
+
+    from semcontrib.dashboard import layout
+    from semcontrib.dashboard.records import View
+
+    root = Path(shutil.copytree(real_corpus, tmp_path / "corpus"))
+    before = CorpusQuery(root)
+    cat = next(str(i) for i in before.ids if "chelsea" in str(i))
+    others = [str(i) for i in before.ids if str(i) != cat]
+    view = View(before.heads and next(iter(before.heads)), "lrp", "signed_l1", "sum")
+    old_table = before.contribution_table(view, others, wide=False)
+    assert "eyes" not in before.vocabulary
+
+    dash_duo.start_server(create_app(root, cache_dir=tmp_path / "cache", edit=True), port=free_port)
+    tab_css = f"#{I.TABS} .tab:nth-child({len(layout.TABS) + 1})"
+    dash_duo.wait_for_text_to_equal(tab_css, "Edit regions", timeout=60)
+    dash_duo.driver.execute_script("arguments[0].click()", dash_duo.find_element(tab_css))
+    dash_duo.select_dcc_dropdown(f"#{E.IMAGE}", value=cat)
+    end = time.time() + 60
+    while time.time() < end and not dash_duo.driver.execute_script(
+            f"const g = document.querySelector('#{E.GRAPH} .js-plotly-plot');"
+            "return g && g.layout && g.layout.images && g.layout.images.length > 0"
+            f" && g.layout.images[0].source.includes('{cat}');"):
+        time.sleep(0.2)
+    drag = dash_duo.find_element(f"#{E.GRAPH} .nsewdrag")
+    # chelsea is 451 x 300: her eyes lie within x 130..350, y 80..170 (pixels)
+    drag_on(dash_duo.driver, drag, (130 / 451, 80 / 300), (350 / 451, 170 / 300))
+    dash_duo.find_element(f"#{E.NEW_LABEL}").send_keys("eyes")
+    time.sleep(1.0)  # the drawn shape reaches the shape store
+    dash_duo.driver.execute_script("arguments[0].click()", dash_duo.find_element(f"#{E.SAVE}"))
+    dash_duo.wait_for_contains_text(f"#{E.MESSAGE}", "saved 1 edit(s) labelled 'eyes'", timeout=30)
+    (edit,) = read_edits(edits_path(root))
+    (x0, y0), (x1, y1) = edit.polygon[0], edit.polygon[2]
+    assert edit.image_id == cat and abs(x0 - 130) < 6 and abs(y0 - 80) < 6 and abs(x1 - 350) < 6 and abs(y1 - 170) < 6
+
+    dash_duo.driver.execute_script("arguments[0].click()", dash_duo.find_element(f"#{E.APPLY}"))
+    # the job recomputes the cat's chunk, re-opens the corpus and reloads the page: the filters offer eyes
+    eyes_filter = json.dumps({"column": "eyes", "type": I.RANGE}, separators=(",", ":"))
+    end = time.time() + 400
+    while time.time() < end and not dash_duo.driver.execute_script(
+            "return document.getElementById(arguments[0]) !== null", eyes_filter):
+        time.sleep(0.5)
+    assert dash_duo.driver.execute_script("return document.getElementById(arguments[0]) !== null", eyes_filter), \
+        dash_duo.find_element(f"#{E.PROGRESS}").text
+
+    after = CorpusQuery(root)  # as a restarted dashboard opens it
+    assert "eyes" in after.vocabulary
+    k = [str(i) for i in after.ids].index(cat)
+    matrix = after.score_matrix(view)
+    eyes = matrix.values[k, list(matrix.columns).index("eyes")]
+    assert matrix.valid[k] and np.isfinite(eyes) and eyes != 0
+    new_table = after.contribution_table(view, others, wide=False)
+    key, stats = ["image_id", "region"], ["n_pixels", "sum", "pos_sum", "neg_sum", "score"]
+    merged = old_table[key + stats].merge(new_table[key + stats], on=key, how="left", suffixes=("", "_new"))
+    assert len(merged) == len(old_table) > 0 and not merged["score_new"].isna().any()
+    for c in stats:  # the other images' regions and contributions are unchanged
+        np.testing.assert_allclose(merged[f"{c}_new"].to_numpy(float), merged[c].to_numpy(float), rtol=1e-5, atol=1e-9)
+    assert (new_table.loc[new_table["region"] == "eyes", "n_pixels"] == 0).all()
+    restarted = CallbackClient(create_app(root, cache_dir=tmp_path / "cache2"))  # read-only, restarted
+    assert "eyes" in json.dumps(restarted.app.layout.to_plotly_json(), default=str)
+    assert dash_duo.get_logs() == []
