@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from semcontrib.dashboard import embedding
 from semcontrib.dashboard import ids as I
-from semcontrib.dashboard import views
 from semcontrib.dashboard.app import create_app
 from semcontrib.dashboard.callback_client import CallbackClient
 from semcontrib.dashboard.query import CorpusQuery
@@ -142,10 +142,10 @@ def measure(root: Path, embed_images: int, repeat: int = 5) -> dict[str, Any]:
     m = min(embed_images, n - 1000)
     rows = rng.choice(n, size=m + 1000, replace=False)
     t = time.perf_counter()
-    model = views._fit_tsne(X[rows[:m]], 0, lambda _msg: None)
+    model = embedding.fit_tsne(X[rows[:m]], 0, lambda _msg: None)
     embed_s = time.perf_counter() - t
     t = time.perf_counter()
-    views.place(model, X[rows[m:]])
+    embedding.place(model, X[rows[m:]])
     place_ms = (time.perf_counter() - t) * 1000 / 1000
 
     def med(v: list[float]) -> float:

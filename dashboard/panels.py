@@ -22,6 +22,7 @@ from semcontrib.dashboard import clusters as cluster_views
 from semcontrib.dashboard import figures, layout, state, views
 from semcontrib.dashboard import ids as I
 from semcontrib.dashboard.consistency import ViewTag, decide, decide_clusters, lasso_pending
+from semcontrib.dashboard.embedding import EMBEDDINGS
 from semcontrib.dashboard.query import CorpusQuery
 from semcontrib.dashboard.records import Filters, ScatterOptions, View, Weights
 
@@ -737,7 +738,7 @@ def autosave(query: CorpusQuery, ready: Any, view: View, options: Mapping[str, A
     algorithm = str(options.get("algorithm") or "tsne")
     st = state.DashboardState(
         view.head, view.method, view.normalisation, view.basis,
-        algorithm if algorithm in views.EMBEDDINGS else "tsne",
+        algorithm if algorithm in EMBEDDINGS else "tsne",
         tuple(str(c) for c in options.get("highlight") or []), ranges,
         {k: (1.0 if v is None else v) for k, v in weights.as_dict().items()},
         tuple(s for s, _ in _selections(query, selections)), 0, str(options.get("colour") or "selection"))

@@ -31,7 +31,7 @@ from PIL import Image
 from semcontrib import corpus as cstore
 from semcontrib.contributions import BASES, NORMALISATIONS
 from semcontrib.corpus import Corpus
-from semcontrib.dashboard import overlay, views
+from semcontrib.dashboard import embedding, overlay, views
 from semcontrib.dashboard.records import Filters, View, Weights
 
 logger = logging.getLogger(__name__)
@@ -350,7 +350,7 @@ class CorpusQuery:
         """Key of an instant PCA layout of the rows, shown while the real embedding is computed."""
         key = f"pca{spec.key}-{spec.content}"
         if key not in self._embeddings:
-            self._remember(key, views.pca_2d(X))
+            self._remember(key, embedding.pca_2d(X))
         return key
 
     def compute_embedding(self, spec: EmbeddingSpec, X: np.ndarray, progress: Callable[[str], None] | None = None
@@ -358,7 +358,7 @@ class CorpusQuery:
         """Compute (or place new rows into a stored map) and store the embedding; float64 N x 2."""
         Y = self._place_new_rows(spec, X, progress)
         if Y is None:
-            Y = views.embed(X, spec.algorithm, progress=progress)
+            Y = embedding.embed(X, spec.algorithm, progress=progress)
         self._store_embedding(spec, X, Y)
         return self._remember(spec.client_key, Y)
 
@@ -382,7 +382,7 @@ class CorpusQuery:
             progress(f"placing {len(new)} new images into the stored map of {len(rows)}")
         Y = np.zeros((len(self.ids), 2))
         Y[rows] = z["Y"]
-        Y[new] = views.place(views.tsne_model(z["X"], z["Y"]), X[new])
+        Y[new] = embedding.place(embedding.tsne_model(z["X"], z["Y"]), X[new])
         return Y
 
     def _store_embedding(self, spec: EmbeddingSpec, X: np.ndarray, Y: np.ndarray) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from semcontrib.dashboard import views
+from semcontrib.dashboard.embedding import EMBEDDINGS
 
 STATE_VERSION = 1
 MAX_STATE_BYTES = 4_000_000
@@ -217,7 +218,7 @@ def parse_state(text: str | bytes, context: Context) -> DashboardState:
     method = _name(obj, "method", list(context.methods))
     norm = _name(obj, "normalisation", list(context.normalisations))
     basis = _name(obj, "basis", BASES, "mean")
-    algorithm = _name(obj, "algorithm", views.EMBEDDINGS, views.EMBEDDINGS[0])
+    algorithm = _name(obj, "algorithm", EMBEDDINGS, EMBEDDINGS[0])
     raw_hl = obj.get("highlight") or []
     if not isinstance(raw_hl, list) or len(raw_hl) > MAX_HIGHLIGHT:
         raise StateError(f"highlight must be a list of at most {MAX_HIGHLIGHT} class names")
@@ -265,7 +266,7 @@ def parse_url(search: Any, context: Context, columns: Sequence[str] = ()) -> dic
     raw = {k: v[0] for k, v in parse_qs(search.lstrip("?"), max_num_fields=20).items() if v}
     allowed: dict[str, Sequence[str]] = {
         "head": list(context.heads), "method": list(context.methods), "normalisation": list(context.normalisations),
-        "basis": BASES, "algorithm": views.EMBEDDINGS,
+        "basis": BASES, "algorithm": EMBEDDINGS,
         "colour": ["selection", "class", "faithfulness",
                    *(f"score:{c}" for c in (columns or sorted(score_columns(context.vocabulary))))]}
     return {k: raw[k] for k in URL_FIELDS if k in raw and raw[k] in allowed[k]}

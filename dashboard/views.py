@@ -1,8 +1,9 @@
 """Pure view functions of the dashboard: arrays and frames in, arrays and frames out.
 
 No Dash, no disk, no globals: filters, ranking, paging, group statistics, the weighted-cosine
-embedding input and the embedding itself, suggested clusters and outliers, method agreement,
-named selections and the dashboard state. Callbacks call these and nothing else computes.
+embedding input (the embedding itself is :mod:`semcontrib.dashboard.embedding`), suggested clusters and
+outliers, method agreement, named selections and the dashboard state. Callbacks call these and nothing
+else computes.
 
 Conventions: ``values`` is float64 N x C (one row per image of the corpus, in corpus order, one column
 per score column; NaN where the image has no vector for this head and method); filter ranges and slider
@@ -16,7 +17,7 @@ import binascii
 import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,12 @@ import pandas as pd
 
 from semcontrib.contributions import weighted_unit_vectors
 
-EMBEDDINGS = ("tsne", "umap")
+# The embedding moved to :mod:`semcontrib.dashboard.embedding`; these names stay importable from here for
+# a caller outside the dashboard's files (benchmarks/bench_million.py).
+from semcontrib.dashboard.embedding import fit_tsne as _fit_tsne  # noqa: F401
+from semcontrib.dashboard.embedding import pca_2d as pca_2d
+from semcontrib.dashboard.embedding import place as place
+
 CLUSTERINGS = ("kmeans", "hdbscan")
 # Selection (and class) colours: qualitative, and free of the red and blue that mean "positive" and
 # "negative" everywhere else (overlays, bars, heatmaps, the diverging scatter colours).
@@ -155,119 +161,6 @@ def embedding_input(matrix: ScoreMatrix, weights: np.ndarray) -> np.ndarray:
     Rows without a vector (invalid) and zero vectors stay zero.
     """
     return weighted_unit_vectors(np.nan_to_num(matrix.values), weights)
-
-
-def embed(X: np.ndarray, algorithm: str = "tsne", seed: int = 0, max_fit: int = 100_000,
-          progress: Callable[[str], None] | None = None) -> np.ndarray:
-    """float64 N x 2 embedding of the rows of ``X`` (weighted unit vectors, so distances follow the
-    weighted cosine).
-
-    ``tsne``: openTSNE with FFT-accelerated gradients (PCA initialisation, perplexity 30 or less for
-    small corpora) on up to ``max_fit`` rows; further rows (a seeded choice of the rest) are placed into
-    that map with openTSNE's ``transform``. ``umap``: UMAP on up to ``max_fit`` rows, the rest placed with
-    ``UMAP.transform``. ``pca``: the first two principal components (instant; shown while a t-SNE runs).
-    """
-    if algorithm not in (*EMBEDDINGS, "pca"):
-        raise ValueError(f"algorithm must be one of {(*EMBEDDINGS, 'pca')}, got {algorithm!r}")
-    if max_fit < 10:
-        raise ValueError("max_fit must be >= 10")
-    X = np.asarray(X, dtype=np.float64)
-    n = len(X)
-    say = progress or (lambda _msg: None)
-    if n == 0:
-        return np.zeros((0, 2))
-    if n < 4 or algorithm == "pca":
-        return pca_2d(X) if n >= 2 else np.zeros((n, 2))
-    rng = np.random.default_rng(seed)
-    fit_idx = np.sort(rng.choice(n, size=max_fit, replace=False)) if n > max_fit else np.arange(n)
-    # tiny jitter separates identical rows (zero vectors, duplicates), which t-SNE/UMAP dislike
-    Xf = X[fit_idx] + rng.normal(0, 1e-6, (len(fit_idx), X.shape[1]))
-    rest = np.setdiff1d(np.arange(n), fit_idx)
-    Y = np.zeros((n, 2))
-    if algorithm == "tsne":
-        model = _fit_tsne(Xf, seed, say)
-        Y[fit_idx] = np.asarray(model)
-        if len(rest):
-            say(f"placing {len(rest)} more images into the map (openTSNE transform)")
-            Y[rest] = place(model, X[rest])
-    else:
-        import umap
-
-        say(f"embedding {len(fit_idx)} images with UMAP")
-        reducer = umap.UMAP(n_neighbors=int(min(15, len(Xf) - 1)), random_state=seed, n_jobs=1,
-                            init="random" if len(Xf) < 20 else "spectral")
-        Y[fit_idx] = reducer.fit_transform(Xf)
-        if len(rest):
-            say(f"placing {len(rest)} more images into the map (UMAP transform)")
-            Y[rest] = reducer.transform(X[rest])
-    return Y
-
-
-def _fit_tsne(X: np.ndarray, seed: int, say: Callable[[str], None]) -> Any:
-    """An openTSNE ``TSNEEmbedding`` of the rows of ``X`` (keeps what ``transform`` needs)."""
-    import os
-
-    from openTSNE import TSNE
-
-    n = len(X)
-    total = 375
-    done = {"phase_start": 0, "last": 0}
-
-    def report(iteration: int, error: float, embedding: Any) -> None:
-        # openTSNE counts the early-exaggeration phase and the main phase from 0 each: keep one count
-        if iteration < done["last"]:
-            done["phase_start"] += done["last"]
-        done["last"] = iteration
-        say(f"t-SNE of {n} images: iteration {done['phase_start'] + iteration} of about {total}")
-
-    perplexity = float(min(30.0, max(2.0, (n - 1) / 3.5)))
-    say(f"t-SNE of {n} images: nearest neighbours")
-    tsne = TSNE(n_components=2, perplexity=perplexity, initialization="pca", random_state=seed,
-                negative_gradient_method="fft" if n > 5000 else "bh", early_exaggeration_iter=125, n_iter=250,
-                n_jobs=max(1, min(4, os.cpu_count() or 1)), callbacks=report, callbacks_every_iters=25,
-                verbose=False)
-    return tsne.fit(X)
-
-
-def place(model: Any, X_new: np.ndarray, n_iter: int = 25) -> np.ndarray:
-    """float64 M x 2: rows ``X_new`` placed into a fitted openTSNE map (``TSNEEmbedding.transform``).
-
-    The existing points stay where they are; each new point is initialised at the median of its 25
-    nearest reference points and refined against the fixed map for ``n_iter`` iterations (25: measured
-    as good as openTSNE's default 250 for the kNN accuracy of placed points on clustered data, at under
-    1 ms per image).
-    """
-    if len(X_new) == 0:
-        return np.zeros((0, 2))
-    return np.asarray(model.transform(np.asarray(X_new, dtype=np.float64), n_iter=n_iter), dtype=np.float64)
-
-
-def tsne_model(X_ref: np.ndarray, Y_ref: np.ndarray, seed: int = 0) -> Any:
-    """An openTSNE map rebuilt from stored reference rows ``X_ref`` (N x C) and positions ``Y_ref``
-    (N x 2), so that images added to the corpus later can be :func:`place`-d without refitting."""
-    import os
-
-    from openTSNE import TSNEEmbedding, affinity
-
-    n = len(X_ref)
-    aff = affinity.PerplexityBasedNN(np.asarray(X_ref, dtype=np.float64),
-                                     perplexity=float(min(30.0, max(2.0, (n - 1) / 3.5))),
-                                     n_jobs=max(1, min(4, os.cpu_count() or 1)), random_state=seed)
-    return TSNEEmbedding(np.asarray(Y_ref, dtype=np.float64), aff,
-                         negative_gradient_method="fft" if n > 5000 else "bh")
-
-
-def pca_2d(X: np.ndarray) -> np.ndarray:
-    """float64 N x 2: the rows' first two principal components (deterministic signs)."""
-    X = np.asarray(X, dtype=np.float64)
-    Xc = X - X.mean(axis=0)
-    _, _, vt = np.linalg.svd(Xc.T @ Xc if len(X) > X.shape[1] else Xc, full_matrices=False)
-    comps = vt[:2] if len(X) > X.shape[1] else vt[:2]
-    Y = Xc @ comps.T
-    Y *= np.where(Y.sum(axis=0) < 0, -1.0, 1.0)
-    if Y.shape[1] < 2:
-        Y = np.column_stack([Y, np.zeros(len(Y))])
-    return Y
 
 
 def embedding_key(params: Mapping[str, Any]) -> str:

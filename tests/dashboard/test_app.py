@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from semcontrib.dashboard import app as app_module
-from semcontrib.dashboard import cli, layout, panels, views
+from semcontrib.dashboard import cli, embedding, layout, panels, views
 from semcontrib.dashboard import ids as I
 from semcontrib.dashboard.app import create_app
 from semcontrib.dashboard.callback_client import CallbackClient
@@ -193,7 +193,7 @@ def test_images_added_later_are_placed_into_the_stored_map(tmp_path: Path) -> No
     q = CorpusQuery(root)
     spec, X = q.embedding_spec(VIEW, "tsne", {})
     # the stored map of an earlier version of the corpus: its first 60 images, unchanged since
-    Y60 = views.embed(X[:60], "tsne")
+    Y60 = embedding.embed(X[:60], "tsne")
     cstore.write_npz(q._cache_file(spec.key), {"ids": q.ids[:60].astype(str), "X": X[:60].astype(np.float32),
                                                "Y": Y60, "content": np.array("older")})
     said: list[str] = []

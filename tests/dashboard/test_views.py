@@ -90,50 +90,6 @@ def test_split_columns_share_their_region_weight() -> None:
     assert views.column_weights(m, ["sky", "water"], {"sky": 2}).tolist() == [2, 1, 2, 1]
 
 
-def _knn_preservation(X: np.ndarray, Y: np.ndarray, k: int = 5) -> float:
-    from sklearn.neighbors import NearestNeighbors
-
-    a = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X)[1][:, 1:]
-    b = NearestNeighbors(n_neighbors=k + 1).fit(Y).kneighbors(Y)[1][:, 1:]
-    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b)]))
-
-
-def test_embed_keeps_clusters_apart_and_places_the_rest_with_transform() -> None:
-    rng = np.random.default_rng(1)
-    centres = np.eye(4)
-    labels = np.repeat(np.arange(4), 30)
-    X = views.embedding_input(_matrix((centres[labels] + rng.normal(0, 0.1, (120, 4))).tolist(),
-                                      ("a", "b", "c", "d")), np.ones(4))
-    from sklearn.neighbors import KNeighborsClassifier
-
-    for max_fit in (1000, 60):  # openTSNE on all, then on 60 with the rest placed by transform
-        Y = views.embed(X, "tsne", max_fit=max_fit)
-        assert Y.shape == (120, 2) and np.isfinite(Y).all()
-        acc = KNeighborsClassifier(5).fit(Y, labels).score(Y, labels)
-        assert acc > 0.95, (max_fit, acc)
-    assert _knn_preservation(X, views.embed(X, "tsne")) > 0.3
-    with pytest.raises(ValueError, match="algorithm"):
-        views.embed(X, "mds")
-    assert views.embed(X[:2]).shape == (2, 2)
-    P = views.embed(X, "pca")  # the instant layout: principal components
-    assert KNeighborsClassifier(5).fit(P, labels).score(P, labels) > 0.9
-
-
-def test_place_puts_new_points_near_their_cluster_in_a_rebuilt_map() -> None:
-    rng = np.random.default_rng(3)
-    labels = np.repeat(np.arange(3), 40)
-    X = np.eye(3)[labels] + rng.normal(0, 0.05, (120, 3))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    Y = views.embed(X[:90], "tsne")
-    model = views.tsne_model(X[:90], Y)  # as the query does for images added to a stored map
-    new = views.place(model, X[90:])
-    from sklearn.neighbors import KNeighborsClassifier
-
-    clf = KNeighborsClassifier(3).fit(Y, labels[:90])
-    assert clf.score(new, labels[90:]) > 0.9
-    assert views.place(model, X[:0]).shape == (0, 2)
-
-
 def test_group_statistics() -> None:
     w = np.array([1.0, 2.0, 1.0])
     preds = np.array(["cat", "dog", "cat", "cat"], dtype=object)
