@@ -258,10 +258,11 @@ def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
                                Weights.from_inputs(weights))
 
     @app.callback(Output(I.SELECTIONS, "data", allow_duplicate=True), Output(I.CLUSTER_TEXT, "children"),
+                  Output(I.CLUSTER_PROGRESS, "children", allow_duplicate=True),  # the job's last line, now stale
                   inputs={"result": Input(I.CLUSTER_RESULT, "data"), "view": view(State), "weights": weights(State),
                           "selections": State(I.SELECTIONS, "data")}, prevent_initial_call=True)
     def _apply_clusters(result: Any, view: dict, weights: dict, selections: Any) -> Any:
-        return panels.apply_clusters(query, result, controls(view, "", weights), selections)
+        return (*panels.apply_clusters(query, result, controls(view, "", weights), selections), "")
 
     @app.callback(Output(I.CLUSTER_PROFILES, "children"),
                   inputs={"tab": Input(I.TABS, "value"), "view": view(Input), "filters": filters(Input),

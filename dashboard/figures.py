@@ -109,14 +109,16 @@ def marker_update(codes: np.ndarray, highlight: np.ndarray, size: int = 6,
                   outline: np.ndarray | None = None) -> dict[str, Any]:
     """The marker fields that filters, selections and highlights change: colour codes and sizes
     (highlighted points are drawn larger), one byte per point each; with ``outline`` (uint8 selection
-    codes, 0 = none; see :func:`views.selection_codes`) a ring in the selection's colour."""
+    codes, 0 = none; see :func:`views.selection_codes`) a ring in the selection's colour (1 px on small
+    markers, so that the fill — a score — still shows)."""
     out: dict[str, Any] = {"color": typed(codes.astype(np.uint8)),
                            "size": typed(np.where(highlight, size + 5, size).astype(np.uint8))}
     if outline is None:
         out["line"] = {"width": 0}
     else:
+        ring = np.where(outline > 0, 1 if size <= 5 else 2, 0).astype(np.uint8)
         out["line"] = {"color": typed(outline.astype(np.uint8)), "cmin": -0.5, "cmax": N_CODES - 0.5,
-                       "colorscale": _code_scale(), "width": typed(np.where(outline > 0, 2, 0).astype(np.uint8))}
+                       "colorscale": _code_scale(), "width": typed(ring)}
     return out
 
 

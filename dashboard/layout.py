@@ -501,7 +501,8 @@ def group_profile(selection: Mapping[str, Any], n: int, table: Any, label: str, 
                                                                  "95 % interval", "effect size d")])),
                         html.Tbody(rows)], className="trust-table", style={"borderCollapse": "collapse"}),
             html.Div([html.Img(src=thumb_url(i), title=i, alt="no photo", className="prototype",
-                               style={"height": "72px", "margin": "0 3px", "border": "1px solid #ccc"})
+                               style={"width": "96px", "height": "72px", "objectFit": "cover", "margin": "0 3px",
+                                      "border": "1px solid #ccc"})
                       for i in prototype_ids], style={"display": "flex", "flexWrap": "wrap"}),
         ]),
     ])

@@ -9,7 +9,8 @@ Every tab is taken (overview with the statistics, clusters, statistics comparing
 table, detail, image, export) and a lasso drawn on the scatter; the demo corpus with ``--prefix demo_``.
 
 The overview colours the points by one region's score (``--region``, default ``built`` when the corpus has
-it, else its first region) on the zero-centred diverging scale, with the suggested clusters as rings.
+it, else its first region) on the zero-centred diverging scale; after it, the suggested clusters are drawn
+as rings over those colours.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def main() -> None:
         print(f"t-SNE of {len(X)} images in {time.perf_counter() - t:.0f} s")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    session = q.session_path  # the page starts fresh: an earlier session is set aside and put back at the end
+    saved_session = session.read_bytes() if session.is_file() else None
+    session.unlink(missing_ok=True)
     app = create_app(root, edit=args.edit)
     server = make_server("127.0.0.1", args.port, app.server, threaded=True)
     port = server.server_port
@@ -91,7 +95,7 @@ def main() -> None:
             js(f"document.getElementById('{scroll_to}').scrollIntoView()")
         time.sleep(1.5)
         d.save_screenshot(str(out / f"{args.prefix}{name}.png"))
-        print(f"{out / args.prefix}{name}.png")
+        print(out / f"{args.prefix}{name}.png")
 
     def choose(dropdown: str, text: str) -> None:
         d.find_element("css selector", f"#{dropdown}").click()
@@ -107,7 +111,15 @@ def main() -> None:
         d.get(f"http://127.0.0.1:{port}/")
         wait("const g=document.querySelector('#scatter .js-plotly-plot');return g&&g._fullData&&g._fullData.length>0")
         time.sleep(2)
-        # clusters make selections to colour and compare
+        # the overview: points coloured by one region's score (zero-centred diverging scale, colour bar)
+        region = args.region or ("built" if "built" in q.vocabulary else q.vocabulary[0])
+        choose(I.COLOUR_BY, f"score of {region} (")
+        wait("const g=document.querySelector('#scatter .js-plotly-plot');"
+             f"return g&&g.layout&&g.layout.title&&g.layout.title.text.includes('{region} (')")
+        js(f"document.getElementById('{I.SUMMARY}').open = false")
+        time.sleep(3)
+        shot("overview")
+        # clusters make selections to compare (drawn as rings over the score colours from now on)
         tab("clusters")
         time.sleep(0.5)
         k = d.find_element("css selector", f"#{I.CLUSTER_K}")
@@ -115,17 +127,10 @@ def main() -> None:
         k.send_keys("3")
         js(f"document.getElementById('{I.CLUSTER_RUN}').click()")
         wait(f"return document.getElementById('{I.CLUSTER_TEXT}').textContent.includes('clusters')")
-        time.sleep(3)
+        time.sleep(5)
         shot("clusters", I.TABS)
         js("window.scrollTo(0, 0)")
-        region = args.region or ("built" if "built" in q.vocabulary else q.vocabulary[0])
-        choose(I.COLOUR_BY, f"score of {region} (")
-        wait("const g=document.querySelector('#scatter .js-plotly-plot');"
-             f"return g&&g.layout&&g.layout.title&&g.layout.title.text.includes('{region} (')")
-        js(f"document.getElementById('{I.SUMMARY}').open = false")
         tab("statistics")
-        time.sleep(3)
-        shot("overview")
         for name in ("cluster 1", "cluster 2"):  # compare the first two clusters
             d.find_element("css selector", f"#{I.COMPARE}").click()
             time.sleep(0.8)
@@ -195,6 +200,8 @@ def main() -> None:
     finally:
         d.quit()
         server.shutdown()
+        if saved_session is not None:
+            session.write_bytes(saved_session)
     print(f"screenshots in {out}")
 
 
