@@ -85,6 +85,8 @@ def code_colours() -> list[str]:
 
 
 CODE_COLOURS = code_colours()
+EDGE = "rgba(110, 110, 110, 0.8)"  # the thin edge of large markers
+CODE_EDGE = CODE_FILTERED  # a grey code of the scale, for the same edge where selections are drawn as rings
 
 
 def _code_scale() -> list[list[Any]]:
@@ -113,11 +115,15 @@ def marker_update(codes: np.ndarray, highlight: np.ndarray, size: int = 6,
     markers, so that the fill — a score — still shows)."""
     out: dict[str, Any] = {"color": typed(codes.astype(np.uint8)),
                            "size": typed(np.where(highlight, size + 5, size).astype(np.uint8))}
+    # large markers (a small corpus) get a thin grey edge, so that a point whose colour is white (a score
+    # near 0) still shows on the white background; hidden points get none
+    edge = np.where(codes == CODE_HIDDEN, 0, 1 if size > 5 else 0).astype(np.uint8)
     if outline is None:
-        out["line"] = {"width": 0}
+        out["line"] = {"width": typed(edge), "color": EDGE}
     else:
-        ring = np.where(outline > 0, 1 if size <= 5 else 2, 0).astype(np.uint8)
-        out["line"] = {"color": typed(outline.astype(np.uint8)), "cmin": -0.5, "cmax": N_CODES - 0.5,
+        ring = np.where(outline > 0, 1 if size <= 5 else 2, edge).astype(np.uint8)
+        colour = np.where(outline > 0, outline, CODE_EDGE).astype(np.uint8)
+        out["line"] = {"color": typed(colour), "cmin": -0.5, "cmax": N_CODES - 0.5,
                        "colorscale": _code_scale(), "width": typed(ring)}
     return out
 
