@@ -148,12 +148,16 @@ class RemoteBindError(ValueError):
 def placeholder_png(size: tuple[int, int] = (240, 180)) -> bytes:
     """A grey PNG saying "no photo" (``size``: width, height): shown for an image of the corpus whose display
     file is missing, instead of the browser's broken-image icon."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
     img = Image.new("RGB", size, (236, 236, 236))
     draw = ImageDraw.Draw(img)
     draw.rectangle((0, 0, size[0] - 1, size[1] - 1), outline=(190, 190, 190))
-    draw.text((size[0] // 2, size[1] // 2), "no photo", fill=(110, 110, 110), anchor="mm")
+    try:  # large enough to read in a 96 px thumbnail
+        font: Any = ImageFont.load_default(size=max(12, size[1] // 6))
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        font = ImageFont.load_default()
+    draw.text((size[0] // 2, size[1] // 2), "no photo", fill=(110, 110, 110), anchor="mm", font=font)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
