@@ -351,7 +351,7 @@ def lasso(query: CorpusQuery, selected: Mapping[str, Any] | None, emb: Mapping[s
     mask = views.lasso_mask(selected, query.embedding_by_key((emb or {}).get("key")),
                             query.filter_mask(view, filters))
     return ({"members": views.encode_members(mask), "n": int(mask.sum()), "key": (emb or {}).get("key")},
-            f"{int(mask.sum())} images in the lasso")
+            f"{int(mask.sum())} image{'' if mask.sum() == 1 else 's'} in the lasso")
 
 
 def table_pick(query: CorpusQuery, rows: Sequence[Mapping[str, Any]] | None) -> tuple[Any, Any]:
