@@ -1,4 +1,8 @@
-"""What a group of images is: the regions that distinguish it, its typical images, a short label (pure).
+"""Groups of images: suggested clusters and outliers, and what a group is — the regions that distinguish
+it, its typical images, a short label (pure).
+
+:func:`suggest_clusters` (k-means or HDBSCAN) and :func:`flag_outliers` (robust z-score of the mean kNN
+distance) work on the weighted unit vectors (``views.embedding_input``, float64 N x C).
 
 For a group (a suggested cluster or a named selection) against the rest of the filtered set:
 
@@ -20,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+CLUSTERINGS = ("kmeans", "hdbscan")
 Z95 = 1.959963984540054
 COLUMNS = ("column", "mean_group", "mean_rest", "difference", "ci_low", "ci_high", "effect_size", "n_group",
            "n_rest")
@@ -112,3 +117,59 @@ def short_label(table: pd.DataFrame, top: int = 2) -> str:
     if clear.empty:
         return "no clear difference"
     return ", ".join(f"{c} {'+' if d > 0 else '−'}" for c, d in zip(clear["column"], clear["difference"]))
+
+
+def suggest_clusters(X: np.ndarray, algorithm: str = "kmeans", k: int = 4, seed: int = 0,
+                     max_fit: int = 20000) -> np.ndarray:
+    """int (N,) cluster labels of weighted unit vectors (-1 = noise for HDBSCAN).
+
+    HDBSCAN on more than ``max_fit`` rows fits a subsample and labels the rest by nearest neighbour.
+    """
+    if algorithm not in CLUSTERINGS:
+        raise ValueError(f"algorithm must be one of {CLUSTERINGS}, got {algorithm!r}")
+    n = len(X)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if algorithm == "kmeans":
+        if not 2 <= k <= 50:
+            raise ValueError(f"k must lie in 2..50, got {k}")
+        from sklearn.cluster import KMeans, MiniBatchKMeans
+
+        k = min(k, n)
+        if n > max_fit:
+            return MiniBatchKMeans(k, random_state=seed, n_init=3).fit_predict(X).astype(np.int64)
+        return KMeans(k, random_state=seed, n_init=4).fit_predict(X).astype(np.int64)
+    from sklearn.cluster import HDBSCAN
+
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(n, max_fit, replace=False)) if n > max_fit else np.arange(n)
+    labels_fit = HDBSCAN(min_cluster_size=max(3, len(idx) // 50), copy=True).fit_predict(X[idx])
+    if len(idx) == n:
+        return labels_fit.astype(np.int64)
+    from sklearn.neighbors import NearestNeighbors
+
+    labels = np.empty(n, dtype=np.int64)
+    labels[idx] = labels_fit
+    rest = np.setdiff1d(np.arange(n), idx)
+    labels[rest] = labels_fit[NearestNeighbors(n_neighbors=1).fit(X[idx]).kneighbors(X[rest])[1][:, 0]]
+    return labels
+
+
+def flag_outliers(X: np.ndarray, n_neighbors: int = 5, threshold: float = 3.5) -> np.ndarray:
+    """bool (N,): rows whose mean distance to their nearest neighbours is far above typical.
+
+    Robust z-score ``(d - median) / (1.4826 * MAD) > threshold`` of the mean kNN distance.
+    """
+    n = len(X)
+    if n <= n_neighbors + 1:
+        return np.zeros(n, dtype=bool)
+    from sklearn.neighbors import NearestNeighbors
+
+    dist, _ = NearestNeighbors(n_neighbors=n_neighbors + 1).fit(X).kneighbors(X)
+    d = dist[:, 1:].mean(axis=1)
+    med = np.median(d)
+    mad = 1.4826 * np.median(np.abs(d - med))
+    if mad == 0:  # most points coincide: flag the few that do not
+        far = d > med + 1e-9
+        return far if far.mean() < 0.05 else np.zeros(n, dtype=bool)
+    return (d - med) / mad > threshold

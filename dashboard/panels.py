@@ -549,12 +549,12 @@ def clusters(query: CorpusQuery, set_progress: Any, options: Mapping[str, Any], 
     matrix = query.score_matrix(view)
     w = views.column_weights(matrix, query.vocabulary, weights.as_dict())
     X = views.embedding_input(matrix, w)[idx]
-    algorithm = options.get("algorithm") if options.get("algorithm") in views.CLUSTERINGS else "kmeans"
+    algorithm = options.get("algorithm") if options.get("algorithm") in cluster_views.CLUSTERINGS else "kmeans"
     try:
         k = int(options.get("k") or 4)
     except (TypeError, ValueError):
         k = 4
-    labels = views.suggest_clusters(X, algorithm, min(max(k, 2), 50))
+    labels = cluster_views.suggest_clusters(X, algorithm, min(max(k, 2), 50))
     groups, made = [], []
     for c in sorted(set(labels.tolist()) - {-1}):
         members = np.zeros(len(query.ids), dtype=bool)
@@ -562,7 +562,7 @@ def clusters(query: CorpusQuery, set_progress: Any, options: Mapping[str, Any], 
         groups.append({"name": f"{algorithm} cluster {c + 1}", "members": views.encode_members(members)})
         made.append(int(members.sum()))
     set_progress("looking for outliers…")
-    outliers = views.flag_outliers(X) if len(X) <= 200_000 else np.zeros(len(X), dtype=bool)
+    outliers = cluster_views.flag_outliers(X) if len(X) <= 200_000 else np.zeros(len(X), dtype=bool)
     if outliers.any():
         members = np.zeros(len(query.ids), dtype=bool)
         members[idx[outliers]] = True

@@ -1,9 +1,9 @@
 """Pure view functions of the dashboard: arrays and frames in, arrays and frames out.
 
 No Dash, no disk, no globals: filters, ranking, paging, group statistics, the weighted-cosine
-embedding input (the embedding itself is :mod:`semcontrib.dashboard.embedding`), suggested clusters and
-outliers, method agreement, named selections and the dashboard state. Callbacks call these and nothing
-else computes.
+embedding input (the embedding itself is :mod:`semcontrib.dashboard.embedding`, suggested clusters and
+outliers :mod:`semcontrib.dashboard.clusters`), method agreement, named selections and the dashboard
+state. Callbacks call these and nothing else computes.
 
 Conventions: ``values`` is float64 N x C (one row per image of the corpus, in corpus order, one column
 per score column; NaN where the image has no vector for this head and method); filter ranges and slider
@@ -32,7 +32,6 @@ from semcontrib.dashboard.embedding import fit_tsne as _fit_tsne  # noqa: F401
 from semcontrib.dashboard.embedding import pca_2d as pca_2d
 from semcontrib.dashboard.embedding import place as place
 
-CLUSTERINGS = ("kmeans", "hdbscan")
 # Selection (and class) colours: qualitative, and free of the red and blue that mean "positive" and
 # "negative" everywhere else (overlays, bars, heatmaps, the diverging scatter colours).
 PALETTE = ("#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
@@ -415,63 +414,7 @@ def group_statistics(matrix: ScoreMatrix | WeightedScores, weights: np.ndarray |
                            pd.DataFrame(tops, columns=["group", "region", "share"]), sizes)
 
 
-# --------------------------------------------------------------------------- clusters, outliers, agreement
-
-
-def suggest_clusters(X: np.ndarray, algorithm: str = "kmeans", k: int = 4, seed: int = 0,
-                     max_fit: int = 20000) -> np.ndarray:
-    """int (N,) cluster labels of weighted unit vectors (-1 = noise for HDBSCAN).
-
-    HDBSCAN on more than ``max_fit`` rows fits a subsample and labels the rest by nearest neighbour.
-    """
-    if algorithm not in CLUSTERINGS:
-        raise ValueError(f"algorithm must be one of {CLUSTERINGS}, got {algorithm!r}")
-    n = len(X)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    if algorithm == "kmeans":
-        if not 2 <= k <= 50:
-            raise ValueError(f"k must lie in 2..50, got {k}")
-        from sklearn.cluster import KMeans, MiniBatchKMeans
-
-        k = min(k, n)
-        if n > max_fit:
-            return MiniBatchKMeans(k, random_state=seed, n_init=3).fit_predict(X).astype(np.int64)
-        return KMeans(k, random_state=seed, n_init=4).fit_predict(X).astype(np.int64)
-    from sklearn.cluster import HDBSCAN
-
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(n, max_fit, replace=False)) if n > max_fit else np.arange(n)
-    labels_fit = HDBSCAN(min_cluster_size=max(3, len(idx) // 50), copy=True).fit_predict(X[idx])
-    if len(idx) == n:
-        return labels_fit.astype(np.int64)
-    from sklearn.neighbors import NearestNeighbors
-
-    labels = np.empty(n, dtype=np.int64)
-    labels[idx] = labels_fit
-    rest = np.setdiff1d(np.arange(n), idx)
-    labels[rest] = labels_fit[NearestNeighbors(n_neighbors=1).fit(X[idx]).kneighbors(X[rest])[1][:, 0]]
-    return labels
-
-
-def flag_outliers(X: np.ndarray, n_neighbors: int = 5, threshold: float = 3.5) -> np.ndarray:
-    """bool (N,): rows whose mean distance to their nearest neighbours is far above typical.
-
-    Robust z-score ``(d - median) / (1.4826 * MAD) > threshold`` of the mean kNN distance.
-    """
-    n = len(X)
-    if n <= n_neighbors + 1:
-        return np.zeros(n, dtype=bool)
-    from sklearn.neighbors import NearestNeighbors
-
-    dist, _ = NearestNeighbors(n_neighbors=n_neighbors + 1).fit(X).kneighbors(X)
-    d = dist[:, 1:].mean(axis=1)
-    med = np.median(d)
-    mad = 1.4826 * np.median(np.abs(d - med))
-    if mad == 0:  # most points coincide: flag the few that do not
-        far = d > med + 1e-9
-        return far if far.mean() < 0.05 else np.zeros(n, dtype=bool)
-    return (d - med) / mad > threshold
+# ------------------------------------------------------- agreement (suggested clusters and outliers: clusters.py)
 
 
 def method_agreement(vectors: Mapping[str, np.ndarray]) -> pd.DataFrame:

@@ -49,3 +49,18 @@ def test_short_label_names_clear_differences_only() -> None:
     assert clusters.short_label(t) == "person −, sky +"  # road's interval holds 0
     assert clusters.short_label(t, top=1) == "person −"
     assert clusters.short_label(t.iloc[2:]) == "no clear difference"
+
+
+def test_clusters_and_outliers() -> None:
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(3), 40)
+    X = np.eye(3)[labels] + rng.normal(0, 0.05, (120, 3))
+    X = np.vstack([X, [[5.0, 5.0, -5.0]]])
+    km = clusters.suggest_clusters(X[:120], "kmeans", 3)
+    assert pd.crosstab(km, labels).max(axis=0).sum() == 120  # every true group is one cluster
+    hd = clusters.suggest_clusters(X[:120], "hdbscan")
+    assert len(set(hd.tolist()) - {-1}) == 3
+    out = clusters.flag_outliers(X)
+    assert out[-1] and out.sum() <= 3
+    with pytest.raises(ValueError):
+        clusters.suggest_clusters(X, "dbscan")

@@ -208,21 +208,6 @@ def test_table_order_filters_sorts_and_rejects_unknown_columns() -> None:
             views.table_order(frame, base, bad_filter, bad_sort)
 
 
-def test_clusters_and_outliers() -> None:
-    rng = np.random.default_rng(2)
-    labels = np.repeat(np.arange(3), 40)
-    X = np.eye(3)[labels] + rng.normal(0, 0.05, (120, 3))
-    X = np.vstack([X, [[5.0, 5.0, -5.0]]])
-    km = views.suggest_clusters(X[:120], "kmeans", 3)
-    assert pd.crosstab(km, labels).max(axis=0).sum() == 120  # every true group is one cluster
-    hd = views.suggest_clusters(X[:120], "hdbscan")
-    assert len(set(hd.tolist()) - {-1}) == 3
-    out = views.flag_outliers(X)
-    assert out[-1] and out.sum() <= 3
-    with pytest.raises(ValueError):
-        views.suggest_clusters(X, "dbscan")
-
-
 def test_method_agreement_is_spearman() -> None:
     a = views.method_agreement({"lrp": np.array([1.0, 2, 3, 4]), "ig": np.array([10.0, 20, 30, 40]),
                                 "gradcam": np.array([4.0, 3, 2, 1]), "flat": np.zeros(4)})
