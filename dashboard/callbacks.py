@@ -72,8 +72,19 @@ function(sel, shown) {
 
 
 def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
-    """Attach every callback of the dashboard to ``app``."""
+    """Attach every callback of the dashboard to ``app``, group by group."""
+    _controls(app, query, background_manager)
+    _embedding(app, query, background_manager)
+    _scatter(app, query, background_manager)
+    _selections(app, query, background_manager)
+    _tabs(app, query, background_manager)
+    _clusters(app, query, background_manager)
+    _export_state(app, query, background_manager)
+    _session(app, query, background_manager)
 
+
+def _controls(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
+    """Callbacks of the controls that follow the view: filter sliders, class and sort options, colour choices."""
     @app.callback(Output(I.FILTER_PANEL, "children"), Output(I.FILTER_NOTE, "children"),
                   Output(I.SESSION_READY, "data"),
                   inputs={"view": view(Input), "restore": Input(I.STATE_RESTORE, "data"),
@@ -98,6 +109,9 @@ def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
     def _colour_options(view: dict, current: Any) -> Any:
         return panels.colour_options(query, View.from_inputs(view), current)
 
+
+def _embedding(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
+    """Callbacks of the embedding: cached or computed in a background job, and applied, offered or dropped."""
     @app.callback(output={"embedding": Output(I.EMBEDDING, "data"), "job": Output(I.EMBED_JOB, "data"),
                           "offered": Output(I.OFFERED, "data"), "offer_style": Output(I.OFFER, "style")},
                   inputs={"view": view(Input), "algorithm": Input(I.ALGORITHM, "value"),
@@ -134,6 +148,9 @@ def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
     def _show_offer(click: Any, offered: Any, view: dict, algorithm: Any, weights: dict) -> Any:
         return panels.show_offer(query, offered, controls(view, algorithm, weights))
 
+
+def _scatter(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
+    """Callbacks of the scatter: its figure, zoom in density mode, hover card, click to open an image."""
     @app.callback(output={"figure": Output(I.SCATTER, "figure"), "count": Output(I.FILTER_COUNT, "children"),
                           "shown": Output(I.SCATTER_SHOWN, "data"),
                           "window": Output(I.SCATTER_WINDOW, "data", allow_duplicate=True)},
@@ -167,6 +184,9 @@ def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
     def _focus(click: Any, emb: Any, window: Any) -> Any:
         return panels.focus_from_click(query, click, emb, window)
 
+
+def _selections(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
+    """Callbacks of the lasso, rows picked in the table, named selections."""
     app.clientside_callback(REDUCE_SELECTION, Output(I.LASSO_INPUT, "data"), Input(I.SCATTER, "selectedData"),
                             State(I.SCATTER_SHOWN, "data"), prevent_initial_call=True)
 
@@ -198,6 +218,9 @@ def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
     def _selection_lists(selections: Any) -> Any:
         return panels.selection_lists(selections)
 
+
+def _tabs(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
+    """Callbacks of the tabs: statistics, trust, table, detail, image inspector."""
     @app.callback(Output(I.STATS_REGIONS, "figure"), Output(I.STATS_CLASSES, "figure"),
                   Output(I.STATS_TOP, "figure"), Output(I.STATS_DIFF, "figure"),
                   inputs={"tab": Input(I.TABS, "value"), "view": view(Input), "filters": filters(Input),
@@ -245,6 +268,9 @@ def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
     def _inspector(tab: str, image_id: Any, view: dict) -> Any:
         return panels.inspector(query, tab, image_id, View.from_inputs(view))
 
+
+def _clusters(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
+    """Callbacks of suggested clusters (a background job) and the group profiles."""
     @app.callback(Output(I.CLUSTER_RESULT, "data"),
                   inputs={"run": Input(I.CLUSTER_RUN, "n_clicks"),
                           "options": {"algorithm": State(I.CLUSTER_ALGORITHM, "value"),
@@ -271,6 +297,9 @@ def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
         return panels.group_profiles(query, tab, View.from_inputs(view), Filters.from_inputs(filters),
                                      Weights.from_inputs(weights), selections)
 
+
+def _export_state(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
+    """Callbacks of exports and the state file."""
     @app.callback(Output(I.EXPORT_DOWNLOAD, "data"),
                   inputs={"clicks": [Input(I.EXPORT_CSV, "n_clicks"), Input(I.EXPORT_PARQUET, "n_clicks")],
                           "options": {"scope": State(I.EXPORT_SCOPE, "value"), "wide": State(I.EXPORT_WIDE, "value")},
@@ -302,6 +331,9 @@ def register(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
     def _load_state(contents: Any, weight_ids: Any) -> Any:
         return panels.load_state(query, contents, weight_ids)
 
+
+def _session(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
+    """Callbacks of the session saved with the corpus and the view in the address."""
     @app.callback(output={"head": Output(I.HEAD, "value", allow_duplicate=True),
                           "method": Output(I.METHOD, "value", allow_duplicate=True),
                           "normalisation": Output(I.NORMALISATION, "value", allow_duplicate=True),

@@ -110,8 +110,15 @@ SCATTER_CONFIG: Any = {"displaylogo": False, "scrollZoom": True}
 
 
 def build(query: CorpusQuery) -> html.Div:
-    heads = list(query.heads)
+    """The page: the sidebar of controls, the main column (scatter, selections, tabs) and the stores."""
     init = _initial(query)
+    return html.Div([_sidebar(query, init), _main(query, init), *_stores(init)],
+                    style={"display": "flex", "fontFamily": "system-ui, sans-serif", "fontSize": "14px"})
+
+
+def _sidebar(query: CorpusQuery, init: dict[str, Any]) -> html.Div:
+    """The controls: view, embedding, colour, highlight, filters, weights, progress."""
+    heads = list(query.heads)
     init_view = View(init["head"], init["method"], init["normalisation"], init["basis"])
     weights = [html.Div([html.Span(r, style={"display": "inline-block", "width": "150px"}),
                          dcc.Input(id={"type": I.WEIGHT, "region": r}, type="number", min=0, step=0.1,
@@ -125,10 +132,7 @@ def build(query: CorpusQuery) -> html.Div:
         if query.has_validity else [html.Div(dcc.RangeSlider(id=I.FAITH_RANGE, min=-1, max=1, value=[-1, 1]),
                                              style={"display": "none"}),
                                     html.Div("no validity record: no faithfulness filter", className="hint")]
-    banner = [html.Div(SYNTHETIC_TEXT, id=I.SYNTHETIC_BANNER,
-                       style={"background": "#fff3cd", "border": "2px solid #d39e00", "padding": "6px",
-                              "fontWeight": "600", "margin": "4px 0"})] if query.is_synthetic else []
-    sidebar = html.Div(className="sidebar", style=SIDEBAR, children=[
+    return html.Div(className="sidebar", style=SIDEBAR, children=[
         html.H3("semcontrib" + (" · synthetic" if query.is_synthetic else ""), style={"margin": "4px 0"}),
         html.Div(f"{query.root.name}: {len(query.ids)} images"
                  + (f", {query.n_skipped} skipped" if query.n_skipped else ""), className="hint"),
@@ -164,7 +168,11 @@ def build(query: CorpusQuery) -> html.Div:
         html.Progress(id=I.PROGRESS, value="0", max="10", style={"width": "100%"}),
         html.Div(id=I.PROGRESS_TEXT, className="hint"),
     ])
-    selection_bar = html.Div(style={"padding": "4px 0", "fontSize": "13px"}, children=[
+
+
+def _selection_bar() -> html.Div:
+    """Under the scatter: the session line, the lasso count, saving and editing selections, compare."""
+    return html.Div(style={"padding": "4px 0", "fontSize": "13px"}, children=[
         html.Div(id=I.SESSION_TEXT, className="hint"),
         html.Span(id=I.LASSO_COUNT, children="0 images in the lasso", style={"marginRight": "8px"}),
         dcc.Input(id=I.SELECTION_NAME, type="text", placeholder="selection name", maxLength=80,
@@ -187,7 +195,11 @@ def build(query: CorpusQuery) -> html.Div:
                   dcc.Dropdown(id=I.COMPARE, options=[], value=[], multi=True, placeholder="one or two selections",
                                style={"width": "420px", "display": "inline-block", "verticalAlign": "middle"})]),
     ])
-    tabs = dcc.Tabs(id=I.TABS, value="statistics", children=[
+
+
+def _tabs(query: CorpusQuery, init: dict[str, Any]) -> Any:
+    """The tabs (statistics, trust, table, detail, image, clusters, export & state)."""
+    return dcc.Tabs(id=I.TABS, value="statistics", children=[
         dcc.Tab(label=TAB_LABELS["statistics"], value="statistics", children=html.Div([
             dcc.Graph(id=I.STATS_REGIONS, config=GRAPH_CONFIG),
             html.Div([dcc.Graph(id=I.STATS_CLASSES, config=GRAPH_CONFIG, style={"flex": "1"}),
@@ -245,7 +257,14 @@ def build(query: CorpusQuery) -> html.Div:
                               "width": "360px", "textAlign": "center"}, accept=".json,application/json"),
             html.Div(id=I.STATE_MESSAGE)])),
     ])
-    main = html.Div(style={"flex": "1", "padding": "6px 12px", "minWidth": "0"}, children=[
+
+
+def _main(query: CorpusQuery, init: dict[str, Any]) -> html.Div:
+    """The main column: banner, summary, offer line, scatter, selections and tabs."""
+    banner = [html.Div(SYNTHETIC_TEXT, id=I.SYNTHETIC_BANNER,
+                       style={"background": "#fff3cd", "border": "2px solid #d39e00", "padding": "6px",
+                              "fontWeight": "600", "margin": "4px 0"})] if query.is_synthetic else []
+    return html.Div(style={"flex": "1", "padding": "6px 12px", "minWidth": "0"}, children=[
         *banner,
         summary(query),
         html.Div(id=I.OFFER, style={"display": "none"}, children=[
@@ -253,17 +272,19 @@ def build(query: CorpusQuery) -> html.Div:
         dcc.Graph(id=I.SCATTER, style={"height": "600px"}, config=SCATTER_CONFIG,
                   clear_on_unhover=True),
         dcc.Tooltip(id=I.TOOLTIP, direction="right"),
-        selection_bar,
-        tabs,
+        _selection_bar(),
+        _tabs(query, init),
     ])
-    stores = [dcc.Store(id=I.EMBEDDING, data=init["embedding"]), dcc.Store(id=I.EMBED_JOB),
+
+
+def _stores(init: dict[str, Any]) -> list[Any]:
+    """The page's stores and its address."""
+    return [dcc.Store(id=I.EMBEDDING, data=init["embedding"]), dcc.Store(id=I.EMBED_JOB),
               dcc.Store(id=I.SCATTER_SHOWN), dcc.Store(id=I.SCATTER_WINDOW),
               dcc.Store(id=I.SELECTIONS, data=[]), dcc.Store(id=I.LASSO), dcc.Store(id=I.LASSO_INPUT),
               dcc.Store(id=I.FOCUS), dcc.Store(id=I.DETAIL_PAGE, data=0), dcc.Store(id=I.STATE_RESTORE),
               dcc.Store(id=I.EMBED_RESULT), dcc.Store(id=I.OFFERED), dcc.Store(id=I.CLUSTER_RESULT),
               dcc.Store(id=I.SESSION_READY, data=False), dcc.Location(id=I.URL, refresh=False)]
-    return html.Div([sidebar, main, *stores],
-                    style={"display": "flex", "fontFamily": "system-ui, sans-serif", "fontSize": "14px"})
 
 
 def filter_sliders(columns: Sequence[str], bounds: np.ndarray, wanted: Mapping[str, Sequence[float]]) -> list[Any]:
