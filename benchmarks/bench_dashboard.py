@@ -93,7 +93,7 @@ def measure(root: Path, embed_images: int, repeat: int = 5) -> dict[str, Any]:
         c.set(cid, prop, value)
     c.set_all(I.WEIGHT, "value", [({"type": I.WEIGHT, "region": r}, 1) for r in q.vocabulary])
     t = time.perf_counter()
-    panel = c.call(c.find(f"{I.FILTER_PANEL}.children"), [f"{I.HEAD}.value"])
+    panel = c.call(c.find(f"{I.FILTER_PANEL}.children", f"{I.FILTER_NOTE}.children"), [f"{I.HEAD}.value"])
     first_load_s = time.perf_counter() - t
     sliders = _sliders(panel.value(I.FILTER_PANEL, "children"))
     c.set_all(I.RANGE, "value", sliders)

@@ -356,7 +356,7 @@ def phase_view(p: dict[str, Any]) -> dict[str, Any]:
     import pandas as pd
 
     from semcontrib import corpus as cstore
-    from semcontrib.dashboard import views
+    from semcontrib.dashboard import embedding, views
 
     root = Path(p["root"])
     head, method, normalisation, basis = VIEW
@@ -367,7 +367,7 @@ def phase_view(p: dict[str, Any]) -> dict[str, Any]:
     ids = images["image_id"].astype(str).to_numpy(dtype=object)
     wide = cstore.score_table(long, list(VOCABULARY), normalisation, basis, wide=True)
     matrix = views.score_matrix(wide, ids, VOCABULARY)
-    xy = views.pca_2d(views.embedding_input(matrix, np.ones(len(matrix.columns))))
+    xy = embedding.pca_2d(views.embedding_input(matrix, np.ones(len(matrix.columns))))
     data: dict[str, Any] = {"index": np.arange(len(ids)), "image_id": ids}
     for h in HEADS:
         data[f"pred_{h}"] = images[f"pred_{h}"].fillna("").astype(str).to_numpy(dtype=object)
@@ -535,7 +535,7 @@ def phase_embed(p: dict[str, Any]) -> dict[str, Any]:
     from scipy.spatial import cKDTree
 
     from semcontrib import corpus as cstore
-    from semcontrib.dashboard import views
+    from semcontrib.dashboard import embedding, views
 
     head, method, normalisation, basis = VIEW
     images, long, _ = read_view(Path(p["root"]), head, method)
@@ -549,11 +549,11 @@ def phase_embed(p: dict[str, Any]) -> dict[str, Any]:
     fit = np.sort(rng.choice(n, size=min(n, p["fit"]), replace=False))
     rest = np.setdiff1d(np.arange(n), fit)
     t = time.perf_counter()
-    model = views._fit_tsne(X[fit] + rng.normal(0, 1e-6, (len(fit), X.shape[1])), 0, lambda _msg: None)
+    model = embedding.fit_tsne(X[fit] + rng.normal(0, 1e-6, (len(fit), X.shape[1])), 0, lambda _msg: None)
     fit_s = time.perf_counter() - t
     timed = rest if len(rest) <= p["place"] else np.sort(rng.choice(rest, size=p["place"], replace=False))
     t = time.perf_counter()
-    placed = views.place(model, X[timed])
+    placed = embedding.place(model, X[timed])
     place_timed_s = time.perf_counter() - t
     place_s = place_timed_s * len(rest) / max(1, len(timed))
     Y = np.zeros((n, 2))
