@@ -14,14 +14,20 @@ steadier than wall-clock on a shared machine) and the ratio of CPU seconds to th
 untimed run warms imports and the model. Also prints, per method, the heads that have contributions
 for every image and a validity record for every image, so the figures come from complete results.
 
-Measured 2026-12-05 on the shared 2-core CPU machine (heavily loaded by other jobs: wall-clock is
-inflated; CPU seconds are the steadier figure), ``--no-validity``, seconds per image over the 12
-photographs, every head (nature, biotic, material, landscape, imagenet)::
+Measured 2026-12-05 on the shared 2-core CPU machine, 12 photographs, every head (nature, biotic,
+material, landscape, imagenet), seconds per image; ratios are within one run (the machine's load
+changed between runs, so compare across runs only by the ratios)::
 
-    method        wall     cpu  ratio
-    gradcam       3.49    0.80    1.0
-    lime         45.00   10.91   13.6   (64 coalition forwards per image, shared by the heads)
-    xrai         70.74   30.20   37.7   (IG 32 steps, then saliency's full XRAI per head)
+    run                          method    wall   cpu   ratio | +validity wall   cpu  ratio
+    --methods gradcam,lime       gradcam   0.51   0.49    1.0 |           2.65  2.92    1.0
+    (quiet machine)              lime      2.56   4.01    8.2 |          10.06  9.43    3.2
+    --methods gradcam,xrai       gradcam   0.13   0.22    1.0 |           1.27  1.98    1.0
+    (mostly quiet)               xrai     25.52  24.64  110.7 |          29.58 25.76   13.0
+
+lime: 64 coalition forwards per image shared by the five heads. xrai: IG with 32 steps, then
+saliency's full XRAI ranking once per head (its Python loop over segments took about half the
+profile; ``--xrai-algorithm fast`` ranks once). Every run had contributions and a validity record
+for every head and image.
 """
 
 from __future__ import annotations
