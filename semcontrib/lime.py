@@ -55,7 +55,7 @@ from semcontrib.perturbation import (
 from semcontrib.settings import LIME_REGULARISERS
 
 if TYPE_CHECKING:
-    from semcontrib.attribution import RegionResult
+    from semcontrib.methods.base import RegionResult
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class LimeMethod:
         Parameters and returns as :meth:`semcontrib.perturbation.OcclusionMethod.attribute_regions`;
         ``delta`` is float64 (N,), ``1 -`` the surrogate's weighted R^2.
         """
-        from semcontrib.attribution import RegionResult
+        from semcontrib.methods.base import RegionResult
 
         present = _check_inputs(tensor, labels, vocabulary, targets, model)
         N, K = present.shape

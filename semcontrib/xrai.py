@@ -39,7 +39,7 @@ from semcontrib.model import MultitaskModel
 from semcontrib.settings import IG_BASELINES, XRAI_ALGORITHMS
 
 if TYPE_CHECKING:
-    from semcontrib.attribution import AttributionResult
+    from semcontrib.methods.base import AttributionResult
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class XraiMethod:
 
     def __init__(self, n_steps: int = 32, baseline: str = "black", algorithm: str = "full",
                  internal_batch_size: int = 16) -> None:
-        from semcontrib.attribution import IntegratedGradients
+        from semcontrib.methods.ig import IntegratedGradients
 
         if baseline not in IG_BASELINES:
             raise ValueError(f"unknown xrai IG baseline {baseline!r}; choose from {IG_BASELINES}")
@@ -134,7 +134,7 @@ class XraiMethod:
 
     def attribute_batch(self, model: MultitaskModel, tensor: torch.Tensor,
                         targets: dict[str, torch.Tensor]) -> dict[str, AttributionResult]:
-        from semcontrib.attribution import AttributionResult
+        from semcontrib.methods.base import AttributionResult
 
         _saliency_xrai()  # fail before IG's cost when the package is missing
         ig = self.ig.attribute_batch(model, tensor, targets)
