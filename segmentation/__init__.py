@@ -152,7 +152,7 @@ def _parts(arg: str | None, options: dict[str, Any]) -> RegionSource:
 
 
 def _concepts(arg: str | None, options: dict[str, Any]) -> RegionSource:
-    from semcontrib.segmentation.concepts import make_concepts_source
+    from semcontrib.segmentation.concepts_backends import make_concepts_source
 
     return make_concepts_source(arg, options)
 

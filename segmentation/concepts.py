@@ -333,7 +333,8 @@ class ConceptSource:
     Parameters
     ----------
     settings : prompts, rest name, sides, thresholds (:class:`ConceptSettings`).
-    backend : a :class:`ConceptBackend` (:func:`make_backend`, or your own, e.g. in tests).
+    backend : a :class:`ConceptBackend` (built by
+        :func:`~semcontrib.segmentation.concepts_backends.make_backend`, or your own, e.g. in tests).
     """
 
     settings: ConceptSettings
@@ -369,42 +370,3 @@ class ConceptSource:
         logger.debug("concepts %s: %s", image.image_id,
                      {p: len(f) for p, f in zip(self.settings.prompts, found)})
         return RegionMap(labels, self.vocabulary)
-
-
-CONCEPT_OPTIONS = {"prompts", "backend", "model", "detector", "rest", "sides", "side_convention",
-                   "score_threshold", "mask_threshold", "min_area", "assign", "device", "download"}
-
-
-def make_concepts_source(arg: str | None, options: dict[str, Any]) -> ConceptSource:
-    """The ``concepts:PROMPTS`` registry factory: options as given with ``--region-opt`` (strings are
-    converted; unknown keys are refused). From Python an already-built :class:`ConceptBackend` may
-    be passed as ``backend``."""
-    from semcontrib.segmentation import _bool, _check_keys, _float, _int
-
-    _check_keys("concepts", options, CONCEPT_OPTIONS)
-    names = options.get("prompts") or arg
-    if not names:
-        raise ValueError('concepts needs prompts: --regions concepts:"eye,ear,rest" (or --region-opt prompts=...)')
-    backend = options.get("backend", "sam3")
-    kind = backend if isinstance(backend, str) else str(getattr(backend, "name", "custom"))
-    if kind not in BACKENDS and isinstance(backend, str):
-        raise ValueError(f"unknown concepts backend {backend!r}; choose from {list(BACKENDS)}")
-    if "assign" in options and kind != "clipseg":
-        raise ValueError(f"concepts: option assign is only used by the clipseg backend, not {kind!r}")
-    settings = ConceptSettings(
-        names=_split_list(names) if isinstance(names, str) else tuple(names),
-        rest=str(options.get("rest", DEFAULT_REST)),
-        sides=_split_list(options.get("sides")),
-        score_threshold=_float("score_threshold", options.get("score_threshold",
-                                                             SCORE_THRESHOLDS.get(kind, 0.5))),
-        mask_threshold=_float("mask_threshold", options.get("mask_threshold", MASK_THRESHOLD)),
-        min_area=_int("min_area", options.get("min_area", 0)),
-        assign=str(options.get("assign", "argmax")),
-        side_convention=str(options.get("side_convention", "subject")))
-    if not isinstance(backend, str):
-        return ConceptSource(settings, backend)
-    from semcontrib.segmentation.concepts_backends import make_backend
-
-    return ConceptSource(settings, make_backend(
-        backend, settings, model=options.get("model"), detector=options.get("detector"),
-        device=str(options.get("device", "cpu")), download=_bool("download", options.get("download", False))))

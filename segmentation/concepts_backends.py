@@ -25,9 +25,14 @@ import numpy as np
 from semcontrib.imageio import sha256_file
 from semcontrib.segmentation.concepts import (
     BACKENDS,
+    DEFAULT_REST,
+    MASK_THRESHOLD,
+    SCORE_THRESHOLDS,
     ConceptBackend,
     ConceptInstance,
     ConceptSettings,
+    ConceptSource,
+    _split_list,
     instances_from_probabilities,
 )
 
@@ -299,3 +304,43 @@ def make_backend(name: str, settings: ConceptSettings, model: str | os.PathLike[
         raise ValueError(f"concepts: option detector is only used by the grounded-sam backend, not {name!r}")
     cls = {"sam3": Sam3Backend, "grounded-sam": GroundedSamBackend, "clipseg": ClipSegBackend}[name]
     return cls(settings, folders, device)
+
+
+# --------------------------------------------------------------------------- the registry factory
+
+
+CONCEPT_OPTIONS = {"prompts", "backend", "model", "detector", "rest", "sides", "side_convention",
+                   "score_threshold", "mask_threshold", "min_area", "assign", "device", "download"}
+
+
+def make_concepts_source(arg: str | None, options: dict[str, Any]) -> ConceptSource:
+    """The ``concepts:PROMPTS`` registry factory: options as given with ``--region-opt`` (strings are
+    converted; unknown keys are refused). From Python an already-built :class:`ConceptBackend` may
+    be passed as ``backend``."""
+    from semcontrib.segmentation import _bool, _check_keys, _float, _int
+
+    _check_keys("concepts", options, CONCEPT_OPTIONS)
+    names = options.get("prompts") or arg
+    if not names:
+        raise ValueError('concepts needs prompts: --regions concepts:"eye,ear,rest" (or --region-opt prompts=...)')
+    backend = options.get("backend", "sam3")
+    kind = backend if isinstance(backend, str) else str(getattr(backend, "name", "custom"))
+    if kind not in BACKENDS and isinstance(backend, str):
+        raise ValueError(f"unknown concepts backend {backend!r}; choose from {list(BACKENDS)}")
+    if "assign" in options and kind != "clipseg":
+        raise ValueError(f"concepts: option assign is only used by the clipseg backend, not {kind!r}")
+    settings = ConceptSettings(
+        names=_split_list(names) if isinstance(names, str) else tuple(names),
+        rest=str(options.get("rest", DEFAULT_REST)),
+        sides=_split_list(options.get("sides")),
+        score_threshold=_float("score_threshold", options.get("score_threshold",
+                                                             SCORE_THRESHOLDS.get(kind, 0.5))),
+        mask_threshold=_float("mask_threshold", options.get("mask_threshold", MASK_THRESHOLD)),
+        min_area=_int("min_area", options.get("min_area", 0)),
+        assign=str(options.get("assign", "argmax")),
+        side_convention=str(options.get("side_convention", "subject")))
+    if not isinstance(backend, str):
+        return ConceptSource(settings, backend)
+    return ConceptSource(settings, make_backend(
+        backend, settings, model=options.get("model"), detector=options.get("detector"),
+        device=str(options.get("device", "cpu")), download=_bool("download", options.get("download", False))))
