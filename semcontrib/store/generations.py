@@ -17,12 +17,10 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from semcontrib.store.files import (
     _tables_lock,
     _write_arrow,
-    check_table_size,
     read_table,
     remove_stale_temporaries,
     run_lock,
@@ -30,8 +28,8 @@ from semcontrib.store.files import (
     write_table,
 )
 from semcontrib.store.manifest import manifest_parts, read_manifest
-from semcontrib.store.parts import Part, part_folder
-from semcontrib.store.schema import GENERATIONS, MANIFEST, PARTITIONED, CorpusError, inside
+from semcontrib.store.parts import Part, part_folder, read_part_rows
+from semcontrib.store.schema import GENERATIONS, MANIFEST, PARTITIONED, CorpusError
 
 logger = logging.getLogger(__name__)
 
@@ -119,19 +117,7 @@ def compact_parts(root: Path, parts: Sequence[Part], min_parts: int | None = Non
     out = list(parts)
     for run in reversed(compaction_runs(parts, min_parts, target_rows)):
         members = [parts[k] for k in run]
-        tables = []
-        for p in members:
-            path = root / p.file
-            if not inside(root, path):
-                raise CorpusError(f"{path}: a link that leads outside the corpus; run `semcontrib analyze` again")
-            check_table_size(path)
-            try:
-                t = pq.read_table(path)
-            except (OSError, pa.ArrowException, ValueError) as exc:
-                raise CorpusError(f"{path}: unreadable table part ({exc}); run `semcontrib analyze` again") from exc
-            if t.num_rows != p.rows:
-                raise CorpusError(f"{path}: {t.num_rows} rows, the manifest says {p.rows}")
-            tables.append(t)
+        tables = [read_part_rows(root, p) for p in members]
         first = members[0]
         rel = f"{part_folder(first.table, first.head, first.method)}/part-{uuid.uuid4().hex}.parquet"
         _write_arrow(root / rel, pa.concat_tables(tables, promote_options="permissive"))

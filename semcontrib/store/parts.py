@@ -110,8 +110,9 @@ def part_intact(root: Path, part: Part) -> bool:
         return False
 
 
-def _read_part_arrow(root: Path, part: Part) -> pa.Table:
-    """One part as an Arrow table with its ``head`` and ``method`` columns (text, from the partition)."""
+def read_part_rows(root: Path, part: Part) -> pa.Table:
+    """One part's file as stored (no partition columns), checked: inside the corpus, within the size
+    cap, readable, and holding the rows the manifest says (``CorpusError`` otherwise)."""
     path = Path(root) / part.file
     if not inside(root, path):
         raise CorpusError(f"{path}: a link that leads outside the corpus; run `semcontrib analyze` again")
@@ -123,6 +124,12 @@ def _read_part_arrow(root: Path, part: Part) -> pa.Table:
     if table.num_rows != part.rows:
         raise CorpusError(f"{path}: {table.num_rows} rows, the manifest says {part.rows}; "
                           "run `semcontrib analyze` again")
+    return table
+
+
+def _read_part_arrow(root: Path, part: Part) -> pa.Table:
+    """One part as an Arrow table with its ``head`` and ``method`` columns (text, from the partition)."""
+    table = read_part_rows(root, part)
     zeros = pa.array(np.zeros(table.num_rows, np.int32))
     for k, (name, value) in enumerate((("head", part.head), ("method", part.method)), start=1):
         column = pa.DictionaryArray.from_arrays(zeros, pa.array([value])).cast(pa.string())
