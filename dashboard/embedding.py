@@ -165,3 +165,27 @@ def pca_2d(X: np.ndarray) -> np.ndarray:
     if Y.shape[1] < 2:
         Y = np.column_stack([Y, np.zeros(len(Y))])
     return Y
+
+
+def progress_fraction(message: str, previous: float = 0.0) -> float:
+    """How far (0..1) an embedding job is, from its progress message; never goes back.
+
+    Examples
+    --------
+    >>> progress_fraction("t-SNE of 40 images: iteration 150 of about 375")
+    0.42
+    >>> progress_fraction("t-SNE of 40 images: nearest neighbours", 0.5)
+    0.5
+    """
+    import re
+
+    found = re.search(r"iteration (\d+) of about (\d+)", message)
+    if found:
+        value = 0.1 + 0.8 * min(1.0, int(found.group(1)) / max(1, int(found.group(2))))
+    elif "nearest neighbours" in message or "embedding" in message:
+        value = 0.1
+    elif "placing" in message:
+        value = 0.9
+    else:
+        value = 0.02
+    return round(max(previous, value), 4)

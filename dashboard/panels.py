@@ -22,7 +22,7 @@ from semcontrib.dashboard import clusters as cluster_views
 from semcontrib.dashboard import figures, layout, state, views
 from semcontrib.dashboard import ids as I
 from semcontrib.dashboard.consistency import ViewTag, decide, decide_clusters, lasso_pending
-from semcontrib.dashboard.embedding import EMBEDDINGS
+from semcontrib.dashboard.embedding import EMBEDDINGS, progress_fraction
 from semcontrib.dashboard.query import CorpusQuery
 from semcontrib.dashboard.records import Filters, ScatterOptions, View, Weights
 
@@ -116,7 +116,7 @@ def embedding_job(query: CorpusQuery, set_progress: Any, job: Mapping[str, Any] 
     fraction = {"value": 0.0}
 
     def say(msg: str) -> None:
-        fraction["value"] = views.progress_fraction(msg, fraction["value"])
+        fraction["value"] = progress_fraction(msg, fraction["value"])
         set_progress((f"{10 * fraction['value']:.1f}", msg))
 
     Y = query.compute_embedding(spec, X, say)

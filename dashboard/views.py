@@ -2,7 +2,8 @@
 
 No Dash, no disk, no globals: filters, ranking, paging, group statistics, the weighted-cosine
 embedding input (the embedding itself is :mod:`semcontrib.dashboard.embedding`, suggested clusters and
-outliers :mod:`semcontrib.dashboard.clusters`), method agreement, named selections and the dashboard
+outliers :mod:`semcontrib.dashboard.clusters`, the trust table :mod:`semcontrib.dashboard.trust`, the ranked
+table's rows :mod:`semcontrib.dashboard.table`), method agreement, named selections and the dashboard
 state. Callbacks call these and nothing else computes.
 
 Conventions: ``values`` is float64 N x C (one row per image of the corpus, in corpus order, one column
@@ -31,6 +32,12 @@ from semcontrib.contributions import weighted_unit_vectors
 from semcontrib.dashboard.embedding import fit_tsne as _fit_tsne  # noqa: F401
 from semcontrib.dashboard.embedding import pca_2d as pca_2d
 from semcontrib.dashboard.embedding import place as place
+
+# The trust table and the ranked table's rows have modules of their own (trust.py, table.py); these names stay
+# importable from here for callers outside the dashboard's files (query.py, benchmarks/bench_million.py).
+from semcontrib.dashboard.table import table_order as table_order
+from semcontrib.dashboard.trust import row_spearman as row_spearman
+from semcontrib.dashboard.trust import trust_table as trust_table
 
 # Selection (and class) colours: qualitative, and free of the red and blue that mean "positive" and
 # "negative" everywhere else (overlays, bars, heatmaps, the diverging scatter colours).
@@ -537,30 +544,6 @@ def categories(labels: np.ndarray, k: int) -> tuple[np.ndarray, tuple[str, ...]]
     return rank[inverse.ravel()], (*(str(u) for u in uniq[order[:k - 1]]), "other")
 
 
-def progress_fraction(message: str, previous: float = 0.0) -> float:
-    """How far (0..1) an embedding job is, from its progress message; never goes back.
-
-    Examples
-    --------
-    >>> progress_fraction("t-SNE of 40 images: iteration 150 of about 375")
-    0.42
-    >>> progress_fraction("t-SNE of 40 images: nearest neighbours", 0.5)
-    0.5
-    """
-    import re
-
-    found = re.search(r"iteration (\d+) of about (\d+)", message)
-    if found:
-        value = 0.1 + 0.8 * min(1.0, int(found.group(1)) / max(1, int(found.group(2))))
-    elif "nearest neighbours" in message or "embedding" in message:
-        value = 0.1
-    elif "placing" in message:
-        value = 0.9
-    else:
-        value = 0.02
-    return round(max(previous, value), 4)
-
-
 def marker_size(n: int) -> int:
     """Marker size in pixels for a scatter of ``n`` points: 12 for a dozen, shrinking with log10(n) to 3.
 
@@ -570,140 +553,3 @@ def marker_size(n: int) -> int:
     [12, 8, 4]
     """
     return int(np.clip(round(15 - 2.3 * math.log10(max(n, 1))), 3, 12))
-
-
-# --------------------------------------------------------------------------- validity and trust
-
-
-def row_spearman(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """float64 (N,): Spearman rank correlation of each row of A with the same row of B (N x C each);
-    NaN where a row has a NaN or is constant.
-
-    Examples
-    --------
-    >>> row_spearman(np.array([[1., 2, 3], [1, 1, 1]]), np.array([[3., 5, 9], [1, 2, 3]])).round(3).tolist()
-    [1.0, nan]
-    """
-    from scipy.stats import rankdata
-
-    A, B = np.asarray(A, np.float64), np.asarray(B, np.float64)
-    bad = np.isnan(A).any(axis=1) | np.isnan(B).any(axis=1)
-    ra = rankdata(np.nan_to_num(A), axis=1)
-    rb = rankdata(np.nan_to_num(B), axis=1)
-    ra -= ra.mean(axis=1, keepdims=True)
-    rb -= rb.mean(axis=1, keepdims=True)
-    den = np.sqrt((ra ** 2).sum(axis=1) * (rb ** 2).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (ra * rb).sum(axis=1) / den
-    r[bad | (den == 0)] = np.nan
-    return r
-
-
-def trust_table(validity: pd.DataFrame, vectors: Mapping[tuple[str, str], np.ndarray]) -> pd.DataFrame:
-    """How far to trust each method: one row per (head, method).
-
-    Parameters
-    ----------
-    validity : one row per (image, head, method) with ``head, method`` and, when recorded,
-        ``faithfulness, deletion_auc, insertion_auc`` (floats, NaN where not computed).
-    vectors : (head, method) -> float N x C score matrix (rows aligned across methods of one head).
-
-    Returns
-    -------
-    DataFrame with ``head, method, images, median_faithfulness, median_deletion_auc,
-    median_insertion_auc, agreement`` (agreement: median over images and other methods of the Spearman
-    correlation between this method's vector and the other method's vector of the same image and head).
-    """
-    rows = []
-    for (head, method), V in vectors.items():
-        others = [vectors[(h, m)] for (h, m) in vectors if h == head and m != method]
-        rs = np.concatenate([row_spearman(V, W) for W in others]) if others else np.zeros(0)
-        rs = rs[~np.isnan(rs)]
-        sub = validity[(validity["head"] == head) & (validity["method"] == method)] if len(validity) else validity
-
-        def median(col: str, sub: pd.DataFrame = sub) -> float:
-            if col not in sub.columns:
-                return float("nan")
-            v = sub[col].to_numpy(np.float64)
-            v = v[~np.isnan(v)]
-            return float(np.median(v)) if len(v) else float("nan")
-
-        rows.append({"head": head, "method": method, "images": int((~np.isnan(V).any(axis=1)).sum()),
-                     "median_faithfulness": median("faithfulness"),
-                     "median_deletion_auc": median("deletion_auc"),
-                     "median_insertion_auc": median("insertion_auc"),
-                     "agreement": float(np.median(rs)) if len(rs) else float("nan")})
-    return pd.DataFrame(rows, columns=["head", "method", "images", "median_faithfulness", "median_deletion_auc",
-                                       "median_insertion_auc", "agreement"])
-
-
-# --------------------------------------------------------------------------- the ranked table (server-side rows)
-
-TEXT_OPS = ("contains", "notContains", "equals", "notEqual", "startsWith", "endsWith")
-NUMBER_OPS = ("equals", "notEqual", "lessThan", "lessThanOrEqual", "greaterThan", "greaterThanOrEqual", "inRange")
-
-
-def _column_filter(column: pd.Series, spec: Mapping[str, Any]) -> np.ndarray:
-    if "conditions" in spec and isinstance(spec["conditions"], list):
-        parts = [_column_filter(column, c) for c in spec["conditions"][:4] if isinstance(c, Mapping)]
-        if not parts:
-            return np.ones(len(column), dtype=bool)
-        return np.logical_or.reduce(parts) if spec.get("operator") == "OR" else np.logical_and.reduce(parts)
-    op = spec.get("type")
-    if spec.get("filterType") == "text":
-        if op not in TEXT_OPS or not isinstance(spec.get("filter"), str):
-            raise ValueError(f"text filter type must be one of {TEXT_OPS} with a text value")
-        s = column.astype(str).str.lower()
-        f = spec["filter"].lower()
-        hit = {"contains": lambda: s.str.contains(f, regex=False),
-               "notContains": lambda: ~s.str.contains(f, regex=False),
-               "equals": lambda: s == f, "notEqual": lambda: s != f, "startsWith": lambda: s.str.startswith(f),
-               "endsWith": lambda: s.str.endswith(f)}[op]()
-        return np.asarray(hit, dtype=bool)
-    if op not in NUMBER_OPS:
-        raise ValueError(f"number filter type must be one of {NUMBER_OPS}")
-    v = column.to_numpy(np.float64)
-    a = _as_float(spec.get("filter"))
-    with np.errstate(invalid="ignore"):
-        if op == "inRange":
-            b = _as_float(spec.get("filterTo"))
-            return (v >= a) & (v <= b)
-        return {"equals": v == a, "notEqual": v != a, "lessThan": v < a, "lessThanOrEqual": v <= a,
-                "greaterThan": v > a, "greaterThanOrEqual": v >= a}[op]
-
-
-def _as_float(value: Any) -> float:
-    if value is None:
-        return float("nan")
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(f"a number filter needs a number, got {type(value).__name__}")
-    return float(value)
-
-
-def table_order(frame: pd.DataFrame, base: np.ndarray, filter_model: Mapping[str, Any] | None,
-                sort_model: Sequence[Mapping[str, Any]] | None) -> np.ndarray:
-    """int64 row positions of ``frame`` that pass ``base`` (bool (N,)) and the grid's column filters,
-    in the grid's sort order (ties and NaN last, in corpus order).
-
-    ``filter_model`` and ``sort_model`` are dash-ag-grid's ``getRowsRequest`` fields; unknown columns and
-    filter types are rejected with a ValueError.
-    """
-    mask = np.asarray(base, dtype=bool).copy()
-    for col, spec in (filter_model or {}).items():
-        if col not in frame.columns or not isinstance(spec, Mapping):
-            raise ValueError(f"cannot filter on {str(col)[:80]!r}; columns are {list(frame.columns)}")
-        mask &= _column_filter(frame[col], spec)
-    idx = np.flatnonzero(mask)
-    for sort in reversed(list(sort_model or [])[:3]):
-        col = str(sort.get("colId")) if isinstance(sort, Mapping) else ""
-        if col not in frame.columns:
-            raise ValueError(f"cannot sort by {str(col)[:80]!r}")
-        values = frame[col].to_numpy()[idx]
-        if values.dtype.kind in "fiub":
-            v = values.astype(np.float64)
-            key = np.where(np.isnan(v), np.inf, -v if sort.get("sort") == "desc" else v)
-            idx = idx[np.argsort(key, kind="stable")]
-        else:
-            order = np.argsort(values.astype(str), kind="stable")
-            idx = idx[order[::-1]] if sort.get("sort") == "desc" else idx[order]
-    return idx

@@ -59,3 +59,9 @@ def test_tsne_settings_are_read_from_one_place() -> None:
     assert embedding.TSNE.early_exaggeration_iter + embedding.TSNE.n_iter == 375
     with pytest.raises(AttributeError):
         embedding.TSNE.n_iter = 10  # type: ignore[misc]  # frozen
+
+
+def test_progress_fraction_follows_the_iterations_and_never_goes_back() -> None:
+    assert embedding.progress_fraction("x: iteration 375 of about 375") == 0.9
+    assert embedding.progress_fraction("x: iteration 150 of about 375") == 0.42
+    assert embedding.progress_fraction("placing 10 new images", 0.95) == 0.95

@@ -167,47 +167,6 @@ def test_point_codes_colour_selections_dim_or_hide_and_bin_faithfulness() -> Non
     assert len(figures.CODE_COLOURS) == views.N_CODES
 
 
-def test_row_spearman_matches_scipy_and_trust_table_medians() -> None:
-    from scipy.stats import spearmanr
-
-    rng = np.random.default_rng(4)
-    A, B = rng.normal(size=(50, 6)), rng.normal(size=(50, 6))
-    B[:10] = A[:10] * 3 + 1
-    A[20, 2] = np.nan
-    r = views.row_spearman(A, B)
-    for i in (0, 11, 33):
-        assert r[i] == pytest.approx(spearmanr(A[i], B[i]).statistic)
-    assert np.isnan(r[20]) and (r[:10] == pytest.approx(1.0))
-    validity = pd.DataFrame({"head": ["h"] * 4, "method": ["a", "a", "a", "b"],
-                             "faithfulness": [0.1, 0.5, np.nan, -0.2], "deletion_auc": [0.2, 0.4, 0.3, 0.9]})
-    t = views.trust_table(validity, {("h", "a"): A[:10], ("h", "b"): B[:10]}).set_index("method")
-    assert t.loc["a", "median_faithfulness"] == pytest.approx(0.3)  # NaN left out
-    assert t.loc["a", "median_deletion_auc"] == pytest.approx(0.3)
-    assert t.loc["a", "agreement"] == pytest.approx(1.0) and t.loc["b", "images"] == 10
-    assert np.isnan(views.trust_table(validity.drop(columns="faithfulness"), {("h", "a"): A})
-                    .loc[0, "median_faithfulness"])
-
-
-def test_table_order_filters_sorts_and_rejects_unknown_columns() -> None:
-    frame = pd.DataFrame({"image_id": ["a", "b", "c", "d"], "sky": [0.3, np.nan, -0.1, 0.3],
-                          "pred": ["cat", "dog", "Cat", "bird"]})
-    base = np.array([True, True, True, False])
-    assert views.table_order(frame, base, None, [{"colId": "sky", "sort": "desc"}]).tolist() == [0, 2, 1]
-    assert views.table_order(frame, base, None, [{"colId": "sky", "sort": "asc"}]).tolist() == [2, 0, 1]
-    text = {"pred": {"filterType": "text", "type": "contains", "filter": "CAT"}}
-    assert views.table_order(frame, np.ones(4, bool), text, None).tolist() == [0, 2]
-    num = {"sky": {"filterType": "number", "type": "inRange", "filter": 0, "filterTo": 1}}
-    assert views.table_order(frame, np.ones(4, bool), num, None).tolist() == [0, 3]
-    both = {"sky": {"filterType": "number", "operator": "OR", "conditions": [
-        {"filterType": "number", "type": "lessThan", "filter": 0},
-        {"filterType": "number", "type": "greaterThan", "filter": 0.2}]}}
-    assert views.table_order(frame, np.ones(4, bool), both, None).tolist() == [0, 2, 3]
-    for bad_filter, bad_sort in [({"nope": {"type": "equals"}}, None), (None, [{"colId": "__class__"}]),
-                                 ({"sky": {"filterType": "number", "type": "eval"}}, None)]:
-        with pytest.raises(ValueError):
-            views.table_order(frame, base, bad_filter, bad_sort)
-
-
 def test_method_agreement_is_spearman() -> None:
     a = views.method_agreement({"lrp": np.array([1.0, 2, 3, 4]), "ig": np.array([10.0, 20, 30, 40]),
                                 "gradcam": np.array([4.0, 3, 2, 1]), "flat": np.zeros(4)})
@@ -263,8 +222,6 @@ def test_diverging_codes_are_zero_centred_and_categories_rank_by_frequency() -> 
     assert views.point_codes(vis, [], categories=np.array([0, 1, -1])).tolist() == [1, 2, views.CODE_BASE]
     assert views.selection_codes(3, [(views.PALETTE[1], np.array([True, False, True]))]).tolist() == [2, 0, 2]
     assert [views.marker_size(n) for n in (12, 100_000, 10 ** 7)] == [12, 4, 3]
-    assert views.progress_fraction("x: iteration 375 of about 375") == 0.9
-    assert views.progress_fraction("placing 10 new images", 0.95) == 0.95  # never goes back
 
 
 def test_colour_bar_is_zero_centred_and_positive_is_red_everywhere() -> None:
