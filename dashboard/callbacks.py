@@ -13,7 +13,7 @@ from typing import Any
 from dash import ALL, Dash, Input, Output, State, ctx
 
 from semcontrib.dashboard import ids as I
-from semcontrib.dashboard import panels
+from semcontrib.dashboard import panels, scatter_panel, state_panel
 from semcontrib.dashboard.consistency import ViewTag
 from semcontrib.dashboard.query import CorpusQuery
 from semcontrib.dashboard.records import Filters, ScatterOptions, View, Weights
@@ -46,7 +46,7 @@ def options(kind: type = Input) -> dict[str, Any]:
 
 def controls(view_group: dict, algorithm: Any, weight_group: dict) -> ViewTag:
     """The view the controls show (grouped callback arguments -> a tag)."""
-    return panels.controls_tag(View.from_inputs(view_group), algorithm, Weights.from_inputs(weight_group))
+    return scatter_panel.controls_tag(View.from_inputs(view_group), algorithm, Weights.from_inputs(weight_group))
 
 
 # Inputs whose change cancels a running embedding job: the view it was computed for is no longer shown.
@@ -118,8 +118,8 @@ def _embedding(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
                           "recompute": Input(I.RECOMPUTE, "n_clicks"), "weights": weights(State),
                           "restore": Input(I.STATE_RESTORE, "data")})
     def _embedding(view: dict, algorithm: str, recompute: Any, weights: dict, restore: Any) -> Any:
-        return panels.embedding_lookup(query, View.from_inputs(view), algorithm, Weights.from_inputs(weights),
-                                       ctx.triggered_id == I.RECOMPUTE)
+        return scatter_panel.embedding_lookup(query, View.from_inputs(view), algorithm, Weights.from_inputs(weights),
+                                              ctx.triggered_id == I.RECOMPUTE)
 
     @app.callback(Output(I.EMBED_RESULT, "data"), Input(I.EMBED_JOB, "data"),
                   background=True, manager=background_manager, interval=250, prevent_initial_call=True,
@@ -127,7 +127,7 @@ def _embedding(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
                   progress_default=["0", ""], cancel=EMBED_CANCEL,
                   running=[(Output(I.RECOMPUTE, "disabled"), True, False)])
     def _embedding_job(set_progress: Any, job: Any) -> Any:
-        return panels.embedding_job(query, set_progress, job)
+        return scatter_panel.embedding_job(query, set_progress, job)
 
     @app.callback(output={"embedding": Output(I.EMBEDDING, "data", allow_duplicate=True),
                           "offered": Output(I.OFFERED, "data", allow_duplicate=True),
@@ -138,7 +138,7 @@ def _embedding(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
                           "algorithm": State(I.ALGORITHM, "value"), "weights": weights(State),
                           "lasso": State(I.LASSO, "data")}, prevent_initial_call=True)
     def _embedding_arrival(result: Any, view: dict, algorithm: Any, weights: dict, lasso: Any) -> Any:
-        return panels.embedding_arrival(query, result, controls(view, algorithm, weights), lasso)
+        return scatter_panel.embedding_arrival(query, result, controls(view, algorithm, weights), lasso)
 
     @app.callback(Output(I.EMBEDDING, "data", allow_duplicate=True), Output(I.OFFERED, "data", allow_duplicate=True),
                   Output(I.OFFER, "style", allow_duplicate=True),
@@ -146,7 +146,7 @@ def _embedding(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
                           "view": view(State), "algorithm": State(I.ALGORITHM, "value"), "weights": weights(State)},
                   prevent_initial_call=True)
     def _show_offer(click: Any, offered: Any, view: dict, algorithm: Any, weights: dict) -> Any:
-        return panels.show_offer(query, offered, controls(view, algorithm, weights))
+        return scatter_panel.show_offer(query, offered, controls(view, algorithm, weights))
 
 
 def _scatter(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
@@ -156,12 +156,12 @@ def _scatter(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
                           "window": Output(I.SCATTER_WINDOW, "data", allow_duplicate=True)},
                   inputs={"emb": Input(I.EMBEDDING, "data"), "view": view(State), "filters": filters(Input),
                           "selections": Input(I.SELECTIONS, "data"), "options": options(Input),
-                          "shown": State(I.SCATTER_SHOWN, "data"), "window": State(I.SCATTER_WINDOW, "data")},
+                          "page": {"shown": State(I.SCATTER_SHOWN, "data"),
+                                                           "window": State(I.SCATTER_WINDOW, "data")}},
                   prevent_initial_call="initial_duplicate")
-    def _scatter(emb: Any, view: dict, filters: dict, selections: Any, options: dict, shown: Any,
-                 window: Any) -> Any:
-        return panels.scatter(query, emb, View.from_inputs(view), Filters.from_inputs(filters), selections,
-                              ScatterOptions.from_inputs(options), shown, window)
+    def _scatter(emb: Any, view: dict, filters: dict, selections: Any, options: dict, page: dict) -> Any:
+        return scatter_panel.scatter(query, emb, View.from_inputs(view), Filters.from_inputs(filters), selections,
+                                     ScatterOptions.from_inputs(options), **page)
 
     @app.callback(output={"figure": Output(I.SCATTER, "figure", allow_duplicate=True),
                           "window": Output(I.SCATTER_WINDOW, "data")},
@@ -169,20 +169,20 @@ def _scatter(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
                           "view": view(State), "filters": filters(State), "selections": State(I.SELECTIONS, "data"),
                           "options": options(State)}, prevent_initial_call=True)
     def _zoom(relayout: Any, emb: Any, view: dict, filters: dict, selections: Any, options: dict) -> Any:
-        return panels.zoom(query, relayout, emb, View.from_inputs(view), Filters.from_inputs(filters), selections,
-                           ScatterOptions.from_inputs(options))
+        return scatter_panel.zoom(query, relayout, emb, View.from_inputs(view), Filters.from_inputs(filters),
+                                  selections, options=ScatterOptions.from_inputs(options))
 
     @app.callback(Output(I.TOOLTIP, "show"), Output(I.TOOLTIP, "bbox"), Output(I.TOOLTIP, "children"),
                   inputs={"hover": Input(I.SCATTER, "hoverData"), "view": view(State),
                           "emb": State(I.EMBEDDING, "data"), "window": State(I.SCATTER_WINDOW, "data")})
     def _tooltip(hover: Any, view: dict, emb: Any, window: Any) -> Any:
-        return panels.tooltip(query, hover, View.from_inputs(view), emb, window)
+        return scatter_panel.tooltip(query, hover, View.from_inputs(view), emb, window)
 
     @app.callback(Output(I.FOCUS, "data"), Output(I.TABS, "value"),
                   inputs={"click": Input(I.SCATTER, "clickData"), "emb": State(I.EMBEDDING, "data"),
                           "window": State(I.SCATTER_WINDOW, "data")}, prevent_initial_call=True)
     def _focus(click: Any, emb: Any, window: Any) -> Any:
-        return panels.focus_from_click(query, click, emb, window)
+        return scatter_panel.focus_from_click(query, click, emb, window)
 
 
 def _selections(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
@@ -195,7 +195,7 @@ def _selections(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
                           "view": view(State), "filters": filters(State), "window": State(I.SCATTER_WINDOW, "data")},
                   prevent_initial_call=True)
     def _lasso(selected: Any, emb: Any, view: dict, filters: dict, window: Any) -> Any:
-        return panels.lasso(query, selected, emb, View.from_inputs(view), Filters.from_inputs(filters), window)
+        return scatter_panel.lasso(query, selected, emb, View.from_inputs(view), Filters.from_inputs(filters), window)
 
     @app.callback(Output(I.LASSO, "data", allow_duplicate=True),
                   Output(I.LASSO_COUNT, "children", allow_duplicate=True),
@@ -228,7 +228,7 @@ def _tabs(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
                           "compare": Input(I.COMPARE, "value")})
     def _statistics(tab: str, view: dict, filters: dict, weights: dict, selections: Any, compare: Any) -> Any:
         return panels.statistics(query, tab, View.from_inputs(view), Filters.from_inputs(filters),
-                                 Weights.from_inputs(weights), selections, compare, ctx.triggered_id)
+                                 Weights.from_inputs(weights), selections, compare=compare, trigger=ctx.triggered_id)
 
     @app.callback(Output(I.TRUST, "children"), inputs={"tab": Input(I.TABS, "value"), "view": view(Input)})
     def _trust(tab: str, view: dict) -> Any:
@@ -260,8 +260,8 @@ def _tabs(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
                           "sort": {"column": Input(I.DETAIL_SORT, "value"), "order": Input(I.DETAIL_ORDER, "value"),
                                    "page": Input(I.DETAIL_PAGE, "data")}})
     def _detail(tab: str, view: dict, filters: dict, selections: Any, compare: Any, sort: dict) -> Any:
-        return panels.detail(query, tab, View.from_inputs(view), Filters.from_inputs(filters), selections, compare,
-                             sort, ctx.triggered_id)
+        return panels.detail(query, tab, View.from_inputs(view), Filters.from_inputs(filters), selections,
+                             compare=compare, sort=sort, trigger=ctx.triggered_id)
 
     @app.callback(Output(I.INSPECTOR, "children"),
                   inputs={"tab": Input(I.TABS, "value"), "image_id": Input(I.FOCUS, "data"), "view": view(Input)})
@@ -306,8 +306,8 @@ def _export_state(app: Dash, query: CorpusQuery, background_manager: Any) -> Non
                           "view": view(State), "filters": filters(State), "selections": State(I.SELECTIONS, "data")},
                   prevent_initial_call=True)
     def _export(clicks: Any, options: dict, view: dict, filters: dict, selections: Any) -> Any:
-        return panels.export(query, ctx.triggered_id, options, View.from_inputs(view), Filters.from_inputs(filters),
-                             selections)
+        return state_panel.export(query, ctx.triggered_id, options, View.from_inputs(view),
+                                  Filters.from_inputs(filters), selections)
 
     @app.callback(Output(I.STATE_DOWNLOAD, "data"),
                   inputs={"click": Input(I.STATE_SAVE, "n_clicks"), "view": view(State),
@@ -316,8 +316,8 @@ def _export_state(app: Dash, query: CorpusQuery, background_manager: Any) -> Non
                           "filters": filters(State), "weights": weights(State),
                           "selections": State(I.SELECTIONS, "data")}, prevent_initial_call=True)
     def _save_state(click: Any, view: dict, options: dict, filters: dict, weights: dict, selections: Any) -> Any:
-        return panels.save_state(query, View.from_inputs(view), options, Filters.from_inputs(filters),
-                                 Weights.from_inputs(weights), selections)
+        return state_panel.save_state(query, View.from_inputs(view), options, Filters.from_inputs(filters),
+                                      Weights.from_inputs(weights), selections)
 
     @app.callback(output={"head": Output(I.HEAD, "value"), "method": Output(I.METHOD, "value"),
                           "normalisation": Output(I.NORMALISATION, "value"), "basis": Output(I.BASIS, "value"),
@@ -329,7 +329,7 @@ def _export_state(app: Dash, query: CorpusQuery, background_manager: Any) -> Non
                           "weight_ids": State({"type": I.WEIGHT, "region": ALL}, "id")},
                   prevent_initial_call=True)
     def _load_state(contents: Any, weight_ids: Any) -> Any:
-        return panels.load_state(query, contents, weight_ids)
+        return state_panel.load_state(query, contents, weight_ids)
 
 
 def _session(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
@@ -353,14 +353,14 @@ def _session(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
                           "ready": State(I.SESSION_READY, "data")},
                   prevent_initial_call="initial_duplicate")
     def _session_restore(search: Any, current: dict, weight_ids: Any, ready: Any) -> Any:
-        return panels.session_restore(query, search, current, weight_ids, not ready)
+        return state_panel.session_restore(query, search, current, weight_ids, not ready)
 
     @app.callback(Output(I.URL, "search"),
                   inputs={"view": view(Input), "algorithm": Input(I.ALGORITHM, "value"),
                           "colour": Input(I.COLOUR_BY, "value"), "ready": Input(I.SESSION_READY, "data")},
                   prevent_initial_call=True)
     def _url(view: dict, algorithm: Any, colour: Any, ready: Any) -> Any:
-        return panels.url_search(View.from_inputs(view), algorithm, colour, ready)
+        return state_panel.url_search(View.from_inputs(view), algorithm, colour, ready)
 
     @app.callback(Output(I.SESSION_TEXT, "children"),
                   inputs={"view": view(Input), "options": {"algorithm": Input(I.ALGORITHM, "value"),
@@ -370,5 +370,5 @@ def _session(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
                           "selections": Input(I.SELECTIONS, "data"), "ready": State(I.SESSION_READY, "data")},
                   prevent_initial_call=True)
     def _autosave(view: dict, options: dict, filters: dict, weights: dict, selections: Any, ready: Any) -> Any:
-        return panels.autosave(query, ready, View.from_inputs(view), options, Filters.from_inputs(filters),
-                               Weights.from_inputs(weights), selections)
+        return state_panel.autosave(query, ready, View.from_inputs(view), options, Filters.from_inputs(filters),
+                                    weights=Weights.from_inputs(weights), selections=selections)

@@ -148,7 +148,7 @@ class Colouring:
 
 
 def points_trace(xy: np.ndarray, rows: np.ndarray, symbols: np.ndarray, codes: np.ndarray,
-                 highlight: np.ndarray, size: int = 6, outline: np.ndarray | None = None) -> dict[str, Any]:
+                 highlight: np.ndarray, *, size: int = 6, outline: np.ndarray | None = None) -> dict[str, Any]:
     """One WebGL trace of the points ``rows`` (int (M,) corpus rows, customdata), coloured by code."""
     return {
         "type": "scattergl", "mode": "markers", "name": "images", "showlegend": False,
@@ -183,7 +183,7 @@ def category_legend(colouring: Colouring) -> list[dict[str, Any]]:
 
 
 def scatter_figure(xy: np.ndarray, symbols: np.ndarray, legend: Mapping[str, str], codes: np.ndarray,
-                   highlight: np.ndarray, uirevision: str, title: str = "",
+                   highlight: np.ndarray, uirevision: str, *, title: str = "",
                    density: dict[str, Any] | None = None, sample: np.ndarray | None = None,
                    colouring: Colouring | None = None, outline: np.ndarray | None = None,
                    meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -203,7 +203,7 @@ def scatter_figure(xy: np.ndarray, symbols: np.ndarray, legend: Mapping[str, str
     colouring = colouring or Colouring("selection")
     rows = np.arange(len(xy)) if sample is None else sample
     size = marker_size(len(xy))
-    trace = points_trace(xy, rows, symbols, codes, highlight, size, outline)
+    trace = points_trace(xy, rows, symbols, codes, highlight, size=size, outline=outline)
     bar = colour_bar_trace(colouring)
     bar["visible"] = colouring.limit is not None
     legend_traces = [{"type": "scatter", "mode": "markers", "x": [None], "y": [None], "name": str(c),

@@ -363,7 +363,7 @@ def image_card(query: CorpusQuery, k: int, matrix: views.ScoreMatrix, view: View
 
 
 def detail_column(query: CorpusQuery, name: str, colour: str, total: int, on_page: np.ndarray,
-                  matrix: views.ScoreMatrix, view: View) -> html.Div:
+                  matrix: views.ScoreMatrix, *, view: View) -> html.Div:
     return html.Div(style={"flex": "1", "borderTop": f"4px solid {colour}"}, children=[
         html.H4(f"{name} ({total} images)", style={"margin": "4px"}),
         html.Div([image_card(query, int(k), matrix, view) for k in on_page]

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from semcontrib.dashboard import app as app_module
-from semcontrib.dashboard import cli, embedding, layout, panels, views
+from semcontrib.dashboard import cli, embedding, layout, panels, scatter_panel, state_panel, views
 from semcontrib.dashboard import ids as I
 from semcontrib.dashboard.app import create_app
 from semcontrib.dashboard.callback_client import CallbackClient
@@ -244,13 +244,14 @@ def test_query_views_validity_and_basis(corpus: Path, tmp_path: Path) -> None:
 def test_panels_clusters_state_and_table(corpus: Path) -> None:
     q = CorpusQuery(corpus)
     result = panels.clusters(q, lambda _m: None, {"algorithm": "kmeans", "k": 3}, VIEW, Filters(), Weights())
-    sels, text = panels.apply_clusters(q, result, panels.controls_tag(VIEW, "tsne", Weights()), [])
+    sels, text = panels.apply_clusters(q, result, scatter_panel.controls_tag(VIEW, "tsne", Weights()), [])
     assert [s["name"] for s in sels][:3] == ["kmeans cluster 1", "kmeans cluster 2", "kmeans cluster 3"]
     assert sum(s["n"] for s in sels[:3]) == 40 and "3 clusters" in text
-    saved = panels.save_state(q, View("nature", "lrp", "paper", "sum"), {"algorithm": "umap", "highlight": ["nature"]},
-                              Filters(("sky",), ((0.0, 10.0),)), Weights(("sky",), (3.0,)), sels)
+    saved = state_panel.save_state(q, View("nature", "lrp", "paper", "sum"),
+                                   {"algorithm": "umap", "highlight": ["nature"]},
+                                   Filters(("sky",), ((0.0, 10.0),)), Weights(("sky",), (3.0,)), sels)
     upload = "data:application/json;base64," + base64.b64encode(saved["content"].encode()).decode()
-    loaded = panels.load_state(q, upload, [{"region": "sky"}, {"region": "water"}])
+    loaded = state_panel.load_state(q, upload, [{"region": "sky"}, {"region": "water"}])
     assert loaded["basis"] == "sum" and loaded["restore"] == {"filters": {"sky": [0.0, 10.0]}}
     assert loaded["weights"] == [3.0, 1.0] and [s["n"] for s in loaded["selections"]] == [s["n"] for s in sels]
     rows = panels.table_rows(q, {"startRow": 0, "endRow": 10, "sortModel": [{"colId": "faithfulness", "sort": "desc"}],
@@ -261,7 +262,7 @@ def test_panels_clusters_state_and_table(corpus: Path) -> None:
                              Filters()) == {"rowData": [], "rowCount": 0}
     picked = panels.table_pick(q, [{"index": 3}, {"index": 5}, {"index": "x"}, {"index": 10 ** 9}])
     assert views.decode_members(picked[0]["members"], 40).nonzero()[0].tolist() == [3, 5]
-    sc = panels.scatter(q, None, VIEW, Filters(), [], ScatterOptions(colour_by="faithfulness"), None)
+    sc = scatter_panel.scatter(q, None, VIEW, Filters(), [], ScatterOptions(colour_by="faithfulness"))
     assert sc["count"] == "40 of 40 images pass the filters"
 
 
@@ -319,9 +320,10 @@ def test_real_corpus_views(real_corpus: Path) -> None:
     q = CorpusQuery(real_corpus)
     assert "vegetation" in q.vocabulary
     view = View(next(iter(q.heads)), q.methods[0], "signed_l1", "mean")
-    sc = panels.scatter(q, None, view, Filters(), [], ScatterOptions(), None)
+    sc = scatter_panel.scatter(q, None, view, Filters(), [], ScatterOptions())
     assert sc["count"].endswith(f"of {len(q.ids)} images pass the filters")
-    cols, text = panels.detail(q, "detail", view, Filters(), [], [], {"column": q.vocabulary[0], "order": "desc"})
+    cols, text = panels.detail(q, "detail", view, Filters(), [], compare=[],
+                               sort={"column": q.vocabulary[0], "order": "desc"})
     assert text.startswith("page 1 of")
     assert q.overlay_png(str(q.ids[0]), view.head, view.method)
     assert not q.is_synthetic
@@ -329,35 +331,37 @@ def test_real_corpus_views(real_corpus: Path) -> None:
 
 def test_density_mode_draws_a_sample_and_the_points_of_a_zoom_window(corpus: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(panels, "POINTS_MAX", 10)  # 40 images count as "many"
-    monkeypatch.setattr(panels, "SAMPLE_POINTS", 6)
+    monkeypatch.setattr(scatter_panel, "POINTS_MAX", 10)  # 40 images count as "many"
+    monkeypatch.setattr(scatter_panel, "SAMPLE_POINTS", 6)
     q = CorpusQuery(corpus)
     spec, X = q.embedding_spec(VIEW, "tsne", {})
     emb = {"key": q.quick_embedding(spec, X)}
     xy = q.embedding_by_key(emb["key"])
     assert xy is not None
-    full = panels.scatter(q, emb, VIEW, Filters(), [], ScatterOptions(), None)
+    full = scatter_panel.scatter(q, emb, VIEW, Filters(), [], ScatterOptions())
     fig = full["figure"]
     assert fig["layout"]["images"][0]["source"].startswith("data:image/png;base64,")
-    sample = panels.shown_rows(40, xy, None)
+    sample = scatter_panel.shown_rows(40, xy, None)
     assert sample is not None and len(sample) == 6
     drawn = np.frombuffer(base64.b64decode(fig["data"][0]["customdata"]["bdata"]), "<i4")
     assert drawn.tolist() == sample.tolist()
     # a filter update patches the image and the sample's colours
-    patch = panels.scatter(q, emb, VIEW, Filters(("sky",), ((0.0, 5.0),)), [], ScatterOptions(), full["shown"])
+    patch = scatter_panel.scatter(q, emb, VIEW, Filters(("sky",), ((0.0, 5.0),)), [], ScatterOptions(),
+                                  shown=full["shown"])
     ops = json.dumps(patch["figure"].to_plotly_json())
     assert "images" in ops and "bdata" in ops
     # zoomed in: the images inside the window are drawn, and point numbers map back to them
     x0, x1 = np.quantile(xy[:, 0], [0.0, 0.5])
     window = [x0, x1, float(xy[:, 1].min()), float(xy[:, 1].max())]
     relayout = {"xaxis.range[0]": x0, "xaxis.range[1]": x1, "yaxis.range[0]": window[2], "yaxis.range[1]": window[3]}
-    z = panels.zoom(q, relayout, emb, VIEW, Filters(), [], ScatterOptions())
+    z = scatter_panel.zoom(q, relayout, emb, VIEW, Filters(), [], options=ScatterOptions())
     assert z["window"] == window
-    inside = panels.shown_rows(40, xy, window)
+    inside = scatter_panel.shown_rows(40, xy, window)
     assert inside is not None and (xy[inside, 0] <= x1).all() and len(inside) == 6  # thinned to SAMPLE_POINTS
-    assert panels.point_rows(q, [0, 5, 6, -1], emb, window).tolist() == [inside[0], inside[5]]
-    assert panels.zoom(q, {"xaxis.autorange": True}, emb, VIEW, Filters(), [], ScatterOptions())["window"] is None
-    assert panels.focus_from_click(q, {"points": [{"curveNumber": 0, "pointNumber": 1}]}, emb, window)[0] == \
+    assert scatter_panel.point_rows(q, [0, 5, 6, -1], emb, window).tolist() == [inside[0], inside[5]]
+    assert scatter_panel.zoom(q, {"xaxis.autorange": True}, emb, VIEW, Filters(), [],
+                              options=ScatterOptions())["window"] is None
+    assert scatter_panel.focus_from_click(q, {"points": [{"curveNumber": 0, "pointNumber": 1}]}, emb, window)[0] == \
         str(q.ids[inside[1]])
 
 
@@ -386,19 +390,20 @@ def test_filters_survive_a_view_change_and_the_session_is_saved_and_restored(cor
     assert note == "reset (not a column of this view): sky"
     # saved with the corpus as it changes, restored on the next page load (with the address's view on top)
     sels = views.add_selection([], "trio", np.arange(40) < 3)
-    said = panels.autosave(q, True, VIEW, {"algorithm": "umap", "colour": "score:water"},
-                           Filters(("sky",), ((0.0, 5.0),)), Weights(("sky",), (2.0,)), sels)
+    said = state_panel.autosave(q, True, VIEW, {"algorithm": "umap", "colour": "score:water"},
+                                Filters(("sky",), ((0.0, 5.0),)), weights=Weights(("sky",), (2.0,)), selections=sels)
     assert said.startswith("saved with the corpus: 1 selections, 1 filters")
-    assert panels.autosave(q, False, VIEW, {}, Filters(), Weights(), []) is panels.no_update  # not yet restored
+    assert state_panel.autosave(q, False, VIEW, {}, Filters(), weights=Weights(), selections=[]) \
+        is panels.no_update  # not yet restored
     ids = [{"type": I.WEIGHT, "region": r} for r in q.vocabulary]
     now = {"head": "nature", "method": "lrp", "normalisation": "signed_l1", "basis": "mean", "algorithm": "tsne",
            "colour": "selection", "highlight": []}
-    out = panels.session_restore(CorpusQuery(corpus), "?method=ig", now, ids, initial=True)
+    out = state_panel.session_restore(CorpusQuery(corpus), "?method=ig", now, ids, initial=True)
     assert out["selections"][0]["name"] == "trio" and out["restore"] == {"filters": {"sky": [0.0, 5.0]}}
     assert out["method"] == "ig" and out["algorithm"] == "umap" and out["colour"] == "score:water"
     assert out["head"] is panels.no_update and out["weights"][q.vocabulary.index("sky")] == 2.0
     assert out["ready"] is panels.no_update  # set by the filter panel once it applied the filters
-    later = panels.session_restore(q, "?method=lrp", {**now, "method": "ig"}, ids, initial=False)
+    later = state_panel.session_restore(q, "?method=lrp", {**now, "method": "ig"}, ids, initial=False)
     assert later["method"] == "lrp" and later["selections"] is panels.no_update
 
 

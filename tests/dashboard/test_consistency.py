@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semcontrib.dashboard import panels, views
+from semcontrib.dashboard import panels, scatter_panel, views
 from semcontrib.dashboard.consistency import ViewTag, decide, decide_clusters, lasso_pending, normal_weights
 from semcontrib.dashboard.query import CorpusQuery
 from semcontrib.dashboard.records import View, Weights
@@ -46,31 +46,31 @@ def test_arrival_applies_offers_or_drops_by_the_controls(synthetic_corpus: Path)
     q = CorpusQuery(synthetic_corpus)
     spec, X = q.embedding_spec(VIEW, "tsne", {})
     key = q.quick_embedding(spec, X)  # stands in for a finished job's embedding (known to the query)
-    tag = panels.controls_tag(VIEW, "tsne", Weights())
+    tag = scatter_panel.controls_tag(VIEW, "tsne", Weights())
     result = {"embedding": {"key": key, "label": "t-SNE of …", "ready": True, "view": tag.to_json()},
               "view": tag.to_json()}
-    applied = panels.embedding_arrival(q, result, tag, None)
+    applied = scatter_panel.embedding_arrival(q, result, tag, None)
     assert applied["embedding"]["key"] == key and applied["offered"] is None and "shown" in applied["status"]
-    umap = panels.controls_tag(VIEW, "umap", Weights())
-    dropped = panels.embedding_arrival(q, result, umap, None)
+    umap = scatter_panel.controls_tag(VIEW, "umap", Weights())
+    dropped = scatter_panel.embedding_arrival(q, result, umap, None)
     assert dropped["embedding"] is panels.no_update and "not shown" in dropped["status"]
     lasso = {"members": views.encode_members(np.ones(40, bool)), "n": 40}
-    offered = panels.embedding_arrival(q, result, tag, lasso)
+    offered = scatter_panel.embedding_arrival(q, result, tag, lasso)
     assert offered["embedding"] is panels.no_update and offered["offered"] == result
     assert offered["offer_text"].startswith("t-SNE ready")
     # 'show' pressed: shown when still this view, else nothing
-    assert panels.show_offer(q, offered["offered"], tag)[0]["key"] == key
-    assert panels.show_offer(q, offered["offered"], umap)[0] is panels.no_update
+    assert scatter_panel.show_offer(q, offered["offered"], tag)[0]["key"] == key
+    assert scatter_panel.show_offer(q, offered["offered"], umap)[0] is panels.no_update
     # a result whose embedding this server does not know is never shown
     unknown = {**result, "embedding": {**result["embedding"], "key": "nope-nope"}}
-    assert panels.embedding_arrival(q, unknown, tag, None)["embedding"] is panels.no_update
+    assert scatter_panel.embedding_arrival(q, unknown, tag, None)["embedding"] is panels.no_update
 
 
 def test_clusters_for_another_view_are_not_added(synthetic_corpus: Path) -> None:
     q = CorpusQuery(synthetic_corpus)
     result = panels.clusters(q, lambda _m: None, {"algorithm": "kmeans", "k": 2}, VIEW, panels.Filters(), Weights())
-    sels, _ = panels.apply_clusters(q, result, panels.controls_tag(VIEW, "", Weights()), [])
+    sels, _ = panels.apply_clusters(q, result, scatter_panel.controls_tag(VIEW, "", Weights()), [])
     assert [s["kind"] for s in sels[:2]] == ["cluster", "cluster"]
-    other = panels.controls_tag(View("nature", "ig", "signed_l1", "mean"), "", Weights())
+    other = scatter_panel.controls_tag(View("nature", "ig", "signed_l1", "mean"), "", Weights())
     kept, text = panels.apply_clusters(q, result, other, sels)
     assert kept is panels.no_update and "another view" in text
