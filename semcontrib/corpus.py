@@ -116,6 +116,10 @@ from semcontrib.store.schema import (
     check_image_id,
     inside,
 )
+from semcontrib.store.view import (
+    ViewScores,
+    score_columns,
+)
 from semcontrib.store.work import (
     WorkStore,
     _attr_keys,
@@ -160,6 +164,7 @@ __all__ = [
     "TABLES_LOCK",
     "VALIDITY_VALUES",
     "ValidityWork",
+    "ViewScores",
     "WorkStore",
     "_ID",
     "_KEY",
@@ -211,6 +216,7 @@ __all__ = [
     "remove_stale_temporaries",
     "remove_temporaries_in",
     "run_lock",
+    "score_columns",
     "score_table",
     "table_generation",
     "validate_manifest",

@@ -2,7 +2,8 @@
 
 Modules: ``schema`` (names, limits, columns, store paths, name checks), ``files`` (atomic writes, bounded reads,
 locks), ``parts`` (table parts), ``manifest``, ``generations`` (publishing, compaction), ``codec`` (display maps),
-``plan``, ``records`` (work records), ``work`` (the work store), ``reader`` (:class:`Corpus`).
+``plan``, ``records`` (work records), ``work`` (the work store), ``reader`` (:class:`Corpus`, which reads the
+tables lazily), ``view`` (checked reads of some columns of a part, one view's scores as NumPy).
 :mod:`semcontrib.corpus` re-exports every name of them.
 
 Layout of a corpus directory (Parquet tables readable in place by pandas and DuckDB)::
@@ -148,6 +149,10 @@ from semcontrib.store.schema import (
     check_image_id,
     inside,
 )
+from semcontrib.store.view import (
+    ViewScores,
+    score_columns,
+)
 from semcontrib.store.work import (
     WorkStore,
     is_disk_full,
@@ -190,6 +195,7 @@ __all__ = [
     "TABLES_LOCK",
     "VALIDITY_VALUES",
     "ValidityWork",
+    "ViewScores",
     "WorkStore",
     "add_default_scores",
     "append_plan",
@@ -220,6 +226,7 @@ __all__ = [
     "remove_stale_temporaries",
     "remove_temporaries_in",
     "run_lock",
+    "score_columns",
     "score_table",
     "table_generation",
     "validate_manifest",

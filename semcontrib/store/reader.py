@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from semcontrib.contributions import BASES, NORMALISATIONS, normalise
 from semcontrib.regions import RegionMap
 from semcontrib.store.files import _tables_lock
 from semcontrib.store.generations import read_images_table
 from semcontrib.store.manifest import manifest_parts, read_manifest
-from semcontrib.store.parts import Part, _read_part_arrow
+from semcontrib.store.parts import Part
 from semcontrib.store.schema import ATTRIBUTION_COLUMNS, CONTRIBUTION_COLUMNS, MANIFEST, CorpusError, StorePaths
+from semcontrib.store.view import (
+    VIEW_COLUMNS,
+    ViewScores,
+    check_part,
+    part_columns,
+    read_part_columns,
+    score_columns,
+    scores_from_rows,
+    with_partition_columns,
+)
 from semcontrib.store.work import WorkStore
+
+logger = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- reading
 
@@ -25,23 +39,37 @@ from semcontrib.store.work import WorkStore
 class Corpus:
     """Read access to a corpus directory: one consistent generation of manifest and tables.
 
+    Opening reads the manifest and the images table, and checks every listed part from its footer;
+    the attributions and contributions tables are read when asked for, and only what is asked for:
+    :meth:`view_scores` reads four number columns and the image ids of one head x method partition,
+    :meth:`contribution_table` the partitions (and rows) it names, :meth:`attribution_rows` some
+    columns of one partition. :attr:`attributions` and :attr:`contributions` read a whole table (once).
+
     Examples
     --------
     >>> corpus = Corpus.open("demo_corpus")                       # doctest: +SKIP
     >>> corpus.contribution_table("nature", "lrp", wide=True)     # doctest: +SKIP
+    >>> corpus.view_scores("nature", "lrp", "signed_l1", "mean").values.shape   # doctest: +SKIP
+    (120, 9)
     """
 
-    def __init__(self, root: Path, manifest: dict[str, Any], tables: Mapping[str, pd.DataFrame]) -> None:
+    def __init__(self, root: Path, manifest: dict[str, Any], images: pd.DataFrame) -> None:
         self.root = Path(root)
         self.manifest = manifest
         self.paths = StorePaths(self.root)
-        self.images: pd.DataFrame = tables["images"]
-        self.attributions: pd.DataFrame = tables["attributions"]
-        self.contributions: pd.DataFrame = tables["contributions"]
+        self.images: pd.DataFrame = images
+        self._parts = manifest_parts(manifest, self.root / MANIFEST)
+        self._tables: dict[str, pd.DataFrame] = {}
+        self._ok_ids: np.ndarray | None = None
+        self._attribution_columns: list[str] | None = None
 
     @classmethod
     def open(cls, root: str | Path) -> Corpus:
-        """Open a corpus; ``CorpusError`` with a one-line reason when it is not a readable corpus."""
+        """Open a corpus; ``CorpusError`` with a one-line reason when it is not a readable corpus.
+
+        Reads the manifest and the images table; every part the manifest lists is checked from its
+        footer (inside the corpus, within the size cap, readable, the rows the manifest says), and no
+        part's rows are read."""
         root = Path(root)
         if not root.is_dir():
             raise CorpusError(f"{root} is not a corpus (no such folder); run `semcontrib analyze` first")
@@ -50,20 +78,52 @@ class Corpus:
             if manifest is None:
                 raise CorpusError(f"{root} is not a corpus (no {MANIFEST}); run `semcontrib analyze` first")
             images = read_images_table(root, manifest)
-            parts = manifest_parts(manifest, root / MANIFEST)
-            tables = {"images": images}
-            for t, columns in (("attributions", ATTRIBUTION_COLUMNS), ("contributions", CONTRIBUTION_COLUMNS)):
-                arrow = [_read_part_arrow(root, p) for p in parts if p.table == t]
-                if not arrow:
-                    tables[t] = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-                    continue
-                tables[t] = pa.concat_tables(arrow, promote_options="permissive").to_pandas()
-        return cls(root, manifest, tables)
+            for p in manifest_parts(manifest, root / MANIFEST):
+                check_part(root, p)
+        return cls(root, manifest, images)
+
+    # ---- whole tables (read on first use; the dashboard and the export never ask for them)
+    @property
+    def attributions(self) -> pd.DataFrame:
+        """The whole attributions table (every partition), read on first use."""
+        return self._table("attributions")
+
+    @property
+    def contributions(self) -> pd.DataFrame:
+        """The whole contributions table (every partition, long), read on first use."""
+        return self._table("contributions")
+
+    def _table(self, table: str) -> pd.DataFrame:
+        if table not in self._tables:
+            self._tables[table] = self._read(table, [p for p in self._parts if p.table == table])
+        return self._tables[table]
+
+    def _read(self, table: str, parts: Sequence[Part], columns: Sequence[str] | None = None,
+              image_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """Rows of ``parts`` (in manifest order) with their ``head`` and ``method`` columns, as pandas;
+        only ``columns`` (all with None) and the rows of ``image_ids`` (all with None)."""
+        every = ATTRIBUTION_COLUMNS if table == "attributions" else CONTRIBUTION_COLUMNS
+        if not parts:
+            names = list(every) if columns is None else [*columns[:1], "head", "method", *columns[1:]]
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in names})
+        arrow = [with_partition_columns(t, p) for p, t in zip(parts, self._read_parts(parts, columns))]
+        merged = pa.concat_tables(arrow, promote_options="permissive")
+        if image_ids is not None:
+            ids = merged.column("image_id")
+            if pa.types.is_dictionary(ids.type):
+                ids = ids.cast(ids.type.value_type)
+            merged = merged.filter(pc.is_in(ids, value_set=pa.array(list(image_ids), pa.string())))
+        return merged.to_pandas()
+
+    def _read_parts(self, parts: Sequence[Part], columns: Sequence[str] | None) -> list[pa.Table]:
+        """Some columns of some parts, under the tables lock (a publish never swaps them mid-read)."""
+        with _tables_lock(self.root, exclusive=False):
+            return [read_part_columns(self.root, p, columns) for p in parts]
 
     @property
     def parts(self) -> list[Part]:
         """The table parts of this generation (for readers that scan the Parquet files themselves)."""
-        return manifest_parts(self.manifest, self.root / MANIFEST)
+        return list(self._parts)
 
     # ---- metadata
     @property
@@ -159,31 +219,108 @@ class Corpus:
         return self._store().read_display(chunk, image_id)
 
     # ---- derived tables
+    def _partition(self, table: str, head: str | None, method: str | None) -> list[Part]:
+        """The parts of ``table`` in the head and method given (every one for None), in manifest order."""
+        if head is not None and head not in self.heads:
+            raise ValueError(f"unknown head {head!r}; corpus has {self.heads}")
+        if method is not None and method not in self.methods:
+            raise ValueError(f"unknown method {method!r}; corpus has {self.methods}")
+        return [p for p in self._parts if p.table == table and (head is None or p.head == head)
+                and (method is None or p.method == method)]
+
     def contribution_table(self, head: str | None = None, method: str | None = None,
                            normalisation: str = "signed_l1", basis: str = "mean", wide: bool = False,
-                           image_ids: list[str] | None = None) -> pd.DataFrame:
+                           image_ids: Sequence[str] | None = None) -> pd.DataFrame:
         """Contribution scores derived at read time from the raw statistics.
 
         Long format: one row per (image, head, method, region) with the raw statistics and
         ``score`` (for ``split``: ``score_pos`` and ``score_neg``). Wide: one row per (image, head,
         method), one column per region (``split`` gives ``REGION+`` and ``REGION-`` columns).
+
+        Reads only the partitions of ``head`` and ``method`` (every one for None), of them only the parts
+        that hold a chunk of ``image_ids`` (when every one of them is a known image), and only the
+        columns the table shows.
         """
         if normalisation not in NORMALISATIONS:
             raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {normalisation!r}")
         if basis not in BASES:
             raise ValueError(f"basis must be one of {BASES}, got {basis!r}")
-        df = self.contributions
-        if head is not None:
-            if head not in self.heads:
-                raise ValueError(f"unknown head {head!r}; corpus has {self.heads}")
-            df = df[df["head"] == head]
-        if method is not None:
-            if method not in self.methods:
-                raise ValueError(f"unknown method {method!r}; corpus has {self.methods}")
-            df = df[df["method"] == method]
+        parts = self._partition("contributions", head, method)
         if image_ids is not None:
-            df = df[df["image_id"].isin(image_ids)]
+            image_ids = [str(i) for i in image_ids]
+            chunks = [self.chunk_of(i) for i in image_ids]
+            if all(c is not None for c in chunks):  # else an id the images table lacks: look everywhere
+                wanted = set(chunks)
+                parts = [p for p in parts if not wanted.isdisjoint(p.chunks)]
+        df = self._read("contributions", parts, _SCORE_TABLE_COLUMNS, image_ids)
         return score_table(df, self.vocabulary, normalisation, basis, wide)
+
+    def ok_ids(self) -> np.ndarray:
+        """object (N,): the ids of the images of status ok, in the images table's order (the rows of
+        :meth:`view_scores`)."""
+        if self._ok_ids is None:
+            ok = self.images[self.images["status"] == "ok"]
+            self._ok_ids = ok["image_id"].astype(str).to_numpy(dtype=object)
+        return self._ok_ids
+
+    def view_scores(self, head: str, method: str, normalisation: str = "signed_l1", basis: str = "mean"
+                    ) -> ViewScores:
+        """The scores of one view: N x C, one row per image of status ok (images table order), NaN rows
+        for images without a vector; the same numbers as ``contribution_table(head, method,
+        normalisation, basis, wide=True)`` aligned to :meth:`ok_ids`.
+
+        Reads the image ids and the four raw statistics of the one head x method partition and
+        normalises them as stored (see :mod:`semcontrib.store.view`); a partition not laid out as the
+        engine writes it is read and sorted as :meth:`contribution_table` does.
+        """
+        if normalisation not in NORMALISATIONS:
+            raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {normalisation!r}")
+        if basis not in BASES:
+            raise ValueError(f"basis must be one of {BASES}, got {basis!r}")
+        parts = self._partition("contributions", head, method)
+        ids = self.ok_ids()
+        columns, column_region = score_columns(self.vocabulary, normalisation)
+        K = len(self.vocabulary)
+        values = None
+        if parts:
+            tables = self._read_parts(parts, VIEW_COLUMNS)
+            values = scores_from_rows(pa.concat_tables(tables, promote_options="permissive"), K, ids,
+                                      normalisation, basis)
+            if values is None:
+                logger.info("contributions of %s x %s are not stored image-major; sorting them", head, method)
+                wide = self.contribution_table(head, method, normalisation, basis, wide=True)
+                frame = wide.drop_duplicates("image_id").set_index("image_id").reindex(list(ids))
+                values = frame[list(columns)].to_numpy(dtype=np.float64)
+        if values is None:
+            values = np.full((len(ids), len(columns)), np.nan)
+        return ViewScores(ids, columns, column_region, values)
+
+    @property
+    def attribution_columns(self) -> list[str]:
+        """The columns of the attributions table (from the parts' footers; no rows are read)."""
+        if self._attribution_columns is None:
+            names: list[str] = ["image_id", "head", "method"]
+            for p in self._parts:
+                if p.table == "attributions":
+                    names += [c for c in part_columns(self.root, p) if c not in names]
+            self._attribution_columns = names if len(names) > 3 else list(ATTRIBUTION_COLUMNS)
+        return list(self._attribution_columns)
+
+    def attribution_rows(self, head: str, method: str, columns: Sequence[str]) -> pd.DataFrame:
+        """Some columns of one head x method partition of the attributions table (stored order), with
+        ``image_id`` first; columns the parts do not store are left out."""
+        parts = self._partition("attributions", head, method)
+        wanted = ["image_id", *[c for c in columns if c != "image_id"]]
+        if parts:
+            stored = set(part_columns(self.root, parts[0])).intersection(
+                *(part_columns(self.root, p) for p in parts[1:]))
+            wanted = [c for c in wanted if c in stored]
+        df = self._read("attributions", parts, wanted)
+        return df.drop(columns=["head", "method"])
+
+
+# the columns a score table shows (target_index and the stored default scores are not read)
+_SCORE_TABLE_COLUMNS = ("image_id", "target", "region", "region_index", "n_pixels", "sum", "pos_sum", "neg_sum")
 
 
 def score_table(df: pd.DataFrame, vocabulary: list[str], normalisation: str = "signed_l1",
