@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import io
 
 import pandas as pd
 from hypothesis import given, settings
@@ -32,3 +33,26 @@ def test_no_text_starts_a_formula(text: str) -> None:
     out = neutralise_text(text)
     assert not str(out).startswith(FORMULA_STARTS)
     assert str(out).lstrip("'") == text.lstrip("'") or str(out) == "'" + text
+
+
+def test_pyarrow_csv_neutralises_image_ids_labels_and_headers_and_keeps_numbers() -> None:
+    import csv
+
+    from semcontrib.export import csv_bytes
+
+    df = pd.DataFrame({"image_id": ["=HYPERLINK(\"http://x\")", "img-1", "@SUM(A1)", "+1"],
+                       "label_scene": pd.Categorical(["-cmd", "forest", "\tTAB", "-cmd"]),
+                       "=region": ["sky", "\rcr", None, "sea"],
+                       "score": [-0.5, 0.25, float("nan"), -1e-20], "n_pixels": [-3, 0, 7, 1],
+                       "absent": [True, False, False, True]})
+    rows = list(csv.reader(io.StringIO(csv_bytes(df).decode("utf-8"), newline="")))
+    assert rows[0] == ["image_id", "label_scene", "'=region", "score", "n_pixels", "absent"]
+    cells = {name: [r[k] for r in rows[1:]] for k, name in enumerate(rows[0])}
+    assert cells["image_id"] == ["'=HYPERLINK(\"http://x\")", "img-1", "'@SUM(A1)", "'+1"]
+    assert cells["label_scene"] == ["'-cmd", "forest", "'\tTAB", "'-cmd"]
+    assert cells["'=region"] == ["sky", "'\rcr", "", "sea"]
+    assert [float(x) if x else None for x in cells["score"]] == [-0.5, 0.25, None, -1e-20]  # numbers stay numbers
+    assert cells["n_pixels"] == ["-3", "0", "7", "1"]
+    expected = spreadsheet_safe(df)  # the same text as the pandas path
+    assert cells["image_id"] == expected["image_id"].tolist()
+    assert cells["label_scene"] == expected["label_scene"].astype(str).tolist()
