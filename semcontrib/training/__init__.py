@@ -7,8 +7,11 @@ Modules, one concern each (data flows down the list)::
     augmentation  uint8 HxWx3 -> augmented view (random resized crop, flip, colour jitter)
     features      backbone output per image and view, cached on disk (frozen backbone), backbone_key
     concepts      region source -> concept areas per image (SIAM supervision)
-    loop          ONE epoch loop (run_epochs) for head fitting and fine-tuning; device, AMP,
-                  DataLoader workers, early stopping, per-epoch state and resume
+    config        TrainConfig, TrainingData, StateFile, EpochJob, History: what a run takes and returns
+    losses        the task-balanced loss and the SIAM concept loss
+    epochs        ONE epoch loop (run_epochs) for head fitting and fine-tuning; device, AMP,
+                  early stopping, per-epoch state and resume
+    loop          fit_heads (cached features) and fine_tune (images in DataLoader workers) over run_epochs
     predict       head logits of image files (timed) or of cached features
     evaluation    metrics, reports, the comparison table across backbones (pure, no torch)
     run           train(...) and evaluate_model(...): the whole run
