@@ -193,7 +193,7 @@ def _one_image_coco(seg, height=H, width=W, name="cat.jpg"):
 def test_masks_stay_encoded_until_their_image_is_segmented(tmp_path, monkeypatch):
     path, eye, _ = _coco(tmp_path)
     decoded = []
-    import semcontrib.segmentation.annotations as ann_mod
+    import semcontrib.segmentation.annotation_files as ann_mod  # where AnnotatedRegion decodes
 
     real = ann_mod.coco_rle_decode
     monkeypatch.setattr(ann_mod, "coco_rle_decode", lambda rle: decoded.append(1) or real(rle))
