@@ -162,10 +162,14 @@ class CorpusQuery:
 
     # ---- scores
     def _score_matrix(self, view: View) -> views.ScoreMatrix:
+        """The view's scores, read lazily: the image ids and four raw columns of one head x method partition
+        (``Corpus.view_scores``), never the whole contributions table."""
         self.check_view(view)
-        wide = self.corpus.contribution_table(view.head, view.method, view.normalisation, basis=view.basis,
-                                              wide=True)
-        return views.score_matrix(wide, list(self.ids), self.vocabulary)
+        scores = self.corpus.view_scores(view.head, view.method, view.normalisation, view.basis)
+        if len(scores.image_ids) != len(self.ids) or not (scores.image_ids == self.ids).all():
+            raise RuntimeError("the corpus's images changed under the dashboard; restart it")
+        return views.ScoreMatrix(self.ids, scores.columns, scores.column_region, scores.values,
+                                 ~np.isnan(scores.values).any(axis=1))
 
     def predictions(self, head: str) -> np.ndarray:
         """object (N,): the predicted class of ``head`` per image (corpus order)."""
@@ -211,7 +215,7 @@ class CorpusQuery:
 
     @property
     def _attribution_columns(self) -> list[str]:
-        return list(self.corpus.attributions.columns)
+        return self.corpus.attribution_columns
 
     def _validity(self, head: str, method: str) -> pd.DataFrame | None:
         """One row per corpus image (corpus order): faithfulness, deletion_auc, insertion_auc (NaN where not
@@ -219,8 +223,8 @@ class CorpusQuery:
         if not self.has_validity:
             return None
         cols = [c for c in (*VALIDITY_COLUMNS, "validity_note") if c in self._attribution_columns]
-        attr = self.corpus.attributions
-        sub = attr[(attr["head"] == head) & (attr["method"] == method)]
+        sub = self.corpus.attribution_rows(head, method, cols)  # one partition, these columns only
+        cols = [c for c in cols if c in sub.columns]
         frame = sub.drop_duplicates("image_id").set_index("image_id")[cols].reindex(list(self.ids))
         for c in VALIDITY_COLUMNS:
             frame[c] = frame[c].astype(np.float64) if c in frame else np.nan
@@ -235,10 +239,9 @@ class CorpusQuery:
 
     @lru_cache(maxsize=16)  # noqa: B019  # one query per app, kept for the app's life
     def _target_text(self, head: str, method: str) -> str:
-        attr = self.corpus.attributions
-        if "target" not in attr.columns:
+        if "target" not in self._attribution_columns:
             return f"{head}: each image's target class"
-        sub = attr[(attr["head"] == head) & (attr["method"] == method)]
+        sub = self.corpus.attribution_rows(head, method, ["target"])
         targets = sub["target"].dropna().astype(str).unique()
         if len(targets) == 1:
             return f"{head} target class {targets[0]!r}"
@@ -260,8 +263,10 @@ class CorpusQuery:
                    for h in self.heads for m in self.methods}
         validity = pd.DataFrame(columns=["head", "method"])
         if self.has_validity:
-            cols = ["head", "method", *[c for c in VALIDITY_COLUMNS if c in self._attribution_columns]]
-            validity = self.corpus.attributions[cols]
+            cols = [c for c in VALIDITY_COLUMNS if c in self._attribution_columns]
+            frames = [self.corpus.attribution_rows(h, m, cols).drop(columns="image_id").assign(head=h, method=m)
+                      for h in self.heads for m in self.methods]
+            validity = pd.concat(frames, ignore_index=True)[["head", "method", *cols]]
         return views.trust_table(validity, vectors)
 
     # ---- the ranked table

@@ -1,0 +1,67 @@
+"""The dashboard's one reader of the corpus: opening reads no table part; a view reads its one head x method
+partition, and its score matrix, validity, target text and trust table equal what the whole tables give."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from semcontrib import corpus as cstore
+from semcontrib.contributions import BASES, NORMALISATIONS
+from semcontrib.dashboard import views
+from semcontrib.dashboard.query import VALIDITY_COLUMNS, CorpusQuery
+from semcontrib.dashboard.records import View
+from semcontrib.store import reader as store_reader
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[cstore.Part]:
+    seen: list[cstore.Part] = []
+    real = store_reader.read_part_columns
+
+    def counting(root: Path, part: cstore.Part, columns: tuple[str, ...] | None = None) -> pa.Table:
+        seen.append(part)
+        return real(root, part, columns)
+
+    monkeypatch.setattr(store_reader, "read_part_columns", counting)
+    return seen
+
+
+def test_a_view_reads_only_its_partition(synthetic_corpus: Path, reads: list[cstore.Part]) -> None:
+    q = CorpusQuery(synthetic_corpus)
+    assert q.has_validity and reads == []  # the images table only (and the parts' footers)
+    view = View("biotic", "ig", "signed_l1", "mean")
+    q.table_frame(view)
+    q.target_text(view)
+    assert reads and {(p.head, p.method) for p in reads} == {("biotic", "ig")}
+    assert {p.table for p in reads} == {"contributions", "attributions"}
+
+
+def test_the_view_equals_the_whole_tables(synthetic_corpus: Path) -> None:
+    q = CorpusQuery(synthetic_corpus)
+    whole = cstore.Corpus.open(synthetic_corpus)
+    for head in q.heads:
+        for method in q.methods:
+            for normalisation in NORMALISATIONS:
+                for basis in BASES:
+                    view = View(head, method, normalisation, basis)
+                    eager = views.score_matrix(whole.contribution_table(head, method, normalisation, basis,
+                                                                        wide=True), list(q.ids), q.vocabulary)
+                    got = q.score_matrix(view)
+                    assert got.columns == eager.columns and (got.column_region == eager.column_region).all()
+                    np.testing.assert_array_equal(got.values, eager.values)
+                    np.testing.assert_array_equal(got.valid, eager.valid)
+            attr = whole.attributions
+            sub = attr[(attr["head"] == head) & (attr["method"] == method)].set_index("image_id")
+            v = q.validity(head, method)
+            assert v is not None and list(v["image_id"]) == list(q.ids)
+            np.testing.assert_array_equal(v["faithfulness"].to_numpy(),
+                                          sub["faithfulness"].reindex(list(q.ids)).to_numpy(np.float64))
+    trust = q.trust("signed_l1", "mean")
+    cols = ["head", "method", *VALIDITY_COLUMNS]
+    vectors = {(h, m): q.score_matrix(View(h, m, "signed_l1", "mean")).values for h in q.heads for m in q.methods}
+    pd.testing.assert_frame_equal(trust, views.trust_table(whole.attributions[cols], vectors))
