@@ -218,7 +218,9 @@ def phase_open(p: dict[str, Any]) -> dict[str, Any]:
 
     t = time.perf_counter()
     c = Corpus.open(p["root"])
-    return {"open_s": time.perf_counter() - t, "rows": len(c.contributions) + len(c.attributions),
+    open_s = time.perf_counter() - t
+    eager = "contributions" in vars(c)  # an engine before the lazy reader read every table on open
+    return {"open_s": open_s, "rows": len(c.contributions) + len(c.attributions) if eager else None,
             "peak_mb": peak_mb()}
 
 
@@ -269,33 +271,40 @@ def _view_figures(matrix: Any, frame: Any, export: Any, xy: Any) -> dict[str, An
     steps = export([str(i) for i in sel])
     return {"filter_ms": filter_ms, "filtered": int(visible.sum()), "lasso_ms": lasso_ms, "lasso_images": lasso_n,
             "sort_ms": max(sorts.values()), "sort_ms_by_column": sorts,
-            "export_s": steps["table_s"] + steps["safe_s"] + steps["csv_s"],
+            "export_s": steps["table_s"] + steps["engine_csv_s"],
             "export_parquet_s": steps["table_s"] + steps["parquet_s"], "export_steps": steps,
             "export_images": len(sel), "export_bytes": steps["bytes"]}
 
 
-def _export_steps(table: Any, t0: float) -> dict[str, float]:
-    """The export's steps after the table (started at ``t0``): spreadsheet-safe text, CSV; and Parquet."""
+def _export_steps(table: Any, t0: float) -> dict[str, Any]:
+    """The export's steps after the table (started at ``t0``): the CSV as the engine under test writes it
+    (``semcontrib.export.csv_bytes``: pyarrow.csv, text neutralised in Arrow; an engine without it:
+    ``spreadsheet_safe`` + pandas ``to_csv``), then, as the baseline in the same run, ``spreadsheet_safe``
+    + pandas ``to_csv`` and Parquet."""
     import io
 
     from semcontrib.export import spreadsheet_safe
 
+    try:
+        from semcontrib.export import csv_bytes
+    except ImportError:  # an engine before the pyarrow CSV
+        csv_bytes = None
     t1 = time.perf_counter()
-    safe = spreadsheet_safe(table)
+    arrow_bytes = len(csv_bytes(table)) if csv_bytes is not None else 0
     t2 = time.perf_counter()
-    nbytes = len(safe.to_csv(index=False).encode())
+    safe = spreadsheet_safe(table)
     t3 = time.perf_counter()
+    pandas_bytes = len(safe.to_csv(index=False).encode())
+    t4 = time.perf_counter()
     buf = io.BytesIO()
     table.to_parquet(buf, index=False)
-    t4 = time.perf_counter()
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    sink = io.BytesIO()
-    pacsv.write_csv(pa.Table.from_pandas(safe, preserve_index=False), sink)
     t5 = time.perf_counter()
-    return {"bytes": nbytes, "table_s": t1 - t0, "safe_s": t2 - t1, "csv_s": t3 - t2, "parquet_s": t4 - t3,
-            "parquet_bytes": len(buf.getvalue()), "arrow_csv_s": t5 - t4, "rows": len(table)}
+    pandas_s = (t3 - t2) + (t4 - t3)
+    return {"bytes": arrow_bytes or pandas_bytes, "table_s": t1 - t0,
+            "csv_writer": "pyarrow.csv" if csv_bytes is not None else "pandas to_csv",
+            "engine_csv_s": (t2 - t1) if csv_bytes is not None else pandas_s, "safe_s": t3 - t2, "csv_s": t4 - t3,
+            "pandas_csv_s": pandas_s, "pandas_bytes": pandas_bytes, "parquet_s": t5 - t4,
+            "parquet_bytes": len(buf.getvalue()), "rows": len(table)}
 
 
 def phase_engine(p: dict[str, Any]) -> dict[str, Any]:
@@ -719,16 +728,28 @@ def summary_rows(res: dict[str, Any], args: Namespace) -> list[tuple[str, str, s
             row("  first planning run (hashes every file)", None, None,
                 f"{first['run_s']:.1f} s ({first['run_s'] / n * 1e6:.0f} us per input), peak {first['peak_mb']:.0f} MB",
                 f"old at {bn:,}: {old['first']['run_s']:.1f} s" if old and "failed" not in old["first"] else "")
-    o = res.get("open")
+    def was(r: dict[str, Any] | None, text: Any) -> str:
+        """The baseline reader's figure (``--reader-ref``, measured in the same run), or why there is none."""
+        if not r:
+            return ""
+        if "failed" in r:
+            return f"before ({res.get('reader_ref')}): {r['failed']}"
+        try:
+            return f"before ({res.get('reader_ref')}): {text(r)}"
+        except (KeyError, TypeError):
+            return ""
+
+    o, ob = res.get("open"), res.get("open_before")
     if o:
         if "failed" in o:
-            failed("Corpus.open (every table into pandas)", None, o)
+            failed("Corpus.open", None, o)
         else:
-            row("Corpus.open (every table into pandas)", None, None,
-                f"{o['open_s']:.1f} s, {o['rows']:,} rows, peak {o['peak_mb']:.0f} MB")
+            row("Corpus.open (manifest, images table, parts' footers; tables read on demand)", None, None,
+                f"{o['open_s']:.1f} s, peak {o['peak_mb']:.0f} MB",
+                was(ob, lambda b: f"{b['open_s']:.1f} s, {b['rows']:,} rows into pandas, peak {b['peak_mb']:.0f} MB"))
     v = res.get("view")
-    e = res.get("engine")
-    d = res.get("dashboard")
+    e, eb = res.get("engine"), res.get("engine_before")
+    d, db = res.get("dashboard"), res.get("dashboard_before")
     if d:
         if "failed" in d:
             failed("dashboard first render (create_app + first callbacks)", "first_render_s", d)
@@ -737,11 +758,14 @@ def summary_rows(res: dict[str, Any], args: Namespace) -> list[tuple[str, str, s
         else:
             note = f"; {len(d['callback_errors'])} callbacks failed" if d["callback_errors"] else ""
             row("dashboard first render (create_app + the head's callbacks)", "first_render_s",
-                d["first_render_s"], f"{d['first_render_s']:.1f} s (create_app {d['create_app_s']:.1f} s){note}")
-            row("dashboard server RSS (peak)", "server_rss_mb", d["peak_mb"], f"{d['peak_mb']:.0f} MB")
+                d["first_render_s"], f"{d['first_render_s']:.1f} s (create_app {d['create_app_s']:.1f} s){note}",
+                was(db, lambda b: f"{b['first_render_s']:.1f} s (create_app {b['create_app_s']:.1f} s)"))
+            row("dashboard server RSS (peak)", "server_rss_mb", d["peak_mb"], f"{d['peak_mb']:.0f} MB",
+                was(db, lambda b: f"{b['peak_mb']:.0f} MB"))
             if d["filter_ms"] is not None:
-                row("filter update through the callbacks", "filter_ms", d["filter_ms"], f"{d['filter_ms']:.0f} ms")
-    for label, r in (("engine (CorpusQuery on Corpus.open)", e), ("lazy view read (one head x method)", v)):
+                row("filter update through the callbacks", "filter_ms", d["filter_ms"], f"{d['filter_ms']:.0f} ms",
+                    was(db, lambda b: f"{b['filter_ms']:.0f} ms"))
+    for label, r, b in (("engine (CorpusQuery)", e, eb), ("lazy view read by hand (one head x method)", v, None)):
         if not r:
             continue
         if "failed" in r:
@@ -753,25 +777,29 @@ def summary_rows(res: dict[str, Any], args: Namespace) -> list[tuple[str, str, s
         elif r is v and e:
             ratio = "engine: over the memory limit"
         row(f"{label}: open + first view (score matrix, layout, table frame)", None, None,
-            f"{r['open_s']:.1f} s + {r['first_view_s']:.1f} s, peak {r['peak_mb']:.0f} MB", ratio)
-        row(f"  {label}: filter (one region range)", "filter_ms", r["filter_ms"], f"{r['filter_ms']:.1f} ms")
+            f"{r['open_s']:.1f} s + {r['first_view_s']:.1f} s, peak {r['peak_mb']:.0f} MB",
+            ratio or was(b, lambda x: f"{x['open_s']:.1f} s + {x['first_view_s']:.1f} s, peak {x['peak_mb']:.0f} MB"))
+        row(f"  {label}: filter (one region range)", "filter_ms", r["filter_ms"], f"{r['filter_ms']:.1f} ms",
+            was(b, lambda x: f"{x['filter_ms']:.1f} ms"))
         row(f"  {label}: lasso (polygon on the server + selection)", "lasso_ms", r["lasso_ms"],
-            f"{r['lasso_ms']:.1f} ms ({r['lasso_images']:,} images)")
+            f"{r['lasso_ms']:.1f} ms ({r['lasso_images']:,} images)", was(b, lambda x: f"{x['lasso_ms']:.1f} ms"))
         row(f"  {label}: table sort, slowest column", "sort_ms", r["sort_ms"],
-            f"{r['sort_ms']:.0f} ms (" + ", ".join(f"{k} {x:.0f}" for k, x in r["sort_ms_by_column"].items()) + ")")
+            f"{r['sort_ms']:.0f} ms (" + ", ".join(f"{k} {x:.0f}" for k, x in r["sort_ms_by_column"].items()) + ")",
+            was(b, lambda x: f"{x['sort_ms']:.0f} ms"))
         st = r.get("export_steps")
-        steps = (f" (table {st['table_s']:.1f} s, spreadsheet-safe text {st['safe_s']:.1f} s, CSV {st['csv_s']:.1f} s)"
-                 if st else "")
+        steps = ""
+        if st and "engine_csv_s" in st:
+            steps = f" (table {st['table_s']:.1f} s, CSV by {st['csv_writer']} {st['engine_csv_s']:.1f} s)"
         row(f"  {label}: export of a {r['export_images']:,}-image selection (CSV, long)", "export_s",
-            r["export_s"], f"{r['export_s']:.2f} s, {r['export_bytes'] / 2**20:.0f} MiB{steps}")
+            r["export_s"], f"{r['export_s']:.2f} s, {r['export_bytes'] / 2**20:.0f} MiB{steps}",
+            was(b, lambda x: f"{x['export_s']:.2f} s"))
+        if st and "pandas_csv_s" in st:
+            row(f"  {label}:   its CSV as spreadsheet_safe + pandas to_csv instead", None, None,
+                f"{st['pandas_csv_s']:.2f} s (spreadsheet-safe text {st['safe_s']:.1f} s, to_csv {st['csv_s']:.1f} s)",
+                f"the engine's CSV {st['engine_csv_s']:.2f} s: {st['pandas_csv_s'] / st['engine_csv_s']:.1f}x faster")
         if st:
             row(f"  {label}: the same export as Parquet", "export_s", r["export_parquet_s"],
                 f"{r['export_parquet_s']:.2f} s, {st['parquet_bytes'] / 2**20:.0f} MiB")
-        if st and "arrow_csv_s" in st:
-            arrow = st["table_s"] + st["safe_s"] + st["arrow_csv_s"]
-            row(f"  {label}: the same CSV written by pyarrow.csv", "export_s", arrow,
-                f"{arrow:.2f} s (CSV {st['arrow_csv_s']:.1f} s)",
-                f"pandas to_csv: {st['csv_s'] / st['arrow_csv_s']:.1f}x")
         if "columns_s" in r:
             row(f"  {label}: the view's scores from four raw columns (NumPy, no sort)", None, None,
                 f"{r['columns_s']:.1f} s", f"score_table + score_matrix: {r['first_view_s']:.1f} s")
@@ -813,6 +841,11 @@ def main() -> int:
     ap.add_argument("--baseline-ref", default="1572264",
                     help="git commit of the engine before vectorised planning ('' for none)")
     ap.add_argument("--baseline-n", type=int, default=100_000, help="inputs planned by both engines")
+    ap.add_argument("--reader-ref", default="35227e4",
+                    help="git commit of the reader before the lazy corpus, run as the baseline of the open, engine "
+                         "and dashboard phases ('' for none)")
+    ap.add_argument("--reader-baseline-n", type=int, default=200_000,
+                    help="the baseline reader runs only up to this many images (it reads every table into pandas)")
     ap.add_argument("--compact-n", type=int, default=200_000, help="images of the compaction corpora")
     ap.add_argument("--compact-runs", type=int, default=100, help="incremental parts per partition")
     ap.add_argument("--embed-fit", type=int, default=100_000, help="images the t-SNE fits (the dashboard's)")
@@ -825,7 +858,10 @@ def main() -> int:
     ap.add_argument("--params", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.phase:
-        print(json.dumps(PHASE_FUNCTIONS[args.phase](json.loads(args.params))))
+        params = json.loads(args.params)
+        if params.get("tree"):  # the engine of another tree (a baseline), imported from there
+            sys.path.insert(0, params["tree"])
+        print(json.dumps(PHASE_FUNCTIONS[args.phase](params)))
         return 0
     if args.from_json:
         res = json.loads(Path(args.from_json).read_text())
@@ -863,6 +899,15 @@ def main() -> int:
                                                    "place": args.embed_place}, limit)
             elif name != "corpus":
                 res[name] = run_phase(name, {"root": str(root), "n": args.n}, limit)
+                if name in ("open", "engine", "dashboard") and args.reader_ref and args.n <= args.reader_baseline_n:
+                    tree = work / "reader_tree"
+                    if not tree.is_dir():
+                        from common import baseline_tree
+
+                        baseline_tree(args.reader_ref, tree)
+                    res["reader_ref"] = args.reader_ref
+                    res[f"{name}_before"] = run_phase(name, {"root": str(root), "n": args.n, "tree": str(tree)},
+                                                      limit, cwd=tree)
             print(f"[{name} done in {time.perf_counter() - t:.0f} s]", file=sys.stderr, flush=True)
             if args.work:  # what is measured so far, for a run that is stopped
                 (work / "result.json").write_text(json.dumps(res, default=str))

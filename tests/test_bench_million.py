@@ -72,12 +72,26 @@ def test_compaction_phase_merges_the_grown_corpus_into_equal_tables(bench, tmp_p
 
 
 def test_summary_names_each_goal_and_marks_failures(bench):
-    res = {"view": {"read_s": 0.1, "first_view_s": 0.1, "open_s": 0.2, "filter_ms": 1.0, "filtered": 5,
-                    "lasso_ms": 600.0, "lasso_images": 3, "sort_ms": 2.0, "sort_ms_by_column": {"sky": 2.0},
-                    "export_s": 0.5, "export_images": 10, "export_bytes": 100, "peak_mb": 10.0},
+    view = {"read_s": 0.1, "first_view_s": 0.1, "open_s": 0.2, "filter_ms": 1.0, "filtered": 5,
+            "lasso_ms": 600.0, "lasso_images": 3, "sort_ms": 2.0, "sort_ms_by_column": {"sky": 2.0},
+            "export_s": 0.5, "export_images": 10, "export_bytes": 100, "peak_mb": 10.0}
+    res = {"view": view, "engine": {**view, "export_s": 7.0}, "engine_before": {**view, "export_s": 9.5},
+           "reader_ref": "abc1234",
            "open": {"failed": "over the memory limit (10 MB) after 3 s", "watch_peak_mb": 11.0}}
     rows = bench.summary_rows(res, Namespace(n=10, baseline_n=10))
     met = {label.strip(): m for label, _, _, m, _ in rows}
-    assert met["lazy view read (one head x method): filter (one region range)"] == "yes"
-    assert met["lazy view read (one head x method): lasso (polygon on the server + selection)"] == "NO"
-    assert met["Corpus.open (every table into pandas)"] == "NO"
+    base = {label.strip(): b for label, _, _, _, b in rows}
+    assert met["lazy view read by hand (one head x method): filter (one region range)"] == "yes"
+    assert met["lazy view read by hand (one head x method): lasso (polygon on the server + selection)"] == "NO"
+    assert met["Corpus.open"] == "NO"
+    export = "engine (CorpusQuery): export of a 10-image selection (CSV, long)"
+    assert met[export] == "NO" and base[export] == "before (abc1234): 9.50 s"  # the baseline reader, same run
+
+
+def test_export_steps_time_the_engines_csv_against_pandas(bench):
+    import pandas as pd
+
+    table = pd.DataFrame({"image_id": ["=a", "b"], "score": [0.5, -0.25]})
+    steps = bench._export_steps(table, 0.0)
+    assert steps["csv_writer"] == "pyarrow.csv" and steps["bytes"] > 0 and steps["pandas_bytes"] > 0
+    assert steps["engine_csv_s"] >= 0 and steps["pandas_csv_s"] >= steps["csv_s"]
