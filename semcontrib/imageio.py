@@ -205,18 +205,51 @@ def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BICUBIC), dtype=np.uint8)
 
 
-def list_images(folder: str | Path, exclude: str | Path | None = None) -> list[Path]:
-    """Files under ``folder`` (recursive) with an image suffix, sorted by relative path.
+@dataclass(frozen=True)
+class ImageScan:
+    """The image files under a folder, as columns, sorted by relative path.
 
-    Names that are not valid UTF-8 or contain newlines are listed like any other (as ``Path`` with
-    lone surrogates, as Python decodes them); use :func:`display_name` to show them. Links to folders
-    are not followed (links to files are). Nothing whose real location lies in ``exclude`` is listed,
-    and a folder there is not even read. One ``os.scandir`` walk, one ``realpath`` per folder.
+    Attributes
+    ----------
+    folder : the folder as given (``os.fspath``); a file's path is ``os.path.join(folder, relative)``.
+    relative : object (n,): relative paths (``str``, ``/``-separated; undecodable bytes as lone surrogates).
+    size : int64 (n,): file sizes in bytes, -1 where the file could not be ``stat``-ed while listing.
+    mtime_ns : int64 (n,): modification times in nanoseconds (0 where ``size`` is -1).
     """
-    folder = Path(folder)
+
+    folder: str
+    relative: np.ndarray
+    size: np.ndarray
+    mtime_ns: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.relative)
+
+    def paths(self) -> list[Path]:
+        """The files as ``Path`` objects (one Python object per file: for small listings)."""
+        return [Path(os.path.join(self.folder, r)) for r in self.relative.tolist()]
+
+
+_SUFFIXES = frozenset(IMAGE_SUFFIXES)
+
+
+def scan_images(folder: str | Path, exclude: str | Path | None = None) -> ImageScan:
+    """Files under ``folder`` (recursive) with an image suffix, with their sizes and modification times.
+
+    One ``os.scandir`` walk: each file's size and time come from its directory entry (``DirEntry.stat``, one
+    ``stat`` call and no ``Path`` per file), and the relative paths are sorted as text. Names that are not
+    valid UTF-8 or contain newlines are listed like any other (lone surrogates, as Python decodes them).
+    Links to folders are not followed (links to files are). Nothing whose real location lies in ``exclude``
+    is listed, and a folder there is not even read; one ``realpath`` per folder.
+    """
+    top0 = os.fspath(folder)
     ex = os.path.join(os.path.realpath(exclude), "") if exclude is not None else None
-    found: list[tuple[str, str]] = []
-    stack = [(os.fspath(folder), "")]
+    rel_found: list[str] = []
+    sizes: list[int] = []
+    times: list[int] = []
+    suffixes = _SUFFIXES
+    splitext = os.path.splitext
+    stack = [(top0, "")]
     while stack:
         top, rel = stack.pop()
         if ex is not None and os.path.join(os.path.realpath(top), "").startswith(ex):
@@ -227,13 +260,45 @@ def list_images(folder: str | Path, exclude: str | Path | None = None) -> list[P
                     try:
                         if e.is_dir(follow_symlinks=False):
                             stack.append((e.path, f"{rel}{e.name}/"))
-                        elif os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES and e.is_file() and (
+                        elif splitext(e.name)[1].lower() in suffixes and e.is_file() and (
                                 ex is None or not e.is_symlink() or not os.path.realpath(e.path).startswith(ex)):
-                            found.append((f"{rel}{e.name}", e.path))
+                            rel_found.append(rel + e.name)
+                            try:
+                                st = e.stat()
+                                sizes.append(st.st_size)
+                                times.append(st.st_mtime_ns)
+                            except OSError:  # gone since: the planner says why
+                                sizes.append(-1)
+                                times.append(0)
                     except OSError:
                         continue
         except OSError:
             if not rel:
                 raise
-    found.sort()
-    return [Path(p) for _, p in found]
+    relative = np.empty(len(rel_found), object)
+    relative[:] = rel_found
+    order = _text_order(rel_found)
+    return ImageScan(top0, relative[order], np.asarray(sizes, np.int64)[order], np.asarray(times, np.int64)[order])
+
+
+def _text_order(texts: list[str]) -> np.ndarray:
+    """The indices that sort ``texts`` as Python sorts ``str`` (by code point): Arrow's sort of the UTF-8
+    bytes (the same order), or Python's when a text holds lone surrogates (undecodable file names)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        return np.asarray(pc.sort_indices(pa.array(texts, pa.string())), np.int64)
+    except UnicodeEncodeError:
+        return np.asarray(sorted(range(len(texts)), key=texts.__getitem__), np.int64)
+
+
+def list_images(folder: str | Path, exclude: str | Path | None = None) -> list[Path]:
+    """Files under ``folder`` (recursive) with an image suffix, sorted by relative path.
+
+    Names that are not valid UTF-8 or contain newlines are listed like any other (as ``Path`` with
+    lone surrogates, as Python decodes them); use :func:`display_name` to show them. Links to folders
+    are not followed (links to files are). Nothing whose real location lies in ``exclude`` is listed,
+    and a folder there is not even read. :func:`scan_images` gives the same files as columns.
+    """
+    return scan_images(folder, exclude).paths()

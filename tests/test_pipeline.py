@@ -423,3 +423,28 @@ def test_a_region_map_note_is_the_image_reason_and_the_image_stays_ok(image_fold
         assert noted == {"img00.png", "img01.png"} and len(ok) == 7
         assert set(ok.reason[ok.reason != ""]) == {"regions: nothing to see"}
         assert set(c.contributions.image_id) == set(ok.image_id)  # noted images have contributions
+
+
+@pytest.mark.xfail(strict=True, reason="semcontrib.engine.run imports semcontrib.model and semcontrib.methods, and "
+                   "engine.stages imports torch, at module level (not this test's files): remove this mark when "
+                   "they import them where a chunk is computed")
+def test_a_rerun_with_nothing_to_do_never_imports_torch(image_folder, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import textwrap
+
+    import semcontrib.engine.run as engine_run
+
+    monkeypatch.setattr(engine_run, "load_model", lambda name: tiny_model())
+    out = tmp_path / "c"
+    run(image_folder, out, model="tiny", regions="grid")
+    code = textwrap.dedent(f"""
+        import sys
+        from semcontrib.pipeline import analyze
+        rep = analyze({str(image_folder)!r}, {str(out)!r}, model="tiny", regions="grid", method_params={FAST!r},
+                      batch_size=3, chunk_size=3, validity=False)
+        print(rep.model_loaded, rep.chunks, sorted(m for m in sys.modules if m.split('.')[0] == 'torch')[:3])
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout.split() == ["False", "(3,", "0)", "[]"], done.stdout + done.stderr
