@@ -154,6 +154,9 @@ class RegionSource(Protocol):
     ``uses_torch`` (a bool, default ``False``)
         the source runs torch models (``concepts``); worker processes then import torch and give it
         one thread each (see ``semcontrib.workers``).
+    ``cheap`` (a bool, default ``False``)
+        the source's work is a few milliseconds per image and reads no evidence (``grid``); a small run
+        then starts no worker processes for it (:func:`is_cheap`, ``semcontrib.workers.pool_workers``).
     ``image_identity(image_id, path) -> str`` and ``base``
         a source whose output for *some* images depends on more than its identity (the region edits
         of ``segmentation.edited``, which wraps every source) returns a non-empty mark for those
@@ -190,6 +193,11 @@ def cache_identity(source: RegionSource) -> dict[str, Any]:
 def uses_evidence(source: RegionSource) -> bool:
     """``source.uses_evidence`` when defined, else ``True`` (a source of unknown kind may read it)."""
     return bool(getattr(source, "uses_evidence", True))
+
+
+def is_cheap(source: RegionSource) -> bool:
+    """``source.cheap`` when defined, else ``False`` (a source of unknown cost gets its workers)."""
+    return bool(getattr(source, "cheap", False))
 
 
 def source_key(source: RegionSource, model_key: str | None = None) -> str:

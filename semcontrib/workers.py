@@ -28,7 +28,7 @@ from PIL import Image
 from semcontrib import corpus as cstore
 from semcontrib.corpus import ImageRecord, RegionWork
 from semcontrib.imageio import ImageLoadError, load_rgb, resize_rgb
-from semcontrib.regions import ImageInput, RegionSource, resize_evidence
+from semcontrib.regions import ImageInput, RegionSource, is_cheap, resize_evidence
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,29 @@ def segment_rgb(ctx: RegionContext, image_id: str, path: Path, rgb: np.ndarray, 
         return RegionWork(None, _one_line(exc), permanent=permanent)
 
 
-class _Executor:
+CHEAP_RUN_CHUNKS = 4  # a run of fewer chunks to compute starts no pool for a cheap region source
+
+
+def pool_workers(workers: int, source: RegionSource, chunks: int) -> int:
+    """The worker processes worth starting for a run that computes ``chunks`` chunks: ``workers``, or none
+    (everything inline) when the region source is cheap (``cheap = True``: a grid, a few milliseconds per
+    image) and the run computes fewer than :data:`CHEAP_RUN_CHUNKS` chunks. Starting the pool costs about
+    0.4 s, more than a cheap source's work on a small run could give back (``docs/scaling.md``, "Worker
+    processes"). Sources that segment while the model works keep their workers.
+
+    Examples
+    --------
+    >>> class Cheap:
+    ...     cheap = True
+    >>> pool_workers(2, Cheap(), 1), pool_workers(2, Cheap(), CHEAP_RUN_CHUNKS), pool_workers(2, object(), 1)
+    (0, 2, 2)
+    """
+    if workers > 0 and is_cheap(source) and chunks < CHEAP_RUN_CHUNKS:
+        return 0
+    return workers
+
+
+class Executor:
     """Runs per-image jobs inline (``workers == 0``) or in a pool of worker processes (spawned, so the
     model's threads are never forked), giving back futures-like handles in submission order."""
 
@@ -184,7 +206,7 @@ class _Executor:
 
     def submit(self, fn: Callable[..., Any], job: Any) -> Any:
         if self.pool is None:
-            return _Done(fn(job, self.context))
+            return Done(fn(job, self.context))
         return self.pool.submit(fn, job)
 
     def close(self) -> None:
@@ -193,8 +215,14 @@ class _Executor:
 
 
 @dataclass
-class _Done:
+class Done:
+    """A job's result already at hand, with the ``result()`` of a future."""
+
     value: Any
 
     def result(self) -> Any:
         return self.value
+
+
+_Executor = Executor  # the old private names (tests, one release)
+_Done = Done

@@ -59,22 +59,56 @@ class ChunkResult:
 
 @dataclass
 class ChunkState:
-    """One chunk between inspection (what is stored) and completion (what had to be computed)."""
+    """One chunk's data between its stages, as one record: ``results`` maps a stage's name
+    (:class:`semcontrib.engine.stage.Stage`) to what it loaded or computed; a stage not there is neither.
+
+    Attributes
+    ----------
+    chunk, members : the chunk and its planned inputs, in chunk order.
+    results : stage name -> result: ``decode`` (image id -> ``Prepared``), ``images`` (image id ->
+        ``ImageRecord``), ``predictions`` (image id -> ``PredictionWork``), ``regions`` (``ChunkRegions``),
+        ``targets`` and ``labels`` (:class:`ChunkImages`), ``maps:<method>`` and ``attr:<method>``
+        (``ChunkAttribution``), ``validity`` (image id -> ``ValidityWork``).
+    retry : region failures that may pass count as not stored (they are tried again).
+    sources : image id -> what its external heatmap result depends on (empty without external heatmaps).
+    prepared : decoding jobs submitted for the chunk (futures of ``Prepared``), collected by ``decode``.
+    """
 
     chunk: int
     members: list[PlannedInput]
-    records: dict[str, ImageRecord] | None
-    preds: dict[str, PredictionWork] | None
-    regions: ChunkRegions | None
-    attrs: dict[str, ChunkAttribution | None]
-    validity: dict[str, ValidityWork] | None
-    validity_digest: str = ""
+    results: dict[str, Any] = field(default_factory=dict)
+    retry: bool = True
     sources: dict[str, str] = field(default_factory=dict)
     prepared: list[Any] = field(default_factory=list)
 
     @property
     def ids(self) -> list[str]:
         return [m.image_id for m in self.members]
+
+    @property
+    def records(self) -> dict[str, ImageRecord] | None:
+        return self.results.get("images")
+
+    @property
+    def preds(self) -> dict[str, PredictionWork] | None:
+        return self.results.get("predictions")
+
+    @property
+    def regions(self) -> ChunkRegions | None:
+        return self.results.get("regions")
+
+    @property
+    def validity(self) -> dict[str, ValidityWork] | None:
+        return self.results.get("validity")
+
+    def attr(self, method: str) -> ChunkAttribution | None:
+        return self.results.get(f"attr:{method}")
+
+    def ok(self) -> list[str]:
+        """The images analysed: recorded as ok and, when this run decoded them, decoded."""
+        records, decoded = self.records or {}, self.results.get("decode", {})
+        return [i for i in self.ids if i in records and records[i].status == "ok"
+                and (i not in decoded or decoded[i].rgb is not None)]
 
 
 class HeadClasses:

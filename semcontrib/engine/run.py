@@ -11,37 +11,31 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from semcontrib import corpus as cstore
-from semcontrib.corpus import (
-    ChunkAttribution,
-)
-from semcontrib.engine import keys
-from semcontrib.engine.chunk import ChunkImages, ChunkResult, ChunkState
+from semcontrib.engine import keys, stage
+from semcontrib.engine.chunk import ChunkResult, ChunkState
 from semcontrib.engine.external import external_source
 from semcontrib.engine.inputs import InputEntry, checked_inputs
-from semcontrib.engine.keys import members_digest, model_fingerprint, package_versions, validity_digest
+from semcontrib.engine.keys import members_digest, model_fingerprint, package_versions
 from semcontrib.engine.options import STAGES, AnalysisReport, RunOptions
 from semcontrib.engine.plan import Plan, PlannedInput, make_plan
+from semcontrib.engine.stage import Stage
 from semcontrib.engine.stages import StageWork
 from semcontrib.engine.tables import Generation, TableSink
-from semcontrib.methods import AttributionMethod, is_region_method, make_method
+from semcontrib.methods import AttributionMethod, make_method
 from semcontrib.model import ComputeOptions, MultitaskModel, load_model, model_key
 from semcontrib.paths import data_path
-from semcontrib.regions import RegionSource, source_key, uses_evidence
+from semcontrib.regions import RegionSource, source_key
 from semcontrib.settings import (
     IN_MEMORY_MODEL,
     SCORE_BASIS,
     AnalysisSettings,
 )
 from semcontrib.workers import (  # per-image work, in worker processes that never import torch
-    Prepared,
-    PrepareJob,
+    Executor,
     RegionContext,
-    _Executor,
     path_text,
-    prepare_image,
+    pool_workers,
 )
 
 
@@ -112,6 +106,8 @@ class AnalysisRun(StageWork):
             self.computed["validity"] = 0
         self.model_loaded = self._net is not None and model is None
         self.stems: Counter[str] = Counter()  # input file stems (external heatmap files are found by stem)
+        self.executor: Executor | None = None  # where a chunk's per-image jobs run (None: inline)
+        self.stages = self.chunk_stages()
 
     # ---- the model, loaded when first needed
     @property
@@ -254,161 +250,73 @@ class AnalysisRun(StageWork):
 
     # ---- computing chunks (the next chunk's images are decoded while the model works on this one)
     def _compute(self, plan: Plan, todo: list[int], sink: TableSink) -> None:
-        executor: _Executor | None = None
+        workers = pool_workers(self.options.workers, self.source, len(todo))
         total, finished = sum(len(plan.chunks[c]) for c in todo), 0
         upcoming: ChunkState | None = self._inspect(todo[0], plan.chunks[todo[0]]) if todo else None
         try:
             for n, c in enumerate(todo):
                 state, upcoming = upcoming, None
                 assert state is not None
-                if not state.prepared and self._needs_pixels(state):
-                    executor = executor or _Executor(self.options.workers, self.context)
-                    self._submit(state, executor)
+                following = todo[n + 1] if n + 1 < len(todo) else None
 
-                def prefetch(n: int = n) -> None:  # decode the next chunk while the model works on this one
-                    nonlocal upcoming, executor
-                    if n + 1 < len(todo):
-                        upcoming = self._inspect(todo[n + 1], plan.chunks[todo[n + 1]])
-                        if self.options.workers > 0 and self._needs_pixels(upcoming):
-                            executor = executor or _Executor(self.options.workers, self.context)
-                            self._submit(upcoming, executor)
+                def prefetch(following: int | None = following) -> None:  # decode the next chunk meanwhile
+                    nonlocal upcoming
+                    if following is not None and upcoming is None:
+                        upcoming = self._inspect(following, plan.chunks[following])
+                        if workers > 0:
+                            self._start_decode(upcoming, stage.wanted(self.stages, upcoming), workers)
 
-                sink.add(c, self._finish(state, executor, prefetch))
-                if upcoming is None:
-                    prefetch()
+                sink.add(c, self._finish(state, workers, prefetch))
+                prefetch()
                 finished += len(plan.chunks[c])
                 if self.options.progress is not None:
                     self.options.progress(finished, total)
         finally:
-            if executor is not None:
-                executor.close()
+            if self.executor is not None:
+                self.executor.close()
+                self.executor = None
+
+    def _start_decode(self, s: ChunkState, todo: Sequence[Stage], workers: int) -> None:
+        """Submit the chunk's decoding, when a stage to compute reads it (and it is not submitted yet)."""
+        if not s.prepared and any(st.name == "decode" for st in todo):
+            self.executor = self.executor or Executor(workers, self.context)
+            self.submit_decode(s, todo, self.executor)
 
     def _inspect(self, chunk: int, members: list[PlannedInput], retry: bool = True) -> ChunkState:
-        """Read what the store holds for a chunk (no maps), keeping only what covers every member
-        (``retry``: region failures that may pass count as missing, so that they are tried again)."""
-        ids = [m.image_id for m in members]
-        K = len(self.vocabulary)
-        records = self.store.read_images(chunk, ids)
-        ok = [i for i in ids if records is not None and records[i].status == "ok"]
-        preds = self.store.read_predictions(self.mkey, chunk, self.head_classes)
-        if preds is not None and not set(ok) <= set(preds):
-            preds = None
-        regions = self.store.read_regions(self.source.name, self.region_key(chunk, members), chunk, K, labels=False)
-        if regions is not None and not all(i in regions.works and (regions.works[i].labels is not None
-                                                                   or regions.works[i].permanent or not retry)
-                                           for i in ok):
-            regions = None
-        attrs: dict[str, ChunkAttribution | None] = {}
-        ext = self.settings.external
-        sources = {m.image_id: self._source_id(m) for m in members} if ext is not None else {}
-        for m in self.settings.all_methods:
-            a = None
-            if regions is not None:
-                a = self.store.read_attribution(m, self.method_keys[m], chunk, self.head_classes, K)
-                if a is not None and (a.regions_digest != regions.digest or not set(ok) <= set(a.works)
-                                      or (ext is not None and m == ext.name
-                                          and any(a.sources.get(i) != sources[i] for i in ok))):
-                    a = None
-            attrs[m] = a
-        validity = None
-        vdigest = ""
-        if self.settings.validity and regions is not None:
-            vdigest = validity_digest(regions.digest, sources)
-            stored = self.store.read_validity(self.vkey, chunk, [(m, h) for m in self.settings.all_methods
-                                                                 for h in self.heads])
-            with_regions = [i for i in ok if regions.works[i].labels is not None]
-            if stored is not None and stored[1] == vdigest and set(with_regions) <= set(stored[0]):
-                validity = stored[0]
-        return ChunkState(chunk, members, records, preds, regions, attrs, validity, vdigest, sources)
+        """The chunk with every stage's stored result that is valid (no maps read; ``retry``: region failures
+        that may pass count as missing, so that they are tried again)."""
+        sources = {m.image_id: self._source_id(m) for m in members} if self.settings.external is not None else {}
+        s = ChunkState(chunk, members, retry=retry, sources=sources)
+        stage.load(self.stages, s)
+        return s
 
-    def compute_stage(self, stage: str, chunk: int, members: list[PlannedInput]) -> None:
-        """Compute one stage of one chunk (what a distributed engine runs where it has the resources):
-        ``model`` (images and predictions), ``regions`` (region maps; CPU only) or ``attributions``
-        (attributions and validity; needs the other two stored). Stored work is read, never recomputed."""
-        if stage not in STAGES:
-            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-        # the regions stage of this run has tried the failures that may pass: they are this run's reasons
-        s = self._inspect(chunk, members, retry=stage != "attributions")
-        if stage == "model" and (s.records is None or s.preds is None):
-            prepared = {m.image_id: prepare_image(PrepareJob(m.image_id, m.entry.path, self.size, s.records is None,
-                                                             False), self.context) for m in members}
-            if s.records is None:
-                s.records = {i: prepared[i].record for i in s.ids}
-                self.store.write_images(chunk, s.records, {i: prepared[i].display_jpeg for i in s.ids})
-            ok = [i for i in s.ids if s.records[i].status == "ok" and prepared[i].rgb is not None]
-            if s.preds is None:
-                preds = self._predict(ok, {i: prepared[i].rgb for i in ok})  # type: ignore[misc]
-                self.store.write_predictions(self.mkey, chunk, preds)
-                self.computed["predictions"] += len(ok)
-        elif stage == "regions" and s.regions is None:
-            if s.records is None or s.preds is None:
-                raise ValueError(f"chunk {chunk}: the model stage must run before the regions stage")
-            ok = [i for i in s.ids if s.records[i].status == "ok" and i in s.preds]
-            self._collect_regions(s, ok, self._submit_regions(s, ok, {}, None))
-        elif stage == "attributions":
-            if s.records is None or s.preds is None or s.regions is None:
-                raise ValueError(f"chunk {chunk}: the model and regions stages must run before attributions")
-            if self._needs_pixels(s):
-                self._submit(s, _Executor(0, self.context))
-            self._finish(s, None, lambda: None)
-
-    def _needs_pixels(self, s: ChunkState) -> bool:
-        return s.records is None or s.preds is None or any(
-            a is None and m in self.methods for m, a in s.attrs.items()) or \
-            (self.settings.validity and s.validity is None)
-
-    def _submit(self, s: ChunkState, executor: _Executor) -> None:
-        segment = s.regions is None and not uses_evidence(self.source)
-        s.prepared = [executor.submit(prepare_image, PrepareJob(m.image_id, m.entry.path, self.size,
-                                                                s.records is None, segment)) for m in s.members]
-
-    def _finish(self, s: ChunkState, executor: _Executor | None, prefetch: Callable[[], None]) -> ChunkResult:
+    def _finish(self, s: ChunkState, workers: int, prefetch: Callable[[], None]) -> ChunkResult:
         """Compute every stage the chunk lacks, in order, storing each; return the chunk's table inputs.
 
         While the worker processes segment this chunk (and decode the next, ``prefetch``), the model
         computes the pixel methods' maps; their region statistics follow once the region maps are in."""
-        c, K = s.chunk, len(self.vocabulary)
-        prepared: dict[str, Prepared] = {}
-        for fut in s.prepared:
-            p = fut.result()
-            prepared[p.image_id] = p
-        s.prepared = []
-        if s.records is None:
-            s.records = {i: prepared[i].record for i in s.ids}
-            self.store.write_images(c, s.records, {i: prepared[i].display_jpeg for i in s.ids})
-        ok = [i for i in s.ids if s.records[i].status == "ok" and (i not in prepared or prepared[i].rgb is not None)]
-        rgb: dict[str, np.ndarray] = {i: p.rgb for i in ok if (p := prepared.get(i)) is not None and p.rgb is not None}
-        if s.preds is None:
-            s.preds = self._predict(ok, rgb)
-            self.store.write_predictions(self.mkey, c, s.preds)
-            self.computed["predictions"] += len(ok)
-        pending = self._submit_regions(s, ok, prepared, executor) if s.regions is None else None
-        prefetch()
-        targets = self._targets(ok, s.preds)
-        data = ChunkImages(ok, rgb, targets)
-        pixel_maps = {m: self._pixel_maps(m, data) for m in self.methods
-                      if s.attrs[m] is None and not is_region_method(self.methods[m])}
-        if pending is not None:
-            s.regions = self._collect_regions(s, ok, pending)
-        assert s.regions is not None
-        need_labels = any(a is None for a in s.attrs.values()) or (self.settings.validity and s.validity is None)
-        data = replace(data, labels=self._labels(s, ok) if need_labels else {})
-        for m in self.settings.all_methods:
-            if s.attrs[m] is None:
-                work = self._attribute(m, data, s, pixel_maps.pop(m, None))
-                s.attrs[m] = self.store.write_attribution(m, self.method_keys[m], c, work, K,
-                                                          exact=self.settings.external is not None
-                                                          and m == self.settings.external.name)
-                self.computed[f"attr:{m}"] += len(ok)
-        if self.settings.validity and s.validity is None:
-            s.validity_digest = validity_digest(s.regions.digest, s.sources)
-            s.validity = self._validate(data, s)
-            self.store.write_validity(self.vkey, c, s.validity, s.validity_digest)
-            self.computed["validity"] += len(s.validity)
+        todo = stage.wanted(self.stages, s)
+        self._start_decode(s, todo, workers)
+        stage.run(self.stages, s, todo, after={"regions": prefetch})
+        assert s.records is not None and s.preds is not None and s.regions is not None
+        ok = s.ok()
         attrs = {m: {i: {h: replace(x, values=None) for h, x in a.works[i].items()} for i in ok}
-                 for m, a in s.attrs.items() if a is not None}
+                 for m in self.settings.all_methods if (a := s.attr(m)) is not None}
         return ChunkResult(s.records, s.preds, dict(s.regions.works), attrs, s.validity or {})
 
+    def compute_stage(self, stage_name: str, chunk: int, members: list[PlannedInput]) -> None:
+        """Compute one group of stages of one chunk (what a distributed engine runs where it has the
+        resources): ``model`` (images and predictions), ``regions`` (region maps; CPU only) or
+        ``attributions`` (attributions and validity). ``ValueError`` when what the group reads is not
+        stored (an earlier group must run first). Stored work is read, never recomputed."""
+        if stage_name not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {stage_name!r}")
+        # the regions stage of this run has tried the failures that may pass: they are this run's reasons
+        s = self._inspect(chunk, members, retry=stage_name != "attributions")
+        todo = stage.wanted(self.stages, s, group=stage_name)
+        if not s.prepared and any(st.name == "decode" for st in todo):
+            self.submit_decode(s, todo, Executor(0, self.context))
+        stage.run(self.stages, s, todo)
 
     # ---- the manifest
     def manifest(self, extra: Mapping[str, Any]) -> dict[str, Any]:

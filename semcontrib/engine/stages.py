@@ -1,10 +1,15 @@
-"""The stages of one chunk: predictions, region maps, attributions (pixel and region methods) and validity."""
+"""The stages of one chunk, declared (:meth:`StageWork.chunk_stages`): decoding, image records, predictions, region
+maps, targets, pixel methods' maps, region labels, attributions (pixel, region and external methods) and validity,
+each with what it reads, how it computes, and how it loads and writes its work file (:mod:`semcontrib.engine.stage`
+runs them)."""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +21,7 @@ from semcontrib.corpus import (
     ChunkAttribution,
     ChunkRegions,
     HeadAttribution,
+    ImageRecord,
     PredictionWork,
     RegionWork,
     ValidityWork,
@@ -30,24 +36,27 @@ from semcontrib.engine.chunk import (
     with_stats,
 )
 from semcontrib.engine.external import external_source, read_external
-from semcontrib.engine.keys import chunk_region_key
+from semcontrib.engine.keys import chunk_region_key, validity_digest
 from semcontrib.engine.options import RunOptions
 from semcontrib.engine.plan import PlannedInput
+from semcontrib.engine.stage import Later, Stage
 from semcontrib.methods import AttributionMethod, is_pixel_method, is_region_method, resolve_targets
 from semcontrib.model import ComputeOptions, MultitaskModel, predict_with_evidence
-from semcontrib.regions import RegionSource, source_key
+from semcontrib.regions import RegionSource, source_key, uses_evidence
 from semcontrib.settings import (
     AnalysisSettings,
     ExternalAttributions,
 )
 from semcontrib.workers import (  # per-image work, in worker processes that never import torch
+    Done,
+    Executor,
     Prepared,
+    PrepareJob,
     RegionContext,
     SegmentJob,
-    _Done,
-    _Executor,
     _one_line,
     path_text,
+    prepare_image,
     segment_image,
 )
 
@@ -75,11 +84,97 @@ class StageWork:
     context: RegionContext
     computed: dict[str, int]
     stems: Counter[str]
+    head_classes: dict[str, int]
+    method_keys: dict[str, str]
+    vkey: str
+    executor: Executor | None
     _chunk_rkeys: dict[int, str]
 
     @property
     def net(self) -> MultitaskModel:
         raise NotImplementedError
+
+    # ---- the declarations
+    def chunk_stages(self) -> list[Stage]:
+        """Every stage of a chunk for these settings, in the order they run. The region maps are computed
+        elsewhere (worker processes) while the pixel methods' maps are computed, because nothing between
+        ``regions`` and ``labels`` reads them; ``decode``, when it runs, runs first."""
+        stages = [
+            Stage("decode", self._decoded),
+            Stage("images", self._records, ("decode",), self._load_images, self._write_images, group="model"),
+            Stage("predictions", self._predictions, ("images", "decode"), self._load_predictions,
+                  self._write_predictions, self.mkey, "model"),
+            Stage("regions", self._start_regions, ("images", "predictions"), self._load_regions,
+                  self._write_regions, self.rkey, "regions"),
+            Stage("targets", self._chunk_targets, ("images", "predictions")),
+            *(Stage(f"maps:{m}", partial(self._chunk_maps, m), ("decode", "targets"))
+              for m, obj in self.methods.items() if is_pixel_method(obj)),
+            Stage("labels", self._chunk_labels, ("targets", "regions")),
+        ]
+        for m in self.settings.all_methods:
+            obj = self.methods.get(m)
+            reads = ("labels",) if obj is None else (f"maps:{m}", "labels") if is_pixel_method(obj) else \
+                ("decode", "labels")
+            stages.append(Stage(f"attr:{m}", partial(self._attribute, m), reads, partial(self._load_attribution, m),
+                                partial(self._write_attribution, m), self.method_keys[m], "attributions"))
+        if self.settings.validity:
+            stages.append(Stage("validity", self._validate, ("decode", "labels",
+                                                             *(f"attr:{m}" for m in self.settings.all_methods)),
+                                self._load_validity, self._write_validity, self.vkey, "attributions"))
+        return stages
+
+    # ---- decoding (submitted before the chunk's stages run, in worker processes or inline)
+    def submit_decode(self, s: ChunkState, todo: Sequence[Stage], executor: Executor) -> None:
+        """Start decoding the chunk's images: display JPEGs when ``images`` is computed, and the region maps
+        of a source that reads no class evidence when ``regions`` is."""
+        names = {st.name for st in todo}
+        segment = "regions" in names and not uses_evidence(self.source)
+        s.prepared = [executor.submit(prepare_image, PrepareJob(m.image_id, m.entry.path, self.size,
+                                                                "images" in names, segment)) for m in s.members]
+
+    def _decoded(self, s: ChunkState) -> dict[str, Prepared]:
+        done = [f.result() for f in s.prepared]
+        s.prepared = []
+        return {p.image_id: p for p in done}
+
+    # ---- images and predictions
+    def _load_images(self, s: ChunkState) -> dict[str, ImageRecord] | None:
+        return self.store.read_images(s.chunk, s.ids)
+
+    def _records(self, s: ChunkState) -> dict[str, Prepared]:
+        return {i: s.results["decode"][i] for i in s.ids}
+
+    def _write_images(self, s: ChunkState, prepared: Mapping[str, Prepared]) -> dict[str, ImageRecord]:
+        records = {i: p.record for i, p in prepared.items()}
+        self.store.write_images(s.chunk, records, {i: p.display_jpeg for i, p in prepared.items()})
+        return records
+
+    def _load_predictions(self, s: ChunkState) -> dict[str, PredictionWork] | None:
+        preds = self.store.read_predictions(self.mkey, s.chunk, self.head_classes)
+        return preds if preds is not None and set(s.ok()) <= set(preds) else None
+
+    def _predictions(self, s: ChunkState) -> dict[str, PredictionWork]:
+        ok, decoded = s.ok(), s.results["decode"]
+        self.computed["predictions"] += len(ok)
+        return self._predict(ok, {i: decoded[i].rgb for i in ok})
+
+    def _write_predictions(self, s: ChunkState, preds: dict[str, PredictionWork]) -> dict[str, PredictionWork]:
+        self.store.write_predictions(self.mkey, s.chunk, preds)
+        return preds
+
+    def _chunk_targets(self, s: ChunkState) -> ChunkImages:
+        """The chunk's data record: the images analysed, their pixels (when decoded) and targets."""
+        ok, decoded = s.ok(), s.results.get("decode", {})
+        assert s.preds is not None
+        rgb = {i: p.rgb for i in ok if (p := decoded.get(i)) is not None and p.rgb is not None}
+        return ChunkImages(ok, rgb, self._targets(ok, s.preds))
+
+    def _chunk_maps(self, method: str, s: ChunkState) -> dict[str, dict[str, HeadAttribution]]:
+        return self._pixel_maps(method, s.results["targets"])
+
+    def _chunk_labels(self, s: ChunkState) -> ChunkImages:
+        data: ChunkImages = s.results["targets"]
+        return replace(data, labels=self._labels(s, data.ok))
 
     def _tensor(self, ids: list[str], rgb: Mapping[str, np.ndarray]) -> torch.Tensor:
         net = self.net
@@ -95,23 +190,45 @@ class StageWork:
                                         None if ev is None else ev[k])
         return out
 
-    def _submit_regions(self, s: ChunkState, ok: list[str], prepared: Mapping[str, Prepared],
-                        executor: _Executor | None) -> tuple[dict[str, RegionWork], dict[str, Any]]:
+    # ---- region maps
+    def _load_regions(self, s: ChunkState) -> ChunkRegions | None:
+        """The stored maps' failures and digest (no maps), when every analysed image has a map or a failure
+        that will not pass (``s.retry`` false: any failure)."""
+        regions = self.store.read_regions(self.source.name, self.region_key(s.chunk, s.members), s.chunk,
+                                          len(self.vocabulary), labels=False)
+        if regions is None or not all(i in regions.works and (regions.works[i].labels is not None
+                                                              or regions.works[i].permanent or not s.retry)
+                                      for i in s.ok()):
+            return None
+        return regions
+
+    def _start_regions(self, s: ChunkState) -> Later:
         """Keep the region maps stored and final; start computing the others (workers, or inline)."""
+        ok = s.ok()
         kept = self.store.read_regions(self.source.name, self.region_key(s.chunk), s.chunk, len(self.vocabulary))
         works = {i: w for i, w in (kept.works.items() if kept else ()) if w.labels is not None or w.permanent}
         works.update(self._unedited_base_regions(s, ok, works))
+        decoded: Mapping[str, Prepared] = s.results.get("decode", {})
+        executor = self.executor or Executor(0, self.context)
         handles: dict[str, Any] = {}
-        inline = executor or _Executor(0, self.context)
         assert s.preds is not None
         for m in s.members:
             i = m.image_id
-            if i not in ok or i in works:
-                continue
-            p = prepared.get(i)
-            handles[i] = _Done(p.regions) if p is not None and p.regions is not None else \
-                inline.submit(segment_image, SegmentJob(i, m.entry.path, s.preds[i].evidence))
-        return works, handles
+            if i in ok and i not in works:
+                p = decoded.get(i)
+                handles[i] = Done(p.regions) if p is not None and p.regions is not None else \
+                    executor.submit(segment_image, SegmentJob(i, m.entry.path, s.preds[i].evidence))
+
+        def finish() -> dict[str, RegionWork]:
+            for i, h in handles.items():
+                works[i] = h.result()
+                self.computed["regions"] += 1
+            return {i: works[i] for i in ok}
+
+        return Later(finish)
+
+    def _write_regions(self, s: ChunkState, works: Mapping[str, RegionWork]) -> ChunkRegions:
+        return self.store.write_regions(self.source.name, self.region_key(s.chunk), s.chunk, works)
 
     def region_key(self, chunk: int, members: Sequence[PlannedInput] | None = None) -> str:
         """The region key of one chunk: :attr:`rkey`, or, when the source has region edits for some of
@@ -140,14 +257,6 @@ class StageWork:
         if stored is None:
             return {}
         return {i: w for i in want if (w := stored.works.get(i)) is not None and w.labels is not None}
-
-    def _collect_regions(self, s: ChunkState, ok: list[str],
-                         pending: tuple[dict[str, RegionWork], dict[str, Any]]) -> ChunkRegions:
-        works, handles = pending
-        for i, h in handles.items():
-            works[i] = h.result()
-            self.computed["regions"] += 1
-        return self.store.write_regions(self.source.name, self.region_key(s.chunk), s.chunk, {i: works[i] for i in ok})
 
     def _labels(self, s: ChunkState, ok: list[str]) -> dict[str, np.ndarray]:
         """The chunk's region maps: those just computed, or read from the store (once, with the maps)."""
@@ -192,23 +301,44 @@ class StageWork:
         B = self.options.batch_size
         return [(k, ids[k:k + B]) for k in range(0, len(ids), B)]
 
-    def _attribute(self, method: str, data: ChunkImages, s: ChunkState,
-                   maps: dict[str, dict[str, HeadAttribution]] | None) -> ChunkAttribution:
-        """One method's attributions of the chunk, with region statistics (``maps``: a pixel method's maps)."""
+    # ---- attributions
+    def _load_attribution(self, method: str, s: ChunkState) -> ChunkAttribution | None:
+        """A method's stored attributions, when computed from the stored region maps for every analysed image
+        (external heatmaps: from the same heatmap files)."""
+        if s.regions is None:
+            return None
+        a = self.store.read_attribution(method, self.method_keys[method], s.chunk, self.head_classes,
+                                        len(self.vocabulary))
+        ok, ext = s.ok(), self.settings.external
+        if a is None or a.regions_digest != s.regions.digest or not set(ok) <= set(a.works) or (
+                ext is not None and method == ext.name and any(a.sources.get(i) != s.sources[i] for i in ok)):
+            return None
+        return a
+
+    def _attribute(self, method: str, s: ChunkState) -> ChunkAttribution:
+        """One method's attributions of the chunk, with region statistics (a pixel method's maps, computed by
+        its ``maps:`` stage, are dropped once their statistics are in)."""
         K = len(self.vocabulary)
         ext = self.settings.external
+        data: ChunkImages = s.results["labels"]
+        maps = s.results.pop(f"maps:{method}", None)
         assert s.regions is not None
         ok, labels = data.ok, data.labels
+        self.computed[f"attr:{method}"] += len(ok)
         if ext is not None and method == ext.name:
-            works = {}
-            for k, i in enumerate(ok):
-                member = next(m for m in s.members if m.image_id == i)
-                works[i] = self._external(member, ext, {h: int(data.targets[h][k]) for h in self.heads}, labels[i])
+            members = {m.image_id: m for m in s.members}
+            works = {i: self._external(members[i], ext, {h: int(data.targets[h][k]) for h in self.heads}, labels[i])
+                     for k, i in enumerate(ok)}
             return ChunkAttribution(works, s.regions.digest, {i: s.sources[i] for i in ok})
         if maps is not None:
             return ChunkAttribution({i: {h: with_stats(a, labels[i], K) for h, a in maps[i].items()} for i in ok},
                                     s.regions.digest)
         return ChunkAttribution(self._score_regions(method, data), s.regions.digest)
+
+    def _write_attribution(self, method: str, s: ChunkState, work: ChunkAttribution) -> ChunkAttribution:
+        ext = self.settings.external
+        return self.store.write_attribution(method, self.method_keys[method], s.chunk, work, len(self.vocabulary),
+                                            exact=ext is not None and method == ext.name)
 
     def _score_regions(self, method: str, data: ChunkImages) -> dict[str, dict[str, HeadAttribution]]:
         """A region method's scores of the chunk's regions, with their statistics, in batches."""
@@ -245,22 +375,38 @@ class StageWork:
             logger.warning("external heatmaps for %s: %s", path_text(member.entry.path), reason)
             return {h: HeadAttribution(targets[h], f"missing: {reason}") for h in self.heads}
 
-    def _validate(self, data: ChunkImages, s: ChunkState) -> dict[str, ValidityWork]:
+    # ---- validity
+    def _validity_pairs(self) -> list[tuple[str, str]]:
+        return [(m, h) for m in self.settings.all_methods for h in self.heads]
+
+    def _load_validity(self, s: ChunkState) -> dict[str, ValidityWork] | None:
+        """The stored validity records, when computed from the stored region maps (and heatmap files) for
+        every analysed image with a region map."""
+        if s.regions is None:
+            return None
+        stored = self.store.read_validity(self.vkey, s.chunk, self._validity_pairs())
+        with_regions = [i for i in s.ok() if s.regions.works[i].labels is not None]
+        if stored is None or stored[1] != validity_digest(s.regions.digest, s.sources) \
+                or not set(with_regions) <= set(stored[0]):
+            return None
+        return stored[0]
+
+    def _validate(self, s: ChunkState) -> dict[str, ValidityWork]:
         from semcontrib.validity import circular, compute_validity
 
         assert s.regions is not None
+        data: ChunkImages = s.results["labels"]
         ok, rgb, targets, labels = data.ok, data.rgb, data.targets, data.labels
         config = self._validity_config()
-        circ = {m for m, obj in self.methods.items()
-                if circular(obj.level, obj.params, config)}
-        pairs = [(m, h) for m in self.settings.all_methods for h in self.heads]
+        circ = {m for m, obj in self.methods.items() if circular(obj.level, obj.params, config)}
+        pairs = self._validity_pairs()
         with_regions = [i for i in ok if s.regions.works[i].labels is not None]
         pos = {i: k for k, i in enumerate(ok)}
         K = len(self.vocabulary)
         out: dict[str, ValidityWork] = {}
         for _, batch in self._numbered_batches(with_regions):
             idx = [pos[i] for i in batch]
-            scores = {m: {h: np.stack([region_scores(s.attrs[m].works[i][h], K) for i in batch])  # type: ignore[union-attr]
+            scores = {m: {h: np.stack([region_scores(s.results[f"attr:{m}"].works[i][h], K) for i in batch])
                           for h in self.heads} for m in self.settings.all_methods}
             sub_targets = {h: torch.as_tensor(targets[h][idx]).to(self.options.device) for h in self.heads}
             with self.compute.context():
@@ -269,7 +415,13 @@ class StageWork:
             for n, i in enumerate(batch):
                 out[i] = ValidityWork({p: (*(float(getattr(recs[p], c)[n]) for c in cstore.VALIDITY_VALUES),
                                            str(recs[p].note[n])) for p in pairs})
+        self.computed["validity"] += len(out)
         return out
+
+    def _write_validity(self, s: ChunkState, works: dict[str, ValidityWork]) -> dict[str, ValidityWork]:
+        assert s.regions is not None
+        self.store.write_validity(self.vkey, s.chunk, works, validity_digest(s.regions.digest, s.sources))
+        return works
 
     def _validity_config(self) -> Any:
         from semcontrib.validity import ValidityConfig

@@ -1,0 +1,94 @@
+"""The run's stage declarations and its worker-pool decision (a cheap region source on a small run starts none)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from semcontrib.engine import AnalysisRun, RunOptions, analyze
+from semcontrib.engine import run as engine_run
+from semcontrib.regions import ImageInput, RegionMap
+from semcontrib.settings import AnalysisSettings
+from semcontrib.workers import CHEAP_RUN_CHUNKS, Executor, pool_workers
+from tests.conftest import tiny_model
+
+
+class Halves:
+    """Two regions, top and bottom; ``cheap`` as the grid source declares it."""
+
+    name = "halves"
+    vocabulary = ("top", "bottom")
+    params: dict[str, Any] = {}
+    uses_evidence = False
+
+    def __init__(self, cheap: bool) -> None:
+        self.cheap = cheap
+
+    def segment(self, image: ImageInput) -> RegionMap:
+        h, w = image.rgb.shape[:2]
+        lab = np.zeros((h, w), np.int32)
+        lab[h // 2:] = 1
+        return RegionMap(lab, self.vocabulary)
+
+
+@pytest.mark.parametrize(("workers", "cheap", "chunks", "expected"), [
+    (2, True, 1, 0),
+    (2, True, CHEAP_RUN_CHUNKS - 1, 0),
+    (2, True, CHEAP_RUN_CHUNKS, 2),
+    (2, False, 1, 2),
+    (0, True, 1, 0),
+    (0, False, 10, 0),
+])
+def test_pool_workers_starts_none_for_a_cheap_source_on_a_small_run(workers, cheap, chunks, expected):
+    assert pool_workers(workers, Halves(cheap), chunks) == expected
+
+
+def test_a_source_without_the_attribute_is_not_cheap():
+    class Plain:
+        name = "plain"
+
+    assert pool_workers(3, Plain(), 1) == 3  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def pools(monkeypatch) -> list[int]:
+    """The worker counts the run asks pools for (each pool runs inline here, so no process starts)."""
+    asked: list[int] = []
+
+    def recording(workers: int, context: Any) -> Executor:
+        asked.append(workers)
+        return Executor(0, context)
+
+    monkeypatch.setattr(engine_run, "Executor", recording)
+    return asked
+
+
+@pytest.mark.parametrize(("cheap", "expected"), [(True, 0), (False, 2)])
+def test_a_small_run_with_a_cheap_source_starts_no_pool(image_folder, tmp_path, pools, cheap, expected):
+    rep = analyze(image_folder, tmp_path / "c", tiny_model(), methods=("gradcam",), regions=Halves(cheap),
+                  validity=False, batch_size=3, chunk_size=3, workers=2)
+    assert rep.n_ok == 7 and rep.chunks == (3, 3)
+    assert pools == [expected]  # one pool for the run, with no process for the cheap source
+
+
+def test_the_stages_declare_keys_and_inputs(tmp_path):
+    settings = AnalysisSettings(model="python:tiny", methods=("gradcam", "occlusion"), regions="grid",
+                                validity=True)
+    run = AnalysisRun(settings, tmp_path / "c", tiny_model(), RunOptions())
+    st = {s.name: s for s in run.stages}
+    assert list(st) == ["decode", "images", "predictions", "regions", "targets", "maps:gradcam", "labels",
+                        "attr:gradcam", "attr:occlusion", "validity"]
+    assert (st["predictions"].key, st["regions"].key, st["validity"].key) == (run.mkey, run.rkey, run.vkey)
+    assert st["attr:gradcam"].key == run.method_keys["gradcam"] and st["attr:gradcam"].reads == ("maps:gradcam",
+                                                                                                 "labels")
+    assert st["attr:occlusion"].reads == ("decode", "labels")  # a region method reads the pixels itself
+    assert set(st["validity"].reads) >= {"attr:gradcam", "attr:occlusion", "labels"}
+    assert {n: s.group for n, s in st.items() if s.stored} == {
+        "images": "model", "predictions": "model", "regions": "regions", "attr:gradcam": "attributions",
+        "attr:occlusion": "attributions", "validity": "attributions"}
+    # nothing between the region maps and their first reader reads them: segmentation overlaps the maps
+    order = list(st)
+    first_reader = min(order.index(n) for n, s in st.items() if "regions" in s.reads)
+    assert order.index("maps:gradcam") < first_reader
