@@ -173,6 +173,7 @@ def _scatter(app: Dash, query: CorpusQuery, background_manager: Any) -> None:
                                   selections, options=ScatterOptions.from_inputs(options))
 
     @app.callback(Output(I.TOOLTIP, "show"), Output(I.TOOLTIP, "bbox"), Output(I.TOOLTIP, "children"),
+                  Output(I.TOOLTIP, "direction"),
                   inputs={"hover": Input(I.SCATTER, "hoverData"), "view": view(State),
                           "emb": State(I.EMBEDDING, "data"), "window": State(I.SCATTER_WINDOW, "data")})
     def _tooltip(hover: Any, view: dict, emb: Any, window: Any) -> Any:

@@ -182,6 +182,28 @@ def category_legend(colouring: Colouring) -> list[dict[str, Any]]:
              "hoverinfo": "skip"} for k, (name, colour) in enumerate(colouring.categories)]
 
 
+def wrap(text: str, width: int = 64) -> str:
+    """``text`` with ``<br>`` at spaces so that no line is longer than ``width`` characters (a longer word
+    stays whole); existing ``<br>`` are kept.
+
+    Examples
+    --------
+    >>> wrap("t-SNE of nature / lrp / signed_l1 (mean basis)", 20)
+    't-SNE of nature /<br>lrp / signed_l1<br>(mean basis)'
+    """
+    out = []
+    for line in text.split("<br>"):
+        words, current = line.split(" "), ""
+        for word in words:
+            if current and len(current) + 1 + len(word) > width:
+                out.append(current)
+                current = word
+            else:
+                current = f"{current} {word}" if current else word
+        out.append(current)
+    return "<br>".join(out)
+
+
 def scatter_figure(xy: np.ndarray, symbols: np.ndarray, legend: Mapping[str, str], codes: np.ndarray,
                    highlight: np.ndarray, uirevision: str, *, title: str = "",
                    density: dict[str, Any] | None = None, sample: np.ndarray | None = None,
@@ -194,7 +216,8 @@ def scatter_figure(xy: np.ndarray, symbols: np.ndarray, legend: Mapping[str, str
     ``sample`` are drawn as points (for hover and click). Colours are codes (uint8, see
     :func:`views.point_codes`) on a fixed discrete colour scale, so a filter or selection change
     updates only ``marker.color`` (and the image), never the positions. Traces: the points, the colour
-    bar (an empty trace, shown for a diverging ``colouring``), one legend entry per predicted class
+    bar (an empty trace, shown for a diverging ``colouring``), in density mode the hover grid
+    (:func:`hover_grid`, trace :data:`HOVER_TRACE`), one legend entry per predicted class
     (symbols), then one per category of ``colouring`` (selections or classes; the last ones, so that a
     ``Patch`` can replace them). Marker size follows the number of points (:func:`views.marker_size`).
     """
@@ -210,11 +233,13 @@ def scatter_figure(xy: np.ndarray, symbols: np.ndarray, legend: Mapping[str, str
                       "legendgroup": "classes", "legendgrouptitle": {"text": "predicted class"} if k == 0 else None,
                       "marker": {"symbol": s, "color": "#555", "size": 9},
                       "hoverinfo": "skip"} for k, (c, s) in enumerate(legend.items())]
+    title = wrap(title)  # short lines: the title never runs under the toolbar at the top right
     layout: dict[str, Any] = {
         "title": {"text": title, "font": {"size": 13}, "x": 0.01, "xanchor": "left", "y": 0.99,
                   "yanchor": "top", "pad": {"t": 4}},
         "dragmode": "lasso", "uirevision": uirevision, "meta": dict(meta or {}),
-        "margin": {"l": 10, "r": 10, "t": 60, "b": 10}, "clickmode": "event+select",
+        "margin": {"l": 10, "r": 10, "t": 20 + 17 * (title.count("<br>") + 1), "b": 10},
+        "clickmode": "event+select", "modebar": {"bgcolor": "rgba(255,255,255,0.85)"},
         "xaxis": {"visible": False}, "yaxis": {"visible": False, "scaleanchor": "x"},
         "legend": {"itemclick": False, "itemdoubleclick": False, "groupclick": "toggleitem",
                    "tracegroupgap": 8, "x": 1.02, "y": 1, "yanchor": "top"},
@@ -225,7 +250,38 @@ def scatter_figure(xy: np.ndarray, symbols: np.ndarray, legend: Mapping[str, str
         x0, y1 = density["x"], density["y"]
         layout["xaxis"]["range"] = [x0, x0 + density["sizex"]]
         layout["yaxis"]["range"] = [y1 - density["sizey"], y1]
-    return {"data": [trace, bar, *legend_traces, *category_legend(colouring)], "layout": layout}
+    grid = [] if density is None else [hover_grid(density_box(xy))]
+    return {"data": [trace, bar, *grid, *legend_traces, *category_legend(colouring)], "layout": layout}
+
+
+HOVER_CELLS = 200  # cells per side of the density image's hover grid
+HOVER_TRACE = 2  # the hover grid's trace number in density mode (after the points and the colour bar)
+
+
+def density_box(xy: np.ndarray) -> tuple[float, float, float, float]:
+    """(x0, x1, y0, y1): the extent of the density image of ``xy`` (float N x 2), 2 % padding each side."""
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    pad = np.maximum(hi - lo, 1e-9) * 0.02
+    return float(lo[0] - pad[0]), float(hi[0] + pad[0]), float(lo[1] - pad[1]), float(hi[1] + pad[1])
+
+
+def hover_grid_extent(box: tuple[float, float, float, float], cells: int = HOVER_CELLS) -> dict[str, float]:
+    """The heatmap fields (``x0``, ``dx``, ``y0``, ``dy``: cell centres) of a ``cells`` x ``cells`` grid over
+    ``box`` (x0, x1, y0, y1 in data units)."""
+    x0, x1, y0, y1 = box
+    dx, dy = (x1 - x0) / cells, (y1 - y0) / cells
+    return {"x0": x0 + dx / 2, "dx": dx, "y0": y0 + dy / 2, "dy": dy}
+
+
+def hover_grid(box: tuple[float, float, float, float], cells: int = HOVER_CELLS) -> dict[str, Any]:
+    """An invisible heatmap of ``cells`` x ``cells`` cells over ``box``: in density mode it makes plotly
+    report a hover (the centre of the cell under the cursor) anywhere over the density image, not only on
+    the sampled points; the server answers it with the nearest image. Points drawn on top win when the
+    cursor is on one (a heatmap's hover distance is the largest a hover may have)."""
+    z = np.zeros((cells, cells), np.uint8)
+    return {"type": "heatmap", "name": "hover grid", "showscale": False, "hoverinfo": "none",
+            "z": {**typed(z), "shape": f"{cells},{cells}"}, "zmin": 0, "zmax": 1,
+            "colorscale": [[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]], **hover_grid_extent(box, cells)}
 
 
 def density_image(xy: np.ndarray, codes: np.ndarray, size: int = 480) -> dict[str, Any]:
@@ -235,10 +291,8 @@ def density_image(xy: np.ndarray, codes: np.ndarray, size: int = 480) -> dict[st
     bin's opacity grows with the log of its count; codes are painted in the order filtered, base,
     faithfulness bins, selections, so selections lie on top.
     """
-    lo, hi = xy.min(axis=0), xy.max(axis=0)
-    span = np.maximum(hi - lo, 1e-9)
-    pad = span * 0.02
-    lo, span = lo - pad, span + 2 * pad
+    x0, x1, y0, y1 = density_box(xy)
+    lo, span = np.array([x0, y0]), np.array([x1 - x0, y1 - y0])
     ij = np.clip(((xy - lo) / span * size).astype(np.int64), 0, size - 1)
     flat = (size - 1 - ij[:, 1]) * size + ij[:, 0]  # image rows run top to bottom
     rgba = np.zeros((size * size, 4), np.float64)
@@ -278,30 +332,98 @@ def point_colours(n: int, selections: Sequence[tuple[str, np.ndarray]]) -> np.nd
     return out
 
 
+def tick_text(name: str, width: int = 18, lines: int = 2) -> str:
+    """A category's tick label: ``name`` broken after ``_``, ``-`` or a space into at most ``lines`` lines of
+    at most ``width`` characters, cut with "…" beyond that (charts keep the full name in their hover text).
+
+    Examples
+    --------
+    >>> tick_text("built_environment_structures")
+    'built_environment_<br>structures'
+    >>> tick_text("shadow_region_under_the_trees_left", 10)
+    'shadow_<br>region_un…'
+    >>> tick_text("vegetation_dense_canopy+", 12, 1)
+    'vegetation…+'
+    >>> tick_text("sky")
+    'sky'
+    """
+    import re
+
+    name = str(name)
+    out = [""]
+    for word in re.findall(r"[^_\- ]*[_\- ]?", name)[:-1]:
+        while word:
+            if len(out[-1]) + len(word) <= width:
+                out[-1] += word
+                word = ""
+            elif out[-1]:
+                out.append("")
+            else:  # a word longer than a line
+                out[-1], word = word[:width], word[width:]
+                out.append("")
+    out = [line for line in out if line]
+    if len(out) > lines:
+        sign = name[-1] if name[-1:] in ("+", "-") else ""  # a split column keeps its sign
+        out = [*out[:lines - 1], "".join(out[lines - 1:])[:width - 1 - len(sign)] + "…" + sign]
+    return "<br>".join(out)
+
+
+def category_axis(names: Sequence[str], *, width: int = 16, lines: int = 2, most: int | None = None,
+                  angle: int | None = None) -> dict[str, Any]:
+    """A categorical x axis whose tick labels never run into each other or out of the chart: each name
+    shortened by :func:`tick_text`, every k-th name labelled when there are more than ``most`` (a small chart
+    of split columns), a fixed ``angle`` (default: level up to 6 categories, else -45 degrees)."""
+    step = max(1, -(-len(names) // most)) if most else 1
+    shown = [str(n) for n in names][::step]
+    return {"type": "category", "tickmode": "array", "tickvals": shown,
+            "ticktext": [tick_text(n, width, lines) for n in shown], "automargin": True,
+            "tickangle": angle if angle is not None else (0 if len(names) <= 6 else -45)}
+
+
+def _title(text: str, detail: str = "", size: int = 13) -> dict[str, Any]:
+    """A chart title at the top left; ``detail`` (what the scores explain) on a second, smaller line, so a
+    long target name does not run out of a narrow chart."""
+    more = f"<br><span style='font-size:{size - 2}px;color:#555'>{detail}</span>" if detail else ""
+    return {"text": text + more, "font": {"size": size}, "x": 0.01, "xanchor": "left", "xref": "container",
+            "y": 0.99, "yanchor": "top", "yref": "container"}
+
+
 def contribution_bars(columns: Sequence[str], values: np.ndarray, title: str = "", height: int = 180
                       ) -> dict[str, Any]:
-    """Signed bar chart of one contribution vector in % of the vector (red positive, blue negative)."""
+    """Signed bar chart of one contribution vector in % of the vector (red positive, blue negative); tick
+    labels shortened (split columns: every other one labelled in a small chart), full names on hover."""
     v = np.nan_to_num(np.asarray(values, dtype=np.float64)) * 100
+    small = height < 200
     return {"data": [{"type": "bar", "x": list(columns), "y": v.round(2).tolist(),
                       "marker": {"color": [POS if x >= 0 else NEG for x in v]},
                       "hovertemplate": "%{x}: %{y:.1f} %<extra></extra>"}],
             "layout": {"title": {"text": title, "font": {"size": 11}}, "height": height,
-                       "margin": {"l": 45, "r": 5, "t": 22 if title else 5, "b": 55},
+                       "margin": {"l": 45, "r": 5, "t": 22 if title else 5, "b": 30},
                        "yaxis": {"zeroline": True, "zerolinecolor": "#444", "tickfont": {"size": 9},
-                                 "ticksuffix": " %", "title": {"text": UNIT, "font": {"size": 9}}},
-                       "xaxis": {"tickfont": {"size": 9}, "automargin": True}, "bargap": 0.15}}
+                                 "ticksuffix": " %", "title": {"text": UNIT, "font": {"size": 9}},
+                                 "automargin": True},
+                       "xaxis": {**category_axis(list(columns), width=12 if small else 16, lines=1 if small else 2,
+                                                 most=12 if small else None, angle=-90 if small else None),
+                                 "tickfont": {"size": 9}}, "bargap": 0.15}}
 
 
 def grouped_bars(frame: pd.DataFrame, title: str, colours: Mapping[str, str], yaxis: str = "",
-                 height: int = 300, barmode: str = "group") -> dict[str, Any]:
-    """One bar trace per column of ``frame`` (index = categories)."""
-    data = [{"type": "bar", "name": str(g), "x": [str(i) for i in frame.index],
+                 height: int = 300, barmode: str = "group", *, detail: str = "") -> dict[str, Any]:
+    """One bar trace per column of ``frame`` (index = categories). The legend sits above the plot (never on
+    the tick labels), the categories' names are shortened on the axis (:func:`category_axis`) and whole on
+    hover; ``detail`` is a second title line."""
+    names = [str(i) for i in frame.index]
+    data = [{"type": "bar", "name": str(g), "x": names,
              "y": np.nan_to_num(frame[g].to_numpy(np.float64)).round(4).tolist(),
-             "marker": {"color": colours.get(str(g))}} for g in frame.columns]
-    return {"data": data, "layout": {"title": {"text": title, "font": {"size": 13}}, "barmode": barmode,
-                                     "height": height, "margin": _MARGIN, "yaxis": {"title": {"text": yaxis}},
-                                     "xaxis": {"automargin": True},
-                                     "legend": {"orientation": "h", "y": -0.25}}}
+             "marker": {"color": colours.get(str(g))},
+             "hovertemplate": f"{g}<br>%{{x}}: %{{y:.3~f}}<extra></extra>"} for g in frame.columns]
+    top = 26 + (16 if detail else 0) + 40  # title lines, then up to two rows of legend
+    return {"data": data, "layout": {"title": _title(title, detail), "barmode": barmode,
+                                     "height": height + top - 30, "margin": {**_MARGIN, "t": top},
+                                     "yaxis": {"title": {"text": yaxis}, "automargin": True},
+                                     "xaxis": category_axis(names),
+                                     "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02,
+                                                "yanchor": "bottom"}}}
 
 
 def _pivot(frame: pd.DataFrame, key: str, groups: Sequence[str]) -> pd.DataFrame:
@@ -325,12 +447,12 @@ def statistics_figures(stats: GroupStatistics, colours: Mapping[str, str], targe
     means = stats.mean_contribution.rename(columns=labels) * 100
     classes = _pivot(stats.top_classes, "class", names)
     tops = _pivot(stats.top_region, "region", names)
-    explained = f" · explaining {target}" if target else ""
-    return (grouped_bars(means, f"mean weighted contribution per region{explained}", cols,
-                         f"mean score ({UNIT}, × weight)"),
+    explained = f"explaining {target}" if target else ""
+    return (grouped_bars(means, "mean weighted contribution per region", cols, f"mean score ({UNIT}, × weight)",
+                         detail=explained),
             grouped_bars(classes.rename(columns=labels), "top predicted classes", cols, "share of images"),
-            grouped_bars(tops.rename(columns=labels), f"most often the top-contributing region{explained}", cols,
-                         "share of images"))
+            grouped_bars(tops.rename(columns=labels), "most often the top-contributing region", cols,
+                         "share of images", detail=explained))
 
 
 def difference_chart(table: pd.DataFrame, a: str, b: str, target: str = "") -> dict[str, Any]:
@@ -339,8 +461,9 @@ def difference_chart(table: pd.DataFrame, a: str, b: str, target: str = "") -> d
     d = table["difference"].to_numpy(np.float64) * 100
     lo = table["ci_low"].to_numpy(np.float64) * 100
     hi = table["ci_high"].to_numpy(np.float64) * 100
-    explained = f" · explaining {target}" if target else ""
-    return {"data": [{"type": "bar", "x": [str(c) for c in table["column"]], "y": d.round(3).tolist(),
+    explained = f"explaining {target}" if target else ""
+    names = [str(c) for c in table["column"]]
+    return {"data": [{"type": "bar", "x": names, "y": d.round(3).tolist(),
                       "marker": {"color": [POS if x >= 0 else NEG for x in d]},
                       "error_y": {"type": "data", "symmetric": False, "array": (hi - d).round(3).tolist(),
                                   "arrayminus": (d - lo).round(3).tolist(), "color": "#333", "thickness": 1.2},
@@ -348,12 +471,11 @@ def difference_chart(table: pd.DataFrame, a: str, b: str, target: str = "") -> d
                                                     ).round(3).tolist(),
                       "hovertemplate": "%{x}: %{y:.2f} % [%{customdata[0]:.2f}, %{customdata[1]:.2f}], "
                                        "d = %{customdata[2]:.2f}<extra></extra>"}],
-            "layout": {"title": {"text": f"{a} − {b}: difference of mean scores with 95 % interval{explained}",
-                                 "font": {"size": 13}},
-                       "height": 300, "margin": _MARGIN,
+            "layout": {"title": _title(f"{a} − {b}: difference of mean scores with 95 % interval", explained),
+                       "height": 300, "margin": {**_MARGIN, "t": 50 if explained else 34},
                        "yaxis": {"title": {"text": f"difference ({UNIT})"}, "zeroline": True,
-                                 "zerolinecolor": "#444", "ticksuffix": " %"},
-                       "xaxis": {"automargin": True}}}
+                                 "zerolinecolor": "#444", "ticksuffix": " %", "automargin": True},
+                       "xaxis": category_axis(names)}}
 
 
 def agreement_heatmap(agreement: pd.DataFrame) -> dict[str, Any]:

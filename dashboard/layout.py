@@ -107,6 +107,7 @@ def colour_choices(query: CorpusQuery, view: View) -> list[dict[str, str]]:
 # The lasso button of the scatter's tool bar selects the dashboard's own lasso (app.LASSO_JS: drawn in the
 # browser, the polygon sent once on release); box select is Plotly's.
 SCATTER_CONFIG: Any = {"displaylogo": False, "scrollZoom": True}
+SCATTER_HEIGHT = 600  # px
 
 
 def build(query: CorpusQuery) -> html.Div:
@@ -120,10 +121,12 @@ def _sidebar(query: CorpusQuery, init: dict[str, Any]) -> html.Div:
     """The controls: view, embedding, colour, highlight, filters, weights, progress."""
     heads = list(query.heads)
     init_view = View(init["head"], init["method"], init["normalisation"], init["basis"])
-    weights = [html.Div([html.Span(r, style={"display": "inline-block", "width": "150px"}),
-                         dcc.Input(id={"type": I.WEIGHT, "region": r}, type="number", min=0, step=0.1,
-                                   value=init["weights"].get(r, 1), debounce=True,
-                                   style={"width": "90px", "display": "inline-block"})])
+    # a weight row: the region's name wraps (never under the box), the box keeps room for its number
+    weights = [html.Div(style={"display": "flex", "alignItems": "center", "gap": "6px", "margin": "2px 0"},
+                        children=[html.Span(r, style={"flex": "1", "minWidth": "0", "overflowWrap": "anywhere"}),
+                                  html.Div(dcc.Input(id={"type": I.WEIGHT, "region": r}, type="number", min=0,
+                                                     step=0.1, value=init["weights"].get(r, 1), debounce=True,
+                                                     style={"width": "100%"}), style={"flex": "0 0 96px"})])
                for r in query.vocabulary]
     validity = [_label("Faithfulness filter (Spearman, −1 … 1)"),
                 dcc.RangeSlider(id=I.FAITH_RANGE, min=-1, max=1, step=0.05, value=[-1, 1], marks=None,
@@ -269,7 +272,7 @@ def _main(query: CorpusQuery, init: dict[str, Any]) -> html.Div:
         summary(query),
         html.Div(id=I.OFFER, style={"display": "none"}, children=[
             html.Span(id=I.OFFER_TEXT), html.Button("show", id=I.OFFER_SHOW, n_clicks=0)]),
-        dcc.Graph(id=I.SCATTER, style={"height": "600px"}, config=SCATTER_CONFIG,
+        dcc.Graph(id=I.SCATTER, style={"height": f"{SCATTER_HEIGHT}px"}, config=SCATTER_CONFIG,
                   clear_on_unhover=True),
         dcc.Tooltip(id=I.TOOLTIP, direction="right"),
         _selection_bar(),

@@ -75,8 +75,57 @@ def region_anchors(labels: np.ndarray, min_share: float = 0.01) -> list[tuple[in
     return out
 
 
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, inclusive
+
+
+def _overlaps(box: Box, placed: Sequence[Box]) -> bool:
+    return any(box[0] <= b[2] and b[0] <= box[2] and box[1] <= b[3] and b[1] <= box[3] for b in placed)
+
+
+def _candidates(region: np.ndarray, anchor: tuple[int, int], step: int, most: int = 400) -> np.ndarray:
+    """int (M, 2) (row, column) of the region's pixels on a ``step`` grid, nearest to ``anchor`` first."""
+    rows, cols = np.nonzero(region[::step, ::step])
+    rc = np.column_stack([rows * step, cols * step])
+    rc = np.vstack([np.array([anchor]), rc])
+    order = np.argsort((rc[:, 0] - anchor[0]) ** 2 + (rc[:, 1] - anchor[1]) ** 2, kind="stable")
+    return rc[order[:most]]
+
+
+def place_labels(labels: np.ndarray, sizes: Sequence[tuple[int, int]]) -> list[tuple[int, Box]]:
+    """Where each region's name goes, without two names overlapping: ``(label, box)`` for the regions of
+    :func:`region_anchors` (largest first), ``sizes[label]`` the (width, height) in pixels of its name's box.
+
+    A name is centred on its region's anchor when it fits there; else at the nearest spot (a grid of the
+    region's pixels) where its box touches no name already placed and lies mostly (>= half) on its region
+    (a thin band gets its name along it, not across its neighbours); else at the nearest free spot; a name
+    with no free spot is left out (its region is still outlined). Boxes stay inside the image.
+    """
+    h, w = labels.shape
+    placed: list[tuple[int, Box]] = []
+    for k, row, col in region_anchors(labels):
+        if k >= len(sizes):
+            continue
+        bw, bh = sizes[k]
+        region = labels == k
+        best: Box | None = None
+        for r, c in _candidates(region, (row, col), max(2, bh // 2)):
+            x0 = int(min(max(c - bw // 2, 0), max(w - bw, 0)))
+            y0 = int(min(max(r - bh // 2, 0), max(h - bh, 0)))
+            box = (x0, y0, x0 + bw - 1, y0 + bh - 1)
+            if _overlaps(box, [b for _, b in placed]):
+                continue
+            if region[box[1]:box[3] + 1, box[0]:box[2] + 1].mean() >= 0.5:
+                best = box
+                break
+            best = best or box
+        if best is not None:
+            placed.append((k, best))
+    return placed
+
+
 def label_regions(rgb: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> np.ndarray:
-    """uint8 HxWx3: ``rgb`` with each region's name (``names[label]``) at its anchor (:func:`region_anchors`)."""
+    """uint8 HxWx3: ``rgb`` with each region's name (``names[label]``), white on a dark box, placed by
+    :func:`place_labels` (no two names overlap)."""
     from PIL import ImageDraw, ImageFont
 
     img = Image.fromarray(rgb)
@@ -86,12 +135,11 @@ def label_regions(rgb: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> 
         font: Any = ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: the fixed bitmap font
         font = ImageFont.load_default()
-    for k, row, col in region_anchors(labels):
-        if k >= len(names):
-            continue
-        x0, y0, x1, y1 = draw.textbbox((col, row), str(names[k]), font=font, anchor="mm")
-        draw.rectangle((x0 - 2, y0 - 1, x1 + 2, y1 + 1), fill=(20, 20, 20))
-        draw.text((col, row), str(names[k]), fill=(255, 255, 255), font=font, anchor="mm")
+    boxes = [draw.textbbox((0, 0), str(n), font=font) for n in names]
+    sizes = [(int(b[2] - b[0]) + 5, int(b[3] - b[1]) + 3) for b in boxes]  # the text and a 2 px / 1 px margin
+    for k, (x0, y0, x1, y1) in place_labels(labels, sizes):
+        draw.rectangle((x0, y0, x1, y1), fill=(20, 20, 20))
+        draw.text(((x0 + x1) / 2, (y0 + y1) / 2), str(names[k]), fill=(255, 255, 255), font=font, anchor="mm")
     return np.asarray(img)
 
 

@@ -8,6 +8,7 @@ expects; they keep no state between calls (the query caches read-only results).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -210,6 +211,8 @@ def zoom(query: CorpusQuery, relayout: Mapping[str, Any] | None, emb: Mapping[st
     for field in ("x", "y", "customdata"):
         patch["data"][0][field] = trace[field]
     patch["data"][0]["marker"].update({k: trace["marker"][k] for k in ("symbol", "color", "size", "line")})
+    box = _window(window) or figures.density_box(xy)
+    patch["data"][figures.HOVER_TRACE].update(figures.hover_grid_extent(box))  # hover cells as fine as the view
     return {"figure": patch, "window": window}
 
 
@@ -230,7 +233,7 @@ def scatter(query: CorpusQuery, emb: Mapping[str, Any] | None, view: View, filte
     dense = len(xy) > POINTS_MAX
     signature = f"{options.colour_by}|{colouring.limit}|{view.head}"
     symbols, legend = figures.class_symbols(query.predictions(view.head))
-    n_fixed = 2 + len(legend)
+    n_fixed = 2 + dense + len(legend)  # points, colour bar, hover grid (density mode), class symbols
     if isinstance(shown, Mapping) and shown.get("key") == key and shown.get("signature") == signature:
         patch = Patch()
         drawn = shown_rows(len(xy), xy, window)
@@ -268,20 +271,70 @@ def point_rows(query: CorpusQuery, point_numbers: Sequence[Any], emb: Mapping[st
     return ok if rows is None else rows[ok]
 
 
+@functools.lru_cache(maxsize=2)
+def _tree(query: CorpusQuery, key: str) -> Any:
+    """A k-d tree of the positions of embedding ``key`` (read-only; the two latest are kept)."""
+    from scipy.spatial import cKDTree
+
+    xy = query.embedding_by_key(key)
+    return None if xy is None else cKDTree(xy)
+
+
+def nearest_row(query: CorpusQuery, position: Sequence[Any], emb: Mapping[str, Any] | None, window: Any = None
+                ) -> int | None:
+    """Density mode: the corpus row of the image nearest to ``position`` ((x, y) in data units, the centre
+    of the hover grid's cell under the cursor), or None when none lies within one cell of it (a cell of the
+    grid over ``window``, or over the whole density image when not zoomed)."""
+    key = (emb or {}).get("key")
+    xy = query.embedding_by_key(key)
+    if xy is None or len(xy) <= POINTS_MAX or len(position) != 2:
+        return None
+    try:
+        x, y = float(position[0]), float(position[1])
+    except (TypeError, ValueError):
+        return None
+    if not (np.isfinite(x) and np.isfinite(y)):
+        return None
+    x0, x1, y0, y1 = _window(window) or figures.density_box(xy)
+    cell = float(np.hypot(x1 - x0, y1 - y0)) / figures.HOVER_CELLS
+    distance, k = _tree(query, str(key)).query([x, y])
+    return int(k) if distance <= cell else None
+
+
 def _row(query: CorpusQuery, event: Mapping[str, Any] | None, emb: Any = None, window: Any = None) -> int | None:
     pts = (event or {}).get("points") or []
-    if not pts or not isinstance(pts[0], Mapping) or pts[0].get("curveNumber") != 0:
+    if not pts or not isinstance(pts[0], Mapping):
+        return None
+    if pts[0].get("curveNumber") == figures.HOVER_TRACE:  # the density image's hover grid
+        return nearest_row(query, [pts[0].get("x"), pts[0].get("y")], emb, window)
+    if pts[0].get("curveNumber") != 0:
         return None
     rows = point_rows(query, [pts[0].get("pointNumber")], emb, window)
     return int(rows[0]) if len(rows) else None
 
 
+CARD_HALF = 150  # px, about half the hover card's height (a 200 px wide photo and four lines)
+
+
+def card_direction(bbox: Mapping[str, Any], height: int = layout.SCATTER_HEIGHT) -> str:
+    """Where the hover card opens from a point at ``bbox`` (pixels in the scatter): to its right, or below
+    a point near the top and above one near the bottom, so the card is never cut by the scatter's edge."""
+    try:
+        y = (float(bbox.get("y0", 0)) + float(bbox.get("y1", 0))) / 2
+    except (TypeError, ValueError):
+        return "right"
+    return "bottom" if y < CARD_HALF else "top" if y > height - CARD_HALF else "right"
+
+
 def tooltip(query: CorpusQuery, hover: Mapping[str, Any] | None, view: View, emb: Any = None,
-            window: Any = None) -> tuple[bool, Any, Any]:
+            window: Any = None) -> tuple[bool, Any, Any, Any]:
+    """(show, bbox, the hover card, its direction) of the image under the cursor: a drawn point, or in
+    density mode the image nearest to the cursor (:func:`nearest_row`)."""
     k = _row(query, hover, emb, window)
-    if k is None or not (hover or {})["points"][0].get("bbox"):
-        return False, no_update, no_update
-    return True, hover["points"][0].get("bbox"), layout.tooltip_card(query, k, query.score_matrix(view))  # type: ignore[index]
+    bbox = (hover or {})["points"][0].get("bbox") if k is not None else None
+    if k is None or not isinstance(bbox, Mapping):
+        return False, no_update, no_update, no_update
+    return True, bbox, layout.tooltip_card(query, k, query.score_matrix(view)), card_direction(bbox)
 
 
 def focus_from_click(query: CorpusQuery, click: Mapping[str, Any] | None, emb: Any = None,

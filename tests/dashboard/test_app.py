@@ -18,11 +18,11 @@ import pytest
 from PIL import Image
 
 from semcontrib.dashboard import app as app_module
-from semcontrib.dashboard import cli, embedding, layout, panels, scatter_panel, state_panel, views
+from semcontrib.dashboard import cli, embedding, figures, layout, panels, scatter_panel, state_panel, views
 from semcontrib.dashboard import ids as I
 from semcontrib.dashboard.app import create_app
 from semcontrib.dashboard.callback_client import CallbackClient
-from semcontrib.dashboard.overlay import boundaries, overlay_rgb
+from semcontrib.dashboard.overlay import boundaries, overlay_rgb, place_labels
 from semcontrib.dashboard.query import CorpusQuery
 from semcontrib.dashboard.records import Filters, ScatterOptions, View, Weights
 from semcontrib.dashboard.synthetic import SyntheticSpec, write_synthetic_corpus
@@ -307,6 +307,26 @@ def test_overlay_is_red_positive_blue_negative_with_outlines() -> None:
     assert (out[boundaries(np.repeat(np.repeat(labels, 2, 0), 4, 1))] == 255).all()
 
 
+def test_region_names_never_overlap_and_stay_on_thin_regions() -> None:
+    # eight horizontal bands, some 6 px high, on a 240 x 160 image; names need boxes of 80 x 12 px
+    cuts = [0, 40, 46, 52, 90, 96, 130, 136, 160]
+    labels = np.zeros((160, 240), np.int32)
+    for k, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        labels[a:b] = k
+    placed = place_labels(labels, [(80, 12)] * 8)
+    boxes = [b for _, b in placed]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert a[2] < b[0] or b[2] < a[0] or a[3] < b[1] or b[3] < a[1], (a, b)
+        assert 0 <= a[0] and a[2] < 240 and 0 <= a[1] and a[3] < 160
+    assert {k for k, _ in placed} >= {0, 3, 6}  # the wide bands are always named, inside themselves
+    for k, (x0, y0, x1, y1) in placed:
+        if cuts[k + 1] - cuts[k] >= 12:
+            assert (labels[y0:y1 + 1, x0:x1 + 1] == k).mean() >= 0.5
+    rgb = overlay_rgb(np.full((160, 240, 3), 200, np.uint8), None, labels, names=[f"region_{k}" for k in range(8)])
+    assert rgb.shape == (160, 240, 3)
+
+
 def test_dashboard_never_imports_torch() -> None:
     code = ("import sys, semcontrib.dashboard.app, semcontrib.dashboard.cli, semcontrib.dashboard.synthetic; "
             "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('semcontrib.model', "
@@ -363,6 +383,41 @@ def test_density_mode_draws_a_sample_and_the_points_of_a_zoom_window(corpus: Pat
                               options=ScatterOptions())["window"] is None
     assert scatter_panel.focus_from_click(q, {"points": [{"curveNumber": 0, "pointNumber": 1}]}, emb, window)[0] == \
         str(q.ids[inside[1]])
+
+
+def test_density_mode_hover_anywhere_finds_the_nearest_image(corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scatter_panel, "POINTS_MAX", 10)
+    monkeypatch.setattr(scatter_panel, "SAMPLE_POINTS", 6)
+    q = CorpusQuery(corpus)
+    spec, X = q.embedding_spec(VIEW, "tsne", {})
+    emb = {"key": q.quick_embedding(spec, X)}
+    xy = q.embedding_by_key(emb["key"])
+    assert xy is not None
+    fig = scatter_panel.scatter(q, emb, VIEW, Filters(), [], ScatterOptions())["figure"]
+    grid = fig["data"][figures.HOVER_TRACE]
+    assert grid["type"] == "heatmap" and grid["hoverinfo"] == "none" and grid["z"]["shape"] == "200,200"
+    x0, x1, y0, y1 = figures.density_box(xy)
+    assert grid["x0"] == pytest.approx(x0 + (x1 - x0) / 400) and grid["dy"] == pytest.approx((y1 - y0) / 200)
+    sample = set(scatter_panel.shown_rows(40, xy, None).tolist())
+    k = next(i for i in range(40) if i not in sample)  # an image drawn only in the density image
+    cell = np.array([(x1 - x0) / 200, (y1 - y0) / 200])
+    near = xy[k] + cell * 0.3  # the centre of the hover cell, a little off the point
+    hover = {"points": [{"curveNumber": figures.HOVER_TRACE, "x": near[0], "y": near[1],
+                         "bbox": {"x0": 1, "x1": 2, "y0": 1, "y1": 2}}]}
+    show, bbox, card, _direction = scatter_panel.tooltip(q, hover, VIEW, emb, None)
+    assert show is True and bbox["x0"] == 1 and str(q.ids[k]) in json.dumps(card.to_plotly_json(), default=str)
+    far = {"points": [{**hover["points"][0], "x": x1 + 10 * (x1 - x0), "y": y1}]}
+    assert scatter_panel.tooltip(q, far, VIEW, emb, None)[0] is False  # no image within a cell: no card
+    assert scatter_panel.nearest_row(q, ["a", None], emb) is None
+    assert [scatter_panel.card_direction({"y0": y, "y1": y}) for y in (10, 300, 590)] == ["bottom", "right", "top"]
+    assert scatter_panel.focus_from_click(q, hover, emb, None)[0] == str(q.ids[k])
+    # zoomed in, the grid covers the window (finer cells), and the nearest image is found there too
+    window = [float(xy[k, 0] - 1), float(xy[k, 0] + 1), float(xy[k, 1] - 1), float(xy[k, 1] + 1)]
+    relayout = dict(zip(("xaxis.range[0]", "xaxis.range[1]", "yaxis.range[0]", "yaxis.range[1]"), window))
+    z = scatter_panel.zoom(q, relayout, emb, VIEW, Filters(), [], options=ScatterOptions())
+    ops = json.dumps(z["figure"].to_plotly_json())
+    assert '"dx": 0.01' in ops
+    assert scatter_panel.nearest_row(q, list(xy[k]), emb, window) == k
 
 
 def test_the_table_shows_human_labels_to_filter_and_sort_by(corpus: Path) -> None:

@@ -174,6 +174,35 @@ def test_a_freehand_lasso_is_sent_once_on_release_and_tested_on_the_server(
     assert [entry for entry in dash_duo.get_logs() if "_dash-update-component" not in entry["message"]] == []
 
 
+HOVER_JS = """
+const g = document.querySelector('#scatter .js-plotly-plot'), el = g.querySelector('.nsewdrag');
+const r = el.getBoundingClientRect(), xa = g._fullLayout.xaxis, ya = g._fullLayout.yaxis;
+el.dispatchEvent(new MouseEvent('mousemove', {bubbles: true, cancelable: true, view: window,
+  clientX: r.left + xa.d2p(arguments[0]), clientY: r.top + ya.d2p(arguments[1])}));
+"""
+
+
+def test_density_mode_hover_anywhere_shows_the_nearest_image(dash_duo: Any, corpus_copy: Path, free_port: int,
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Density mode (here from 11 images on): the mouse over an image drawn only in the density image, not
+    among the sampled points, opens the hover card of that image (the server's nearest-point lookup)."""
+    from semcontrib.dashboard import scatter_panel
+
+    monkeypatch.setattr(scatter_panel, "POINTS_MAX", 10)
+    monkeypatch.setattr(scatter_panel, "SAMPLE_POINTS", 6)
+    q = CorpusQuery(corpus_copy)
+    xy = q.cached_embedding(q.embedding_spec(View("nature", "lrp", "signed_l1", "mean"), "tsne", {})[0])
+    assert xy is not None
+    _start(dash_duo, corpus_copy, free_port, tmp_path, n=6)
+    sample = set(_wait_points(dash_duo, 6)["customdata"])
+    # an image away from the sampled points (so the hover is the grid's, not a point's)
+    far = [k for k in range(40) if k not in sample]
+    k = max(far, key=lambda i: min(np.hypot(*(xy[i] - xy[j])) for j in sample))
+    dash_duo.driver.execute_script(HOVER_JS, float(xy[k, 0]), float(xy[k, 1]))
+    dash_duo.wait_for_contains_text(f"#{I.TOOLTIP}", str(q.ids[k]), timeout=10)
+    assert [e for e in dash_duo.get_logs() if "favicon" not in e["message"]] == []
+
+
 def test_cached_embedding_filter_dims_points_and_keeps_positions(dash_duo: Any, corpus_copy: Path, free_port: int,
                                                                  tmp_path: Path) -> None:
     q = CorpusQuery(corpus_copy)
