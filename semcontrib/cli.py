@@ -31,6 +31,8 @@ from semcontrib.settings import (
     PERTURBATION_BASELINES,
     PRECISIONS,
     VALIDITY_BASELINES,
+    VALIDITY_RANDOM_SAMPLES,
+    VALIDITY_STEPS,
     XRAI_ALGORITHMS,
     ExternalAttributions,
     parse_methods,
@@ -126,6 +128,12 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--validity-baseline", default=None, choices=VALIDITY_BASELINES,
                    help="how a region is deleted for the validity record: road (ROAD's noisy linear imputation, "
                    "used by no method) or a perturbation baseline; new corpus: road (docs/trust.md)")
+    g.add_argument("--validity-steps", type=int, default=None, metavar="N",
+                   help=f"points per deletion curve of the validity record; 0: full curves (precise, costly); "
+                   f"new corpus: {VALIDITY_STEPS} (docs/trust.md, 'Cost of the validity record')")
+    g.add_argument("--validity-random-samples", type=int, default=None, metavar="N",
+                   help=f"seeded random orders of the validity record's random reference where it is not exact "
+                   f"(more: more precise, a forward per order and curve point); new corpus: {VALIDITY_RANDOM_SAMPLES}")
     m = p.add_argument_group("method parameters (left out: as recorded, or these defaults)")
     m.add_argument("--lrp-composite", default=None, choices=LRP_COMPOSITES,
                    help=f"zennit composite; default {DEFAULT_LRP_COMPOSITE} (the most faithful measured)")
@@ -224,6 +232,9 @@ def given_settings(args: argparse.Namespace) -> dict[str, Any]:
         given["validity"] = bool(args.validity)
     if args.validity_baseline is not None:
         given["validity_baseline"] = args.validity_baseline
+    for opt in ("validity_steps", "validity_random_samples"):
+        if getattr(args, opt) is not None:
+            given[opt] = getattr(args, opt)
     params: dict[str, dict[str, Any]] = {}
     for opt, (method, name) in _METHOD_OPTIONS.items():
         value = getattr(args, opt)

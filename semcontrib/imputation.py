@@ -29,6 +29,9 @@ Examples
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+from scipy.sparse.linalg import spsolve
 
 # (row offset, column offset, weight) of the 8 neighbours (ROAD's weighting; the weights sum to 1)
 NEIGHBOURS = ((-1, -1, 1 / 12), (-1, 0, 1 / 6), (-1, 1, 1 / 12), (0, -1, 1 / 6), (0, 1, 1 / 6),
@@ -41,9 +44,6 @@ REFINE_SWEEPS = 6
 
 def _solve_exact(image: np.ndarray, removed: np.ndarray, fill: np.ndarray) -> np.ndarray:
     """float64 (n, C): the exact solution of the imputation system over the removed pixels."""
-    import scipy.sparse as sp
-    from scipy.sparse.csgraph import connected_components
-    from scipy.sparse.linalg import spsolve
 
     C, H, W = image.shape
     flat_removed = removed.ravel()
@@ -80,28 +80,56 @@ def _solve_exact(image: np.ndarray, removed: np.ndarray, fill: np.ndarray) -> np
     return np.asarray(x, np.float64).reshape(n, C)
 
 
+def _neighbour_sum(pad: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out`` (.., h, w) = the NEIGHBOURS-weighted sum over each pixel's 8 neighbours in ``pad`` (.., h + 2,
+    w + 2): the separable ``[1, 2, 1] x [1, 2, 1] / 12`` minus the centre's ``4 / 12``."""
+    rows = pad[..., :-2, :] + pad[..., 2:, :]
+    rows += 2.0 * pad[..., 1:-1, :]
+    np.add(rows[..., :-2], rows[..., 2:], out=out)
+    out += 2.0 * rows[..., 1:-1]
+    out -= 4.0 * pad[..., 1:-1, 1:-1]
+    out /= 12.0
+    return out
+
+
 def _jacobi(out: np.ndarray, removed: np.ndarray, sweeps: int) -> None:
     """In place: ``sweeps`` Jacobi sweeps of the imputation equations over the removed pixels (computed
-    on the removed pixels' bounding box with a 1-pixel margin of known neighbours)."""
+    in float32 on the removed pixels' bounding box with a 1-pixel margin of known neighbours)."""
     C, H, W = out.shape
     rows, cols = np.nonzero(removed)
     r0, r1 = max(int(rows.min()) - 1, 0), min(int(rows.max()) + 2, H)
     c0, c1 = max(int(cols.min()) - 1, 0), min(int(cols.max()) + 2, W)
     h, w = r1 - r0, c1 - c0
-    inside = np.zeros((H + 2, W + 2))
+    inside = np.zeros((H + 2, W + 2), np.float32)
     inside[1:-1, 1:-1] = 1.0
-    inside = inside[r0:r1 + 2, c0:c1 + 2]  # 1 where a neighbour lies inside the image
-    den = np.zeros((h, w))
-    for dr, dc, wt in NEIGHBOURS:
-        den += wt * inside[1 + dr:1 + dr + h, 1 + dc:1 + dc + w]
-    box = out[:, r0:r1, c0:c1]  # a view: the sweeps write into ``out``
-    hole = removed[r0:r1, c0:c1]
+    den = _neighbour_sum(inside[r0:r1 + 2, c0:c1 + 2], np.empty((h, w), np.float32))  # renormalised at borders
+    pad = np.zeros((C, h + 2, w + 2), np.float32)  # outside the image: 0 with weight 0 (``den``)
+    pad[:, 1:-1, 1:-1] = out[:, r0:r1, c0:c1]
+    centre = pad[:, 1:-1, 1:-1]
+    hole = np.broadcast_to(removed[r0:r1, c0:c1], centre.shape)
+    num = np.empty((C, h, w), np.float32)
     for _ in range(sweeps):
-        pad = np.pad(box, ((0, 0), (1, 1), (1, 1)))
-        num = np.zeros_like(box)
-        for dr, dc, wt in NEIGHBOURS:
-            num += wt * pad[:, 1 + dr:1 + dr + h, 1 + dc:1 + dc + w]
-        box[:, hole] = (num / den)[:, hole]
+        _neighbour_sum(pad, num)
+        num /= den
+        np.copyto(centre, num, where=hole)
+    box = out[:, r0:r1, c0:c1]
+    box[:, removed[r0:r1, c0:c1]] = centre[:, removed[r0:r1, c0:c1]]
+
+
+def _upsample(coarse: np.ndarray, factor: int, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+    """float64 (C, r1 - r0, c1 - c0): rows r0..r1, columns c0..c1 of the bilinear upsampling of ``coarse``
+    by ``factor`` (pixel centres aligned, edges clamped: ``scipy.ndimage.zoom(order=1, grid_mode=True,
+    mode="nearest")``), computed on that window only."""
+
+    def axis(lo: int, hi: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        y = np.clip((np.arange(lo, hi) + 0.5) / factor - 0.5, 0, size - 1)
+        i0 = np.floor(y).astype(np.int64)
+        return i0, np.minimum(i0 + 1, size - 1), y - i0
+
+    y0, y1, wy = axis(r0, r1, coarse.shape[1])
+    x0, x1, wx = axis(c0, c1, coarse.shape[2])
+    rows = coarse[:, y0] * (1 - wy)[None, :, None] + coarse[:, y1] * wy[None, :, None]
+    return rows[:, :, x0] * (1 - wx) + rows[:, :, x1] * wx
 
 
 def _solve(image: np.ndarray, removed: np.ndarray, fill: np.ndarray, exact_max: int, factor: int,
@@ -111,12 +139,13 @@ def _solve(image: np.ndarray, removed: np.ndarray, fill: np.ndarray, exact_max: 
     n = int(removed.sum())
     if n == 0:
         return out
+    if n == removed.size:  # nothing known (the only group of removed pixels touching no known one): ``fill``
+        out[:] = fill[:, None, None]
+        return out
     C, H, W = image.shape
     if n <= exact_max or factor < 2 or min(H, W) < 2 * factor:
         out[:, removed] = _solve_exact(out, removed, fill).T
         return out
-    from scipy.ndimage import zoom
-
     h, w = -(-H // factor), -(-W // factor)
     known = np.zeros((h * factor, w * factor))
     known[:H, :W] = ~removed
@@ -126,8 +155,11 @@ def _solve(image: np.ndarray, removed: np.ndarray, fill: np.ndarray, exact_max: 
     tot = vals.reshape(C, h, factor, w, factor).sum(axis=(2, 4))
     coarse = np.divide(tot, cnt[None], out=np.zeros_like(tot), where=cnt[None] > 0)
     coarse = _solve(coarse, cnt == 0, fill, exact_max, factor, sweeps)
-    up = zoom(coarse, (1, factor, factor), order=1, grid_mode=True, mode="nearest")[:, :H, :W]
-    out[:, removed] = up[:, removed]
+    rows, cols = np.nonzero(removed)
+    r0, r1, c0, c1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+    window = out[:, r0:r1, c0:c1]
+    hole = removed[r0:r1, c0:c1]
+    window[:, hole] = _upsample(coarse, factor, r0, r1, c0, c1)[:, hole]
     _jacobi(out, removed, sweeps)
     return out
 
@@ -166,5 +198,5 @@ def road_impute(image: np.ndarray, removed: np.ndarray, noise: float = ROAD_NOIS
     out = _solve(image, removed, fill_c, int(exact_max), int(factor), int(refine))
     if noise > 0 and removed.any():
         rng = rng if rng is not None else np.random.default_rng(0)
-        out[:, removed] += rng.normal(0.0, noise, size=(image.shape[0], int(removed.sum())))
+        out[:, removed] += noise * rng.standard_normal((image.shape[0], int(removed.sum())), np.float32)
     return out.astype(np.float32)

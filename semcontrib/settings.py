@@ -97,6 +97,10 @@ class AnalysisSettings:
     external : heatmaps computed elsewhere, stored as one more method, or None.
     validity : whether each vector gets its validity record.
     validity_baseline : how a region is deleted for the validity record (road, blur, mean, black).
+    validity_steps : points per deletion curve of the validity record (0: full curves, the precise and
+        costly setting; ``semcontrib.validity.ValidityConfig.steps``).
+    validity_random_samples : seeded random orders of the random reference where it is not exact
+        (``ValidityConfig.random_samples``).
     """
 
     model: str = DEFAULT_MODEL
@@ -109,6 +113,8 @@ class AnalysisSettings:
     external: ExternalAttributions | None = None
     validity: bool = True
     validity_baseline: str = DEFAULT_VALIDITY_BASELINE
+    validity_steps: int = VALIDITY_STEPS
+    validity_random_samples: int = VALIDITY_RANDOM_SAMPLES
 
     def __post_init__(self) -> None:
         if not self.methods and self.external is None:
@@ -121,6 +127,10 @@ class AnalysisSettings:
         if self.validity_baseline not in VALIDITY_BASELINES:
             raise ValueError(f"validity baseline must be one of {VALIDITY_BASELINES}, "
                              f"got {self.validity_baseline!r}")
+        if not (type(self.validity_steps) is int and (self.validity_steps == 0 or self.validity_steps >= 2)):
+            raise ValueError(f"validity steps must be 0 (full curves) or an integer >= 2, got {self.validity_steps!r}")
+        if not (type(self.validity_random_samples) is int and self.validity_random_samples >= 1):
+            raise ValueError(f"validity random samples must be an integer >= 1, got {self.validity_random_samples!r}")
 
     @property
     def all_methods(self) -> tuple[str, ...]:

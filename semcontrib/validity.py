@@ -50,7 +50,8 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Collection
+import weakref
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -348,6 +349,75 @@ def _softmax_at(logits: np.ndarray, target: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- validity of a batch
 
 
+class _InferenceModel:
+    """A model's forward for the perturbed images of the validity record: a channels-last copy traced and
+    frozen by TorchScript (``torch.jit.freeze`` folds batch norm into the convolutions), run in inference
+    mode. The same function as the model's forward up to float rounding (compared with the model on the
+    first image it sees; on a difference above 1e-3 of the logits' scale, or a failed trace, the model
+    itself is used); on CPU about half the model's time per image (``benchmarks/bench_validity.py``).
+    ``head_names`` and ``head`` are the model's."""
+
+    def __init__(self, model: MultitaskModel) -> None:
+        self.model = model
+        self.net: Any = None  # traced on the first call (tracing needs an input)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def _build(self, x: torch.Tensor) -> Any:
+        import copy
+        import warnings
+
+        import torch
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # TracerWarnings about the heads' Python loops (fixed shapes)
+                clone = copy.deepcopy(self.model).to(memory_format=torch.channels_last)
+                net = torch.jit.freeze(torch.jit.trace(clone, x[:1].contiguous(memory_format=torch.channels_last),
+                                                       strict=False, check_trace=False))
+            got, ref = net(x[:1].contiguous(memory_format=torch.channels_last)), self.model(x[:1])
+            for h, z in ref.items():
+                if float((got[h].float() - z.float()).abs().max()) > 1e-3 * (1.0 + float(z.abs().max())):
+                    raise ValueError(f"its logits differ from the model's on head {h!r}")
+            return net
+        except Exception as exc:  # noqa: BLE001 - whatever TorchScript cannot trace runs as it is
+            logger.warning("validity: no traced inference copy of the model (%s); using the model", exc)
+            return self.model
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        import torch
+
+        with torch.inference_mode():
+            if torch.is_autocast_enabled(x.device.type):  # reduced precision: the model's own autocast path
+                return self.model(x)
+            if self.net is None:
+                self.net = self._build(x)
+            if self.net is self.model:
+                return self.model(x)
+            return self.net(x.contiguous(memory_format=torch.channels_last))
+
+
+_INFERENCE: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
+
+
+def inference_model(model: MultitaskModel) -> Any:
+    """What the validity record runs its perturbed images through: the traced inference copy of ``model``
+    (:class:`_InferenceModel`), built once per model and rebuilt when a weight changes in place (e.g. the
+    randomisation check of ``validate``); the model itself when it is in training mode or carries forward
+    hooks (an attributor or a counter is watching it)."""
+    if model.training or any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
+        return model
+    tensors = list(itertools.chain(model.parameters(), model.buffers()))
+    signature = tuple((t.device, t.data_ptr(), t._version) for t in tensors)
+    cached = _INFERENCE.get(model)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    fast = _InferenceModel(model)
+    _INFERENCE[model] = (signature, fast)
+    return fast
+
+
 def _road_perturb(config: ValidityConfig) -> Any:
     """The ``perturb`` hook of :func:`forward_coalitions` for ROAD imputation (seeded per removal set)."""
     import torch
@@ -371,8 +441,8 @@ def _road_perturb(config: ValidityConfig) -> Any:
 
 def compute_validity(model: MultitaskModel, tensor: torch.Tensor, labels: np.ndarray, vocabulary: tuple[str, ...],
                      targets: dict[str, torch.Tensor], scores: dict[str, dict[str, np.ndarray]],
-                     config: ValidityConfig, circular_methods: Collection[str] = ()
-                     ) -> dict[tuple[str, str], ValidityRecord]:
+                     config: ValidityConfig, circular_methods: Collection[str] = (), *,
+                     original_logits: Mapping[str, np.ndarray] | None = None) -> dict[tuple[str, str], ValidityRecord]:
     """Faithfulness, MoRF / LeRF deletion AUCs and the random reference of every (method, head).
 
     Parameters
@@ -386,6 +456,9 @@ def compute_validity(model: MultitaskModel, tensor: torch.Tensor, labels: np.nda
     config : baseline and options.
     circular_methods : methods that score with this test's own perturbation (:func:`circular`):
         their notes start with ``circular``.
+    original_logits : head -> float (N, n_classes), the unperturbed images' logits when the caller has
+        them (the analysis' predictions): step 0 of every curve and the reference of every single-deletion
+        drop then costs no forward. Every head of ``targets`` must be there.
 
     Returns
     -------
@@ -405,6 +478,12 @@ def compute_validity(model: MultitaskModel, tensor: torch.Tensor, labels: np.nda
             if np.shape(s) != (N, K):
                 raise ValueError(f"scores[{meth!r}][{h!r}] must be (N, K) = {(N, K)}, got {np.shape(s)}")
     tgt = {h: t.cpu().numpy().astype(np.int64) for h, t in targets.items()}
+    if original_logits is not None:
+        for h in tgt:
+            got = np.shape(original_logits[h]) if h in original_logits else "none"
+            if got == "none" or len(got) != 2 or got[0] != N:
+                raise ValueError(f"original_logits must hold float (N, n_classes) with N = {N} for every head of the "
+                                 f"targets; head {h!r}: {got}")
 
     # one row per distinct (image, set of removed regions); every metric reads its rows from `row`
     image: list[int] = []
@@ -460,9 +539,17 @@ def compute_validity(model: MultitaskModel, tensor: torch.Tensor, labels: np.nda
         base, perturb = tensor, _road_perturb(config)
     else:
         base, perturb = baseline_tensor(model, tensor, config.baseline, config.blur_sigma), None
-    logits = forward_coalitions(model, tensor, base, labels,
-                                Coalitions(np.asarray(image, np.int64), np.asarray(keep).reshape(-1, K)),
-                                config.batch_size, perturb=perturb)
+    rows_image, rows_keep = np.asarray(image, np.int64), np.asarray(keep, bool).reshape(-1, K)
+    given = rows_keep.all(axis=1) if original_logits is not None else np.zeros(len(image), bool)  # the originals
+    part = forward_coalitions(inference_model(model), tensor, base, labels,
+                              Coalitions(rows_image[~given], rows_keep[~given]), config.batch_size, perturb=perturb)
+    logits: dict[str, np.ndarray] = {}
+    for h in tgt:
+        z = np.empty((len(image), part[h].shape[1]))
+        z[~given] = part[h]
+        if given.any():
+            z[given] = np.asarray(original_logits[h], np.float64)[rows_image[given]]  # type: ignore[index]
+        logits[h] = z
 
     prob = {h: _softmax_at(logits[h], tgt[h][np.asarray(image, np.int64)]) if len(image) else np.zeros(0)
             for h in tgt}
@@ -511,5 +598,6 @@ def compute_validity(model: MultitaskModel, tensor: torch.Tensor, labels: np.nda
                         rnd[n] = random_auc[h][n]
                 notes.append("; ".join(why))
             out[(meth, h)] = ValidityRecord(faith, morf, lerf.copy(), lerf, rnd, notes)
-    logger.debug("validity: %d images, %d (method, head) pairs, %d distinct perturbed images", N, len(out), len(image))
+    logger.debug("validity: %d images, %d (method, head) pairs, %d distinct perturbed images (%d given)", N, len(out),
+                 len(image), int(given.sum()))
     return out

@@ -18,7 +18,8 @@ def test_record_round_trip() -> None:
     s = AnalysisSettings(model="m.json", heads=("a",), methods=("lrp", "occlusion"),
                          method_params={"lrp": {"composite": "epsilon"}}, regions="annotations:x.json",
                          region_options={"min_area": 3}, targets={"a": "among:x,y"},
-                         external=ExternalAttributions("/maps", "mine"), validity=False, validity_baseline="mean")
+                         external=ExternalAttributions("/maps", "mine"), validity=False, validity_baseline="mean",
+                         validity_steps=0, validity_random_samples=9)
     assert AnalysisSettings.from_record(s.to_record()) == s
     assert s.all_methods == ("lrp", "occlusion", "mine")
 
@@ -26,6 +27,8 @@ def test_record_round_trip() -> None:
 @pytest.mark.parametrize("kw, match", [
     ({"methods": ()}, "at least one"), ({"methods": ("saliency",)}, "unknown attribution method"),
     ({"methods": ("lrp", "lrp")}, "named twice"), ({"validity_baseline": "grey"}, "validity baseline"),
+    ({"validity_steps": 1}, "validity steps"), ({"validity_steps": 2.5}, "validity steps"),
+    ({"validity_random_samples": 0}, "validity random samples"),
 ])
 def test_bad_settings(kw, match) -> None:
     with pytest.raises(ValueError, match=match):
@@ -65,3 +68,17 @@ def test_names_that_become_path_parts() -> None:
         with pytest.raises(ValueError):
             S.check_method_name(bad)
     assert S.check_method_name("external_2") == "external_2"
+
+
+def test_validity_fields_are_named_as_validity_config_fields() -> None:
+    """The engine passes every ``validity_*`` setting to ValidityConfig by name (validity_steps -> steps)."""
+    from dataclasses import fields
+
+    from semcontrib.validity import ValidityConfig
+
+    s = AnalysisSettings()
+    config = {f.name for f in fields(ValidityConfig)}
+    names = [f.name[len("validity_"):] for f in fields(AnalysisSettings) if f.name.startswith("validity_")]
+    assert names and set(names) <= config
+    built = ValidityConfig(**{n: getattr(s, f"validity_{n}") for n in names})
+    assert built == ValidityConfig()  # the settings' defaults are the record's defaults

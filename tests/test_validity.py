@@ -373,3 +373,54 @@ def test_circular_note():
     assert all(note.startswith("circular: occlusion") for note in res[("occlusion", "task_a")].note)
     assert not any("circular" in note for note in res[("other", "task_a")].note)
     np.testing.assert_allclose(res[("occlusion", "task_a")].faithfulness[:2], 1.0)  # by construction
+
+
+# --------------------------------------------------------------------------- cost: traced copy, given originals
+
+
+def test_inference_model_computes_the_models_function_and_is_rebuilt_when_a_weight_changes():
+    from semcontrib.validity import inference_model
+
+    model = tiny_model(seed=5)
+    x, _ = _batch()
+    fast = inference_model(model)
+    assert fast is not model and inference_model(model) is fast  # built once per model
+    with torch.no_grad():
+        ref = model(x)
+    got = fast(x)
+    for h in ref:
+        torch.testing.assert_close(got[h], ref[h], atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        next(model.parameters()).mul_(-1.0)  # in place, as validate's randomisation check does
+        ref2 = model(x)
+    again = inference_model(model)
+    assert again is not fast
+    torch.testing.assert_close(again(x)["task_a"], ref2["task_a"], atol=1e-5, rtol=1e-5)
+    handle = model.register_forward_hook(lambda mod, inp, out: None)
+    assert inference_model(model) is model  # a watched model runs as it is
+    handle.remove()
+
+
+def test_given_original_logits_give_the_same_record_without_forwarding_the_originals():
+    model = tiny_model(seed=6)
+    x, labels = _batch()
+    s = np.random.default_rng(8).normal(size=(3, len(VOC)))
+    scores = {"m": {"task_a": s, "task_b": -s}}
+    rows: list[int] = []
+    handle = model.register_forward_hook(lambda mod, inp, out: rows.append(inp[0].shape[0]))
+    plain = compute_validity(model, x, labels, VOC, TARGETS, scores, ValidityConfig(baseline="mean"))
+    n_plain = sum(rows)
+    rows.clear()
+    with torch.no_grad():
+        original = {h: z.double().numpy() for h, z in model(x).items()}
+    rows.clear()
+    given = compute_validity(model, x, labels, VOC, TARGETS, scores, ValidityConfig(baseline="mean"),
+                             original_logits=original)
+    handle.remove()
+    assert sum(rows) == n_plain - 3  # one original per image
+    for key, rec in plain.items():
+        for c in ("faithfulness", "deletion_auc", "lerf_auc", "random_auc"):
+            np.testing.assert_allclose(getattr(given[key], c), getattr(rec, c), atol=1e-9, err_msg=c)
+    with pytest.raises(ValueError, match="original_logits"):
+        compute_validity(model, x, labels, VOC, TARGETS, scores, ValidityConfig(),
+                         original_logits={"task_a": original["task_a"]})
