@@ -426,4 +426,6 @@ class StageWork:
     def _validity_config(self) -> Any:
         from semcontrib.validity import ValidityConfig
 
-        return ValidityConfig(baseline=self.settings.validity_baseline)
+        s = self.settings
+        return ValidityConfig(baseline=s.validity_baseline, steps=s.validity_steps,
+                              random_samples=s.validity_random_samples)
