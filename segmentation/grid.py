@@ -28,6 +28,7 @@ class GridSource:
 
     name = "grid"
     uses_evidence = False
+    cheap = True  # a few milliseconds per image: a small run starts no worker processes for it
 
     def __init__(self, rows: int = 3, cols: int = 3) -> None:
         if not (isinstance(rows, int) and isinstance(cols, int)) or rows < 1 or cols < 1:

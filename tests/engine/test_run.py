@@ -92,3 +92,11 @@ def test_the_stages_declare_keys_and_inputs(tmp_path):
     order = list(st)
     first_reader = min(order.index(n) for n, s in st.items() if "regions" in s.reads)
     assert order.index("maps:gradcam") < first_reader
+
+
+def test_the_grid_is_cheap_and_a_source_that_reads_evidence_is_not():
+    from semcontrib.regions import is_cheap
+    from semcontrib.segmentation import make_region_source
+
+    assert is_cheap(make_region_source("grid"))
+    assert not is_cheap(make_region_source("landscape"))  # it segments while the model works: workers pay
