@@ -247,8 +247,7 @@ def scan_images(folder: str | Path, exclude: str | Path | None = None) -> ImageS
     rel_found: list[str] = []
     sizes: list[int] = []
     times: list[int] = []
-    suffixes = _SUFFIXES
-    splitext = os.path.splitext
+    suffixes, splitext = _SUFFIXES, os.path.splitext
     stack = [(top0, "")]
     while stack:
         top, rel = stack.pop()
@@ -257,19 +256,22 @@ def scan_images(folder: str | Path, exclude: str | Path | None = None) -> ImageS
         try:
             with os.scandir(top) as it:
                 for e in it:
+                    name = e.name
                     try:
                         if e.is_dir(follow_symlinks=False):
-                            stack.append((e.path, f"{rel}{e.name}/"))
-                        elif splitext(e.name)[1].lower() in suffixes and e.is_file() and (
-                                ex is None or not e.is_symlink() or not os.path.realpath(e.path).startswith(ex)):
-                            rel_found.append(rel + e.name)
+                            stack.append((e.path, f"{rel}{name}/"))
+                        # the suffix as os.path.splitext finds it (leading dots start no suffix)
+                        elif name[name.rfind("."):].lower() in suffixes and (name[0] != "." or splitext(name)[1]) \
+                                and e.is_file() and (ex is None or not e.is_symlink()
+                                                     or not os.path.realpath(e.path).startswith(ex)):
                             try:
                                 st = e.stat()
-                                sizes.append(st.st_size)
-                                times.append(st.st_mtime_ns)
+                                size, mtime = st.st_size, st.st_mtime_ns
                             except OSError:  # gone since: the planner says why
-                                sizes.append(-1)
-                                times.append(0)
+                                size, mtime = -1, 0
+                            rel_found.append(rel + name)
+                            sizes.append(size)
+                            times.append(mtime)
                     except OSError:
                         continue
         except OSError:
