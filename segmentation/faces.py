@@ -229,7 +229,7 @@ class FacesSource:
 
     name = "faces"
 
-    def __init__(self, model: str | os.PathLike[str] | None = None, threshold: float = DEFAULTS["threshold"],
+    def __init__(self, model: str | os.PathLike[str] | None = None, *, threshold: float = DEFAULTS["threshold"],
                  upsample: int = DEFAULTS["upsample"], max_side: int = DEFAULTS["max_side"],
                  forehead: float = DEFAULTS["forehead"], person: tuple[RegionSource, str] | None = None,
                  person_spec: str = "") -> None:

@@ -118,7 +118,7 @@ class PartsSource:
     name = "parts"
 
     def __init__(self, boxes: AnnotationSource, foreground: RegionSource, foreground_label: str | None = None,
-                 foreground_spec: str = "", body: str = "body", background: str = "background",
+                 *, foreground_spec: str = "", body: str = "body", background: str = "background",
                  missing: str = "body") -> None:
         if missing not in MISSING:
             raise ValueError(f"parts: missing must be one of {list(MISSING)}, got {missing!r}")

@@ -145,7 +145,7 @@ class SamSource:
     name = "sam"
     uses_torch = True  # its workers import torch and run it with one thread each
 
-    def __init__(self, model: Any = None, checkpoint: str | os.PathLike[str] | None = None,
+    def __init__(self, model: Any = None, *, checkpoint: str | os.PathLike[str] | None = None,
                  min_area: int = 100, labeller: Labeller | None = None,
                  prompts: str | os.PathLike[str] | None = None,
                  generator: Mapping[str, Any] | None = None, max_side: int = 320,

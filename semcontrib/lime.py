@@ -140,7 +140,7 @@ class LimeMethod:
     level = "region"
     runs_in_bf16 = True  # forwards only, as occlusion and shapley
 
-    def __init__(self, samples: int = 64, kernel_width: float = 0.25, regulariser: str = "ridge",
+    def __init__(self, *, samples: int = 64, kernel_width: float = 0.25, regulariser: str = "ridge",
                  alpha: float = 1.0, baseline: str = "blur", seed: int = 0,
                  blur_sigma: float = DEFAULT_BLUR_SIGMA, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
         _validate_common(baseline, blur_sigma, batch_size)

@@ -139,7 +139,7 @@ def present_regions(labels: np.ndarray, n_regions: int) -> np.ndarray:
 @torch.no_grad()
 def forward_coalitions(model: MultitaskModel, tensor: torch.Tensor, baseline: torch.Tensor,
                        labels: np.ndarray, coalitions: Coalitions,
-                       batch_size: int = DEFAULT_BATCH_SIZE, perturb: Any = None) -> dict[str, np.ndarray]:
+                       batch_size: int = DEFAULT_BATCH_SIZE, *, perturb: Any = None) -> dict[str, np.ndarray]:
     """Every head's logits for each coalition, one forward per distinct perturbed image.
 
     Parameters

@@ -172,7 +172,7 @@ def task_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str],
 
 
 def evaluate_logits(logits: Mapping[str, np.ndarray], targets: np.ndarray, tasks: Sequence[str],
-                    classes: Mapping[str, Sequence[str]], image_ids: Sequence[str] | None = None,
+                    classes: Mapping[str, Sequence[str]], *, image_ids: Sequence[str] | None = None,
                     baseline_counts: Mapping[str, Mapping[str, int]] | None = None,
                     label_report: Mapping[str, Any] | None = None,
                     meta: Mapping[str, Any] | None = None) -> EvaluationReport:
