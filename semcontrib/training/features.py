@@ -200,66 +200,77 @@ def extract_features(model: MultitaskModel, paths: Sequence[Path], job: FeatureJ
         ``features`` float32 N x (1 + n_views) x F (N x (1 + n_views) x F x h x w for SIAM).
     """
     job = replace(job or FeatureJob(), **kw)
-    n_views, seed, batch_size, workers = job.n_views, job.seed, job.batch_size, job.workers
-    augment, cache_dir = job.augment, job.cache_dir
-    if n_views < 0:
-        raise ValueError(f"n_views must be >= 0, got {n_views}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if workers < 0:
-        raise ValueError(f"workers must be >= 0, got {workers}")
-    augment = augment or AugmentConfig()
-    key = f"{backbone_key(model)}/{_views_key(n_views, seed, augment)}"
-    cache = Path(cache_dir) / key if cache_dir is not None else None
-    n = len(paths)
-    shape = backbone_output_shape(model)
-    feats = np.zeros((n, 1 + n_views, *shape), dtype=np.float32)
-    ok = np.zeros(n, dtype=bool)
-    hashes = [""] * n
-    reasons: dict[int, str] = {}
-    pending: list[tuple[int, np.ndarray]] = []  # (example index, views uint8 (1+V) x S x S x 3)
-    done = 0
+    if job.n_views < 0:
+        raise ValueError(f"n_views must be >= 0, got {job.n_views}")
+    if job.batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {job.batch_size}")
+    if job.workers < 0:
+        raise ValueError(f"workers must be >= 0, got {job.workers}")
+    augment = job.augment or AugmentConfig()
+    key = f"{backbone_key(model)}/{_views_key(job.n_views, job.seed, augment)}"
+    cache = Path(job.cache_dir) / key if job.cache_dir is not None else None
+    collected = _Collector(model, len(paths), job, cache, progress)
+    dataset = _ImageViews(paths, cache, job.n_views, job.seed, augment, (model.input_size, collected.shape))
+    items: Any = (dataset if job.workers == 0 else
+                  torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=job.workers,
+                                              collate_fn=_as_is))
     was_training = model.training
     model.eval()
-
-    def flush() -> None:
-        nonlocal done
-        if not pending:
-            return
-        batch = np.concatenate([v for _, v in pending])
-        with torch.inference_mode():
-            out = model.backbone(to_tensor(model, batch)).float().cpu().numpy()
-        out = out.reshape(len(pending), 1 + n_views, *shape)
-        for (i, _), f in zip(pending, out):
-            feats[i] = f
-            ok[i] = True
-            if cache is not None:
-                atomic_save(cache / f"{hashes[i]}.npy", f)
-        done += len(pending)
-        pending.clear()
-        if progress:
-            progress("features", done, n)
-
-    dataset = _ImageViews(paths, cache, n_views, seed, augment, (model.input_size, shape))
-    items: Any = (dataset if workers == 0 else
-                  torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_as_is))
     try:
         for i, digest, kind, payload in items:
-            hashes[i] = digest
-            if kind == "error":
-                reasons[i] = payload
-                done += 1
-            elif kind == "cached":
-                feats[i] = payload
-                ok[i] = True
-                done += 1
-                if progress:
-                    progress("features", done, n)
-            else:
-                pending.append((i, payload))
-                if sum(len(v) for _, v in pending) >= batch_size:
-                    flush()
-        flush()
+            collected.take(i, digest, kind, payload)
+        collected.flush()
     finally:
         model.train(was_training)
-    return FeatureSet(feats, ok, hashes, reasons, key)
+    return FeatureSet(collected.feats, collected.ok, collected.hashes, collected.reasons, key)
+
+
+class _Collector:
+    """The features of :func:`extract_features` as its items arrive: cached features as they are, decoded
+    views in batches of at least ``job.batch_size`` images through the backbone (then cached)."""
+
+    def __init__(self, model: MultitaskModel, n: int, job: FeatureJob, cache: Path | None,
+                 progress: Progress | None) -> None:
+        self.model, self.n, self.job, self.cache, self.progress = model, n, job, cache, progress
+        self.shape = backbone_output_shape(model)
+        self.feats = np.zeros((n, 1 + job.n_views, *self.shape), dtype=np.float32)
+        self.ok = np.zeros(n, dtype=bool)
+        self.hashes = [""] * n
+        self.reasons: dict[int, str] = {}
+        self.pending: list[tuple[int, np.ndarray]] = []  # (example index, views uint8 (1+V) x S x S x 3)
+        self.done = 0
+
+    def take(self, i: int, digest: str, kind: str, payload: Any) -> None:
+        """One item of :class:`_ImageViews`: an ``error`` reason, ``cached`` features or decoded ``views``."""
+        self.hashes[i] = digest
+        if kind == "error":
+            self.reasons[i] = payload
+            self.done += 1
+        elif kind == "cached":
+            self.feats[i] = payload
+            self.ok[i] = True
+            self.done += 1
+            if self.progress:
+                self.progress("features", self.done, self.n)
+        else:
+            self.pending.append((i, payload))
+            if sum(len(v) for _, v in self.pending) >= self.job.batch_size:
+                self.flush()
+
+    def flush(self) -> None:
+        """Run the pending views through the backbone; store (and cache) their features."""
+        if not self.pending:
+            return
+        batch = np.concatenate([v for _, v in self.pending])
+        with torch.inference_mode():
+            out = self.model.backbone(to_tensor(self.model, batch)).float().cpu().numpy()
+        out = out.reshape(len(self.pending), 1 + self.job.n_views, *self.shape)
+        for (i, _), f in zip(self.pending, out):
+            self.feats[i] = f
+            self.ok[i] = True
+            if self.cache is not None:
+                atomic_save(self.cache / f"{self.hashes[i]}.npy", f)
+        self.done += len(self.pending)
+        self.pending.clear()
+        if self.progress:
+            self.progress("features", self.done, self.n)

@@ -22,8 +22,6 @@ from semcontrib.segmentation.annotations import image_name_keys
 
 logger = logging.getLogger(__name__)
 
-
-
 ID_COLUMNS = ("image_id", "path")
 """Columns that name the image; every other column is a task unless ``tasks`` is given."""
 
@@ -167,11 +165,79 @@ def read_labels(labels_csv: str | Path, images: str | Path, tasks: Sequence[str]
     ValueError
         If the CSV has no id column, a named task column is missing, or no task has two classes.
     """
+    labels_csv, images = Path(labels_csv), Path(images)
+    table, skipped_tasks = _read_table(labels_csv, images, classes, group_column)
+    table = _choose_tasks(table, tasks, classes)
+    tally = _Tally({t: Counter() for t in table.tasks})
+    tally.counts["skipped_task"] = len(skipped_tasks)
+    for text in skipped_tasks[:5]:
+        _add(tally.examples, "skipped_task", text)
+    rows = _match_rows(table, images, _list_images(images), tally)
+    cls, dropped = _task_classes(table, rows, classes)
+    kept_tasks = [t for t in table.tasks if t not in dropped]
+    lookup = {t: {c: i for i, c in enumerate(cls[t])} for t in kept_tasks}
+    kept = _encode(rows, table.tasks, lookup, tally)
+    arr = np.asarray([r.targets for r in kept], dtype=np.int64).reshape(len(kept), len(kept_tasks))
+    report = LabelReport(
+        n_rows=len(table.frame), n_examples=len(kept), counts=tally.counts, examples=tally.examples,
+        empty_cells=dict(tally.empty_cells), unknown_classes={t: dict(c) for t, c in tally.unknown.items() if c},
+        single_example_classes=_single_example_classes(arr, kept_tasks, cls), dropped_tasks=dropped,
+        skipped_tasks=skipped_tasks,
+    )
+    for k, n in tally.counts.items():
+        if n and k != "unlabelled_image":
+            logger.warning("labels: %d x %s (e.g. %s)", n, k, tally.examples.get(k, []))
+    return LabelledSet([r.image_id for r in kept], [r.path for r in kept], kept_tasks,
+                       {t: cls[t] for t in kept_tasks}, arr, report,
+                       [r.group or f"\x00{r.image_id}" for r in kept] if table.group_column is not None else None)
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A labels table as read: every cell a string; ``tasks`` empty until :func:`_choose_tasks`."""
+
+    frame: Any  # pandas.DataFrame of str
+    source: Path
+    id_column: str
+    group_column: str | None
+    studio: bool
+    tasks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One matched row: its id, image file, the task cells (in ``_Table.tasks`` order) and group cell."""
+
+    image_id: str
+    path: Path
+    cells: list[str]
+    group: str
+    targets: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Tally:
+    """What read_labels counts: problems per ``REPORT_COUNT_KEYS`` key with up to five examples each,
+    empty cells per task and unknown labels per task."""
+
+    unknown: dict[str, Counter[str]]
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REPORT_COUNT_KEYS, 0))
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    empty_cells: Counter[str] = field(default_factory=Counter)
+
+    def add(self, key: str, example: str | None = None) -> None:
+        self.counts[key] += 1
+        if example is not None:
+            _add(self.examples, key, example)
+
+
+def _read_table(labels_csv: Path, images: Path, classes: Mapping[str, Sequence[str]] | None,
+                group_column: str | None) -> tuple[_Table, list[str]]:
+    """The labels CSV (or Label Studio export) as strings, its id column checked; and the skipped export tasks."""
     import pandas as pd
 
     from semcontrib.label_studio import is_label_studio_export, read_choices
 
-    labels_csv, images = Path(labels_csv), Path(images)
     studio = is_label_studio_export(labels_csv)
     if not labels_csv.is_file():
         raise FileNotFoundError(f"labels {'export' if studio else 'CSV'} not found: {labels_csv}")
@@ -197,28 +263,30 @@ def read_labels(labels_csv: str | Path, images: str | Path, tasks: Sequence[str]
         raise ValueError(f"{labels_csv} needs an 'image_id' or 'path' column; it has {list(df.columns)}")
     if group_column is not None and group_column not in df.columns:
         raise ValueError(f"group column {group_column!r} not in {labels_csv}; columns are {list(df.columns)}")
+    return _Table(df, labels_csv, id_col, group_column, studio), skipped_tasks
+
+
+def _choose_tasks(table: _Table, tasks: Sequence[str] | None,
+                  classes: Mapping[str, Sequence[str]] | None) -> _Table:
+    """``table`` with its task columns: those asked for (checked), else every column but ids and group."""
+    columns = list(table.frame.columns)
     if tasks is None:
-        tasks = [c for c in df.columns if c not in ID_COLUMNS and c != group_column]
+        tasks = [c for c in columns if c not in ID_COLUMNS and c != table.group_column]
     tasks = list(tasks)
     if not tasks:
-        raise ValueError(f"{labels_csv} has no task column besides {id_col!r}")
-    missing_cols = [t for t in tasks if t not in df.columns]
+        raise ValueError(f"{table.source} has no task column besides {table.id_column!r}")
+    missing_cols = [t for t in tasks if t not in columns]
     if missing_cols:
-        raise ValueError(f"task columns {missing_cols} not in {labels_csv}; columns are {list(df.columns)}")
+        raise ValueError(f"task columns {missing_cols} not in {table.source}; columns are {columns}")
     if classes is not None:
         absent = [t for t in tasks if t not in classes]
         if absent:
             raise ValueError(f"no classes given for tasks {absent}")
+    return replace(table, tasks=tuple(tasks))
 
-    counts = dict.fromkeys(REPORT_COUNT_KEYS, 0)
-    examples: dict[str, list[str]] = {}
-    counts["skipped_task"] = len(skipped_tasks)
-    for text in skipped_tasks[:5]:
-        _add(examples, "skipped_task", text)
-    empty_cells: Counter[str] = Counter()
-    unknown: dict[str, Counter[str]] = {t: Counter() for t in tasks}
 
-    files = _list_images(images)
+def _image_index(images: Path, files: Sequence[Path], studio: bool) -> dict[str, list[Path]]:
+    """Every name an id may use for a file: relative path with and without extension, name, stem."""
     index: dict[str, list[Path]] = {}
     for p in files:
         rel = p.relative_to(images).as_posix()
@@ -227,116 +295,115 @@ def read_labels(labels_csv: str | Path, images: str | Path, tasks: Sequence[str]
             keys.update(image_name_keys(p.name))
         for k in keys:
             index.setdefault(k, []).append(p)
+    return index
 
-    rows: list[tuple[str, Path, list[str]]] = []
-    row_groups: list[str] = []
+
+def _match_rows(table: _Table, images: Path, files: Sequence[Path], tally: _Tally) -> list[_Row]:
+    """The rows whose id names exactly one image file not named before (the files no row names are
+    counted as ``unlabelled_image``)."""
+    index = _image_index(images, files, table.studio)
+    rows: list[_Row] = []
     seen: set[Path] = set()
-    for _, row in df.iterrows():
-        rid = str(row[id_col]).strip()
+    for _, row in table.frame.iterrows():
+        rid = str(row[table.id_column]).strip()
         if not rid:
-            counts["empty_id"] += 1
+            tally.add("empty_id")
             continue
-        if id_col == "path":
-            p = Path(rid)
-            p = p if p.is_absolute() else images / p
-            if not p.is_file():
-                counts["missing_image"] += 1
-                _add(examples, "missing_image", rid)
-                continue
-            path = p
-        else:
-            rid_key = rid.replace("\\", "/")
-            hits = index.get(rid_key, [])
-            if studio:  # the uploaded name, then without its prefix
-                hits = next((index[k] for k in image_name_keys(rid_key) if k in index), [])
-            if not hits:
-                counts["unknown_id"] += 1
-                _add(examples, "unknown_id", rid)
-                continue
-            if len(set(hits)) > 1:
-                counts["ambiguous_id"] += 1
-                _add(examples, "ambiguous_id", rid)
-                continue
-            path = hits[0]
+        path = _row_path(rid, table, images, index, tally)
+        if path is None:
+            continue
         resolved = path.resolve()
         if resolved in seen:
-            counts["duplicate_id"] += 1
-            _add(examples, "duplicate_id", rid)
+            tally.add("duplicate_id", rid)
             continue
         seen.add(resolved)
-        rows.append((rid, path, [str(row[t]).strip() for t in tasks]))
-        row_groups.append(str(row[group_column]).strip() if group_column is not None else "")
-    labelled_paths = {p.resolve() for _, p, _ in rows}
-    unlabelled = [p for p in files if p.resolve() not in labelled_paths and p.resolve() not in seen]
-    counts["unlabelled_image"] = len(unlabelled)
+        group = str(row[table.group_column]).strip() if table.group_column is not None else ""
+        rows.append(_Row(rid, path, [str(row[t]).strip() for t in table.tasks], group))
+    unlabelled = [p for p in files if p.resolve() not in seen]
+    tally.counts["unlabelled_image"] = len(unlabelled)
     for p in unlabelled[:5]:
-        _add(examples, "unlabelled_image", p.relative_to(images).as_posix())
+        _add(tally.examples, "unlabelled_image", p.relative_to(images).as_posix())
+    return rows
 
-    # classes: given, or the sorted distinct labels
+
+def _row_path(rid: str, table: _Table, images: Path, index: Mapping[str, list[Path]], tally: _Tally) -> Path | None:
+    """The image file a row's id names, or ``None`` (counted in ``tally``)."""
+    if table.id_column == "path":
+        p = Path(rid)
+        p = p if p.is_absolute() else images / p
+        if not p.is_file():
+            tally.add("missing_image", rid)
+            return None
+        return p
+    rid_key = rid.replace("\\", "/")
+    hits = index.get(rid_key, [])
+    if table.studio:  # the uploaded name, then without its prefix
+        hits = next((index[k] for k in image_name_keys(rid_key) if k in index), [])
+    if not hits:
+        tally.add("unknown_id", rid)
+        return None
+    if len(set(hits)) > 1:
+        tally.add("ambiguous_id", rid)
+        return None
+    return hits[0]
+
+
+def _task_classes(table: _Table, rows: Sequence[_Row], classes: Mapping[str, Sequence[str]] | None
+                  ) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """Each task's classes (given, or the sorted distinct labels) and the tasks dropped, with why."""
     cls: dict[str, tuple[str, ...]] = {}
-    for j, t in enumerate(tasks):
+    for j, t in enumerate(table.tasks):
         if classes is not None:
             cls[t] = tuple(str(c) for c in classes[t])
         else:
-            cls[t] = tuple(sorted({r[2][j] for r in rows if r[2][j]}))
-
+            cls[t] = tuple(sorted({r.cells[j] for r in rows if r.cells[j]}))
     dropped: dict[str, str] = {}
     if classes is None:
-        for t in tasks:
+        for t in table.tasks:
             if len(cls[t]) < 2:
                 dropped[t] = f"fewer than two classes ({list(cls[t])})"
-    kept_tasks = [t for t in tasks if t not in dropped]
-    if not kept_tasks:
-        raise ValueError(f"no task in {labels_csv} has two classes among the matched images: {dropped}")
+    if all(t in dropped for t in table.tasks):
+        raise ValueError(f"no task in {table.source} has two classes among the matched images: {dropped}")
+    return cls, dropped
 
-    lookup = {t: {c: i for i, c in enumerate(cls[t])} for t in kept_tasks}
-    ids: list[str] = []
-    paths: list[Path] = []
-    targets: list[list[int]] = []
-    groups: list[str] = []
-    for (rid, path, cells), grp in zip(rows, row_groups):
+
+def _encode(rows: Sequence[_Row], tasks: Sequence[str], lookup: Mapping[str, Mapping[str, int]],
+            tally: _Tally) -> list[_Row]:
+    """The rows with at least one usable label, each with its class indices (-1: none) for the kept tasks."""
+    kept: list[_Row] = []
+    for row in rows:
         tr = []
         for j, t in enumerate(tasks):
-            if t in dropped:
+            if t not in lookup:
                 continue
-            cell = cells[j]
+            cell = row.cells[j]
             if not cell:
-                counts["empty_cell"] += 1
-                empty_cells[t] += 1
-                _add(examples, "empty_cell", f"{rid}:{t}")
+                tally.add("empty_cell", f"{row.image_id}:{t}")
+                tally.empty_cells[t] += 1
                 tr.append(-1)
             elif cell not in lookup[t]:
-                counts["unknown_class"] += 1
-                unknown[t][cell] += 1
-                _add(examples, "unknown_class", f"{rid}:{t}={cell}")
+                tally.add("unknown_class", f"{row.image_id}:{t}={cell}")
+                tally.unknown[t][cell] += 1
                 tr.append(-1)
             else:
                 tr.append(lookup[t][cell])
         if all(v < 0 for v in tr):
-            counts["no_label"] += 1
-            _add(examples, "no_label", rid)
+            tally.add("no_label", row.image_id)
             continue
-        ids.append(rid)
-        paths.append(path)
-        targets.append(tr)
-        groups.append(grp or f"\x00{rid}")
-    arr = np.asarray(targets, dtype=np.int64).reshape(len(targets), len(kept_tasks))
+        kept.append(replace(row, targets=tr))
+    return kept
+
+
+def _single_example_classes(arr: np.ndarray, tasks: Sequence[str], cls: Mapping[str, Sequence[str]]
+                            ) -> dict[str, list[str]]:
+    """Per task, the classes with exactly one labelled example (they cannot be on both sides of a split)."""
     single: dict[str, list[str]] = {}
-    for j, t in enumerate(kept_tasks):
+    for j, t in enumerate(tasks):
         c = Counter(arr[:, j][arr[:, j] >= 0].tolist())
         ones = [cls[t][k] for k, n in sorted(c.items()) if n == 1]
         if ones:
             single[t] = ones
-    report = LabelReport(
-        n_rows=len(df), n_examples=len(ids), counts=counts, examples=examples,
-        empty_cells=dict(empty_cells), unknown_classes={t: dict(c) for t, c in unknown.items() if c},
-        single_example_classes=single, dropped_tasks=dropped, skipped_tasks=skipped_tasks,
-    )
-    for k, n in counts.items():
-        if n and k != "unlabelled_image":
-            logger.warning("labels: %d x %s (e.g. %s)", n, k, examples.get(k, []))
-    return LabelledSet(ids, paths, kept_tasks, {t: cls[t] for t in kept_tasks}, arr, report,
-                       groups if group_column is not None else None)
+    return single
 
 
 def data_hash(labelled: LabelledSet, file_hashes: Sequence[str] | None = None) -> str:

@@ -162,7 +162,7 @@ def _build(setup: ModelSetup, labelled: LabelledSet, vocabulary: Sequence[str] |
 
 
 def train(images: str | Path, labels_csv: str | Path, out: str | Path, setup: ModelSetup | None = None,
-          config: TrainConfig | None = None, options: RunOptions | None = None,
+          config: TrainConfig | None = None, options: RunOptions | None = None, *,
           progress: Progress | None = None) -> TrainOutcome:
     """Read labels, split, train, evaluate on the held-out split and save the checkpoint.
 
@@ -179,29 +179,81 @@ def train(images: str | Path, labels_csv: str | Path, out: str | Path, setup: Mo
     -------
     TrainOutcome
     """
-    from semcontrib.imageio import sha256_file
+    from semcontrib.model import save_checkpoint
     from semcontrib.training import evaluation
 
-    setup = setup or ModelSetup()
-    cfg = config or TrainConfig()
-    opts = options or RunOptions()
-    device = resolve_device(cfg.device)
-    labelled = read_labels(labels_csv, images, tasks=opts.tasks, group_column=opts.group_column,
-                           classes=opts.classes)
+    run = _TrainRun(setup or ModelSetup(), config or TrainConfig(), options or RunOptions(), progress)
+    labelled = read_labels(labels_csv, images, tasks=run.opts.tasks, group_column=run.opts.group_column,
+                           classes=run.opts.classes)
     areas: ConceptAreas | None = None
-    if setup.architecture == "siam":
-        assert setup.concepts is not None
-        areas = concept_areas(labelled.paths, labelled.image_ids, setup.concepts, setup.concept_options, progress,
-                              opts.cache_dir)
-    model = _build(setup, labelled, areas.vocabulary if areas else None)
-    model.eval().to(device)
+    if run.setup.architecture == "siam":
+        assert run.setup.concepts is not None
+        areas = concept_areas(labelled.paths, labelled.image_ids, run.setup.concepts, run.setup.concept_options,
+                              progress, run.opts.cache_dir)
+    model = _build(run.setup, labelled, areas.vocabulary if areas else None)
+    model.eval().to(resolve_device(run.cfg.device))
     t0 = time.perf_counter()
+    trained = _training_inputs(run, model, labelled, areas)
+    t_feat = time.perf_counter() - t0
+    fingerprint = {"config": run.cfg.fingerprint(), "data_sha256": trained.data_sha256,
+                   "setup": _setup_dict(run.setup)}
+    state = StateFile(state_path(out), fingerprint, run.opts.resume)
+    if trained.features is not None:
+        history = fit_heads(model, trained.features, trained.data, run.cfg, progress, state)
+    else:
+        history = fine_tune(model, trained.images, trained.data, run.cfg, progress, state)
+    seconds = time.perf_counter() - t0
+    report = _evaluate_trained(model, run, trained, out)
+    freeze(model.cpu())
+    extra = _checkpoint_extra(run, trained, history, report.summary(), model)
+    extra["training"].update({"labels_csv": Path(labels_csv).name, "seconds": round(seconds, 3)})
+    checkpoint = save_checkpoint(model, out, extra=extra)
+    state.path.unlink(missing_ok=True)
+    if run.opts.report_dir is not None:
+        evaluation.write_report(report, run.opts.report_dir, history=history.to_dict())
+    return TrainOutcome(model, checkpoint, trained.labelled, trained.split, history, report, seconds, t_feat)
+
+
+@dataclass(frozen=True)
+class _TrainRun:
+    """What one :func:`train` call was asked for."""
+
+    setup: ModelSetup
+    cfg: TrainConfig
+    opts: RunOptions
+    progress: Progress | None
+
+
+@dataclass(frozen=True)
+class _Trained:
+    """What the model trains on: the readable examples, their split and data, and the cached features
+    (frozen backbone, float32 N x (1 + V) x F...) or the working images (fine-tuning)."""
+
+    labelled: LabelledSet
+    split: Split
+    data: TrainingData
+    features: np.ndarray | None
+    images: list[np.ndarray]
+    areas: ConceptAreas | None
+    data_sha256: str
+
+    @property
+    def test_paths(self) -> list[Path]:
+        return [self.labelled.paths[i] for i in self.split.test]
+
+
+def _training_inputs(run: _TrainRun, model: MultitaskModel, labelled: LabelledSet,
+                     areas: ConceptAreas | None) -> _Trained:
+    """Cached features (frozen) or working images (fine-tuning), the unreadable images dropped; the split."""
+    from semcontrib.imageio import sha256_file
+
+    cfg = run.cfg
     feats: np.ndarray | None = None
     imgs: list[np.ndarray] = []
-    if setup.freeze_backbone:
+    if run.setup.freeze_backbone:
         job = FeatureJob(n_views=cfg.n_views, seed=cfg.seed, augment=cfg.augment, batch_size=cfg.batch_size,
-                         cache_dir=opts.cache_dir, workers=cfg.workers)
-        fs = extract_features(model, labelled.paths, job, progress)
+                         cache_dir=run.opts.cache_dir, workers=cfg.workers)
+        fs = extract_features(model, labelled.paths, job, run.progress)
         labelled, keep = drop_unreadable(labelled, fs.reasons)
         feats = fs.features[keep]
         file_hashes = [fs.file_hashes[i] for i in keep]
@@ -210,67 +262,64 @@ def train(images: str | Path, labels_csv: str | Path, out: str | Path, setup: Mo
         labelled, keep = drop_unreadable(labelled, reasons)
         imgs = [im for im in (work[i] for i in keep) if im is not None]
         file_hashes = [sha256_file(p) for p in labelled.paths]
-    t_feat = time.perf_counter() - t0
     split = split_examples(labelled, cfg.seed, cfg.test_fraction, cfg.val_fraction)
     data = TrainingData(labelled.targets, labelled.tasks, split.train, split.val,
-                        areas.areas[keep] if areas is not None else None, setup.concept_loss)
-    dhash = data_hash(labelled, file_hashes)
-    fingerprint = {"config": cfg.fingerprint(), "data_sha256": dhash, "setup": _setup_dict(setup)}
-    state = StateFile(state_path(out), fingerprint, opts.resume)
-    if feats is not None:
-        history = fit_heads(model, feats, data, cfg, progress, state)
-    else:
-        history = fine_tune(model, imgs, data, cfg, progress, state)
-    seconds = time.perf_counter() - t0
-    test_paths = [labelled.paths[i] for i in split.test]
-    pred = predict_paths_timed(model, test_paths, cfg.batch_size)
-    train_counts = class_counts(labelled, split.train)
+                        areas.areas[keep] if areas is not None else None, run.setup.concept_loss)
+    return _Trained(labelled, split, data, feats, imgs, areas, data_hash(labelled, file_hashes))
+
+
+def _evaluate_trained(model: MultitaskModel, run: _TrainRun, trained: _Trained, out: str | Path) -> Any:
+    """The evaluation report on the held-out test split (with the SIAM results for a SIAM model)."""
+    from semcontrib.training import evaluation
+
+    labelled, split, setup = trained.labelled, trained.split, run.setup
+    pred = predict_paths_timed(model, trained.test_paths, run.cfg.batch_size)
     meta: dict[str, Any] = {
         "model": str(out), "backbone": setup.backbone, "architecture": setup.architecture,
         "subset": "test", "evaluated": "at training", "freeze_backbone": setup.freeze_backbone,
         "split": split.to_dict(), "device": pred.device, "ms_per_image": _round(pred.ms_per_image),
-        "batch_size": cfg.batch_size,
+        "batch_size": run.cfg.batch_size,
     }
     report = evaluation.evaluate_logits(
         pred.logits, labelled.targets[split.test], labelled.tasks, labelled.classes,
-        image_ids=[labelled.image_ids[i] for i in split.test], baseline_counts=train_counts,
+        image_ids=[labelled.image_ids[i] for i in split.test], baseline_counts=class_counts(labelled, split.train),
         label_report=labelled.report.to_dict(), meta=meta,
     )
-    if isinstance(model, SiamModel) and areas is not None:
-        report = _add_siam_results(report, model, setup, cfg, (labelled, split, data, feats, imgs),
-                                   test_paths, areas)
-    freeze(model.cpu())
-    extra = {
+    if isinstance(model, SiamModel) and trained.areas is not None:
+        report = _add_siam_results(report, model, run, trained)
+    return report
+
+
+def _checkpoint_extra(run: _TrainRun, trained: _Trained, history: History, metrics: Any,
+                      model: MultitaskModel) -> dict[str, Any]:
+    """The checkpoint sidecar's label mapping, training record and metrics (``labels_csv`` and ``seconds``
+    are added by :func:`train`)."""
+    labelled, setup, areas = trained.labelled, run.setup, trained.areas
+    extra: dict[str, Any] = {
         "label_mapping": labelled.label_mapping(),
         "tasks": list(labelled.tasks),
         "training": {
-            "data_sha256": dhash,
-            "labels_csv": Path(labels_csv).name,
+            "data_sha256": trained.data_sha256,
+            "labels_csv": None,
             "n_examples": len(labelled),
             "freeze_backbone": setup.freeze_backbone,
             "architecture": setup.architecture,
-            "group_column": opts.group_column,
+            "group_column": run.opts.group_column,
             "pretrained": model.identity.get("pretrained", {}).get("source", "random-init"),
             "setup": _setup_dict(setup),
-            "config": cfg.to_dict(),
-            "split": split.to_dict(labelled.image_ids),
-            "class_counts_train": train_counts,
+            "config": run.cfg.to_dict(),
+            "split": trained.split.to_dict(labelled.image_ids),
+            "class_counts_train": class_counts(labelled, trained.split.train),
             "history": history.to_dict(),
             "label_report": labelled.report.to_dict(),
-            "seconds": round(seconds, 3),
+            "seconds": None,
         },
-        "metrics": report.summary(),
+        "metrics": metrics,
     }
     if areas is not None:
         extra["concept_source"] = {"source": areas.source, "options": dict(setup.concept_options),
                                    "vocabulary": list(areas.vocabulary), "failed_images": len(areas.reasons)}
-    from semcontrib.model import save_checkpoint
-
-    checkpoint = save_checkpoint(model, out, extra=extra)
-    state.path.unlink(missing_ok=True)
-    if opts.report_dir is not None:
-        evaluation.write_report(report, opts.report_dir, history=history.to_dict())
-    return TrainOutcome(model, checkpoint, labelled, split, history, report, seconds, t_feat)
+    return extra
 
 
 def _round(x: float) -> float | None:
@@ -284,18 +333,16 @@ def _setup_dict(setup: ModelSetup) -> dict[str, Any]:
     return d
 
 
-def _add_siam_results(report: Any, model: SiamModel, setup: ModelSetup, cfg: TrainConfig,
-                      trained_on: tuple[LabelledSet, Split, TrainingData, np.ndarray | None, list[np.ndarray]],
-                      test_paths: Sequence[Path], areas: ConceptAreas) -> Any:
+def _add_siam_results(report: Any, model: SiamModel, run: _TrainRun, trained: _Trained) -> Any:
     """Concept average precision on the test split and, optionally, the plain model's accuracy."""
     from semcontrib.training import evaluation
 
-    labelled, split, data, feats, imgs = trained_on
-    presence = predict_concept_presence(model, test_paths, cfg.batch_size)
-    assert data.concept_areas is not None
-    concepts = evaluation.concept_metrics(presence, data.concept_areas[split.test], areas.vocabulary,
+    labelled, split, data, setup, cfg = trained.labelled, trained.split, trained.data, run.setup, run.cfg
+    assert trained.areas is not None and data.concept_areas is not None
+    presence = predict_concept_presence(model, trained.test_paths, cfg.batch_size)
+    concepts = evaluation.concept_metrics(presence, data.concept_areas[split.test], trained.areas.vocabulary,
                                           setup.concept_loss.min_area)
-    concepts["source"] = areas.source
+    concepts["source"] = trained.areas.source
     plain: dict[str, Any] = {}
     if setup.plain_baseline:
         plain_model = build_multitask(setup.backbone, labelled.head_specs(),
@@ -303,20 +350,20 @@ def _add_siam_results(report: Any, model: SiamModel, setup: ModelSetup, cfg: Tra
                                       random_init=setup.random_init)
         plain_model.eval().to(resolve_device(cfg.device))
         plain_data = replace(data, concept_areas=None, concept_loss=None)
-        if feats is not None:
-            pooled = feats.mean(axis=(-2, -1))  # the backbone's average pooling of the cached map
+        if trained.features is not None:
+            pooled = trained.features.mean(axis=(-2, -1))  # the backbone's average pooling of the cached map
             fit_heads(plain_model, pooled, plain_data, cfg)
             logits = predict_features(plain_model, pooled[split.test, 0])
         else:
-            fine_tune(plain_model, imgs, plain_data, cfg)
-            logits = predict_paths_timed(plain_model, test_paths, cfg.batch_size).logits
+            fine_tune(plain_model, trained.images, plain_data, cfg)
+            logits = predict_paths_timed(plain_model, trained.test_paths, cfg.batch_size).logits
         plain_report = evaluation.evaluate_logits(logits, labelled.targets[split.test], labelled.tasks,
                                                   labelled.classes)
         plain = evaluation.plain_comparison(report, plain_report)
     return replace(report, concepts=concepts, plain_model=plain)
 
 
-def evaluate_model(model: str | Path | MultitaskModel, images: str | Path, labels_csv: str | Path,
+def evaluate_model(model: str | Path | MultitaskModel, images: str | Path, labels_csv: str | Path, *,
                    subset: str = "auto", batch_size: int = 32, progress: Progress | None = None,
                    device: str = "auto") -> Any:
     """Evaluate a saved model on a labelled folder: an ``evaluation.EvaluationReport``.
@@ -337,31 +384,11 @@ def evaluate_model(model: str | Path | MultitaskModel, images: str | Path, label
 
     if subset not in ("auto", "all", "test"):
         raise ValueError(f"subset must be 'auto', 'all' or 'test', got {subset!r}")
-    meta: dict[str, Any] = {}
-    if isinstance(model, MultitaskModel):
-        m = model
-    else:
-        m = load_model(str(model))
-        sidecar = Path(str(model))
-        sidecar = sidecar.with_suffix(".json") if sidecar.suffix != ".json" else sidecar
-        if sidecar.is_file():
-            meta = json.loads(sidecar.read_text())
-    tasks = m.head_names
-    labelled = read_labels(labels_csv, images, tasks=tasks, classes={h.name: h.classes for h in m.head_specs})
+    m, meta = _load_evaluated(model)
+    labelled = read_labels(labels_csv, images, tasks=m.head_names,
+                           classes={h.name: h.classes for h in m.head_specs})
     training = meta.get("training", {})
-    test_ids = training.get("split", {}).get("test_ids")
-    chosen = subset
-    if subset in ("auto", "test"):
-        present = set(labelled.image_ids)
-        if test_ids and set(test_ids) <= present:
-            chosen = "test"
-        elif subset == "test":
-            raise ValueError("subset='test' needs a checkpoint whose held-out ids are all in the labels CSV")
-        else:
-            chosen = "all"
-    if chosen == "test":
-        wanted = set(test_ids or [])
-        labelled = labelled.subset(np.asarray([i for i, r in enumerate(labelled.image_ids) if r in wanted]))
+    labelled, chosen = _choose_subset(labelled, subset, training.get("split", {}).get("test_ids"))
     was = next(m.parameters()).device
     m.to(resolve_device(device))
     try:
@@ -379,3 +406,29 @@ def evaluate_model(model: str | Path | MultitaskModel, images: str | Path, label
               "ms_per_image": _round(pred.ms_per_image), "batch_size": batch_size},
     )
 
+
+def _load_evaluated(model: str | Path | MultitaskModel) -> tuple[MultitaskModel, dict[str, Any]]:
+    """The model (loaded from its checkpoint unless given loaded) and its sidecar (``{}`` without one)."""
+    if isinstance(model, MultitaskModel):
+        return model, {}
+    m = load_model(str(model))
+    sidecar = Path(str(model))
+    sidecar = sidecar.with_suffix(".json") if sidecar.suffix != ".json" else sidecar
+    return m, (json.loads(sidecar.read_text()) if sidecar.is_file() else {})
+
+
+def _choose_subset(labelled: LabelledSet, subset: str, test_ids: Sequence[str] | None) -> tuple[LabelledSet, str]:
+    """The examples to evaluate and which subset they are (``auto`` resolved to ``test`` or ``all``)."""
+    chosen = subset
+    if subset in ("auto", "test"):
+        present = set(labelled.image_ids)
+        if test_ids and set(test_ids) <= present:
+            chosen = "test"
+        elif subset == "test":
+            raise ValueError("subset='test' needs a checkpoint whose held-out ids are all in the labels CSV")
+        else:
+            chosen = "all"
+    if chosen == "test":
+        wanted = set(test_ids or [])
+        labelled = labelled.subset(np.asarray([i for i, r in enumerate(labelled.image_ids) if r in wanted]))
+    return labelled, chosen

@@ -107,7 +107,7 @@ def test_train_resumes_after_an_interruption_with_the_same_result(tmp_path, monk
             raise _Stop
 
     with pytest.raises(_Stop):
-        tr.train(img, csv, tmp_path / "cut", ModelSetup(), cfg, RunOptions(resume=True), stop)
+        tr.train(img, csv, tmp_path / "cut", ModelSetup(), cfg, RunOptions(resume=True), progress=stop)
     assert state_path(tmp_path / "cut").is_file()
     resumed = tr.train(img, csv, tmp_path / "cut", ModelSetup(), cfg, RunOptions(resume=True))
     assert resumed.history.resumed_at == 4 and resumed.history.train_loss == whole.history.train_loss
@@ -117,7 +117,7 @@ def test_train_resumes_after_an_interruption_with_the_same_result(tmp_path, monk
     assert not state_path(tmp_path / "cut").exists()  # removed once the checkpoint is saved
     # another setting (here the learning rate) refuses the stored state
     with pytest.raises(_Stop):
-        tr.train(img, csv, tmp_path / "cut", ModelSetup(), cfg, RunOptions(resume=True), stop)
+        tr.train(img, csv, tmp_path / "cut", ModelSetup(), cfg, RunOptions(resume=True), progress=stop)
     with pytest.raises(ValueError, match="other settings"):
         tr.train(img, csv, tmp_path / "cut", ModelSetup(), TrainConfig(**{**cfg.to_dict(), "lr": 0.01,
                                                                           "augment": cfg.augment}),
