@@ -238,18 +238,7 @@ def parse_choices(tasks: Any, classes: Mapping[str, Sequence[str]] | None = None
         if not answers:
             skipped.append(SkippedTask(tid, image, "no annotation" if not live else "no usable choice"))
             continue
-        labels: dict[str, str] = {}
-        problem = ""
-        for t, choices in answers.items():
-            choice = _resolve(choices)
-            if choice is None:
-                tally = ", ".join(f"{c} {n}" for c, n in Counter(choices).most_common())
-                problem = f"annotations disagree on {t} ({tally})"
-                break
-            if allowed is not None and choice not in allowed[t]:
-                problem = f"choice {_text(choice)} is not a class of {t} ({', '.join(allowed[t])})"
-                break
-            labels[t] = choice
+        labels, problem = _labels_of(answers, allowed)
         if problem:
             skipped.append(SkippedTask(tid, image, problem))
             continue
@@ -266,6 +255,21 @@ def parse_choices(tasks: Any, classes: Mapping[str, Sequence[str]] | None = None
     for s in skipped:
         logger.warning("%s: skipped %s", source, s)
     return ChoiceLabels(names, found, tuple(rows), tuple(skipped))
+
+
+def _labels_of(answers: Mapping[str, Sequence[str]], allowed: Mapping[str, tuple[str, ...]] | None
+               ) -> tuple[dict[str, str], str]:
+    """One task's label per control from its annotations' choices, or the problem that skips the task."""
+    labels: dict[str, str] = {}
+    for t, choices in answers.items():
+        choice = _resolve(choices)
+        if choice is None:
+            tally = ", ".join(f"{c} {n}" for c, n in Counter(choices).most_common())
+            return labels, f"annotations disagree on {t} ({tally})"
+        if allowed is not None and choice not in allowed[t]:
+            return labels, f"choice {_text(choice)} is not a class of {t} ({', '.join(allowed[t])})"
+        labels[t] = choice
+    return labels, ""
 
 
 def read_choices(path: str | Path, classes: Mapping[str, Sequence[str]] | None = None) -> ChoiceLabels:

@@ -163,7 +163,7 @@ class OutputHeads(nn.Module):
 class WrappedModel(MultitaskModel):
     """A user's module as a :class:`~semcontrib.model.MultitaskModel` (built by :func:`wrap_model`)."""
 
-    def __init__(self, module: nn.Module, heads: Sequence[HeadSpec], kind: str, spec: BackboneSpec,
+    def __init__(self, module: nn.Module, heads: Sequence[HeadSpec], kind: str, *, spec: BackboneSpec,
                  preprocessing: Preprocessing, coverage: LRPCoverage, identity: dict[str, Any]) -> None:
         backbone = nn.Sequential(OrderedDict([(NET, module), ("pool", nn.Identity())]))
         super().__init__(spec, backbone, OutputHeads(heads, kind), identity)
@@ -247,21 +247,28 @@ def wrap_model(module: nn.Module, heads: Mapping[str, Sequence[str]], *, input_s
         name=f"wrapped:{label}", build=_no_build, feature_dim=0, input_size=pre.input_size,
         cam_layer=f"{NET}.{cam}", lrp_support=coverage.support, lrp_note=coverage.note(),
         canonizer_names=(), mean=pre.mean, std=pre.std)
-    identity = {
+    identity = _identity(module, label, pre, specs, {"output": kind, "gradcam_layer": cam})
+    model = WrappedModel(module, specs, kind, spec=spec, preprocessing=pre, coverage=coverage, identity=identity)
+    freeze(model)
+    logger.info("wrapped %s: heads %s, Grad-CAM layer %s; LRP: %s", label, [h.name for h in specs], cam,
+                coverage.note())
+    return model
+
+
+def _identity(module: nn.Module, label: str, pre: Preprocessing, specs: Sequence[HeadSpec],
+              probed: Mapping[str, str]) -> dict[str, Any]:
+    """The wrapped model's identity (hashed into the model key): weights, preprocessing, what
+    ``probed`` found (``output`` kind, ``gradcam_layer``) and heads, in this order."""
+    return {
         "name": label,
         "backbone": f"wrapped:{type(module).__module__}.{type(module).__qualname__}",
         "weights_sha256": state_dict_sha256(module),
         "input_size": pre.input_size, "mean": list(pre.mean), "std": list(pre.std),
         "preprocessing": "transform" if pre.transform is not None else "mean/std",
-        "output": kind,
-        "gradcam_layer": cam,
+        "output": probed["output"],
+        "gradcam_layer": probed["gradcam_layer"],
         "heads": {h.name: list(h.classes) for h in specs},
     }
-    model = WrappedModel(module, specs, kind, spec, pre, coverage, identity)
-    freeze(model)
-    logger.info("wrapped %s: heads %s, Grad-CAM layer %s; LRP: %s", label, [h.name for h in specs], cam,
-                coverage.note())
-    return model
 
 
 def _no_build(weights: Any, pretrained: bool) -> Any:
@@ -459,73 +466,85 @@ def lrp_coverage(module: nn.Module) -> LRPCoverage:
     and is listed as uncovered, as is a conv/linear module called more than once (zennit keeps one
     state per module).
     """
-    from zennit.types import Activation, AvgPool, BatchNorm, Convolution, MaxPool
-    from zennit.types import Linear as ZLinear
-
     resnet_types = _resnet_block_types()
     resnet_blocks = any(isinstance(m, resnet_types) for m in module.modules()) if resnet_types else False
-    covered: dict[str, int] = {}
-    uncovered: list[str] = []
-
-    def cover(kind: str) -> None:
-        covered[kind] = covered.get(kind, 0) + 1
-
-    def classify_module(name: str, m: nn.Module, calls: int) -> None:
-        if isinstance(m, (Convolution, ZLinear)):
-            if calls > 1:
-                uncovered.append(f"{name} ({type(m).__name__} called {calls} times)")
-            else:
-                cover("conv/linear: composite rule")
-        elif isinstance(m, Activation):
-            cover("activation: pass")
-        elif isinstance(m, AvgPool):
-            cover("avg-pool: norm")
-        elif isinstance(m, BatchNorm):
-            cover("batchnorm: merged" if name in merged else "batchnorm: pass (not merged)")
-        elif isinstance(m, MaxPool):
-            cover("max-pool: winner-take-all gradient")
-        elif isinstance(m, (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout2d, nn.Dropout1d)):
-            return
-        else:
-            uncovered.append(f"{name} ({type(m).__name__})")
-
+    tally = _CoverageTally()
     try:
         import torch.fx as fx
 
         graph = fx.symbolic_trace(module).graph
     except Exception as exc:  # noqa: BLE001 - any tracing failure means: fall back to a module scan
-        merged: set[str] = set()
         for name, m in module.named_modules():
             if name and not list(m.children()):
-                classify_module(name, m, 1)
-        n_ops = sum(covered.values()) + len(uncovered)
-        return LRPCoverage(n_ops, covered, tuple(uncovered), (), resnet_blocks, False,
+                tally.add_module(name, m, 1)
+        return LRPCoverage(tally.n_ops, tally.covered, tuple(tally.uncovered), (), resnet_blocks, False,
                            f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}")
-
     calls: dict[str, int] = {}
     for node in graph.nodes:
         if node.op == "call_module":
             calls[str(node.target)] = calls.get(str(node.target), 0) + 1
     pairs = _merge_pairs(module, graph, calls)
-    merged = {bn for _, bn in pairs}
+    tally.merged = {bn for _, bn in pairs}
     done: set[str] = set()
     for node in graph.nodes:
         if node.op == "call_module":
             target = str(node.target)
             if target not in done:
                 done.add(target)
-                classify_module(target, module.get_submodule(target), calls[target])
+                tally.add_module(target, module.get_submodule(target), calls[target])
         elif node.op in ("call_function", "call_method"):
-            kind = _kind_of(node.target)
-            if kind in _SHAPE_OPS:
-                continue
-            if kind in _SUM_OPS and kind != "sum" and _inside(module, node, resnet_types):
-                cover("residual sum: norm (ResNet canonizer)")
+            tally.add_function(module, node, resnet_types)
+    return LRPCoverage(tally.n_ops, tally.covered, tuple(tally.uncovered), tuple(pairs), resnet_blocks, True)
+
+
+class _CoverageTally:
+    """The operations :func:`lrp_coverage` found: covered ones counted per rule, uncovered ones named."""
+
+    def __init__(self) -> None:
+        self.covered: dict[str, int] = {}
+        self.uncovered: list[str] = []
+        self.merged: set[str] = set()  # BatchNorm modules merged into the layer before them
+
+    @property
+    def n_ops(self) -> int:
+        return sum(self.covered.values()) + len(self.uncovered)
+
+    def cover(self, kind: str) -> None:
+        self.covered[kind] = self.covered.get(kind, 0) + 1
+
+    def add_module(self, name: str, m: nn.Module, calls: int) -> None:
+        """One leaf module, called ``calls`` times in the forward pass."""
+        from zennit.types import Activation, AvgPool, BatchNorm, Convolution, MaxPool
+        from zennit.types import Linear as ZLinear
+
+        if isinstance(m, (Convolution, ZLinear)):
+            if calls > 1:
+                self.uncovered.append(f"{name} ({type(m).__name__} called {calls} times)")
             else:
-                where = next(reversed(node.meta.get("nn_module_stack", {}) or {"": None}), "") or "forward"
-                uncovered.append(f"{where}.{kind} ({node.op})" if where != "forward" else f"{kind} ({node.op})")
-    n_ops = sum(covered.values()) + len(uncovered)
-    return LRPCoverage(n_ops, covered, tuple(uncovered), tuple(pairs), resnet_blocks, True)
+                self.cover("conv/linear: composite rule")
+        elif isinstance(m, Activation):
+            self.cover("activation: pass")
+        elif isinstance(m, AvgPool):
+            self.cover("avg-pool: norm")
+        elif isinstance(m, BatchNorm):
+            self.cover("batchnorm: merged" if name in self.merged else "batchnorm: pass (not merged)")
+        elif isinstance(m, MaxPool):
+            self.cover("max-pool: winner-take-all gradient")
+        elif isinstance(m, (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout2d, nn.Dropout1d)):
+            return
+        else:
+            self.uncovered.append(f"{name} ({type(m).__name__})")
+
+    def add_function(self, module: nn.Module, node: Any, resnet_types: tuple[type, ...]) -> None:
+        """One ``call_function`` / ``call_method`` node of the traced graph."""
+        kind = _kind_of(node.target)
+        if kind in _SHAPE_OPS:
+            return
+        if kind in _SUM_OPS and kind != "sum" and _inside(module, node, resnet_types):
+            self.cover("residual sum: norm (ResNet canonizer)")
+        else:
+            where = next(reversed(node.meta.get("nn_module_stack", {}) or {"": None}), "") or "forward"
+            self.uncovered.append(f"{where}.{kind} ({node.op})" if where != "forward" else f"{kind} ({node.op})")
 
 
 def _resnet_block_types() -> tuple[type, ...]:

@@ -44,37 +44,7 @@ ALLOWLIST: set[tuple[str, str, str]] = {
     ("semcontrib/validity.py", "compute_validity", "parameters"),  # 8
     ("semcontrib/validity_inputs.py", "region_vectors", "parameters"),  # 7
     ("semcontrib/validity_randomisation.py", "smoothed_vectors", "parameters"),  # 7
-    ("dashboard/callbacks.py", "_scatter._scatter", "parameters"),  # 7
-    ("dashboard/figures.py", "points_trace", "parameters"),  # 7
-    ("dashboard/figures.py", "scatter_figure", "parameters"),  # 12
-    ("dashboard/layout.py", "detail_column", "parameters"),  # 7
-    ("dashboard/panels.py", "", "module lines"),  # 756
-    ("dashboard/panels.py", "zoom", "parameters"),  # 7
-    ("dashboard/panels.py", "scatter", "parameters"),  # 8
-    ("dashboard/panels.py", "statistics", "parameters"),  # 8
-    ("dashboard/panels.py", "detail", "parameters"),  # 8
-    ("dashboard/panels.py", "autosave", "parameters"),  # 7
     ("dashboard/synthetic.py", "_write_maps", "parameters"),  # 7
-    ("dashboard/views.py", "", "module lines"),  # 709
-    # being split right now (model, training, wrap, region sources, methods): remove as they are fixed
-    ("semcontrib/label_studio.py", "parse_choices", "function lines"),  # 64
-    ("semcontrib/lime.py", "LimeMethod.__init__", "parameters"),  # 8
-    ("semcontrib/perturbation.py", "forward_coalitions", "parameters"),  # 7
-    ("semcontrib/training/cli.py", "register", "function lines"),  # 103
-    ("semcontrib/training/evaluation.py", "evaluate_logits", "parameters"),  # 8
-    ("semcontrib/training/features.py", "extract_features", "function lines"),  # 82
-    ("semcontrib/training/labels.py", "read_labels", "function lines"),  # 202
-    ("semcontrib/training/run.py", "train", "function lines"),  # 110
-    ("semcontrib/training/run.py", "train", "parameters"),  # 7
-    ("semcontrib/training/run.py", "_add_siam_results", "parameters"),  # 7
-    ("semcontrib/training/run.py", "evaluate_model", "function lines"),  # 62
-    ("semcontrib/training/run.py", "evaluate_model", "parameters"),  # 7
-    ("semcontrib/wrap.py", "WrappedModel.__init__", "parameters"),  # 7
-    ("semcontrib/wrap.py", "wrap_model", "function lines"),  # 62
-    ("semcontrib/wrap.py", "lrp_coverage", "function lines"),  # 79
-    ("segmentation/faces.py", "FacesSource.__init__", "parameters"),  # 7
-    ("segmentation/parts.py", "PartsSource.__init__", "parameters"),  # 7
-    ("segmentation/sam.py", "SamSource.__init__", "parameters"),  # 8
 }
 
 
