@@ -60,9 +60,13 @@ def neutralise_column(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | p
 
     >>> neutralise_column(pa.array(["=1+1", "sky", None, "-x"])).to_pylist()
     ["'=1+1", 'sky', None, "'-x"]
+    >>> neutralise_column(pa.array(["@a", "b", "@a"]).dictionary_encode()).to_pylist()
+    ["'@a", 'b', "'@a"]
     """
-    if pa.types.is_dictionary(values.type) and _is_text(values.type.value_type):
-        values = values.cast(values.type.value_type)
+    if pa.types.is_dictionary(values.type) and _is_text(values.type.value_type):  # its dictionary only
+        if isinstance(values, pa.ChunkedArray):
+            return pa.chunked_array([neutralise_column(c) for c in values.chunks], values.type)
+        return pa.DictionaryArray.from_arrays(values.indices, neutralise_column(values.dictionary))
     if not _is_text(values.type):
         return values
     risky = pc.starts_with(values, FORMULA_STARTS[0])

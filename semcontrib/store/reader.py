@@ -62,6 +62,7 @@ class Corpus:
         self._tables: dict[str, pd.DataFrame] = {}
         self._ok_ids: np.ndarray | None = None
         self._attribution_columns: list[str] | None = None
+        self._chunk_index: tuple[pd.Index, np.ndarray] | None = None
 
     @classmethod
     def open(cls, root: str | Path) -> Corpus:
@@ -109,10 +110,8 @@ class Corpus:
         arrow = [with_partition_columns(t, p) for p, t in zip(parts, self._read_parts(parts, columns))]
         merged = pa.concat_tables(arrow, promote_options="permissive")
         if image_ids is not None:
-            ids = merged.column("image_id")
-            if pa.types.is_dictionary(ids.type):
-                ids = ids.cast(ids.type.value_type)
-            merged = merged.filter(pc.is_in(ids, value_set=pa.array(list(image_ids), pa.string())))
+            wanted = pa.array(list(image_ids), pa.string())  # is_in looks a dictionary column up by its values
+            merged = merged.filter(pc.is_in(merged.column("image_id"), value_set=wanted))
         return merged.to_pandas()
 
     def _read_parts(self, parts: Sequence[Part], columns: Sequence[str] | None) -> list[pa.Table]:
@@ -164,6 +163,18 @@ class Corpus:
             self._chunks = dict(zip(ok["image_id"].astype(str), ok["chunk"].astype(int)))
         c = self._chunks.get(image_id)
         return None if c is None else int(c)
+
+    def _chunks_of(self, image_ids: Sequence[str]) -> np.ndarray | None:
+        """int64: the chunk of each image id (vectorised :meth:`chunk_of`), or None when one of them has
+        none (an unknown id, or an image never planned)."""
+        if self._chunk_index is None:
+            planned = self.images[self.images["chunk"] >= 0] if "chunk" in self.images else self.images.iloc[:0]
+            planned = planned.drop_duplicates("image_id")
+            self._chunk_index = (pd.Index(planned["image_id"].astype(str)),
+                                 planned["chunk"].to_numpy(dtype=np.int64))
+        index, chunks = self._chunk_index
+        at = index.get_indexer(pd.Index(list(image_ids), dtype=object))
+        return None if (at < 0).any() else chunks[at]
 
     def attribution_map(self, image_id: str, head: str, method: str) -> np.ndarray | None:
         """The stored display map, float64 HxW at model resolution, or None (absent, non-finite or bad)."""
@@ -248,9 +259,9 @@ class Corpus:
         parts = self._partition("contributions", head, method)
         if image_ids is not None:
             image_ids = [str(i) for i in image_ids]
-            chunks = [self.chunk_of(i) for i in image_ids]
-            if all(c is not None for c in chunks):  # else an id the images table lacks: look everywhere
-                wanted = set(chunks)
+            chunks = self._chunks_of(image_ids)
+            if chunks is not None:  # else an id the images table lacks: look everywhere
+                wanted = set(chunks.tolist())
                 parts = [p for p in parts if not wanted.isdisjoint(p.chunks)]
         df = self._read("contributions", parts, _SCORE_TABLE_COLUMNS, image_ids)
         return score_table(df, self.vocabulary, normalisation, basis, wide)
