@@ -409,9 +409,10 @@ class StageWork:
             scores = {m: {h: np.stack([region_scores(s.results[f"attr:{m}"].works[i][h], K) for i in batch])
                           for h in self.heads} for m in self.settings.all_methods}
             sub_targets = {h: torch.as_tensor(targets[h][idx]).to(self.options.device) for h in self.heads}
+            logits = {h: np.stack([s.preds[i].logits[h] for i in batch]) for h in self.heads}  # type: ignore[index]
             with self.compute.context():
                 recs = compute_validity(self.net, self._tensor(batch, rgb), np.stack([labels[i] for i in batch]),
-                                        self.vocabulary, sub_targets, scores, config, circ)
+                                        self.vocabulary, sub_targets, scores, config, circ, original_logits=logits)
             for n, i in enumerate(batch):
                 out[i] = ValidityWork({p: (*(float(getattr(recs[p], c)[n]) for c in cstore.VALIDITY_VALUES),
                                            str(recs[p].note[n])) for p in pairs})

@@ -15,11 +15,11 @@ from semcontrib.workers import CHEAP_RUN_CHUNKS, Executor, pool_workers
 from tests.conftest import tiny_model
 
 
-class Halves:
-    """Two regions, top and bottom; ``cheap`` as the grid source declares it."""
+class Bands:
+    """Four horizontal bands; ``cheap`` as the grid source declares it."""
 
-    name = "halves"
-    vocabulary = ("top", "bottom")
+    name = "bands"
+    vocabulary = ("band0", "band1", "band2", "band3")
     params: dict[str, Any] = {}
     uses_evidence = False
 
@@ -28,8 +28,7 @@ class Halves:
 
     def segment(self, image: ImageInput) -> RegionMap:
         h, w = image.rgb.shape[:2]
-        lab = np.zeros((h, w), np.int32)
-        lab[h // 2:] = 1
+        lab = np.repeat((np.arange(h) * 4 // h).astype(np.int32)[:, None], w, axis=1)
         return RegionMap(lab, self.vocabulary)
 
 
@@ -42,7 +41,7 @@ class Halves:
     (0, False, 10, 0),
 ])
 def test_pool_workers_starts_none_for_a_cheap_source_on_a_small_run(workers, cheap, chunks, expected):
-    assert pool_workers(workers, Halves(cheap), chunks) == expected
+    assert pool_workers(workers, Bands(cheap), chunks) == expected
 
 
 def test_a_source_without_the_attribute_is_not_cheap():
@@ -67,7 +66,7 @@ def pools(monkeypatch) -> list[int]:
 
 @pytest.mark.parametrize(("cheap", "expected"), [(True, 0), (False, 2)])
 def test_a_small_run_with_a_cheap_source_starts_no_pool(image_folder, tmp_path, pools, cheap, expected):
-    rep = analyze(image_folder, tmp_path / "c", tiny_model(), methods=("gradcam",), regions=Halves(cheap),
+    rep = analyze(image_folder, tmp_path / "c", tiny_model(), methods=("gradcam",), regions=Bands(cheap),
                   validity=False, batch_size=3, chunk_size=3, workers=2)
     assert rep.n_ok == 7 and rep.chunks == (3, 3)
     assert pools == [expected]  # one pool for the run, with no process for the cheap source
@@ -100,3 +99,29 @@ def test_the_grid_is_cheap_and_a_source_that_reads_evidence_is_not():
 
     assert is_cheap(make_region_source("grid"))
     assert not is_cheap(make_region_source("landscape"))  # it segments while the model works: workers pay
+
+
+def test_validity_from_the_stored_predictions_equals_validity_with_the_originals_forwarded(image_folder, tmp_path,
+                                                                                            monkeypatch):
+    import pandas as pd
+
+    import semcontrib.validity as validity
+    from semcontrib.corpus import VALIDITY_VALUES, Corpus
+
+    def tables(out):
+        a = Corpus.open(out).attributions
+        return a.sort_values(["image_id", "head", "method"]).reset_index(drop=True)[list(VALIDITY_VALUES)]
+
+    kw = dict(methods=("gradcam",), regions=Bands(True), validity=True, validity_baseline="mean", batch_size=3,
+              chunk_size=4, workers=0)
+    analyze(image_folder, tmp_path / "given", tiny_model(), **kw)
+    forward = validity.compute_validity
+
+    def without(*args, original_logits=None, **more):
+        return forward(*args, **more)
+
+    monkeypatch.setattr(validity, "compute_validity", without)
+    analyze(image_folder, tmp_path / "forwarded", tiny_model(), **kw)
+    given, forwarded = tables(tmp_path / "given"), tables(tmp_path / "forwarded")
+    assert given["faithfulness"].notna().any()
+    pd.testing.assert_frame_equal(given, forwarded, rtol=1e-6)
