@@ -16,7 +16,8 @@ top = sorted({n.split("/")[0] for n in names if not n.split("/")[0].endswith((".
 assert top == ["semcontrib"], f"the wheel must install one top-level package, semcontrib; it has {top}"
 for needed in ("semcontrib/data/imagenet_class_groups.json", "semcontrib/dashboard/app.py",
                "semcontrib/segmentation/grid.py", "semcontrib/__main__.py", "semcontrib/engine/run.py",
-               "semcontrib/store/work.py", "semcontrib/methods/base.py", "semcontrib/training/run.py"):
+               "semcontrib/store/work.py", "semcontrib/methods/base.py", "semcontrib/training/run.py",
+               "semcontrib/model/checkpoint.py"):
     assert needed in names, f"{needed} missing from the wheel"
 print(f"wheel: {len(names)} files, one top-level package: semcontrib")
 PYEOF
