@@ -33,6 +33,7 @@ from semcontrib.contributions import BASES, NORMALISATIONS
 from semcontrib.corpus import Corpus
 from semcontrib.dashboard import embedding, overlay, views
 from semcontrib.dashboard.records import Filters, View, Weights
+from semcontrib.export import csv_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +208,18 @@ class CorpusQuery:
         self.check_view(view)
         return self.corpus.contribution_table(view.head, view.method, view.normalisation, basis=view.basis,
                                               wide=wide, image_ids=list(image_ids))
+
+    def export_bytes(self, view: View, image_ids: Sequence[str], wide: bool = False, fmt: str = "csv") -> bytes:
+        """The export file of ``image_ids``: spreadsheet-safe CSV written by pyarrow.csv
+        (``semcontrib.export.csv_bytes``), or Parquet with the raw values."""
+        if fmt not in ("csv", "parquet"):
+            raise ValueError(f"export format must be 'csv' or 'parquet', got {fmt!r}")
+        table = self.contribution_table(view, image_ids, wide=wide)
+        if fmt == "csv":
+            return csv_bytes(table)
+        buf = io.BytesIO()
+        table.to_parquet(buf, index=False)
+        return buf.getvalue()
 
     # ---- validity (optional columns of the attributions table)
     @property

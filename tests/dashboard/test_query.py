@@ -65,3 +65,20 @@ def test_the_view_equals_the_whole_tables(synthetic_corpus: Path) -> None:
     cols = ["head", "method", *VALIDITY_COLUMNS]
     vectors = {(h, m): q.score_matrix(View(h, m, "signed_l1", "mean")).values for h in q.heads for m in q.methods}
     pd.testing.assert_frame_equal(trust, views.trust_table(whole.attributions[cols], vectors))
+
+
+def test_the_export_file_is_the_selection_safe_csv_or_parquet(synthetic_corpus: Path) -> None:
+    import io
+
+    q = CorpusQuery(synthetic_corpus)
+    view = View("nature", "lrp", "split", "sum")
+    ids = [str(i) for i in q.ids[::3]]
+    table = q.contribution_table(view, ids)
+    got = pd.read_csv(io.BytesIO(q.export_bytes(view, ids)))
+    assert list(got.columns) == list(table.columns) and len(got) == len(table) == len(ids) * len(q.vocabulary)
+    np.testing.assert_allclose(got["score_pos"].to_numpy(), table["score_pos"].to_numpy(np.float64))
+    assert got["image_id"].tolist() == table["image_id"].astype(str).tolist()
+    pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(q.export_bytes(view, ids, wide=True, fmt="parquet"))),
+                                  q.contribution_table(view, ids, wide=True))
+    with pytest.raises(ValueError, match="export format must be 'csv' or 'parquet'"):
+        q.export_bytes(view, ids, fmt="xlsx")
