@@ -372,20 +372,26 @@ def category_axis(names: Sequence[str], *, width: int = 16, lines: int = 2, most
                   angle: int | None = None) -> dict[str, Any]:
     """A categorical x axis whose tick labels never run into each other or out of the chart: each name
     shortened by :func:`tick_text`, every k-th name labelled when there are more than ``most`` (a small chart
-    of split columns), a fixed ``angle`` (default: level up to 6 categories, else -45 degrees)."""
+    of split columns), a fixed ``angle``. By default: level two-line labels up to 6 categories, two-line
+    labels at -45 degrees up to 12, one-line vertical labels beyond (a narrow chart of 20 regions, or 40
+    split columns, still has room for one line of text per category)."""
+    if angle is None:
+        angle, lines, width = (0, lines, width) if len(names) <= 6 else (-45, lines, width) if len(names) <= 12 \
+            else (-90, 1, width + 6)
     step = max(1, -(-len(names) // most)) if most else 1
     shown = [str(n) for n in names][::step]
     return {"type": "category", "tickmode": "array", "tickvals": shown,
-            "ticktext": [tick_text(n, width, lines) for n in shown], "automargin": True,
-            "tickangle": angle if angle is not None else (0 if len(names) <= 6 else -45)}
+            "ticktext": [tick_text(n, width, lines) for n in shown], "automargin": True, "tickangle": angle}
 
 
 def _title(text: str, detail: str = "", size: int = 13) -> dict[str, Any]:
-    """A chart title at the top left; ``detail`` (what the scores explain) on a second, smaller line, so a
-    long target name does not run out of a narrow chart."""
-    more = f"<br><span style='font-size:{size - 2}px;color:#555'>{detail}</span>" if detail else ""
-    return {"text": text + more, "font": {"size": size}, "x": 0.01, "xanchor": "left", "xref": "container",
-            "y": 0.99, "yanchor": "top", "yref": "container"}
+    """A chart title at the top left; ``detail`` (what the scores explain) as its subtitle, a second, smaller
+    line, so a long target name does not run out of a narrow chart."""
+    title: dict[str, Any] = {"text": text, "font": {"size": size}, "x": 0.01, "xanchor": "left",
+                             "xref": "container", "y": 1, "yanchor": "top", "yref": "container", "pad": {"t": 8}}
+    if detail:
+        title["subtitle"] = {"text": detail, "font": {"size": size - 2, "color": "#555"}}
+    return title
 
 
 def contribution_bars(columns: Sequence[str], values: np.ndarray, title: str = "", height: int = 180
@@ -394,15 +400,16 @@ def contribution_bars(columns: Sequence[str], values: np.ndarray, title: str = "
     labels shortened (split columns: every other one labelled in a small chart), full names on hover."""
     v = np.nan_to_num(np.asarray(values, dtype=np.float64)) * 100
     small = height < 200
+    labels = 60 if len(columns) > 12 and not small else 0  # room for vertical tick labels
     return {"data": [{"type": "bar", "x": list(columns), "y": v.round(2).tolist(),
                       "marker": {"color": [POS if x >= 0 else NEG for x in v]},
                       "hovertemplate": "%{x}: %{y:.1f} %<extra></extra>"}],
-            "layout": {"title": {"text": title, "font": {"size": 11}}, "height": height,
+            "layout": {"title": {"text": title, "font": {"size": 11}}, "height": height + labels,
                        "margin": {"l": 45, "r": 5, "t": 22 if title else 5, "b": 30},
                        "yaxis": {"zeroline": True, "zerolinecolor": "#444", "tickfont": {"size": 9},
                                  "ticksuffix": " %", "title": {"text": UNIT, "font": {"size": 9}},
                                  "automargin": True},
-                       "xaxis": {**category_axis(list(columns), width=12 if small else 16, lines=1 if small else 2,
+                       "xaxis": {**category_axis(list(columns), width=12 if small else 18, lines=1 if small else 2,
                                                  most=12 if small else None, angle=-90 if small else None),
                                  "tickfont": {"size": 9}}, "bargap": 0.15}}
 
@@ -418,8 +425,9 @@ def grouped_bars(frame: pd.DataFrame, title: str, colours: Mapping[str, str], ya
              "marker": {"color": colours.get(str(g))},
              "hovertemplate": f"{g}<br>%{{x}}: %{{y:.3~f}}<extra></extra>"} for g in frame.columns]
     top = 26 + (16 if detail else 0) + 40  # title lines, then up to two rows of legend
+    labels = 60 if len(names) > 12 else 0  # vertical tick labels (category_axis)
     return {"data": data, "layout": {"title": _title(title, detail), "barmode": barmode,
-                                     "height": height + top - 30, "margin": {**_MARGIN, "t": top},
+                                     "height": height + top - 30 + labels, "margin": {**_MARGIN, "t": top},
                                      "yaxis": {"title": {"text": yaxis}, "automargin": True},
                                      "xaxis": category_axis(names),
                                      "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02,
@@ -448,7 +456,7 @@ def statistics_figures(stats: GroupStatistics, colours: Mapping[str, str], targe
     classes = _pivot(stats.top_classes, "class", names)
     tops = _pivot(stats.top_region, "region", names)
     explained = f"explaining {target}" if target else ""
-    return (grouped_bars(means, "mean weighted contribution per region", cols, f"mean score ({UNIT}, × weight)",
+    return (grouped_bars(means, "mean weighted contribution per region", cols, f"mean score<br>({UNIT}, × weight)",
                          detail=explained),
             grouped_bars(classes.rename(columns=labels), "top predicted classes", cols, "share of images"),
             grouped_bars(tops.rename(columns=labels), "most often the top-contributing region", cols,
@@ -472,8 +480,9 @@ def difference_chart(table: pd.DataFrame, a: str, b: str, target: str = "") -> d
                       "hovertemplate": "%{x}: %{y:.2f} % [%{customdata[0]:.2f}, %{customdata[1]:.2f}], "
                                        "d = %{customdata[2]:.2f}<extra></extra>"}],
             "layout": {"title": _title(f"{a} − {b}: difference of mean scores with 95 % interval", explained),
-                       "height": 300, "margin": {**_MARGIN, "t": 50 if explained else 34},
-                       "yaxis": {"title": {"text": f"difference ({UNIT})"}, "zeroline": True,
+                       "height": 300 + (60 if len(names) > 12 else 0),
+                       "margin": {**_MARGIN, "t": 50 if explained else 34},
+                       "yaxis": {"title": {"text": f"difference<br>({UNIT})"}, "zeroline": True,
                                  "zerolinecolor": "#444", "ticksuffix": " %", "automargin": True},
                        "xaxis": category_axis(names)}}
 

@@ -313,17 +313,32 @@ def _row(query: CorpusQuery, event: Mapping[str, Any] | None, emb: Any = None, w
     return int(rows[0]) if len(rows) else None
 
 
-CARD_HALF = 150  # px, about half the hover card's height (a 200 px wide photo and four lines)
+# About half the hover card's height (a 200 px wide photo and four lines, ~260 px) as a share of the plot's
+# height (the 600 px scatter less its title and margins, ~500 px).
+CARD_HALF = 0.28
 
 
-def card_direction(bbox: Mapping[str, Any], height: int = layout.SCATTER_HEIGHT) -> str:
-    """Where the hover card opens from a point at ``bbox`` (pixels in the scatter): to its right, or below
-    a point near the top and above one near the bottom, so the card is never cut by the scatter's edge."""
-    try:
-        y = (float(bbox.get("y0", 0)) + float(bbox.get("y1", 0))) / 2
-    except (TypeError, ValueError):
-        return "right"
-    return "bottom" if y < CARD_HALF else "top" if y > height - CARD_HALF else "right"
+def card_direction(height: float) -> str:
+    """Where the hover card opens from a point at ``height`` (0 = the bottom of the plot, 1 = its top): to
+    its right, or below a point near the top and above one near the bottom, so the card never reaches past
+    the scatter's top (where the page may end) or bottom.
+
+    Examples
+    --------
+    >>> [card_direction(h) for h in (0.95, 0.5, 0.1)]
+    ['bottom', 'right', 'top']
+    """
+    return "bottom" if height > 1 - CARD_HALF else "top" if height < CARD_HALF else "right"
+
+
+def _height_in_plot(xy: np.ndarray | None, k: int, window: Any) -> float:
+    """Where image ``k`` lies between the bottom (0) and the top (1) of the plot: the zoom ``window`` of
+    density mode, else the extent of the points (plotly's own range, less its small padding)."""
+    if xy is None or not 0 <= k < len(xy):
+        return 0.5
+    box = _window(window)
+    y0, y1 = (box[2], box[3]) if box else (float(xy[:, 1].min()), float(xy[:, 1].max()))
+    return float(np.clip((xy[k, 1] - y0) / (y1 - y0), 0, 1)) if y1 > y0 else 0.5
 
 
 def tooltip(query: CorpusQuery, hover: Mapping[str, Any] | None, view: View, emb: Any = None,
@@ -334,7 +349,8 @@ def tooltip(query: CorpusQuery, hover: Mapping[str, Any] | None, view: View, emb
     bbox = (hover or {})["points"][0].get("bbox") if k is not None else None
     if k is None or not isinstance(bbox, Mapping):
         return False, no_update, no_update, no_update
-    return True, bbox, layout.tooltip_card(query, k, query.score_matrix(view)), card_direction(bbox)
+    where = _height_in_plot(query.embedding_by_key((emb or {}).get("key")), k, window)
+    return True, bbox, layout.tooltip_card(query, k, query.score_matrix(view)), card_direction(where)
 
 
 def focus_from_click(query: CorpusQuery, click: Mapping[str, Any] | None, emb: Any = None,

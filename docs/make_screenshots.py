@@ -6,7 +6,9 @@ its t-SNE computed first (cached in the corpus folder, so the page opens on it).
 Usage: python docs/make_screenshots.py [--corpus DIR | --images 100000] [--out docs/screenshots] [--prefix demo_]
 
 Every tab is taken (overview with the statistics, clusters, statistics comparing two clusters, trust,
-table, detail, image, export) and a lasso drawn on the scatter; the demo corpus with ``--prefix demo_``.
+table, detail, image, export), the hover card of the topmost point, the sidebar's region weights, the
+statistics and detail tabs with split scores, and a lasso drawn on the scatter; the demo corpus with
+``--prefix demo_``.
 
 The overview colours the points by one region's score (``--region``, default ``built`` when the corpus has
 it, else its first region) on the zero-centred diverging scale; after it, the suggested clusters are drawn
@@ -30,6 +32,17 @@ from semcontrib.settings import DEFAULT_BASIS
 FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
          "--enable-unsafe-swiftshader", "--window-size=1500,1250", "--hide-scrollbars")
+
+
+# Moves the mouse onto the topmost drawn point (plotly's own hover, as a hand would).
+HOVER_TOP = """
+const g = document.querySelector('#scatter .js-plotly-plot'), el = g.querySelector('.nsewdrag');
+const t = g._fullData[0], xa = g._fullLayout.xaxis, ya = g._fullLayout.yaxis, r = el.getBoundingClientRect();
+let k = 0;
+for (let i = 1; i < t.y.length; i++) { if (t.y[i] > t.y[k]) { k = i; } }
+el.dispatchEvent(new MouseEvent('mousemove', {bubbles: true, cancelable: true, view: window,
+  clientX: r.left + xa.d2p(t.x[k]), clientY: r.top + ya.d2p(t.y[k])}));
+"""
 
 
 def _corpus(args: argparse.Namespace) -> Path:
@@ -115,10 +128,22 @@ def main() -> None:
         region = args.region or ("built" if "built" in q.vocabulary else q.vocabulary[0])
         choose(I.COLOUR_BY, f"score of {region} (")
         wait("const g=document.querySelector('#scatter .js-plotly-plot');"
-             f"return g&&g.layout&&g.layout.title&&g.layout.title.text.includes('{region} (')")
+             "return g&&g.layout&&g.layout.title&&"
+             f"g.layout.title.text.replace(/<br>/g, ' ').includes('{region} (')")
         js(f"document.getElementById('{I.SUMMARY}').open = false")
         time.sleep(3)
         shot("overview")
+        # the hover card of the topmost point (it opens below a point near the top of the scatter)
+        js(HOVER_TOP)
+        wait(f"return document.querySelector('#{I.TOOLTIP}') && "
+             f"document.querySelector('#{I.TOOLTIP}').textContent.length > 0", 20)
+        shot("hover")
+        js("document.querySelector('#scatter .nsewdrag').dispatchEvent(new MouseEvent('mouseout', {bubbles: true}))")
+        # the sidebar's region weights
+        js("const s = document.querySelector('.sidebar'); const w = [...s.querySelectorAll('label')]"
+           ".find(l => l.textContent.startsWith('Region weights')); s.scrollTop = w.offsetTop - 300;")
+        shot("weights")
+        js("document.querySelector('.sidebar').scrollTop = 0")
         # clusters make selections to compare (drawn as rings over the score colours from now on)
         tab("clusters")
         time.sleep(0.5)
@@ -173,6 +198,19 @@ def main() -> None:
         time.sleep(4)
         shot("image", I.TABS)
         js("window.scrollTo(0, 0)")
+        # split scores (a column per sign of each region): twice the columns on every axis
+        d.find_element("css selector", f"#{I.NORMALISATION} input[value=split]").click()
+        tab("statistics")
+        time.sleep(6)
+        shot("split_statistics", I.TABS)
+        js("window.scrollTo(0, 0)")
+        tab("detail")
+        wait("return document.querySelectorAll('#detail .image-card img').length > 0")
+        time.sleep(5)
+        shot("split_detail", I.TABS)
+        js("window.scrollTo(0, 0)")
+        d.find_element("css selector", f"#{I.NORMALISATION} input[value=signed_l1]").click()
+        time.sleep(3)
         tab("export")
         time.sleep(2)
         shot("export", I.TABS)

@@ -409,7 +409,10 @@ def test_density_mode_hover_anywhere_finds_the_nearest_image(corpus: Path, monke
     far = {"points": [{**hover["points"][0], "x": x1 + 10 * (x1 - x0), "y": y1}]}
     assert scatter_panel.tooltip(q, far, VIEW, emb, None)[0] is False  # no image within a cell: no card
     assert scatter_panel.nearest_row(q, ["a", None], emb) is None
-    assert [scatter_panel.card_direction({"y0": y, "y1": y}) for y in (10, 300, 590)] == ["bottom", "right", "top"]
+    assert [scatter_panel.card_direction(h) for h in (0.95, 0.5, 0.1)] == ["bottom", "right", "top"]
+    top = int(np.argmax(xy[:, 1]))  # the topmost image's card opens below it
+    assert scatter_panel.tooltip(q, {"points": [{**hover["points"][0], "x": xy[top, 0], "y": xy[top, 1]}]},
+                                 VIEW, emb, None)[3] == "bottom"
     assert scatter_panel.focus_from_click(q, hover, emb, None)[0] == str(q.ids[k])
     # zoomed in, the grid covers the window (finer cells), and the nearest image is found there too
     window = [float(xy[k, 0] - 1), float(xy[k, 0] + 1), float(xy[k, 1] - 1), float(xy[k, 1] + 1)]
