@@ -103,3 +103,31 @@ def test_group_heads_are_logsumexp_of_their_classes():
     assert adapter(x).shape == (1, 2)
     with pytest.raises(ValueError, match="unknown head"):
         HeadAdapter(model, "no_such_head")
+
+
+def test_the_model_package_re_exports_every_public_name_of_its_modules():
+    """``semcontrib.model`` was one module: every name defined in its parts stays importable from it."""
+    import importlib
+    import pkgutil
+
+    import semcontrib.model as package
+
+    parts = [m.name for m in pkgutil.iter_modules(package.__path__)]
+    assert set(parts) == {"build", "checkpoint", "compute", "multitask", "prediction", "siam"}
+    for part in parts:
+        module = importlib.import_module(f"semcontrib.model.{part}")
+        defined = [n for n, v in vars(module).items() if not n.startswith("_")
+                   and getattr(v, "__module__", None) == module.__name__]
+        missing = [n for n in defined if getattr(package, n, None) is not getattr(module, n)]
+        assert not missing, f"semcontrib.model does not re-export {part}.{missing}"
+    assert set(package.__all__) <= set(vars(package))
+
+
+def test_compute_options_docstring_example_runs():
+    import doctest
+
+    import semcontrib.model.compute as compute
+
+    result = doctest.testmod(compute)
+    assert result.attempted > 0
+    assert result.failed == 0
