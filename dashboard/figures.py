@@ -372,12 +372,12 @@ def category_axis(names: Sequence[str], *, width: int = 16, lines: int = 2, most
                   angle: int | None = None) -> dict[str, Any]:
     """A categorical x axis whose tick labels never run into each other or out of the chart: each name
     shortened by :func:`tick_text`, every k-th name labelled when there are more than ``most`` (a small chart
-    of split columns), a fixed ``angle``. By default: level two-line labels up to 6 categories, two-line
-    labels at -45 degrees up to 12, one-line vertical labels beyond (a narrow chart of 20 regions, or 40
-    split columns, still has room for one line of text per category)."""
+    of split columns), a fixed ``angle``. By default: level labels of up to three lines up to 6 categories,
+    two-line labels at -45 degrees up to 12, one-line vertical labels beyond (a narrow chart of 20 regions,
+    or 40 split columns, still has room for one line of text per category)."""
     if angle is None:
-        angle, lines, width = (0, lines, width) if len(names) <= 6 else (-45, lines, width) if len(names) <= 12 \
-            else (-90, 1, width + 6)
+        angle, lines, width = (0, lines + 1, width) if len(names) <= 6 else (-45, lines, width) \
+            if len(names) <= 12 else (-90, 1, width + 6)
     step = max(1, -(-len(names) // most)) if most else 1
     shown = [str(n) for n in names][::step]
     return {"type": "category", "tickmode": "array", "tickvals": shown,

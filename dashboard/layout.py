@@ -43,6 +43,16 @@ def overlay_url(image_id: str, head: str, method: str) -> str:
     return f"/corpus/overlay/{quote(head, safe='')}/{quote(method, safe='')}/{quote(image_id, safe='')}"
 
 
+def breakable(name: str) -> list[Any]:
+    """``name`` as text that may wrap after each ``_`` (a ``<wbr>`` there), so a long region name breaks
+    between its words, not inside one."""
+    parts = name.split("_")
+    out: list[Any] = []
+    for i, part in enumerate(parts):
+        out += [part + ("_" if i < len(parts) - 1 else "")] + ([html.Wbr()] if i < len(parts) - 1 else [])
+    return out
+
+
 def _label(text: str) -> html.Label:
     return html.Label(text, style=LABEL)
 
@@ -123,7 +133,8 @@ def _sidebar(query: CorpusQuery, init: dict[str, Any]) -> html.Div:
     init_view = View(init["head"], init["method"], init["normalisation"], init["basis"])
     # a weight row: the region's name wraps (never under the box), the box keeps room for its number
     weights = [html.Div(style={"display": "flex", "alignItems": "center", "gap": "6px", "margin": "2px 0"},
-                        children=[html.Span(r, style={"flex": "1", "minWidth": "0", "overflowWrap": "anywhere"}),
+                        children=[html.Span(breakable(r), style={"flex": "1", "minWidth": "0",
+                                                                 "overflowWrap": "anywhere"}),
                                   html.Div(dcc.Input(id={"type": I.WEIGHT, "region": r}, type="number", min=0,
                                                      step=0.1, value=init["weights"].get(r, 1), debounce=True,
                                                      style={"width": "100%"}), style={"flex": "0 0 96px"})])
