@@ -149,8 +149,9 @@ def make_plan(root: Path, entries: Sequence[InputEntry], chunk_size: int) -> Pla
         cols = _input_columns(entries)
         fresh = _reuse_recorded(cols, old)
         _hash_fresh(cols, entries, fresh)
-        ok, reasons = _mark_duplicates(cols, entries)
-        place, member, new = _place(cols, old, ok, chunk_size)
+        record = _first_records(cols, old)
+        ok, reasons = _mark_duplicates(cols, entries, record)
+        place, member, new = _place(record, old, ok, chunk_size)
         write = np.flatnonzero(ok & (fresh | ~member))  # new images, and planned ones whose file changed
         if len(write):
             at = pa.array(write)
@@ -263,46 +264,59 @@ def _hash_fresh(cols: _Columns, entries: Sequence[InputEntry], fresh: np.ndarray
     cols.fill(ids, shas)
 
 
-def _mark_duplicates(cols: _Columns, entries: Sequence[InputEntry]) -> tuple[np.ndarray, dict[int, str]]:
+def _first_records(cols: _Columns, old: pa.Table) -> np.ndarray:
+    """The plan row of the first record of each row's image id (int64 (n,), -1 for an id the plan lacks)."""
+    if not old.num_rows:
+        return np.full(len(cols.size), -1, np.int64)
+    at = pc.index_in(cols.image_ids, value_set=old.column("image_id"))
+    return at.fill_null(-1).to_numpy().astype(np.int64)
+
+
+def _mark_duplicates(cols: _Columns, entries: Sequence[InputEntry], record: np.ndarray
+                     ) -> tuple[np.ndarray, dict[int, str]]:
     """Which rows are planned (bool (n,)) and why the others are not; the k-th copy of a file is
-    ``<id>-dup<k>``, with the reason naming the first."""
+    ``<id>-dup<k>``, with the reason naming the first. Rows whose id the plan holds are compared by their
+    ``record`` (integers: one sort), the others (new images) by their id."""
     n = len(cols.size)
     ok = np.ones(n, bool)
     ok[list(cols.errors)] = False
     reasons: dict[int, str] = dict(cols.errors)
-    first = pc.index_in(cols.image_ids, value_set=cols.image_ids).to_numpy(zero_copy_only=False) if n \
-        else np.zeros(0, np.int64)
+    first = np.arange(n)  # the first row with the same image id
+    known, unknown = np.flatnonzero(record >= 0), np.flatnonzero(record < 0)
+    if len(known):
+        _, at, inverse = np.unique(record[known], return_index=True, return_inverse=True)
+        first[known] = known[at[inverse.ravel()]]
+    if len(unknown):
+        ids = cols.image_ids.take(pa.array(unknown))
+        first[unknown] = unknown[pc.index_in(ids, value_set=ids).to_numpy(zero_copy_only=False)]
     dup = (first != np.arange(n)) & ok
     if dup.any():
         rows = np.flatnonzero(dup)
         originals = cols.image_ids.take(pa.array(rows)).to_pylist()
         copies: Counter[str] = Counter()
-        ids: dict[int, str] = {}
+        ids_of: dict[int, str] = {}
         for k, i in zip(rows.tolist(), originals):
             copies[i] += 1
-            ids[k] = f"{i}-dup{copies[i]}"
+            ids_of[k] = f"{i}-dup{copies[i]}"
             reasons[k] = f"duplicate of {path_text(entries[int(first[k])].path)}"
-        cols.fill(ids, dict(zip(ids, cols.sha.take(pa.array(rows)).to_pylist())))
+        cols.fill(ids_of, dict(zip(ids_of, cols.sha.take(pa.array(rows)).to_pylist())))
         ok &= ~dup
     return ok, reasons
 
 
-def _place(cols: _Columns, old: pa.Table, ok: np.ndarray, chunk_size: int
+def _place(record: np.ndarray, old: pa.Table, ok: np.ndarray, chunk_size: int
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(chunk, position) per row (int64 (n, 2), -1 when not planned), which rows the plan already holds,
-    and the rows of new images (placed into new chunks in input order)."""
+    """(chunk, position) per row (int64 (n, 2), -1 when not planned): the place of the first record of its
+    id (``record``), or, for new images, one in new chunks in input order; which rows the plan already
+    holds, and the rows of new images."""
     n = len(ok)
     place = np.full((n, 2), -1, np.int64)
+    member = (record >= 0) & ok
     if old.num_rows:
-        at = pc.index_in(cols.image_ids, value_set=old.column("image_id"))  # the first record of the id
-        member = at.is_valid().to_numpy(zero_copy_only=False) & ok
-        row = at.fill_null(0).to_numpy().astype(np.int64)[member]
+        row = record[member]
         place[member, 0] = old.column("chunk").to_numpy()[row]
         place[member, 1] = old.column("position").to_numpy()[row]
-        next_chunk = int(pc.max(old.column("chunk")).as_py()) + 1
-    else:
-        member = np.zeros(n, bool)
-        next_chunk = 0
+    next_chunk = int(pc.max(old.column("chunk")).as_py()) + 1 if old.num_rows else 0
     new = np.flatnonzero(ok & ~member)
     order = np.arange(len(new))
     place[new, 0] = next_chunk + order // chunk_size
