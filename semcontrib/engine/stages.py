@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from semcontrib import corpus as cstore
 from semcontrib.corpus import (
@@ -29,22 +28,17 @@ from semcontrib.corpus import (
 from semcontrib.engine.chunk import (
     ChunkImages,
     ChunkState,
-    HeadClasses,
-    item_or_none,
     labels_or_unassigned,
-    region_scores,
     with_stats,
 )
 from semcontrib.engine.external import external_source, read_external
 from semcontrib.engine.keys import chunk_region_key, validity_digest
-from semcontrib.engine.options import RunOptions
+from semcontrib.engine.passes import ModelPasses
 from semcontrib.engine.plan import PlannedInput
 from semcontrib.engine.stage import Later, Stage
-from semcontrib.methods import AttributionMethod, is_pixel_method, is_region_method, resolve_targets
-from semcontrib.model import ComputeOptions, MultitaskModel, predict_with_evidence
+from semcontrib.methods import is_pixel_method
 from semcontrib.regions import RegionSource, source_key, uses_evidence
 from semcontrib.settings import (
-    AnalysisSettings,
     ExternalAttributions,
 )
 from semcontrib.workers import (  # per-image work, in worker processes that never import torch
@@ -63,20 +57,12 @@ from semcontrib.workers import (  # per-image work, in worker processes that nev
 logger = logging.getLogger(__name__)
 
 
-class StageWork:
-    """The per-chunk work of an :class:`~semcontrib.engine.run.AnalysisRun`: model passes, region maps, attributions
-    and validity for the images ``ok`` of a chunk (``rgb``: uint8 HxWx3 per image id). A mixin: the run supplies
-    the attributes annotated here."""
+class StageWork(ModelPasses):
+    """The stages of an :class:`~semcontrib.engine.run.AnalysisRun`'s chunks: their declarations, and how each
+    loads, computes (through the model passes of :class:`ModelPasses`) and writes its result. A mixin: the run
+    supplies the attributes annotated here."""
 
-    settings: AnalysisSettings
-    options: RunOptions
-    compute: ComputeOptions
-    methods: dict[str, AttributionMethod]
     source: RegionSource
-    vocabulary: tuple[str, ...]
-    evidence_groups: dict[str, list[int]]
-    identity: dict[str, Any]
-    heads: list[str]
     size: int
     rkey: str
     mkey: str
@@ -89,10 +75,6 @@ class StageWork:
     vkey: str
     executor: Executor | None
     _chunk_rkeys: dict[int, str]
-
-    @property
-    def net(self) -> MultitaskModel:
-        raise NotImplementedError
 
     # ---- the declarations
     def chunk_stages(self) -> list[Stage]:
@@ -176,20 +158,6 @@ class StageWork:
         data: ChunkImages = s.results["targets"]
         return replace(data, labels=self._labels(s, data.ok))
 
-    def _tensor(self, ids: list[str], rgb: Mapping[str, np.ndarray]) -> torch.Tensor:
-        net = self.net
-        return self.compute.tensor(torch.cat([net.preprocess(rgb[i]) for i in ids]))
-
-    def _predict(self, ok: list[str], rgb: Mapping[str, np.ndarray]) -> dict[str, PredictionWork]:
-        out = {}
-        for _, batch in self._numbered_batches(ok):
-            with self.compute.context():
-                preds, ev = predict_with_evidence(self.net, self._tensor(batch, rgb), self.evidence_groups)
-            for k, i in enumerate(batch):
-                out[i] = PredictionWork({h: preds.logits[h][k].astype(np.float32) for h in self.net.head_names},
-                                        None if ev is None else ev[k])
-        return out
-
     # ---- region maps
     def _load_regions(self, s: ChunkState) -> ChunkRegions | None:
         """The stored maps' failures and digest (no maps), when every analysed image has a map or a failure
@@ -269,38 +237,6 @@ class StageWork:
             works = full.works
         return {i: labels_or_unassigned(works.get(i), self.size) for i in ok}
 
-    def _targets(self, ok: list[str], preds: Mapping[str, PredictionWork]) -> dict[str, np.ndarray]:
-        if not ok:
-            return {h: np.zeros(0, np.int64) for h in self.heads}
-        logits = {h: np.stack([preds[i].logits[h] for i in ok]) for h in self.heads}
-        targets = resolve_targets(HeadClasses(self.identity["heads"]), logits, self.heads,  # type: ignore[arg-type]
-                                  dict(self.settings.targets))  # only head(name).classes is read
-        return {h: np.asarray(t, np.int64) for h, t in targets.items()}
-
-    def _pixel_maps(self, method: str, data: ChunkImages) -> dict[str, dict[str, HeadAttribution]]:
-        """A pixel method's maps (float32, no statistics yet) for the chunk's images, in batches."""
-        ok, rgb, targets = data.ok, data.rgb, data.targets
-        obj = self.methods[method]
-        if not is_pixel_method(obj):
-            raise TypeError(f"method {method!r} is not a pixel method (level {obj.level!r})")
-        works: dict[str, dict[str, HeadAttribution]] = {}
-        for start, batch in self._numbered_batches(ok):
-            dev = self._batch_targets(targets, start, len(batch))
-            with self.compute.context():
-                res = obj.attribute_batch(self.net, self._tensor(batch, rgb), dev)
-            for k, i in enumerate(batch):
-                works[i] = {h: HeadAttribution(int(targets[h][start + k]), "ok", np.asarray(res[h].maps[k], np.float32),
-                                               delta=item_or_none(res[h].delta, k)) for h in self.heads}
-        return works
-
-    def _batch_targets(self, targets: Mapping[str, np.ndarray], start: int, n: int) -> dict[str, torch.Tensor]:
-        """The targets of the batch of ``n`` images from position ``start``, on the model's device."""
-        return {h: torch.as_tensor(targets[h][start:start + n]).to(self.options.device) for h in self.heads}
-
-    def _numbered_batches(self, ids: list[str]) -> list[tuple[int, list[str]]]:
-        B = self.options.batch_size
-        return [(k, ids[k:k + B]) for k in range(0, len(ids), B)]
-
     # ---- attributions
     def _load_attribution(self, method: str, s: ChunkState) -> ChunkAttribution | None:
         """A method's stored attributions, when computed from the stored region maps for every analysed image
@@ -340,25 +276,6 @@ class StageWork:
         return self.store.write_attribution(method, self.method_keys[method], s.chunk, work, len(self.vocabulary),
                                             exact=ext is not None and method == ext.name)
 
-    def _score_regions(self, method: str, data: ChunkImages) -> dict[str, dict[str, HeadAttribution]]:
-        """A region method's scores of the chunk's regions, with their statistics, in batches."""
-        ok, rgb, targets, labels, K = data.ok, data.rgb, data.targets, data.labels, len(self.vocabulary)
-        obj = self.methods[method]
-        if not is_region_method(obj):
-            raise TypeError(f"method {method!r} is not a region method (level {obj.level!r})")
-        works: dict[str, dict[str, HeadAttribution]] = {}
-        for start, batch in self._numbered_batches(ok):
-            dev = self._batch_targets(targets, start, len(batch))
-            with self.compute.context():
-                res = obj.attribute_regions(self.net, self._tensor(batch, rgb), dev,
-                                            np.stack([labels[i] for i in batch]), self.vocabulary)
-            for k, i in enumerate(batch):
-                works[i] = {h: with_stats(HeadAttribution(
-                    int(targets[h][start + k]), "ok", np.asarray(res[h].maps[k], np.float64),
-                    delta=item_or_none(res[h].delta, k),
-                    scores=np.asarray(res[h].scores[k], np.float64)), labels[i], K) for h in self.heads}
-        return works
-
     def _external(self, member: PlannedInput, ext: ExternalAttributions, targets: Mapping[str, int],
                   labels: np.ndarray) -> dict[str, HeadAttribution]:
         """Heatmaps computed elsewhere: ``<folder>/<image file stem>.npz`` with one H×W array per head."""
@@ -392,30 +309,11 @@ class StageWork:
         return stored[0]
 
     def _validate(self, s: ChunkState) -> dict[str, ValidityWork]:
-        from semcontrib.validity import circular, compute_validity
-
-        assert s.regions is not None
+        assert s.regions is not None and s.preds is not None
         data: ChunkImages = s.results["labels"]
-        ok, rgb, targets, labels = data.ok, data.rgb, data.targets, data.labels
-        config = self._validity_config()
-        circ = {m for m, obj in self.methods.items() if circular(obj.level, obj.params, config)}
-        pairs = self._validity_pairs()
-        with_regions = [i for i in ok if s.regions.works[i].labels is not None]
-        pos = {i: k for k, i in enumerate(ok)}
-        K = len(self.vocabulary)
-        out: dict[str, ValidityWork] = {}
-        for _, batch in self._numbered_batches(with_regions):
-            idx = [pos[i] for i in batch]
-            scores = {m: {h: np.stack([region_scores(s.results[f"attr:{m}"].works[i][h], K) for i in batch])
-                          for h in self.heads} for m in self.settings.all_methods}
-            sub_targets = {h: torch.as_tensor(targets[h][idx]).to(self.options.device) for h in self.heads}
-            logits = {h: np.stack([s.preds[i].logits[h] for i in batch]) for h in self.heads}  # type: ignore[index]
-            with self.compute.context():
-                recs = compute_validity(self.net, self._tensor(batch, rgb), np.stack([labels[i] for i in batch]),
-                                        self.vocabulary, sub_targets, scores, config, circ, original_logits=logits)
-            for n, i in enumerate(batch):
-                out[i] = ValidityWork({p: (*(float(getattr(recs[p], c)[n]) for c in cstore.VALIDITY_VALUES),
-                                           str(recs[p].note[n])) for p in pairs})
+        ids = [i for i in data.ok if s.regions.works[i].labels is not None]
+        out = self._validity_records(data, ids, {m: s.results[f"attr:{m}"] for m in self.settings.all_methods},
+                                     s.preds)
         self.computed["validity"] += len(out)
         return out
 
@@ -423,10 +321,3 @@ class StageWork:
         assert s.regions is not None
         self.store.write_validity(self.vkey, s.chunk, works, validity_digest(s.regions.digest, s.sources))
         return works
-
-    def _validity_config(self) -> Any:
-        from semcontrib.validity import ValidityConfig
-
-        s = self.settings
-        return ValidityConfig(baseline=s.validity_baseline, steps=s.validity_steps,
-                              random_samples=s.validity_random_samples)
