@@ -20,13 +20,13 @@ from semcontrib.store.manifest import manifest_parts, read_manifest
 from semcontrib.store.parts import Part
 from semcontrib.store.schema import ATTRIBUTION_COLUMNS, CONTRIBUTION_COLUMNS, MANIFEST, CorpusError, StorePaths
 from semcontrib.store.view import (
-    VIEW_COLUMNS,
     ViewScores,
     check_part,
     part_columns,
     read_part_columns,
     score_columns,
     scores_from_rows,
+    view_columns,
     with_partition_columns,
 )
 from semcontrib.store.work import WorkStore
@@ -294,7 +294,7 @@ class Corpus:
         K = len(self.vocabulary)
         values = None
         if parts:
-            tables = self._read_parts(parts, VIEW_COLUMNS)
+            tables = self._read_parts(parts, view_columns(normalisation))
             values = scores_from_rows(pa.concat_tables(tables, promote_options="permissive"), K, ids,
                                       normalisation, basis)
             if values is None:

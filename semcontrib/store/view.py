@@ -1,8 +1,9 @@
 """Reading a corpus lazily: checked reads of some columns of one part, and one view's scores as NumPy.
 
 A *view* is one head x method x normalisation x basis. Its scores come from one partition of the
-contributions table (``contributions/head=H/method=M/``), of which only the raw statistics and the row
-keys are read (``image_id``, ``region_index``, ``n_pixels``, ``sum``, ``pos_sum``, ``neg_sum``).
+contributions table (``contributions/head=H/method=M/``), of which only the row keys and the raw
+statistics its normalisation needs are read (``image_id``, ``region_index``, ``n_pixels`` and ``sum``, or
+for ``split`` ``pos_sum`` and ``neg_sum``).
 
 The engine writes each part's rows image-major (its chunks in order, each chunk's images in plan order),
 an image's K regions as K consecutive rows in vocabulary order (``region_index`` 0..K-1), and a head x
@@ -24,13 +25,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from semcontrib.contributions import normalise
+from semcontrib.contributions import _per_region, _safe_div
 from semcontrib.store.files import check_table_size
 from semcontrib.store.parts import Part
 from semcontrib.store.schema import CorpusError, inside
 
 RAW_COLUMNS = ("n_pixels", "sum", "pos_sum", "neg_sum")
-VIEW_COLUMNS = ("image_id", "region_index", *RAW_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -166,8 +166,31 @@ def align_rows(groups: np.ndarray, ids: np.ndarray) -> np.ndarray | None:
     return np.asarray(index.get_indexer(pd.Index(ids)), dtype=np.int64)
 
 
+def view_columns(normalisation: str) -> tuple[str, ...]:
+    """The columns a view reads: the row keys and the raw statistics its normalisation needs."""
+    return ("image_id", "region_index", "n_pixels", *(("pos_sum", "neg_sum") if normalisation == "split" else ("sum",)))
+
+
+def normalised(raw: dict[str, np.ndarray], normalisation: str, basis: str) -> np.ndarray:
+    """float64 G x C: one normalisation of raw statistics (G x K each, the columns of
+    :func:`view_columns`), computed alone with the formulas of :func:`semcontrib.contributions.normalise`
+    (the same numbers, tested), which computes every normalisation."""
+    n = raw["n_pixels"]
+    if normalisation == "split":
+        P = _per_region(raw["pos_sum"], n, basis)
+        N = _per_region(raw["neg_sum"], n, basis)
+        return np.hstack([_safe_div(P, P.sum(axis=-1, keepdims=True)),
+                          _safe_div(N, np.abs(N).sum(axis=-1, keepdims=True))])
+    A = _per_region(raw["sum"], n, basis)
+    if normalisation == "paper":
+        return _safe_div(A, A.sum(axis=-1, keepdims=True))
+    if normalisation == "signed_l1":
+        return _safe_div(A, np.abs(A).sum(axis=-1, keepdims=True))
+    raise ValueError(f"unknown normalisation {normalisation!r}")
+
+
 def scores_from_rows(table: pa.Table, K: int, ids: np.ndarray, normalisation: str, basis: str) -> np.ndarray | None:
-    """float64 N x C scores of a partition's rows (columns :data:`VIEW_COLUMNS`, parts concatenated in
+    """float64 N x C scores of a partition's rows (columns :func:`view_columns`, parts concatenated in
     order) aligned to ``ids``; None when the rows are not laid out as the engine writes them.
 
     The rows are normalised in the order stored (no sort, no text beyond the image ids)."""
@@ -179,10 +202,9 @@ def scores_from_rows(table: pa.Table, K: int, ids: np.ndarray, normalisation: st
     if rows is None:
         return None
     G = len(groups)
-    raw = [np.asarray(table.column(c).to_numpy(), dtype=np.float64).reshape(G, K) for c in RAW_COLUMNS]
-    n_pixels, sum_, pos_sum, neg_sum = raw
-    s = normalise(sum_, pos_sum, neg_sum, n_pixels, basis=basis)
-    scores = np.hstack([s.pos, s.neg]) if normalisation == "split" else getattr(s, normalisation)
+    raw = {c: np.asarray(table.column(c).to_numpy(), dtype=np.float64).reshape(G, K)
+           for c in view_columns(normalisation)[2:]}
+    scores = normalised(raw, normalisation, basis)
     if len(rows) == G and (rows == np.arange(G)).all():
         return np.ascontiguousarray(scores, dtype=np.float64)
     out = np.full((len(ids), scores.shape[1]), np.nan)

@@ -110,7 +110,7 @@ def test_opening_reads_the_images_table_and_no_part(tmp_path: Path, reads: list)
     c.view_scores("b", "gradcam", "signed_l1", "mean")
     parts = {p.file for p in c.parts if (p.table, p.head, p.method) == ("contributions", "b", "gradcam")}
     assert {f for f, _ in reads} == parts and len(reads) == 2
-    assert all(cols == store_view.VIEW_COLUMNS for _, cols in reads)  # four numbers and the ids, no text
+    assert all(cols == ("image_id", "region_index", "n_pixels", "sum") for _, cols in reads)  # no text, no score
 
 
 @pytest.mark.parametrize("layout", [{}, {"shuffle_images": True}, {"shuffle_rows": True}, {"categorical": True},
