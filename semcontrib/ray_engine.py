@@ -7,10 +7,12 @@ streams the chunks that need work through a Ray Data pipeline of three stages::
            ──> region stage (CPU tasks: decode, segment)
            ──> attribution stage (actors: attributions, region statistics, validity)
 
-Every stage reads and writes the corpus's chunk files (:meth:`AnalysisRun.compute_stage`), so the
-corpus must be on a file system every node sees (NFS, Lustre, a mounted bucket). The stages compute
-each chunk with the same images in the same batches as the local engine, so the results are the same
-bit for bit on the same hardware. Finally the driver aggregates the chunks' statistics into Parquet
+Each Ray stage runs the engine's declared stages of one group (``semcontrib.engine.STAGES``: the ``group`` of
+each :class:`semcontrib.engine.stage.Stage`) through :meth:`AnalysisRun.compute_stage`, the same compute-or-load
+loop as a local run: stored results are read, never recomputed, and each group's results are written to the
+corpus's chunk files, so the corpus must be on a file system every node sees (NFS, Lustre, a mounted bucket).
+The stages compute each chunk with the same images in the same batches as the local engine, so the results
+are the same bit for bit on the same hardware. Finally the driver aggregates the chunks' statistics into Parquet
 parts and publishes the tables, as a local run without ``--shard`` does after its shards.
 
 Ray is an optional extra (``pip install semcontrib[ray]``). ``RAY_ADDRESS`` (or ``ray.init`` called
@@ -31,6 +33,7 @@ from typing import Any
 
 from semcontrib import corpus as cstore
 from semcontrib.engine import (
+    STAGES,
     AnalysisReport,
     AnalysisRun,
     Generation,
@@ -42,6 +45,8 @@ from semcontrib.engine import (
 from semcontrib.settings import IN_MEMORY_MODEL, AnalysisSettings
 
 logger = logging.getLogger(__name__)
+
+MODEL, REGIONS, ATTRIBUTIONS = STAGES  # the groups of stages, one Ray stage each
 
 
 def _members(row: dict[str, Any]) -> list[PlannedInput]:
@@ -84,8 +89,8 @@ def _region_task(row: dict[str, Any], settings: dict[str, Any], out: str, option
                  stems: dict[str, int], identity: dict[str, Any]) -> dict[str, Any]:
     stage = _REGION_STAGES.get(out)
     if stage is None:
-        stage = _REGION_STAGES[out] = _Stage("regions", settings, out, dict(options), stems, identity)
-    row["computed"] = _counted(stage.run, lambda: stage.run.compute_stage("regions", int(row["chunk"]), _members(row)),
+        stage = _REGION_STAGES[out] = _Stage(REGIONS, settings, out, dict(options), stems, identity)
+    row["computed"] = _counted(stage.run, lambda: stage.run.compute_stage(REGIONS, int(row["chunk"]), _members(row)),
                                str(row["computed"]))
     return row
 
@@ -147,11 +152,11 @@ def _pipeline(ray: Any, driver: AnalysisRun, plan: Any, todo: list[int]) -> dict
     model_args = {"num_gpus": 1} if gpu else {"num_cpus": 1}
     pool = ray.data.ActorPoolStrategy(size=model_actors)
     ds = ds.map_batches(_Stage, batch_size=1, compute=pool,
-                        fn_constructor_kwargs={"stage": "model", "options": {**opts, "threads": threads}, **common},
+                        fn_constructor_kwargs={"stage": MODEL, "options": {**opts, "threads": threads}, **common},
                         **model_args)
     ds = ds.map(_region_task, fn_kwargs={"options": opts, **common}, num_cpus=1)
     ds = ds.map_batches(_Stage, batch_size=1, compute=ray.data.ActorPoolStrategy(size=model_actors),
-                        fn_constructor_kwargs={"stage": "attributions", "options": {**opts, "threads": threads},
+                        fn_constructor_kwargs={"stage": ATTRIBUTIONS, "options": {**opts, "threads": threads},
                                                **common}, **model_args)
     finished, computed = 0, {}  # type: tuple[int, dict[str, int]]
     total = sum(len(plan.chunks[c]) for c in todo)

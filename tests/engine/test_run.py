@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from semcontrib.engine import AnalysisRun, RunOptions, analyze
+from semcontrib.engine import STAGES, AnalysisRun, RunOptions, analyze
 from semcontrib.engine import run as engine_run
 from semcontrib.regions import ImageInput, RegionMap
 from semcontrib.settings import AnalysisSettings
@@ -87,6 +87,7 @@ def test_the_stages_declare_keys_and_inputs(tmp_path):
     assert {n: s.group for n, s in st.items() if s.stored} == {
         "images": "model", "predictions": "model", "regions": "regions", "attr:gradcam": "attributions",
         "attr:occlusion": "attributions", "validity": "attributions"}
+    assert {s.group for s in run.stages if s.stored} == set(STAGES)  # each group is one Ray stage
     # nothing between the region maps and their first reader reads them: segmentation overlaps the maps
     order = list(st)
     first_reader = min(order.index(n) for n, s in st.items() if "regions" in s.reads)
