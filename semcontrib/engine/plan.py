@@ -110,13 +110,17 @@ class Plan:
 
 
 class PlanChunks(Mapping[int, list[PlannedInput]]):
-    """A plan's chunks: chunk number (ascending) -> its members in position order, made on each lookup."""
+    """A plan's chunks: chunk number (ascending) -> its members in position order, made on each lookup (or
+    taken from :attr:`Plan.inputs` once that is made)."""
 
     def __init__(self, plan: Plan) -> None:
         self._plan = plan
 
     def __getitem__(self, chunk: int) -> list[PlannedInput]:
-        return self._plan.rows_as_inputs(self._plan.chunk_rows(chunk))
+        plan = self._plan
+        rows = plan.chunk_rows(chunk)
+        made = plan.__dict__.get("inputs")  # every input already made (:attr:`Plan.inputs`): those objects
+        return [made[k] for k in rows.tolist()] if made is not None else plan.rows_as_inputs(rows)
 
     def __contains__(self, chunk: object) -> bool:
         numbers = self._plan.chunk_numbers

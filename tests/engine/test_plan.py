@@ -71,12 +71,15 @@ def check_against_reference(root: Path, entries, chunk_size: int = CHUNK) -> Pla
     expected, new, rows = reference_plan(root, list(entries), chunk_size)
     before = len(cstore.read_plan(root))
     plan = make_plan(root, entries, chunk_size)
-    assert plan.inputs == expected
-    assert plan.new_images == new
     chunks: dict[int, list[PlannedInput]] = {}
     for p in sorted((p for p in expected if p.chunk >= 0), key=lambda p: (p.chunk, p.position)):
         chunks.setdefault(p.chunk, []).append(p)
-    assert dict(plan.chunks) == chunks and list(plan.chunks) == list(chunks)
+    assert dict(plan.chunks) == chunks  # members made per chunk
+    assert list(plan.chunks) == list(chunks)
+    assert plan.inputs == expected
+    assert plan.new_images == new
+    assert dict(plan.chunks) == chunks  # members taken from the inputs made
+    assert all(m is plan.inputs[k] for c in chunks for m, k in zip(plan.chunks[c], plan.chunk_rows(c)))
     for c in chunks:
         assert plan.chunk_ids(c) == [p.image_id for p in chunks[c]] and c in plan.chunks
     assert -1 not in plan.chunks and "0" not in plan.chunks
