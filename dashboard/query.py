@@ -287,12 +287,14 @@ class CorpusQuery:
         """One row per corpus image: index, image_id, predictions and probabilities of every head, the
         view's scores and (when recorded) the validity figures."""
         matrix = self.score_matrix(view)
-        data: dict[str, Any] = {"index": np.arange(len(self.ids)), "image_id": self.ids}
+        # text as object columns: pandas 3 would convert each to its str dtype here, and table_order converts
+        # them back with to_numpy() on every request (seconds at a million images)
+        data: dict[str, Any] = {"index": np.arange(len(self.ids)), "image_id": pd.Series(self.ids, dtype=object)}
         for h in self.heads:
-            data[f"pred_{h}"] = self.predictions(h)
+            data[f"pred_{h}"] = pd.Series(self.predictions(h), dtype=object)
             data[f"prob_{h}"] = np.round(self.probabilities(h), 3)
         for c in self.label_columns:  # human labels, to filter and sort by beside the predictions
-            data[c] = self.images[c].fillna("").astype(str).to_numpy(dtype=object)
+            data[c] = pd.Series(self.images[c].fillna("").astype(str).to_numpy(dtype=object), dtype=object)
         for j, c in enumerate(matrix.columns):
             data[c] = np.round(matrix.values[:, j] * 100, 2)  # % of the vector, as every score shown
         v = self.validity(view.head, view.method)
