@@ -11,6 +11,13 @@ and rotated variants), with the embedded ``imagenet-heads`` model loaded once an
 
 The ratio (2) / (1) is printed per configuration; both runs happen in the same process, one after
 the other, so machine load shifts both alike (repeat with ``--repeat``: the median ratio is printed).
+``--baseline-ref REF`` then measures the same configuration with the code of git ``REF`` (its own
+``bench_validity.py``, in a fresh process on a ``git archive`` of REF, right after): before and after
+in one run.
+
+The record timed here is what ``analyze`` computes; the engine does not yet hand the analysis' logits to
+:func:`semcontrib.validity.compute_validity` (``original_logits``), which would save the original image's
+forward (1 of the ``m + 2`` or more forwards per image).
 
 Precision of sampled curves (``--tolerance``): on the first ``--tolerance-images`` photographs and
 their stored scores (the corpus of each configuration), :func:`semcontrib.validity.compute_validity`
@@ -40,10 +47,12 @@ CONFIGS = {"gradcam-grid": {"methods": ["gradcam"], "regions": "grid"},
            "default-landscape": {"methods": None, "regions": "landscape"}}
 
 
-def _timed(fn, *args, **kw) -> float:
-    t = time.perf_counter()
+def _timed(fn, *args, **kw) -> tuple[float, float]:
+    """Wall and CPU seconds of this process (one torch thread: the CPU seconds are those of the work, less
+    sensitive than the wall seconds to other jobs on a shared machine)."""
+    t, c = time.perf_counter(), time.process_time()
     fn(*args, **kw)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - c
 
 
 def cost(model, photos: Path, work: Path, name: str, spec: dict, batch_size: int) -> dict:
@@ -53,12 +62,30 @@ def cost(model, photos: Path, work: Path, name: str, spec: dict, batch_size: int
     kw = {"regions": spec["regions"], "batch_size": batch_size}
     if spec["methods"]:
         kw["methods"] = spec["methods"]
-    alone = _timed(analyze, photos, out, model=model, validity=False, **kw)
-    record = _timed(analyze, photos, out, model=model, validity=True, **kw)
-    return {"analysis_s": alone, "validity_s": record, "ratio": record / alone, "corpus": str(out)}
+    alone, alone_cpu = _timed(analyze, photos, out, model=model, validity=False, **kw)
+    record, record_cpu = _timed(analyze, photos, out, model=model, validity=True, **kw)
+    return {"analysis_s": alone, "validity_s": record, "ratio": record / alone, "analysis_cpu_s": alone_cpu,
+            "validity_cpu_s": record_cpu, "cpu_ratio": record_cpu / alone_cpu, "corpus": str(out)}
 
 
-def direct_cost(model, corpus_dir: str, steps: int) -> float:
+def baseline_cost(ref: str, work: Path, name: str, args: argparse.Namespace) -> dict:
+    """The same configuration measured by this script on the library of git ``ref`` (``semcontrib`` imported
+    from a ``git archive`` of it), in a fresh process."""
+    import os
+    import subprocess
+
+    from common import baseline_tree
+
+    tree = work / "baseline" if (work / "baseline").exists() else baseline_tree(ref, work / "baseline")
+    out = work / f"baseline-{name}.json"
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": str(args.threads)}
+    subprocess.run([sys.executable, str(Path(__file__).resolve()), "-n", str(args.images), "--configs", name,
+                    "--batch-size", str(args.batch_size), "--threads", str(args.threads), "--json", str(out)],
+                   check=True, env=env, cwd=tree)
+    return json.loads(out.read_text())["results"][name]
+
+
+def direct_cost(model, corpus_dir: str, steps: int) -> tuple[float, float]:
     """Seconds of :func:`compute_validity` over every image of a corpus with ``steps`` curve points (the
     other options default), reading images, region maps and scores as ``validate`` does: what the
     record would cost at that setting (the pipeline reads the same inputs from its store)."""
@@ -68,7 +95,7 @@ def direct_cost(model, corpus_dir: str, steps: int) -> float:
     from semcontrib.validity import ValidityConfig, compute_validity
     from semcontrib.validity_inputs import corpus_vectors, load_tensor, method_basis, targets_table
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     corpus = Corpus.open(corpus_dir)
     ids = corpus.image_ids()
     for start in range(0, len(ids), 8):
@@ -77,7 +104,7 @@ def direct_cost(model, corpus_dir: str, steps: int) -> float:
         scores = {m: {h: corpus_vectors(corpus, h, m, method_basis(m, "auto"), used)[0]
                       for h in corpus.heads} for m in corpus.methods}
         compute_validity(model, tensor, labels, tuple(corpus.vocabulary), targets, scores, ValidityConfig(steps=steps))
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - c
 
 
 class CachedModel:
@@ -168,6 +195,8 @@ def main() -> int:
     ap.add_argument("--tolerance", action="store_true", help="also compare sampled against full curves")
     ap.add_argument("--tolerance-images", type=int, default=4, help="images of the tolerance comparison")
     ap.add_argument("--tolerance-steps", default="2,3,4", help="curve steps compared against full curves")
+    ap.add_argument("--baseline-ref", default="", help="also measure each configuration with the code of this "
+                    "git ref (e.g. a commit before a change), in a fresh process right after")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     import torch
@@ -185,17 +214,30 @@ def main() -> int:
         for name in args.configs.split(","):
             runs = [cost(model, photos, work, name, CONFIGS[name], args.batch_size) for _ in range(args.repeat)]
             ratio = float(np.median([r["ratio"] for r in runs]))
+            cpu_ratio = float(np.median([r["cpu_ratio"] for r in runs]))
             results[name] = {"runs": [{k: v for k, v in r.items() if k != "corpus"} for r in runs],
-                             "median_ratio": ratio}
+                             "median_ratio": ratio, "median_cpu_ratio": cpu_ratio}
             print(f"{name}: analysis alone " + ", ".join(f"{r['analysis_s']:.1f}" for r in runs)
-                  + " s; validity record " + ", ".join(f"{r['validity_s']:.1f}" for r in runs)
-                  + f" s; ratio record / analysis {ratio:.2f}", flush=True)
+                  + " s (CPU " + ", ".join(f"{r['analysis_cpu_s']:.1f}" for r in runs)
+                  + " s); validity record " + ", ".join(f"{r['validity_s']:.1f}" for r in runs)
+                  + " s (CPU " + ", ".join(f"{r['validity_cpu_s']:.1f}" for r in runs)
+                  + f" s); ratio record / analysis {ratio:.2f} (CPU {cpu_ratio:.2f})", flush=True)
+            if args.baseline_ref:
+                base = baseline_cost(args.baseline_ref, work, name, args)
+                results[name]["baseline"] = {"ref": args.baseline_ref, **base}
+                b = base["runs"][-1]
+                print(f"  at {args.baseline_ref}: analysis alone {b['analysis_s']:.1f} s (CPU "
+                      f"{b['analysis_cpu_s']:.1f} s); validity record {b['validity_s']:.1f} s (CPU "
+                      f"{b['validity_cpu_s']:.1f} s); ratio record / analysis {base['median_ratio']:.2f} "
+                      f"(CPU {base['median_cpu_ratio']:.2f})", flush=True)
             for st in (int(v) for v in args.cost_steps.split(",") if v):
-                sec = direct_cost(model, runs[-1]["corpus"], st)
-                results[name].setdefault("cost_steps", {})[str(st)] = {"validity_s": sec,
-                                                                       "ratio": sec / runs[-1]["analysis_s"]}
-                print(f"  record at steps={st} (direct): {sec:.1f} s; ratio record / analysis "
-                      f"{sec / runs[-1]['analysis_s']:.2f}", flush=True)
+                sec, cpu = direct_cost(model, runs[-1]["corpus"], st)
+                last = runs[-1]
+                results[name].setdefault("cost_steps", {})[str(st)] = {
+                    "validity_s": sec, "ratio": sec / last["analysis_s"], "validity_cpu_s": cpu,
+                    "cpu_ratio": cpu / last["analysis_cpu_s"]}
+                print(f"  record at steps={st} (direct): {sec:.1f} s (CPU {cpu:.1f} s); ratio record / analysis "
+                      f"{sec / last['analysis_s']:.2f} (CPU {cpu / last['analysis_cpu_s']:.2f})", flush=True)
             if args.tolerance:
                 steps_list = [int(v) for v in args.tolerance_steps.split(",")]
                 tol = tolerance(model, runs[-1]["corpus"], steps_list, args.tolerance_images)

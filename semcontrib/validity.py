@@ -137,6 +137,7 @@ class ValidityConfig:
             p["blur_sigma"] = self.blur_sigma
         if self.baseline == "road":
             p["road_noise"] = self.road_noise
+            p["road"] = 2  # 2: float32 noise draws (the imputation's solver version)
         return p
 
 
@@ -405,8 +406,11 @@ def inference_model(model: MultitaskModel) -> Any:
     """What the validity record runs its perturbed images through: the traced inference copy of ``model``
     (:class:`_InferenceModel`), built once per model and rebuilt when a weight changes in place (e.g. the
     randomisation check of ``validate``); the model itself when it is in training mode or carries forward
-    hooks (an attributor or a counter is watching it)."""
-    if model.training or any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
+    hooks (an attributor or a counter is watching it), or is no ``torch.nn.Module`` (a wrapper)."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module) or model.training or any(
+            m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
         return model
     tensors = list(itertools.chain(model.parameters(), model.buffers()))
     signature = tuple((t.device, t.data_ptr(), t._version) for t in tensors)

@@ -140,7 +140,7 @@ def test_randomisation_flags_a_method_that_ignores_the_model(tiny_corpus, monkey
     assert ig["randomisation"]["complexity_ratio"] == pytest.approx([1.0, 1.0])  # eMPRT: no change either
 
 
-def test_stored_validity_is_read_and_unloadable_model_skips_randomisation(tiny_corpus, tmp_path):
+def test_stored_validity_is_read_and_unloadable_model_skips_randomisation(tiny_corpus, tmp_path, monkeypatch):
     corpus = Corpus.open(tiny_corpus)
     att = corpus.attributions.copy()
     att["faithfulness"] = np.linspace(-0.5, 1.0, len(att))
@@ -149,7 +149,7 @@ def test_stored_validity_is_read_and_unloadable_model_skips_randomisation(tiny_c
     att["lerf_auc"] = 0.75
     att["random_auc"] = 0.5
     att["validity_note"] = np.where(att["method"] == "ig", "circular: ig scores with the blur perturbation", "")
-    corpus.__dict__["attributions"] = att
+    monkeypatch.setattr(type(corpus), "attributions", property(lambda self: att))  # a read-on-first-use property
     corpus.manifest = {**corpus.manifest, "validity": {"baseline": "blur"}}  # as an analysis with validity
     report = V.build_report(corpus, V.ValidateConfig(sample=2))
     assert report["validity"] == "stored in the corpus"
