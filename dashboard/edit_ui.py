@@ -48,6 +48,7 @@ APPLY = "edit-regions-apply"
 PROGRESS = "edit-regions-progress"
 APPLIED = "edit-regions-applied"
 LOCATION = "edit-regions-location"
+SHOWN = "edit-regions-shown"
 MAX_IMAGE_OPTIONS = 2000
 BUTTON = {"margin": "2px 4px"}
 
@@ -92,7 +93,7 @@ def tab(query: CorpusQuery) -> Any:
         html.Div(id=MESSAGE, className="hint"),
         html.Div(id=PROGRESS, className="hint"),
         html.Ul(id=LIST),
-        dcc.Store(id=SHAPES, data=[]), dcc.Store(id=VERSION, data=0), dcc.Store(id=APPLIED),
+        dcc.Store(id=SHAPES, data=[]), dcc.Store(id=VERSION, data=0), dcc.Store(id=APPLIED), dcc.Store(id=SHOWN),
         dcc.Location(id=LOCATION, refresh=True)]))
 
 
@@ -130,6 +131,28 @@ def figure_for(query: CorpusQuery, image_id: Any, tool: Any) -> tuple[Any, Any, 
     return fig, items or [html.Li("no edits on this image")], options
 
 
+def figure_update(query: CorpusQuery, image_id: Any, tool: Any, drawn: dict[str, Any]) -> tuple[Any, ...]:
+    """The edit figure's six outputs: figure, edit list, delete choices, drawn shapes, the graph's
+    ``relayoutData`` and the key of what the figure shows (image, number of edits, last edit).
+
+    ``drawn`` holds the browser's ``shapes`` (the shape store), ``relayout`` (the graph's last
+    ``relayoutData``) and ``shown`` (the key of the figure on the page). While the figure shows the same
+    image with the same edits (a tool change, or the callback fired again by a late focus or tab update),
+    the shapes the user drew are kept: put back into the figure, the store left as it is. Otherwise
+    (another image, an edit saved or removed) they are dropped, and so is ``relayoutData``, so that a
+    save never reads a shape drawn on the figure before."""
+    fig, items, options = figure_for(query, image_id, tool)
+    key = str(fig["layout"].get("uirevision", ""))
+    if key and key == drawn.get("shown"):
+        try:
+            kept = editing.drawn_shapes(track_shapes(drawn.get("relayout"), editing.drawn_shapes(drawn.get("shapes"))))
+        except ValueError:
+            kept = []
+        fig["layout"]["shapes"] = kept
+        return fig, items, options, dash_no_update(), dash_no_update(), key
+    return fig, items, options, [], None, key
+
+
 def track_shapes(relayout: Any, shapes: Any) -> Any:
     """The drawn shapes after a relayout: its full ``shapes`` list, or one shape moved or resized."""
     shapes = list(shapes or [])
@@ -151,13 +174,17 @@ def track_shapes(relayout: Any, shapes: Any) -> Any:
 def save(query: CorpusQuery, trigger: str, request: dict[str, Any]) -> tuple[Any, str]:
     """Save the drawn shapes, undo the image's last edit, or delete one (``trigger``); returns the new
     version number (refreshes the figure) and a one-line message. Bad input is the message, never a crash."""
-    version = int(request.get("version") or 0)
+    version = request.get("version")
+    version = version if isinstance(version, int) and not isinstance(version, bool) else 0
     info = _image_info(query, request.get("image_id"))
     if info is None:
         return version, "pick an image first"
     try:
         if trigger == SAVE:
-            shapes = editing.drawn_shapes(request.get("shapes"))
+            # the shape store, with the graph's last relayout applied here too: the click can reach the
+            # server before the store's own update does (a drawn shape would be missing)
+            shapes = editing.drawn_shapes(track_shapes(request.get("relayout"),
+                                                       editing.drawn_shapes(request.get("shapes"))))
             label = request.get("new_label") or request.get("label")
             if not label:
                 raise ValueError("choose a label, or type a new one")
@@ -211,11 +238,13 @@ def register(app: Any, query: CorpusQuery) -> None:
         return query.known_id(focus) or dash_no_update()
 
     @app.callback(Output(GRAPH, "figure"), Output(LIST, "children"), Output(DELETE_PICK, "options"),
-                  Output(SHAPES, "data"),
+                  Output(SHAPES, "data"), Output(GRAPH, "relayoutData"), Output(SHOWN, "data"),
                   inputs={"image_id": Input(IMAGE, "value"), "version": Input(VERSION, "data"),
-                          "tool": Input(TOOL, "value")})
-    def _figure(image_id: Any, version: Any, tool: Any) -> Any:
-        return (*figure_for(query, image_id, tool), [])
+                          "tool": Input(TOOL, "value"),
+                          "drawn": {"shapes": State(SHAPES, "data"), "relayout": State(GRAPH, "relayoutData"),
+                                    "shown": State(SHOWN, "data")}})
+    def _figure(image_id: Any, version: Any, tool: Any, drawn: dict[str, Any]) -> Any:
+        return figure_update(query, image_id, tool, drawn)
 
     @app.callback(Output(SHAPES, "data", allow_duplicate=True), Input(GRAPH, "relayoutData"),
                   State(SHAPES, "data"), prevent_initial_call=True)
@@ -226,6 +255,7 @@ def register(app: Any, query: CorpusQuery) -> None:
                   inputs={"save": Input(SAVE, "n_clicks"), "undo": Input(UNDO, "n_clicks"),
                           "delete_click": Input(DELETE, "n_clicks"),
                           "request": {"image_id": State(IMAGE, "value"), "shapes": State(SHAPES, "data"),
+                                      "relayout": State(GRAPH, "relayoutData"),
                                       "label": State(LABEL, "value"), "new_label": State(NEW_LABEL, "value"),
                                       "inside": State(INSIDE, "value"), "delete": State(DELETE_PICK, "value"),
                                       "version": State(VERSION, "data")}},
