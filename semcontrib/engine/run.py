@@ -219,13 +219,8 @@ class AnalysisRun(StageWork):
         return done
 
     def _chunk_paths(self, chunk: int) -> list[Path]:
-        """The work files a finished chunk has (images first)."""
-        paths = [self.store.paths.images(chunk), self.store.paths.pred(self.mkey, chunk),
-                 self.store.paths.regions(self.source.name, self.region_key(chunk), chunk),
-                 *(self.store.paths.attr(m, self.method_keys[m], chunk) for m in self.settings.all_methods)]
-        if self.settings.validity:
-            paths.append(self.store.paths.validity(self.vkey, chunk))
-        return paths
+        """The work files a finished chunk has: one per stored stage, in stage order (images first)."""
+        return [st.path(chunk) for st in self.stages if st.path is not None]
 
     def files_digest(self, chunk: int) -> str:
         """A hash of the sizes of a chunk's work files (-1 for a missing one): what a rerun compares."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from semcontrib.engine.chunk import ChunkState
@@ -53,6 +54,7 @@ class Stage:
     write : ``(state, result) -> what the state keeps`` (the stored form); absent: the result as it is.
     key : the store key of the stage's work files ("" when the path has no key, or nothing is stored).
     group : the distributed stage it runs in (``semcontrib.engine.options.STAGES``), for stored stages.
+    path : ``chunk -> the work file`` a stored stage writes (what a rerun checks before reading any).
     """
 
     name: str
@@ -62,6 +64,7 @@ class Stage:
     write: Callable[[ChunkState, Any], Any] | None = None
     key: str = ""
     group: str = ""
+    path: Callable[[int], Path] | None = None
 
     @property
     def stored(self) -> bool:

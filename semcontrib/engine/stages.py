@@ -81,28 +81,32 @@ class StageWork(ModelPasses):
         """Every stage of a chunk for these settings, in the order they run. The region maps are computed
         elsewhere (worker processes) while the pixel methods' maps are computed, because nothing between
         ``regions`` and ``labels`` reads them; ``decode``, when it runs, runs first."""
+        methods, paths = self.settings.all_methods, self.store.paths
         stages = [
             Stage("decode", self._decoded),
-            Stage("images", self._records, ("decode",), self._load_images, self._write_images, group="model"),
-            Stage("predictions", self._predictions, ("images", "decode"), self._load_predictions,
-                  self._write_predictions, self.mkey, "model"),
-            Stage("regions", self._start_regions, ("images", "predictions"), self._load_regions,
-                  self._write_regions, self.rkey, "regions"),
-            Stage("targets", self._chunk_targets, ("images", "predictions")),
-            *(Stage(f"maps:{m}", partial(self._chunk_maps, m), ("decode", "targets"))
+            Stage("images", self._records, reads=("decode",), load=self._load_images, write=self._write_images,
+                  group="model", path=paths.images),
+            Stage("predictions", self._predictions, reads=("images", "decode"), load=self._load_predictions,
+                  write=self._write_predictions, key=self.mkey, group="model", path=partial(paths.pred, self.mkey)),
+            Stage("regions", self._start_regions, reads=("images", "predictions"), load=self._load_regions,
+                  write=self._write_regions, key=self.rkey, group="regions", path=self._regions_path),
+            Stage("targets", self._chunk_targets, reads=("images", "predictions")),
+            *(Stage(f"maps:{m}", partial(self._chunk_maps, m), reads=("decode", "targets"))
               for m, obj in self.methods.items() if is_pixel_method(obj)),
-            Stage("labels", self._chunk_labels, ("targets", "regions")),
+            Stage("labels", self._chunk_labels, reads=("targets", "regions")),
         ]
-        for m in self.settings.all_methods:
-            obj = self.methods.get(m)
+        for m in methods:
+            obj = self.methods.get(m)  # None: external heatmaps
             reads = ("labels",) if obj is None else (f"maps:{m}", "labels") if is_pixel_method(obj) else \
                 ("decode", "labels")
-            stages.append(Stage(f"attr:{m}", partial(self._attribute, m), reads, partial(self._load_attribution, m),
-                                partial(self._write_attribution, m), self.method_keys[m], "attributions"))
+            stages.append(Stage(f"attr:{m}", partial(self._attribute, m), reads=reads,
+                                load=partial(self._load_attribution, m), write=partial(self._write_attribution, m),
+                                key=self.method_keys[m], group="attributions",
+                                path=partial(paths.attr, m, self.method_keys[m])))
         if self.settings.validity:
-            stages.append(Stage("validity", self._validate, ("decode", "labels",
-                                                             *(f"attr:{m}" for m in self.settings.all_methods)),
-                                self._load_validity, self._write_validity, self.vkey, "attributions"))
+            stages.append(Stage("validity", self._validate, reads=("decode", "labels", *(f"attr:{m}" for m in methods)),
+                                load=self._load_validity, write=self._write_validity, key=self.vkey,
+                                group="attributions", path=partial(paths.validity, self.vkey)))
         return stages
 
     # ---- decoding (submitted before the chunk's stages run, in worker processes or inline)
@@ -194,6 +198,9 @@ class StageWork(ModelPasses):
             return {i: works[i] for i in ok}
 
         return Later(finish)
+
+    def _regions_path(self, chunk: int) -> Path:
+        return self.store.paths.regions(self.source.name, self.region_key(chunk), chunk)
 
     def _write_regions(self, s: ChunkState, works: Mapping[str, RegionWork]) -> ChunkRegions:
         return self.store.write_regions(self.source.name, self.region_key(s.chunk), s.chunk, works)

@@ -88,6 +88,12 @@ def test_the_stages_declare_keys_and_inputs(tmp_path):
         "images": "model", "predictions": "model", "regions": "regions", "attr:gradcam": "attributions",
         "attr:occlusion": "attributions", "validity": "attributions"}
     assert {s.group for s in run.stages if s.stored} == set(STAGES)  # each group is one Ray stage
+    # the work files in the order the manifests' chunk_files digests were recorded with (a rerun compares them)
+    p = run.store.paths
+    assert [s.path(3) for s in run.stages if s.path is not None] == [
+        p.images(3), p.pred(run.mkey, 3), p.regions("grid", run.rkey, 3),
+        p.attr("gradcam", run.method_keys["gradcam"], 3), p.attr("occlusion", run.method_keys["occlusion"], 3),
+        p.validity(run.vkey, 3)]
     # nothing between the region maps and their first reader reads them: segmentation overlaps the maps
     order = list(st)
     first_reader = min(order.index(n) for n, s in st.items() if "regions" in s.reads)
