@@ -82,3 +82,17 @@ def test_validity_fields_are_named_as_validity_config_fields() -> None:
     assert names and set(names) <= config
     built = ValidityConfig(**{n: getattr(s, f"validity_{n}") for n in names})
     assert built == ValidityConfig()  # the settings' defaults are the record's defaults
+
+
+def test_analyze_validity_options_become_settings() -> None:
+    import argparse
+
+    from semcontrib.cli import add_analysis_options, given_settings
+
+    p = argparse.ArgumentParser()
+    add_analysis_options(p)
+    given = given_settings(p.parse_args(["--validity-steps", "0", "--validity-random-samples", "8"]))
+    assert given["validity_steps"] == 0 and given["validity_random_samples"] == 8
+    assert "validity_steps" not in given_settings(p.parse_args([]))  # left out: as recorded
+    with pytest.raises(ValueError, match="validity steps"):
+        AnalysisSettings(**given_settings(p.parse_args(["--validity-steps", "1"])))
