@@ -395,19 +395,28 @@ def selection_list(selections: Sequence[Mapping[str, Any]]) -> html.Ul:
                     for s in selections], style={"margin": "4px 0"})
 
 
+def _text_width(names: Sequence[str], extra: int = 30, least: int = 120, most: int = 320) -> int:
+    """A column width in pixels that shows the longest of ``names`` whole (about 8 px a character)."""
+    longest = max((len(str(n)) for n in names), default=0)
+    return int(min(max(8 * longest + extra, least), most))
+
+
 def table_columns(query: CorpusQuery, view: View) -> list[dict[str, Any]]:
-    """dash-ag-grid column definitions of the ranked table for ``view``."""
+    """dash-ag-grid column definitions of the ranked table for ``view``: text columns as wide as their
+    longest value (class names, image ids; a longer one is cut, and whole in its tooltip)."""
     number = {"filter": "agNumberColumnFilter", "sortable": True, "width": 100}
     text = {"filter": "agTextColumnFilter", "sortable": True}
     cols: list[dict[str, Any]] = [
-        {"field": "image_id", "headerName": "image", "width": 210, "checkboxSelection": True, **text},
+        {"field": "image_id", "headerName": "image", "width": _text_width(query.ids[:1000], 80, 210),
+         "checkboxSelection": True, "tooltipField": "image_id", **text},
         {"field": "thumb", "headerName": "", "cellRenderer": "ThumbRenderer", "width": 80, "sortable": False,
          "filter": False},
     ]
     if query.has_validity:
         cols += [{"field": c, "headerName": c.replace("_", " "), **number} for c in VALIDITY_COLUMNS]
-    for h in query.heads:
-        cols += [{"field": f"pred_{h}", "headerName": f"{h}", "width": 120, **text},
+    for h, classes in query.heads.items():
+        cols += [{"field": f"pred_{h}", "headerName": f"{h}", "width": _text_width(classes),
+                  "tooltipField": f"pred_{h}", **text},
                  {"field": f"prob_{h}", "headerName": f"p({h})", **number}]
     cols += [{"field": c, "headerName": f"{c[len('label_'):]} (label)", "width": 120, **text}
              for c in query.label_columns]
@@ -422,10 +431,11 @@ def table_grid(query: CorpusQuery, view: View) -> Any:
 
     return dag.AgGrid(
         id=I.TABLE, rowModelType="infinite", columnDefs=table_columns(query, view),
-        defaultColDef={"resizable": True, "floatingFilter": True, "filterParams": {"maxNumConditions": 2}},
+        defaultColDef={"resizable": True, "floatingFilter": True, "filterParams": {"maxNumConditions": 2},
+                       "wrapHeaderText": True, "autoHeaderHeight": True},  # long names wrap, never cut
         dashGridOptions={"rowSelection": "multiple", "rowMultiSelectWithClick": True, "cacheBlockSize": 100,
                          "maxBlocksInCache": 20, "rowHeight": 48, "suppressRowClickSelection": False,
-                         "suppressColumnVirtualisation": True},
+                         "suppressColumnVirtualisation": True, "tooltipShowDelay": 300},
         style={"height": "520px"}, className="ag-theme-alpine")
 
 
