@@ -107,12 +107,12 @@ class Corpus:
         if not parts:
             names = list(every) if columns is None else [*columns[:1], "head", "method", *columns[1:]]
             return pd.DataFrame({c: pd.Series(dtype=object) for c in names})
-        arrow = [with_partition_columns(t, p) for p, t in zip(parts, self._read_parts(parts, columns))]
-        merged = pa.concat_tables(arrow, promote_options="permissive")
-        if image_ids is not None:
+        tables = self._read_parts(parts, columns)
+        if image_ids is not None:  # the rows of these images, before the partition columns are added
             wanted = pa.array(list(image_ids), pa.string())  # is_in looks a dictionary column up by its values
-            merged = merged.filter(pc.is_in(merged.column("image_id"), value_set=wanted))
-        return merged.to_pandas()
+            tables = [t.filter(pc.is_in(t.column("image_id"), value_set=wanted)) for t in tables]
+        arrow = [with_partition_columns(t, p) for p, t in zip(parts, tables)]
+        return pa.concat_tables(arrow, promote_options="permissive").to_pandas()
 
     def _read_parts(self, parts: Sequence[Part], columns: Sequence[str] | None) -> list[pa.Table]:
         """Some columns of some parts, under the tables lock (a publish never swaps them mid-read)."""

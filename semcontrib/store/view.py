@@ -137,21 +137,22 @@ def _as_text(values: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def group_ids(image_id: pa.ChunkedArray, region_index: np.ndarray, K: int) -> np.ndarray | None:
     """object (G,): the image of each run of K rows, when the rows are laid out as the engine writes
-    them (``region_index`` 0..K-1 in every run, one image per run); None otherwise."""
+    them (``region_index`` 0..K-1 in every run, one image per run, and the next run another image);
+    None otherwise."""
     n = len(region_index)
     if K < 1 or n % K:
         return None
     G = n // K
     if G and not (region_index.reshape(G, K) == np.arange(K)).all():
         return None
-    starts = pa.array(np.arange(0, n, K, dtype=np.int64))
-    first = _as_text(image_id.take(starts))
-    for j in range(1, K):
-        same = pc.equal(_as_text(image_id.take(pc.add(starts, j))), first)
-        if pc.sum(pc.invert(same).cast(pa.int64())).as_py():  # some run holds two images (or a null)
+    ids = _as_text(image_id)
+    if ids.null_count:
+        return None
+    if n > 1:  # each row against the next: the same image within a run, another one where a run starts
+        same = pc.equal(ids.slice(1), ids.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+        if not np.array_equal(same, np.arange(1, n) % K != 0):
             return None
-        if same.null_count:
-            return None
+    first = ids.take(pa.array(np.arange(0, n, K, dtype=np.int64)))
     return np.asarray(first.to_numpy(zero_copy_only=False), dtype=object)
 
 
