@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,14 +26,11 @@ def export(query: CorpusQuery, trigger: Any, options: Mapping[str, Any], view: V
     for s, m in panels.selection_masks(query, selections):
         if s["id"] == options.get("scope"):
             members, name = m & mask, s["id"]
-    table = query.contribution_table(view, [str(i) for i in query.ids[members]], wide=bool(options.get("wide")))
     shape = "wide" if options.get("wide") else "long"
     stem = f"contributions-{view.head}-{view.method}-{view.normalisation}-{view.basis}-{name}-{shape}"
-    if trigger == I.EXPORT_PARQUET:
-        buf = io.BytesIO()
-        table.to_parquet(buf, index=False)
-        return dcc.send_bytes(buf.getvalue(), f"{stem}.parquet")
-    return dcc.send_data_frame(table.to_csv, f"{stem}.csv", index=False)
+    fmt = "parquet" if trigger == I.EXPORT_PARQUET else "csv"  # CSV: spreadsheet-safe, written by pyarrow
+    data = query.export_bytes(view, [str(i) for i in query.ids[members]], wide=bool(options.get("wide")), fmt=fmt)
+    return dcc.send_bytes(data, f"{stem}.{fmt}")
 
 
 def _ranges(query: CorpusQuery, view: View, filters: Filters) -> dict[str, list[float]]:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -325,6 +326,18 @@ def test_region_names_never_overlap_and_stay_on_thin_regions() -> None:
             assert (labels[y0:y1 + 1, x0:x1 + 1] == k).mean() >= 0.5
     rgb = overlay_rgb(np.full((160, 240, 3), 200, np.uint8), None, labels, names=[f"region_{k}" for k in range(8)])
     assert rgb.shape == (160, 240, 3)
+
+
+def test_export_sends_the_filtered_set_or_a_selection_as_safe_csv_or_parquet(corpus: Path) -> None:
+    q = CorpusQuery(corpus)
+    sels = views.add_selection([], "three", np.isin(np.arange(len(q.ids)), [1, 4, 7]))
+    sent = state_panel.export(q, I.EXPORT_CSV, {"scope": sels[0]["id"]}, VIEW, Filters(), sels)
+    assert sent["filename"] == f"contributions-nature-lrp-signed_l1-mean-{sels[0]['id']}-long.csv"
+    table = pd.read_csv(io.BytesIO(base64.b64decode(sent["content"])))
+    assert sorted(set(table["image_id"])) == sorted(str(q.ids[k]) for k in (1, 4, 7))
+    wide = state_panel.export(q, I.EXPORT_PARQUET, {"wide": True}, VIEW, Filters(), sels)
+    assert wide["filename"].endswith("-filtered-wide.parquet")
+    assert len(pd.read_parquet(io.BytesIO(base64.b64decode(wide["content"])))) == len(q.ids)
 
 
 def test_dashboard_never_imports_torch() -> None:
