@@ -60,7 +60,8 @@ class Plan:
 
     :attr:`inputs` (every input as a :class:`PlannedInput`) and :attr:`chunks` (chunk -> members in position
     order, a mapping whose members are made when a chunk is looked up) keep the interface of the plan as
-    objects; :meth:`chunk_rows` and :meth:`chunk_ids` give a chunk without making any.
+    objects; :meth:`chunk_rows`, :meth:`chunk_ids`, :meth:`path_texts` and :meth:`skipped` give what a
+    rerun with nothing to do needs without making any.
     """
 
     def __init__(self, entries: Sequence[InputEntry], image_ids: pa.Array, sha256: pa.Array, place: np.ndarray,
@@ -102,6 +103,23 @@ class Plan:
         return [PlannedInput(e, i, h, c, q, self.reasons.get(k, "")) for e, i, h, c, q, k in
                 zip(entries, self.image_ids.take(index).to_pylist(), self.sha256.take(index).to_pylist(),
                     self.chunk[rows].tolist(), self.position[rows].tolist(), rows.tolist())]
+
+    def path_texts(self) -> pa.Array:
+        """Arrow string (n,): each input's path as the images table shows it (:func:`path_text`); for a
+        folder's listing made from its columns, without a ``Path`` per input."""
+        if isinstance(self.entries, InputList):
+            scan = self.entries.scan
+            base = str(Path(scan.folder))  # as the entries' paths spell it (Path drops "./" and "//")
+            prefix = _text_of("" if base == "." else os.path.join(base, ""))
+            try:
+                return pc.binary_join_element_wise(prefix, pa.array(scan.relative, pa.string()), "")
+            except UnicodeEncodeError:  # names that are not UTF-8
+                return pa.array([prefix + _text_of(r) for r in scan.relative.tolist()], pa.string())
+        return pa.array([path_text(e.path) for e in self.entries], pa.string())
+
+    def skipped(self) -> list[tuple[str, str]]:
+        """(path text, reason) of the inputs that are not planned, in input order."""
+        return [(path_text(self.entries[k].path), r) for k, r in sorted(self.reasons.items())]
 
     @functools.cached_property
     def inputs(self) -> list[PlannedInput]:

@@ -79,6 +79,8 @@ def check_against_reference(root: Path, entries, chunk_size: int = CHUNK) -> Pla
     assert plan.inputs == expected
     assert plan.new_images == new
     assert dict(plan.chunks) == chunks  # members taken from the inputs made
+    assert plan.path_texts().to_pylist() == [path_text(p.entry.path) for p in expected]
+    assert plan.skipped() == [(path_text(p.entry.path), p.reason) for p in expected if p.reason]
     assert all(m is plan.inputs[k] for c in chunks for m, k in zip(plan.chunks[c], plan.chunk_rows(c)))
     for c in chunks:
         assert plan.chunk_ids(c) == [p.image_id for p in chunks[c]] and c in plan.chunks
@@ -172,6 +174,14 @@ def test_names_that_are_not_utf8_plan_like_any_other(files, tmp_path):
     assert any(p.entry.path.name == odd and not p.reason for p in plan.inputs)
     assert "odd\\xff name.png" in "".join(cstore.read_plan(root)["path"])
     assert check_against_reference(root, read_inputs(files)).new_images == 0
+
+
+def test_a_folder_given_as_the_current_folder(files, tmp_path, monkeypatch):
+    monkeypatch.chdir(files)
+    root = tmp_path / "corpus"
+    root.mkdir()
+    plan = check_against_reference(root, read_inputs("."))
+    assert plan.path_texts().to_pylist()[:2] == ["im0.jpg", "im2.jpg"]
 
 
 def test_an_input_list_excludes_the_corpus_inside_the_folder(files):
