@@ -132,3 +132,24 @@ def test_validity_from_the_stored_predictions_equals_validity_with_the_originals
     given, forwarded = tables(tmp_path / "given"), tables(tmp_path / "forwarded")
     assert given["faithfulness"].notna().any()
     pd.testing.assert_frame_equal(given, forwarded, rtol=1e-6)
+
+
+def test_the_stage_groups_one_after_another_store_what_a_local_run_needs(image_folder, tmp_path):
+    from semcontrib.engine import make_plan, read_inputs
+
+    out, model = tmp_path / "c", tiny_model()
+    settings = AnalysisSettings(model="python:tiny", methods=("gradcam", "occlusion"), regions="bands",
+                                validity=True, validity_baseline="mean")
+    run = AnalysisRun(settings, out, model, RunOptions(batch_size=3, chunk_size=3), source=Bands(False))
+    plan = make_plan(out, read_inputs(image_folder), 3)
+    with pytest.raises(ValueError, match=r"regions reads images, predictions, which is not stored"):
+        run.compute_stage("regions", 0, plan.chunks[0])
+    with pytest.raises(ValueError, match="stage must be one of"):
+        run.compute_stage("tables", 0, plan.chunks[0])
+    for group in ("model", "regions", "attributions"):
+        for c in plan.chunks:
+            run.compute_stage(group, c, plan.chunks[c])
+    assert run.computed == {"predictions": 7, "regions": 7, "attr:gradcam": 7, "attr:occlusion": 7, "validity": 7}
+    rep = analyze(image_folder, out, model, methods=settings.methods, regions=Bands(False), validity=True,
+                  validity_baseline="mean", batch_size=3, chunk_size=3)
+    assert rep.n_ok == 7 and set(rep.computed.values()) == {0}  # read, never recomputed
