@@ -413,11 +413,12 @@ def table_columns(query: CorpusQuery, view: View) -> list[dict[str, Any]]:
          "filter": False},
     ]
     if query.has_validity:
-        cols += [{"field": c, "headerName": c.replace("_", " "), **number} for c in VALIDITY_COLUMNS]
+        cols += [{"field": c, "headerName": c.replace("_", " "), **number, "width": 120} for c in VALIDITY_COLUMNS]
     for h, classes in query.heads.items():
         cols += [{"field": f"pred_{h}", "headerName": f"{h}", "width": _text_width(classes),
                   "tooltipField": f"pred_{h}", **text},
-                 {"field": f"prob_{h}", "headerName": f"p({h})", **number}]
+                 {"field": f"prob_{h}", "headerName": f"p({h})", **number,
+                  "width": _text_width([f"p({h})"], 40, 100, 200)}]
     cols += [{"field": c, "headerName": f"{c[len('label_'):]} (label)", "width": 120, **text}
              for c in query.label_columns]
     cols += [{"field": c, "headerName": f"{c} (%)", "headerTooltip": f"{c}: score in {figures.UNIT}", **number}
