@@ -24,6 +24,7 @@ from semcontrib.store.view import (
     check_part,
     part_columns,
     read_part_columns,
+    restore_text,
     score_columns,
     scores_from_rows,
     view_columns,
@@ -107,16 +108,21 @@ class Corpus:
         if not parts:
             names = list(every) if columns is None else [*columns[:1], "head", "method", *columns[1:]]
             return pd.DataFrame({c: pd.Series(dtype=object) for c in names})
-        tables = self._read_parts(parts, columns)
-        if image_ids is not None:  # the rows of these images, before the partition columns are added
+        if image_ids is None:
+            tables = self._read_parts(parts, columns)
+        else:  # the rows of these images, found on the ids; then the text of those rows only
+            tables = self._read_parts(parts, columns, as_dictionary=("image_id", "target", "region"))
             wanted = pa.array(list(image_ids), pa.string())  # is_in looks a dictionary column up by its values
-            tables = [t.filter(pc.is_in(t.column("image_id"), value_set=wanted)) for t in tables]
+            tables = [restore_text(t.filter(pc.is_in(t.column("image_id"), value_set=wanted))) for t in tables]
         arrow = [with_partition_columns(t, p) for p, t in zip(parts, tables)]
         return pa.concat_tables(arrow, promote_options="permissive").to_pandas()
 
-    def _read_parts(self, parts: Sequence[Part], columns: Sequence[str] | None) -> list[pa.Table]:
+    def _read_parts(self, parts: Sequence[Part], columns: Sequence[str] | None,
+                    as_dictionary: Sequence[str] = ()) -> list[pa.Table]:
         """Some columns of some parts, under the tables lock (a publish never swaps them mid-read)."""
         with _tables_lock(self.root, exclusive=False):
+            if as_dictionary:
+                return [read_part_columns(self.root, p, columns, as_dictionary) for p in parts]
             return [read_part_columns(self.root, p, columns) for p in parts]
 
     @property

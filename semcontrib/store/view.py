@@ -92,10 +92,14 @@ def part_columns(root: Path, part: Part) -> list[str]:
         raise CorpusError(f"{path}: unreadable table part ({exc}); run `semcontrib analyze` again") from exc
 
 
-def read_part_columns(root: Path, part: Part, columns: Sequence[str] | None = None) -> pa.Table:
+def read_part_columns(root: Path, part: Part, columns: Sequence[str] | None = None,
+                      as_dictionary: Sequence[str] = ()) -> pa.Table:
     """Some columns of one part as stored (no partition columns; all with None), checked as
     :func:`semcontrib.store.parts.read_part_rows` checks a whole part. A part that is no longer there was
-    removed by a later publish: the corpus changed since it was opened."""
+    removed by a later publish: the corpus changed since it was opened.
+
+    Text columns named in ``as_dictionary`` are read as dictionaries (a few distinct values: much less to
+    decode); :func:`restore_text` turns them back into text once the rows wanted are taken."""
     path = _path(root, part)
     if not path.exists():
         raise CorpusError(f"{path}: a table part of the generation opened is gone (a later analysis or "
@@ -107,7 +111,11 @@ def read_part_columns(root: Path, part: Part, columns: Sequence[str] | None = No
             missing = [c for c in columns if c not in stored]
             if missing:
                 raise CorpusError(f"{path}: table part lacks columns {missing}; run `semcontrib analyze` again")
-        table = pq.read_table(path, columns=None if columns is None else list(columns))
+        schema = pq.read_schema(path)
+        text = [c for c in as_dictionary if c in schema.names and _is_text(schema.field(c).type)]
+        table = pq.read_table(path, columns=None if columns is None else list(columns), read_dictionary=text)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               _DECODED: ",".join(text).encode()})
     except (OSError, pa.ArrowException, ValueError) as exc:
         if isinstance(exc, CorpusError):
             raise
@@ -116,6 +124,23 @@ def read_part_columns(root: Path, part: Part, columns: Sequence[str] | None = No
         raise CorpusError(f"{path}: {table.num_rows} rows, the manifest says {part.rows}; "
                           "run `semcontrib analyze` again")
     return table
+
+
+_DECODED = b"semcontrib.read_as_dictionary"
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def restore_text(table: pa.Table) -> pa.Table:
+    """The columns :func:`read_part_columns` read as dictionaries, back as the text they are stored as."""
+    names = [c for c in (table.schema.metadata or {}).get(_DECODED, b"").decode().split(",") if c]
+    for c in names:
+        k = table.schema.get_field_index(c)
+        column = table.column(k)
+        table = table.set_column(k, c, column.cast(column.type.value_type))
+    return table.replace_schema_metadata({k: v for k, v in (table.schema.metadata or {}).items() if k != _DECODED})
 
 
 def with_partition_columns(table: pa.Table, part: Part) -> pa.Table:

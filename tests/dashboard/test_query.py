@@ -23,9 +23,10 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[cstore.Part]:
     seen: list[cstore.Part] = []
     real = store_reader.read_part_columns
 
-    def counting(root: Path, part: cstore.Part, columns: tuple[str, ...] | None = None) -> pa.Table:
+    def counting(root: Path, part: cstore.Part, columns: tuple[str, ...] | None = None,
+                 as_dictionary: tuple[str, ...] = ()) -> pa.Table:
         seen.append(part)
-        return real(root, part, columns)
+        return real(root, part, columns, as_dictionary)
 
     monkeypatch.setattr(store_reader, "read_part_columns", counting)
     return seen

@@ -92,9 +92,10 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str, ...] | 
     seen: list[tuple[str, tuple[str, ...] | None]] = []
     real = store_reader.read_part_columns
 
-    def counting(root: Path, part: cstore.Part, columns: tuple[str, ...] | None = None) -> pa.Table:
+    def counting(root: Path, part: cstore.Part, columns: tuple[str, ...] | None = None,
+                 as_dictionary: tuple[str, ...] = ()) -> pa.Table:
         seen.append((part.file, None if columns is None else tuple(columns)))
-        return real(root, part, columns)
+        return real(root, part, columns, as_dictionary)
 
     monkeypatch.setattr(store_reader, "read_part_columns", counting)
     return seen
@@ -143,8 +144,9 @@ def test_the_row_layout_is_checked_before_it_is_trusted() -> None:
         assert store_view.scores_from_rows(bad, 3, ids, "signed_l1", "mean") is None
 
 
-def test_contribution_table_reads_only_what_it_shows(tmp_path: Path, reads: list) -> None:
-    root = write_corpus(tmp_path / "c", shuffle_images=True)
+@pytest.mark.parametrize("categorical", [False, True])
+def test_contribution_table_reads_only_what_it_shows(tmp_path: Path, reads: list, categorical: bool) -> None:
+    root = write_corpus(tmp_path / "c", shuffle_images=True, categorical=categorical)
     eager = Corpus.open(root)
     whole = eager.contributions
     reads.clear()
@@ -154,12 +156,14 @@ def test_contribution_table_reads_only_what_it_shows(tmp_path: Path, reads: list
     part = [p.file for p in c.parts if (p.table, p.head, p.method) == ("contributions", "a", "lrp")][1]
     assert [f for f, _ in reads] == [part]
     sub = whole[(whole["head"] == "a") & (whole["method"] == "lrp") & whole["image_id"].isin(wanted)]
-    pd.testing.assert_frame_equal(got, score_table(sub, VOCAB, "split", "sum"))
+    # text stored as categoricals: the categories are those of the parts read (the values are the same)
+    pd.testing.assert_frame_equal(got, score_table(sub, VOCAB, "split", "sum"), check_categorical=not categorical)
     for wide in (False, True):
         pd.testing.assert_frame_equal(c.contribution_table(wide=wide, normalisation="paper"),
                                       score_table(whole, VOCAB, "paper", "mean", wide=wide))
         pd.testing.assert_frame_equal(c.contribution_table("b", None, image_ids=["nobody"], wide=wide),
-                                      score_table(whole.iloc[:0], VOCAB, wide=wide), check_dtype=False)
+                                      score_table(whole.iloc[:0], VOCAB, wide=wide), check_dtype=False,
+                                      check_categorical=not categorical)
 
 
 def test_attribution_rows_read_one_partition_and_some_columns(tmp_path: Path, reads: list) -> None:
