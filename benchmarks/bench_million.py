@@ -11,9 +11,11 @@ phase whose resident memory passes ``--mem-limit-gb`` and reports it as over the
   looks at any chunk): the first run (hashes every file), a rerun with nothing to do, and a run after
   adding 1 %. The same on ``--baseline-n`` inputs with the engine before vectorised planning (git
   ``--baseline-ref``) and with this one, for the ratio;
-* ``open``: ``Corpus.open`` (reads every part of every table into pandas);
+* ``open``: ``Corpus.open`` (the lazy corpus: manifest, images table, the parts' footers);
 * ``engine``: the dashboard's reader (``CorpusQuery``) on one view (landscape, lrp, signed_l1, mean):
   score matrix, filter, lasso, table sort, export of a 100k selection, and its resident memory;
+  ``open``, ``engine`` and ``dashboard`` also run with the reader before the lazy corpus
+  (``--reader-ref``) in the same run, up to ``--reader-baseline-n`` images;
 * ``view``: the same view functions (``dashboard.views``, ``corpus.score_table``, the export's CSV
   writer) on a view read lazily (pyarrow, the columns of the view's one head x method partition):
   what a lazy corpus (issue 22 item 2) would give;
@@ -180,7 +182,8 @@ def write_corpus(root: Path, n: int, runs: int = 1, seed: int = 0, strings: bool
 
 
 def phase_corpus(p: dict[str, Any]) -> dict[str, Any]:
-    return {**write_corpus(Path(p["root"]), p["n"]), "peak_mb": peak_mb()}
+    return {**write_corpus(Path(p["root"]), p["n"], strings=not p.get("categorical")), "peak_mb": peak_mb(),
+            "text": "categorical" if p.get("categorical") else "strings"}
 
 
 def make_files(folder: Path, start: int, count: int) -> float:
@@ -532,8 +535,10 @@ def phase_compact(p: dict[str, Any]) -> dict[str, Any]:
 
         for name, root in (("once", once), ("compacted", grown)):
             t = time.perf_counter()
-            Corpus.open(root)
+            c = Corpus.open(root)
+            len(c.contributions) + len(c.attributions)  # every table into pandas (what Corpus.open did before)
             out[f"open_{name}_s"] = time.perf_counter() - t
+            del c
             gc.collect()
     out["peak_mb"] = peak_mb()
     return out
@@ -818,7 +823,7 @@ def summary_rows(res: dict[str, Any], args: Namespace) -> list[tuple[str, str, s
                 f"{cp['compact_s']:.1f} s, tables equal: {cp['equal']}; on disk {cp['bytes_grown'] / 2**20:.0f} -> "
                 f"{cp['bytes_compacted'] / 2**20:.0f} MiB (written once {cp['bytes_once'] / 2**20:.0f} MiB)")
             if "open_once_s" in cp:
-                row("  Corpus.open written once / compacted", None, None,
+                row("  Corpus.open + every table into pandas, written once / compacted", None, None,
                     f"{cp['open_once_s']:.1f} s / {cp['open_compacted_s']:.1f} s")
     em = res.get("embed")
     if em:
@@ -852,6 +857,10 @@ def main() -> int:
     ap.add_argument("--embed-place", type=int, default=100_000, help="placed images timed (scaled to the rest)")
     ap.add_argument("--mem-limit-gb", type=float, default=10.0, help="a phase above this is stopped")
     ap.add_argument("--work", help="work folder (default: a temporary one, removed)")
+    ap.add_argument("--categorical", action="store_true",
+                    help="write the corpus's text columns as categoricals (as dashboard.synthetic does; a Parquet "
+                         "dictionary of every image id per part, slow to read back) instead of plain text, as the "
+                         "engine writes them")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--from-json", help="print the summary of a result saved with --json, measure nothing")
     ap.add_argument("--phase", help=argparse.SUPPRESS)
@@ -885,7 +894,8 @@ def main() -> int:
         needs_corpus = {"open", "engine", "view", "dashboard", "embed"} & set(phases)
         if "corpus" in phases or (needs_corpus and not (root / "manifest.json").is_file()):
             shutil.rmtree(root, ignore_errors=True)
-            res["corpus"] = run_phase("corpus", {"root": str(root), "n": args.n}, limit)
+            res["corpus"] = run_phase("corpus", {"root": str(root), "n": args.n, "categorical": args.categorical},
+                                      limit)
         for name in phases:
             t = time.perf_counter()
             if name == "plan":
