@@ -90,7 +90,7 @@ class CorpusQuery:
         self.all_images = images
         self.images: pd.DataFrame = images[images["status"] == "ok"].reset_index(drop=True)
         self.ids: np.ndarray = self.images["image_id"].astype(str).to_numpy(dtype=object)
-        self.index: dict[str, int] = {str(i): k for k, i in enumerate(self.ids)}
+        self.index: dict[str, int] = dict(zip(self.ids.tolist(), range(len(self.ids))))  # ids are text already
         self.n_skipped = int((images["status"] != "ok").sum())
         self.cache_dir = Path(cache_dir) if cache_dir else self.corpus.paths.dashboard_cache / _EMBEDDINGS_DIR
         self._embeddings: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -244,6 +244,13 @@ class CorpusQuery:
         frame["validity_note"] = frame["validity_note"].fillna("").astype(str) if "validity_note" in frame else ""
         return frame.reset_index()
 
+    def _rows_of(self, image_ids: np.ndarray) -> np.ndarray:
+        """int64: the corpus row of each id (-1 for an id the corpus does not have), in one lookup."""
+        index = pd.Index(self.ids)
+        if len(image_ids) == 0 or not index.is_unique:
+            return np.array([self.index.get(i, -1) for i in image_ids], dtype=np.int64)
+        return np.asarray(index.get_indexer(pd.Index(np.asarray(image_ids, dtype=object))), dtype=np.int64)
+
     def target_text(self, view: View) -> str:
         """What the view's scores explain, for chart titles: the one target class when every image of the
         head and method was explained for the same class, else each image's own target (by default its
@@ -259,8 +266,7 @@ class CorpusQuery:
         if len(targets) == 1:
             return f"{head} target class {targets[0]!r}"
         preds = self.predictions(head)
-        ids = sub["image_id"].astype(str).to_numpy()
-        rows = np.array([self.index.get(i, -1) for i in ids])
+        rows = self._rows_of(sub["image_id"].astype(str).to_numpy(dtype=object))
         known = rows >= 0
         same = (sub["target"].astype(str).to_numpy()[known] == preds[rows[known]]).mean() if known.any() else 0
         return (f"{head}: each image's predicted class" if same > 0.99
@@ -394,7 +400,7 @@ class CorpusQuery:
         except (OSError, ValueError, KeyError):
             return None
         old_ids = z["ids"].astype(str)
-        rows = np.array([self.index.get(i, -1) for i in old_ids])
+        rows = self._rows_of(old_ids)
         if len(old_ids) < 10 or (rows < 0).any() or not np.allclose(z["X"], X[rows].astype(np.float32), atol=1e-6):
             return None
         new = np.setdiff1d(np.arange(len(self.ids)), rows)
