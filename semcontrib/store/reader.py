@@ -64,6 +64,7 @@ class Corpus:
         self._ok_ids: np.ndarray | None = None
         self._attribution_columns: list[str] | None = None
         self._chunk_index: tuple[pd.Index, np.ndarray] | None = None
+        self._kept: dict[str, pa.Table] = {}  # part file -> columns read for a view (see _read_parts)
 
     @classmethod
     def open(cls, root: str | Path) -> Corpus:
@@ -118,12 +119,47 @@ class Corpus:
         return pa.concat_tables(arrow, promote_options="permissive").to_pandas()
 
     def _read_parts(self, parts: Sequence[Part], columns: Sequence[str] | None,
-                    as_dictionary: Sequence[str] = ()) -> list[pa.Table]:
-        """Some columns of some parts, under the tables lock (a publish never swaps them mid-read)."""
+                    as_dictionary: Sequence[str] = (), keep: bool = False) -> list[pa.Table]:
+        """Some columns of some parts, under the tables lock (a publish never swaps them mid-read).
+
+        Columns kept from an earlier read (``keep``: a view's ids and raw statistics, so that exporting
+        from the view shown reads only the other columns) are not read again: a part's file never
+        changes (a new generation writes new files)."""
+        out = []
         with _tables_lock(self.root, exclusive=False):
-            if as_dictionary:
-                return [read_part_columns(self.root, p, columns, as_dictionary) for p in parts]
-            return [read_part_columns(self.root, p, columns) for p in parts]
+            for p in parts:
+                kept = self._kept.get(p.file)
+                have = [] if kept is None or columns is None else [c for c in columns if c in kept.column_names]
+                rest = None if columns is None else [c for c in columns if c not in have]
+                read = None
+                if rest is None or rest:
+                    read = (read_part_columns(self.root, p, rest, as_dictionary) if as_dictionary
+                            else read_part_columns(self.root, p, rest))
+                if not have:
+                    table = read
+                else:
+                    assert kept is not None and columns is not None
+                    got = {c: kept.column(c) for c in have}
+                    if read is not None:
+                        got.update({c: read.column(c) for c in read.column_names})
+                    meta = None if read is None else read.schema.metadata
+                    table = pa.Table.from_arrays([got[c] for c in columns], names=list(columns), metadata=meta)
+                assert table is not None
+                if keep:
+                    self._keep(p.file, table)
+                out.append(table)
+        return out
+
+    def _keep(self, file: str, table: pa.Table) -> None:
+        """Remember some columns of a part (the last few views' parts, up to 24M rows)."""
+        old = self._kept.pop(file, None)
+        if old is not None:
+            extra = [c for c in old.column_names if c not in table.column_names]
+            for c in extra:
+                table = table.append_column(c, old.column(c))
+        self._kept[file] = table
+        while sum(t.num_rows for t in self._kept.values()) > _KEEP_ROWS and len(self._kept) > 1:
+            self._kept.pop(next(iter(self._kept)))
 
     @property
     def parts(self) -> list[Part]:
@@ -300,7 +336,7 @@ class Corpus:
         K = len(self.vocabulary)
         values = None
         if parts:
-            tables = self._read_parts(parts, view_columns(normalisation))
+            tables = self._read_parts(parts, view_columns(normalisation), keep=True)
             values = scores_from_rows(pa.concat_tables(tables, promote_options="permissive"), K, ids,
                                       normalisation, basis)
             if values is None:
@@ -335,6 +371,8 @@ class Corpus:
         df = self._read("attributions", parts, wanted)
         return df.drop(columns=["head", "method"])
 
+
+_KEEP_ROWS = 24_000_000  # rows of view columns kept (three head x method partitions at 1M images)
 
 # the columns a score table shows (target_index and the stored default scores are not read)
 _SCORE_TABLE_COLUMNS = ("image_id", "target", "region", "region_index", "n_pixels", "sum", "pos_sum", "neg_sum")

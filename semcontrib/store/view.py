@@ -112,7 +112,8 @@ def read_part_columns(root: Path, part: Part, columns: Sequence[str] | None = No
             if missing:
                 raise CorpusError(f"{path}: table part lacks columns {missing}; run `semcontrib analyze` again")
         schema = pq.read_schema(path)
-        text = [c for c in as_dictionary if c in schema.names and _is_text(schema.field(c).type)]
+        read = schema.names if columns is None else list(columns)
+        text = [c for c in as_dictionary if c in read and c in schema.names and _is_text(schema.field(c).type)]
         table = pq.read_table(path, columns=None if columns is None else list(columns), read_dictionary=text)
         table = table.replace_schema_metadata({**(table.schema.metadata or {}),
                                                _DECODED: ",".join(text).encode()})

@@ -158,6 +158,11 @@ def test_contribution_table_reads_only_what_it_shows(tmp_path: Path, reads: list
     sub = whole[(whole["head"] == "a") & (whole["method"] == "lrp") & whole["image_id"].isin(wanted)]
     # text stored as categoricals: the categories are those of the parts read (the values are the same)
     pd.testing.assert_frame_equal(got, score_table(sub, VOCAB, "split", "sum"), check_categorical=not categorical)
+    c.view_scores("a", "lrp", "split")  # keeps the ids and raw statistics it read: exporting reads the rest only
+    reads.clear()
+    again = c.contribution_table("a", "lrp", "split", "sum", image_ids=wanted)
+    pd.testing.assert_frame_equal(again, got)
+    assert reads == [(part, ("target", "region", "sum"))]
     for wide in (False, True):
         pd.testing.assert_frame_equal(c.contribution_table(wide=wide, normalisation="paper"),
                                       score_table(whole, VOCAB, "paper", "mean", wide=wide))
