@@ -301,6 +301,7 @@ class Corpus:
         parts = self._partition("contributions", head, method)
         if image_ids is not None:
             image_ids = [str(i) for i in image_ids]
+        if image_ids is not None and len(parts) > 1:  # one part per partition: nothing to leave out
             chunks = self._chunks_of(image_ids)
             if chunks is not None:  # else an id the images table lacks: look everywhere
                 wanted = set(chunks.tolist())
