@@ -413,7 +413,7 @@ def table_columns(query: CorpusQuery, view: View) -> list[dict[str, Any]]:
          "filter": False},
     ]
     if query.has_validity:
-        cols += [{"field": c, "headerName": c.replace("_", " "), **number, "width": 120} for c in VALIDITY_COLUMNS]
+        cols += [{"field": c, "headerName": c.replace("_", " "), **number, "width": 135} for c in VALIDITY_COLUMNS]
     for h, classes in query.heads.items():
         cols += [{"field": f"pred_{h}", "headerName": f"{h}", "width": _text_width(classes),
                   "tooltipField": f"pred_{h}", **text},
