@@ -72,6 +72,11 @@ class ChunkState:
     retry : region failures that may pass count as not stored (they are tried again).
     sources : image id -> what its external heatmap result depends on (empty without external heatmaps).
     prepared : decoding jobs submitted for the chunk (futures of ``Prepared``), collected by ``decode``.
+    region_digests : image id -> the digest of its region map (``semcontrib.store.records.image_digest``),
+        for the maps known final when the ``regions`` stage started (stored or reused ones; not those
+        being computed).
+    reused : method -> its stored attributions that stay valid for this chunk (images whose region map is
+        the one they were computed with), once looked up; the method computes only the other images.
     """
 
     chunk: int
@@ -80,6 +85,8 @@ class ChunkState:
     retry: bool = True
     sources: dict[str, str] = field(default_factory=dict)
     prepared: list[Any] = field(default_factory=list)
+    region_digests: dict[str, str] = field(default_factory=dict)
+    reused: dict[str, ChunkAttribution] = field(default_factory=dict)
 
     @property
     def ids(self) -> list[str]:
@@ -134,6 +141,37 @@ def with_stats(a: HeadAttribution, labels: np.ndarray, K: int) -> HeadAttributio
     else:
         stats = aggregate(a.values, lab, K)
     return replace(a, stats=stats)
+
+
+def subset(data: ChunkImages, ids: list[str]) -> ChunkImages:
+    """``data`` for the images ``ids`` (a sub-list of ``data.ok``, in its order): their targets, pixels, labels."""
+    if ids == data.ok:
+        return data
+    pos = {i: k for k, i in enumerate(data.ok)}
+    idx = np.array([pos[i] for i in ids], np.int64)
+    keep = set(ids)
+    return ChunkImages(list(ids), {i: v for i, v in data.rgb.items() if i in keep},
+                       {h: np.asarray(t)[idx] for h, t in data.targets.items()},
+                       {i: v for i, v in data.labels.items() if i in keep})
+
+
+def resized(a: HeadAttribution, K: int) -> HeadAttribution | None:
+    """A stored attribution's statistics over ``K`` regions: as they are, zero rows appended for regions
+    appended to the vocabulary (what :func:`with_stats` gives for a map without those labels), or rows
+    dropped when they hold no pixel; None when that cannot be done exactly (a region method's scores,
+    which may depend on the vocabulary, or pixels in a dropped region)."""
+    st = a.stats
+    if st is None or len(st.n_pixels) == K:
+        return a
+    k = len(st.n_pixels)
+    if a.scores is not None or (k > K and np.any(st.n_pixels[K:] != 0)):
+        return None
+
+    def fit(v: np.ndarray) -> np.ndarray:
+        return np.concatenate([v, np.zeros(K - k, v.dtype)]) if k < K else v[:K].copy()
+
+    return replace(a, stats=RegionStats(n_pixels=fit(st.n_pixels), sum=fit(st.sum), pos_sum=fit(st.pos_sum),
+                                        neg_sum=fit(st.neg_sum), unassigned=st.unassigned, total=st.total))
 
 
 def region_scores(a: HeadAttribution, K: int) -> np.ndarray:

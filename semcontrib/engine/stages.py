@@ -29,6 +29,8 @@ from semcontrib.engine.chunk import (
     ChunkImages,
     ChunkState,
     labels_or_unassigned,
+    resized,
+    subset,
     with_stats,
 )
 from semcontrib.engine.external import external_source, read_external
@@ -41,6 +43,7 @@ from semcontrib.regions import RegionSource, source_key, uses_evidence
 from semcontrib.settings import (
     ExternalAttributions,
 )
+from semcontrib.store.records import image_digest
 from semcontrib.workers import (  # per-image work, in worker processes that never import torch
     Done,
     Executor,
@@ -156,7 +159,10 @@ class StageWork(ModelPasses):
         return ChunkImages(ok, rgb, self._targets(ok, s.preds))
 
     def _chunk_maps(self, method: str, s: ChunkState) -> dict[str, dict[str, HeadAttribution]]:
-        return self._pixel_maps(method, s.results["targets"])
+        """The pixel maps of the images whose stored attributions cannot be kept (:meth:`_reused`)."""
+        data: ChunkImages = s.results["targets"]
+        kept = self._reused(method, s).works
+        return self._pixel_maps(method, subset(data, [i for i in data.ok if i not in kept]))
 
     def _chunk_labels(self, s: ChunkState) -> ChunkImages:
         data: ChunkImages = s.results["targets"]
@@ -180,6 +186,7 @@ class StageWork(ModelPasses):
         kept = self.store.read_regions(self.source.name, self.region_key(s.chunk), s.chunk, len(self.vocabulary))
         works = {i: w for i, w in (kept.works.items() if kept else ()) if w.labels is not None or w.permanent}
         works.update(self._unedited_base_regions(s, ok, works))
+        s.region_digests = {i: image_digest(i, w) for i, w in works.items()}
         decoded: Mapping[str, Prepared] = s.results.get("decode", {})
         executor = self.executor or Executor(0, self.context)
         handles: dict[str, Any] = {}
@@ -250,33 +257,78 @@ class StageWork(ModelPasses):
         (external heatmaps: from the same heatmap files)."""
         if s.regions is None:
             return None
-        a = self.store.read_attribution(method, self.method_keys[method], s.chunk, self.head_classes,
-                                        len(self.vocabulary))
+        a = self.store.read_attribution(method, self.method_keys[method], s.chunk, self.head_classes, None)
         ok, ext = s.ok(), self.settings.external
         if a is None or a.regions_digest != s.regions.digest or not set(ok) <= set(a.works) or (
-                ext is not None and method == ext.name and any(a.sources.get(i) != s.sources[i] for i in ok)):
-            return None
+                ext is not None and method == ext.name and any(a.sources.get(i) != s.sources[i] for i in ok)) \
+                or any(resized(h, len(self.vocabulary)) is not h for w in a.works.values() for h in w.values()):
+            return None  # (a file of another vocabulary size is kept: its images' work may be reused)
         return a
+
+    def _known_region_digests(self, s: ChunkState) -> dict[str, str]:
+        """Image id -> its region map's digest, for the maps known final now: all the chunk's once its
+        ``regions`` are in, else those kept when the stage started (:attr:`ChunkState.region_digests`)."""
+        return dict(s.regions.image_digests) if s.regions is not None else s.region_digests
+
+    def _reused(self, method: str, s: ChunkState) -> ChunkAttribution:
+        """The stored attributions of ``method`` that stay valid for the chunk, looked up once per chunk: those
+        of analysed images whose region map has the digest recorded with them (and, for external heatmaps,
+        the same heatmap file), with their statistics fitted to the vocabulary (:func:`resized`) and their
+        display maps, to be written again as they are. Only the other images are computed: an edit redoes
+        its images' work, not its chunk's; pixel maps never depend on the regions."""
+        if method not in s.reused:
+            s.reused[method] = self._reusable_attribution(method, s)
+        return s.reused[method]
+
+    def _reusable_attribution(self, method: str, s: ChunkState) -> ChunkAttribution:
+        none = ChunkAttribution({}, "")
+        known = self._known_region_digests(s)
+        if not known:
+            return none
+        stored = self.store.read_attribution(method, self.method_keys[method], s.chunk, self.head_classes, None,
+                                             maps=True)
+        if stored is None or not stored.image_digests:
+            return none
+        ext, K = self.settings.external, len(self.vocabulary)
+        external = ext is not None and method == ext.name
+        works: dict[str, dict[str, HeadAttribution]] = {}
+        for i in s.ok():
+            d, w = known.get(i), stored.works.get(i)
+            if not d or w is None or stored.image_digests.get(i) != d or set(w) != set(self.heads) \
+                    or (external and stored.sources.get(i) != s.sources.get(i)):
+                continue
+            fitted = {h: resized(a, K) for h, a in w.items()}
+            if all(a is not None for a in fitted.values()):
+                works[i] = {h: a for h, a in fitted.items() if a is not None}
+        return ChunkAttribution(works, stored.regions_digest, {i: stored.sources[i] for i in works
+                                                                if i in stored.sources})
 
     def _attribute(self, method: str, s: ChunkState) -> ChunkAttribution:
         """One method's attributions of the chunk, with region statistics (a pixel method's maps, computed by
         its ``maps:`` stage, are dropped once their statistics are in)."""
         K = len(self.vocabulary)
         ext = self.settings.external
-        data: ChunkImages = s.results["labels"]
+        everything: ChunkImages = s.results["labels"]
         maps = s.results.pop(f"maps:{method}", None)
         assert s.regions is not None
+        kept = self._reused(method, s).works
+        data = subset(everything, [i for i in everything.ok if i not in kept])
         ok, labels = data.ok, data.labels
         self.computed[f"attr:{method}"] += len(ok)
+        works: dict[str, Mapping[str, HeadAttribution]]
         if ext is not None and method == ext.name:
             members = {m.image_id: m for m in s.members}
             works = {i: self._external(members[i], ext, {h: int(data.targets[h][k]) for h in self.heads}, labels[i])
                      for k, i in enumerate(ok)}
-            return ChunkAttribution(works, s.regions.digest, {i: s.sources[i] for i in ok})
-        if maps is not None:
-            return ChunkAttribution({i: {h: with_stats(a, labels[i], K) for h, a in maps[i].items()} for i in ok},
-                                    s.regions.digest)
-        return ChunkAttribution(self._score_regions(method, data), s.regions.digest)
+        elif maps is not None:
+            works = {i: {h: with_stats(a, labels[i], K) for h, a in maps[i].items()} for i in ok}
+        else:
+            works = dict(self._score_regions(method, data))
+        everything_ok = everything.ok
+        digests = s.regions.image_digests
+        return ChunkAttribution({i: works[i] if i in works else kept[i] for i in everything_ok}, s.regions.digest,
+                                {i: s.sources[i] for i in everything_ok} if ext is not None and method == ext.name
+                                else {}, {i: digests[i] for i in everything_ok if i in digests})
 
     def _write_attribution(self, method: str, s: ChunkState, work: ChunkAttribution) -> ChunkAttribution:
         ext = self.settings.external
@@ -316,15 +368,33 @@ class StageWork(ModelPasses):
         return stored[0]
 
     def _validate(self, s: ChunkState) -> dict[str, ValidityWork]:
+        """The validity records of the chunk's images with a region map: those stored for the same region map
+        (and heatmap files) are kept, the others computed (a record reads only its own image's work)."""
         assert s.regions is not None and s.preds is not None
         data: ChunkImages = s.results["labels"]
         ids = [i for i in data.ok if s.regions.works[i].labels is not None]
-        out = self._validity_records(data, ids, {m: s.results[f"attr:{m}"] for m in self.settings.all_methods},
-                                     s.preds)
-        self.computed["validity"] += len(out)
-        return out
+        digests = self._validity_image_digests(s)
+        kept: dict[str, ValidityWork] = {}
+        stored_digests = self.store.validity_image_digests(self.vkey, s.chunk) if digests else {}
+        if stored_digests:
+            stored = self.store.read_validity(self.vkey, s.chunk, self._validity_pairs())
+            kept = {i: w for i, w in (stored[0] if stored else {}).items()
+                    if i in ids and digests.get(i) and stored_digests.get(i) == digests[i]}
+        todo = [i for i in ids if i not in kept]
+        new = self._validity_records(data, todo, {m: s.results[f"attr:{m}"] for m in self.settings.all_methods},
+                                     s.preds) if todo else {}
+        self.computed["validity"] += len(new)
+        return {i: new[i] if i in new else kept[i] for i in ids}
+
+    def _validity_image_digests(self, s: ChunkState) -> dict[str, str]:
+        """Image id -> what its validity record is computed from besides the validity key: its region map
+        and its external heatmap file (empty when the region maps' digests are not recorded)."""
+        assert s.regions is not None
+        return {i: validity_digest(d, {i: s.sources[i]} if i in s.sources else {})
+                for i, d in s.regions.image_digests.items()}
 
     def _write_validity(self, s: ChunkState, works: dict[str, ValidityWork]) -> dict[str, ValidityWork]:
         assert s.regions is not None
-        self.store.write_validity(self.vkey, s.chunk, works, validity_digest(s.regions.digest, s.sources))
+        self.store.write_validity(self.vkey, s.chunk, works, validity_digest(s.regions.digest, s.sources),
+                                  self._validity_image_digests(s))
         return works

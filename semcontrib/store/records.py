@@ -74,20 +74,25 @@ class RegionWork:
 
 @dataclass(frozen=True)
 class ChunkRegions:
-    """The region maps of one chunk's images, and a digest of them that later stages record."""
+    """The region maps of one chunk's images, a digest of them that later stages record, and each image's
+    own digest (:func:`image_digest`; empty for a file written before they were stored)."""
 
     works: Mapping[str, RegionWork]
     digest: str
+    image_digests: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ChunkAttribution:
     """One method's attributions of one chunk: image id -> head -> :class:`HeadAttribution`, the digest of
-    the region maps its statistics were computed with, and (external heatmaps) each source file's sha256."""
+    the region maps its statistics were computed with, (external heatmaps) each source file's sha256, and the
+    digest of each image's region map (:func:`image_digest`; empty when not recorded: no image's work is reused
+    on its own)."""
 
     works: Mapping[str, Mapping[str, HeadAttribution]]
     regions_digest: str
     sources: Mapping[str, str] = field(default_factory=dict)
+    image_digests: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,19 @@ def regions_digest(key: str, works: Mapping[str, RegionWork]) -> str:
             h.update(np.ascontiguousarray(w.labels, np.int16).tobytes())
         else:
             h.update(f"error:{w.error}:{w.permanent}".encode())
+    return h.hexdigest()[:16]
+
+
+def image_digest(image_id: str, work: RegionWork) -> str:
+    """A short hash of one image's region map (its id and labels, or its failure): work computed from a map
+    with the same digest is the same whatever the chunk's other maps, region key or vocabulary size (labels
+    index the vocabulary; names appended to it add regions that this map does not hold)."""
+    h = hashlib.sha256(image_id.encode() + b"\0")
+    if work.labels is not None:
+        lab = np.ascontiguousarray(work.labels, np.int16)
+        h.update(repr(lab.shape).encode() + lab.tobytes())
+    else:
+        h.update(f"error:{work.error}:{work.permanent}".encode())
     return h.hexdigest()[:16]
 
 

@@ -28,6 +28,7 @@ from semcontrib.store.records import (
     _ids,
     _rows,
     _text,
+    image_digest,
     regions_digest,
 )
 from semcontrib.store.schema import MAX_DISPLAY_BYTES, VALIDITY_VALUES, CorpusError, StorePaths, check_image_id, inside
@@ -159,7 +160,7 @@ class WorkStore:
     def read_regions(self, source: str, key: str, chunk: int, n_regions: int, labels: bool = True
                      ) -> ChunkRegions | None:
         """A chunk's region maps (``labels=False``: the failures and digest only, no maps loaded)."""
-        want = None if labels else ["ids", "failed", "error", "permanent", "digest"]
+        want = None if labels else ["ids", "failed", "error", "permanent", "digest", "image_digests"]
         return self._load(self.paths.regions(source, key, chunk), want,
                           lambda z: _parse_regions(z, self.size, n_regions, labels))
 
@@ -168,18 +169,22 @@ class WorkStore:
         S = self.size
         ok = [works[i].labels for i in ids if works[i].labels is not None]
         digest = regions_digest(key, works)
+        images = {i: image_digest(i, works[i]) for i in ids}
         write_npz(self.paths.regions(source, key, chunk), {
+            "image_digests": _text([images[i] for i in ids]),
             "ids": _text(ids), "failed": np.array([works[i].labels is None for i in ids], bool),
             "error": _text([works[i].error for i in ids]),
             "permanent": np.array([works[i].permanent for i in ids], bool),
             "labels": np.stack([np.asarray(x, np.int16) for x in ok]) if ok else np.zeros((0, S, S), np.int16),
             "digest": np.array(digest)})
-        return ChunkRegions(dict(works), digest)
+        return ChunkRegions(dict(works), digest, images)
 
     # ---- attributions
-    def read_attribution(self, method: str, key: str, chunk: int, heads: Mapping[str, int], n_regions: int,
+    def read_attribution(self, method: str, key: str, chunk: int, heads: Mapping[str, int], n_regions: int | None,
                          maps: bool = False) -> ChunkAttribution | None:
-        """One method's attributions of a chunk; with ``maps`` the display maps too (else ``values`` None)."""
+        """One method's attributions of a chunk; with ``maps`` the display maps too (else ``values`` None).
+        ``n_regions`` None: as many regions as the file holds (a file of another vocabulary size is read,
+        not discarded: the caller checks its statistics' size)."""
         return self._load(self.paths.attr(method, key, chunk), None if maps else _attr_keys(heads),
                           lambda z: _parse_attribution(z, heads, n_regions, self.size, maps))
 
@@ -194,6 +199,8 @@ class WorkStore:
         arrays: dict[str, np.ndarray] = {"ids": _text(ids), "regions_digest": np.array(work.regions_digest),
                                          "n_pixels": np.zeros((n, K), np.int64)}
         stored: dict[str, dict[str, HeadAttribution]] = {}
+        if work.image_digests:
+            arrays["image_digests"] = _text([work.image_digests.get(i, "") for i in ids])
         if work.sources:
             arrays["source_sha"] = _text([work.sources.get(i, "") for i in ids])
         for h in heads:
@@ -240,7 +247,7 @@ class WorkStore:
                     a, status=str(cols["status"][k]), values=None, scale=float(cols["scale"][k]),
                     stats=a.stats if cols["status"][k] == "ok" else None)
         write_npz(self.paths.attr(method, key, chunk), arrays)
-        return ChunkAttribution(stored, work.regions_digest, dict(work.sources))
+        return ChunkAttribution(stored, work.regions_digest, dict(work.sources), dict(work.image_digests))
 
     # ---- validity
     def read_validity(self, key: str, chunk: int, pairs: Sequence[tuple[str, str]]
@@ -248,9 +255,27 @@ class WorkStore:
         """A chunk's validity records and the region digest they were computed with."""
         return self._load(self.paths.validity(key, chunk), None, lambda z: _parse_validity(z, pairs))
 
-    def write_validity(self, key: str, chunk: int, works: Mapping[str, ValidityWork], digest: str) -> None:
+    def validity_image_digests(self, key: str, chunk: int) -> dict[str, str]:
+        """Image id -> what its stored validity record was computed from (``write_validity``'s
+        ``image_digests``; empty when the file is missing or holds none)."""
+        z = self._read(self.paths.validity(key, chunk), ["ids", "image_digests"])
+        if z is None or "image_digests" not in z:
+            return {}
+        try:
+            ids = _ids(z)
+            return dict(zip(ids, (str(d) for d in _rows(z, "image_digests", len(ids), np.str_))))
+        except (KeyError, ValueError, TypeError) as exc:
+            self._discard(self.paths.validity(key, chunk), f"{type(exc).__name__}: {exc}")
+            return {}
+
+    def write_validity(self, key: str, chunk: int, works: Mapping[str, ValidityWork], digest: str,
+                       image_digests: Mapping[str, str] | None = None) -> None:
+        """``digest``: what the chunk's records were computed from; ``image_digests``: the same per image
+        (what lets a later run keep one image's record when other images of the chunk changed)."""
         ids = list(works)
         arrays: dict[str, np.ndarray] = {"ids": _text(ids), "regions_digest": np.array(digest)}
+        if image_digests:
+            arrays["image_digests"] = _text([image_digests.get(i, "") for i in ids])
         pairs = list(works[ids[0]].records) if ids else []
         for m, h in pairs:
             nv = len(VALIDITY_VALUES)
@@ -297,6 +322,7 @@ def _parse_regions(z: Mapping[str, np.ndarray], size: int, n_regions: int, label
     error = _rows(z, "error", n, np.str_)
     permanent = _rows(z, "permanent", n, np.bool_)
     digest = str(_scalar(z, "digest", np.str_))
+    images = dict(zip(ids, (str(d) for d in _rows(z, "image_digests", n, np.str_)))) if "image_digests" in z else {}
     works: dict[str, RegionWork] = {}
     if labels:
         lab = _rows(z, "labels", int((~failed).sum()), np.integer, (size, size))
@@ -310,18 +336,20 @@ def _parse_regions(z: Mapping[str, np.ndarray], size: int, n_regions: int, label
         for k, i in enumerate(ids):
             works[i] = RegionWork(None, str(error[k]), bool(permanent[k])) if failed[k] else \
                 RegionWork(np.zeros((0, 0), np.int16), str(error[k]))
-    return ChunkRegions(works, digest)
+    return ChunkRegions(works, digest, images)
 
 
-def _parse_attribution(z: Mapping[str, np.ndarray], heads: Mapping[str, int], n_regions: int, size: int,
+def _parse_attribution(z: Mapping[str, np.ndarray], heads: Mapping[str, int], n_regions: int | None, size: int,
                        maps: bool) -> ChunkAttribution:
-    K, S = n_regions, size
+    S = size
     ids = _ids(z)
     n = len(ids)
     digest = str(_scalar(z, "regions_digest", np.str_))
     sources = dict(zip(ids, (str(s) for s in _rows(z, "source_sha", n, np.str_)))) if "source_sha" in z else {}
+    images = dict(zip(ids, (str(d) for d in _rows(z, "image_digests", n, np.str_)))) if "image_digests" in z else {}
     if n == 0:
-        return ChunkAttribution({}, digest, {})
+        return ChunkAttribution({}, digest, {}, {})
+    K = n_regions if n_regions is not None else int(z["n_pixels"].shape[1]) if z["n_pixels"].ndim == 2 else -1
     n_pixels = _rows(z, "n_pixels", n, np.integer, (K,))
     per_head = {}
     for h, n_classes in heads.items():
@@ -362,7 +390,7 @@ def _parse_attribution(z: Mapping[str, np.ndarray], heads: Mapping[str, int], n_
             scores = None if c["scores"] is None else c["scores"][k].astype(np.float64)
             works[i][h] = HeadAttribution(int(c["target"][k]), status, values, float(c["scale"][k]), delta,
                                           scores, stats)
-    return ChunkAttribution(works, digest, sources)
+    return ChunkAttribution(works, digest, sources, images)
 
 
 def _parse_validity(z: Mapping[str, np.ndarray], pairs: Sequence[tuple[str, str]]
@@ -381,7 +409,7 @@ def _parse_validity(z: Mapping[str, np.ndarray], pairs: Sequence[tuple[str, str]
 
 def _attr_keys(heads: Mapping[str, int]) -> list[str]:
     """The members of an attribution file a table needs (everything but the maps)."""
-    keys = ["ids", "regions_digest", "source_sha", "n_pixels"]
+    keys = ["ids", "regions_digest", "source_sha", "image_digests", "n_pixels"]
     for h in heads:
         keys += [f"{s}/{h}" for s in ("target", "status", "delta", "scores", "sum", "pos", "neg", "total",
                                       "unassigned", "scale")]
