@@ -172,6 +172,11 @@ class CorpusQuery:
         return views.ScoreMatrix(self.ids, scores.columns, scores.column_region, scores.values,
                                  ~np.isnan(scores.values).any(axis=1))
 
+    def score_columns(self, view: View) -> tuple[str, ...]:
+        """The view's score column names (as ``score_matrix(view).columns``), without reading any scores."""
+        self.check_view(view)
+        return cstore.score_columns(self.vocabulary, view.normalisation)[0]
+
     def predictions(self, head: str) -> np.ndarray:
         """object (N,): the predicted class of ``head`` per image (corpus order)."""
         return self._predictions(head)

@@ -52,6 +52,7 @@ def test_the_view_equals_the_whole_tables(synthetic_corpus: Path) -> None:
                     view = View(head, method, normalisation, basis)
                     eager = views.score_matrix(whole.contribution_table(head, method, normalisation, basis,
                                                                         wide=True), list(q.ids), q.vocabulary)
+                    assert q.score_columns(view) == eager.columns  # without reading the scores
                     got = q.score_matrix(view)
                     assert got.columns == eager.columns and (got.column_region == eager.column_region).all()
                     np.testing.assert_array_equal(got.values, eager.values)
