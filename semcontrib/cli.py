@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -315,7 +316,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_label_studio_labels(entries: list[Any], args: argparse.Namespace) -> list[Any]:
+def _with_label_studio_labels(entries: Sequence[Any], args: argparse.Namespace) -> list[Any]:
     """The inputs with a Label Studio export's choices as label columns; skipped tasks are reported."""
     from semcontrib.label_studio import is_label_studio_export, read_choices, read_label_config, with_labels
 

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from semcontrib import corpus as cstore
 from semcontrib.engine import keys, stage
@@ -22,8 +22,8 @@ from semcontrib.engine.plan import Plan, PlannedInput, make_plan
 from semcontrib.engine.stage import Stage
 from semcontrib.engine.stages import StageWork
 from semcontrib.engine.tables import Generation, TableSink
-from semcontrib.methods import AttributionMethod, make_method
-from semcontrib.model import ComputeOptions, MultitaskModel, load_model, model_key
+from semcontrib.methods import AttributionMethod
+from semcontrib.model import ComputeOptions
 from semcontrib.paths import data_path
 from semcontrib.regions import RegionSource, source_key
 from semcontrib.settings import (
@@ -38,12 +38,17 @@ from semcontrib.workers import (  # per-image work, in worker processes that nev
     pool_workers,
 )
 
+if TYPE_CHECKING:
+    from semcontrib.model import MultitaskModel
+
 
 class AnalysisRun(StageWork):
     """One analysis: the model, heads, methods and region source, built once, and their store keys.
 
     The model is loaded only when a chunk needs it: a rerun of a finished corpus with the same settings
-    (and the same model files: path, size and modification time) takes its keys from the manifest.
+    (and the same model files: path, size and modification time) takes its keys from the manifest, and its
+    methods' levels and parameters too: their objects (whose modules import torch) are built when a chunk
+    first runs one (:class:`DeferredMethod`), so a rerun with nothing to compute never imports torch.
 
     Parameters
     ----------
@@ -69,7 +74,6 @@ class AnalysisRun(StageWork):
             raise ValueError(f"the model {settings.model[len(IN_MEMORY_MODEL):]!r} was given from Python; "
                              "give it again (model=) or name a model (--model)")
         self._net: Any = None if model is None else self.compute.prepare(model)
-        self.methods = {m: build_method(m, settings.method_params_for(m)) for m in settings.methods}
         ext = settings.external
         if ext is not None and not Path(ext.folder).is_dir():
             raise ValueError(f"--attributions {ext.folder}: no such folder")
@@ -84,6 +88,10 @@ class AnalysisRun(StageWork):
                                                 model_fingerprint(settings.model) if model is None else None,
                                                 settings.regions, self.options.precision)
         cached = dict(identity) if identity is not None else self._cached_identity() if model is None else None
+        # recorded identity: each method's level and parameters are known; built now, a bad parameter fails here
+        self.methods: dict[str, AttributionMethod] = {
+            m: cast(AttributionMethod, DeferredMethod(m, cached["methods"][m], settings.method_params_for(m)))
+            if cached is not None else build_method(m, settings.method_params_for(m)) for m in settings.methods}
         self.identity = cached if cached is not None else self._identity(self.net)
         self.mkey = self.identity["model"]["key"]
         self.heads: list[str] = list(self.identity["head_order"])
@@ -143,6 +151,8 @@ class AnalysisRun(StageWork):
 
     def _store_key(self, net: Any) -> str:
         """The model's key in the store: its identity, and the precision when that is not fp32."""
+        from semcontrib.model import model_key
+
         return keys.model_store_key(model_key(net), self.options.precision)
 
     def _cached_identity(self) -> dict[str, Any] | None:
@@ -342,6 +352,59 @@ class AnalysisRun(StageWork):
         return external_source(self.settings.external, member)[1]
 
 
+def load_model(name: str) -> MultitaskModel:
+    """:func:`semcontrib.model.load_model`, imported (with torch) when a run first loads its model."""
+    from semcontrib.model import load_model as load
+
+    return load(name)
+
+
+class DeferredMethod:
+    """A method as a run recorded it: its ``name``, ``level`` and ``params`` (what the engine reads to plan
+    the stages and the keys), with the method object built, importing torch, when a chunk first uses it
+    (its verbs, ``runs_in_bf16``, ``notes``).
+
+    Parameters
+    ----------
+    name : the method's registry name.
+    recorded : the identity's record of it (``level``, ``params``).
+    params : what to build it with (the settings' parameters for it, whose ``params`` were recorded).
+    """
+
+    def __init__(self, name: str, recorded: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+        self.name = name
+        self.level = str(recorded["level"])
+        self._recorded = dict(recorded["params"])
+        self._build_params = dict(params)
+        self._method: AttributionMethod | None = None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self._recorded)
+
+    @property
+    def method(self) -> AttributionMethod:
+        """The method object, built on first use."""
+        if self._method is None:
+            self._method = build_method(self.name, self._build_params)
+        return self._method
+
+    @property
+    def runs_in_bf16(self) -> bool:
+        return self.method.runs_in_bf16
+
+    def notes(self, model: MultitaskModel) -> dict[str, str] | str:
+        return self.method.notes(model)
+
+    def __getattr__(self, attr: str) -> Any:  # the verbs (attribute_batch, attribute_regions) and the rest
+        if attr.startswith("__") or attr in ("_method", "_build_params", "name"):
+            raise AttributeError(attr)  # not delegated: copying and pickling look these up before __init__
+        return getattr(self.method, attr)
+
+    def __repr__(self) -> str:
+        return f"DeferredMethod({self.name!r}, level={self.level!r}, params={self._recorded!r})"
+
+
 def resolved_params(method: AttributionMethod, net: Any) -> dict[str, Any]:
     """A method's parameters with defaults that depend on the model filled in (Grad-CAM's layer)."""
     params = dict(method.params)
@@ -351,6 +414,8 @@ def resolved_params(method: AttributionMethod, net: Any) -> dict[str, Any]:
 
 
 def build_method(name: str, params: Mapping[str, Any]) -> AttributionMethod:
+    from semcontrib.methods import make_method
+
     try:
         return make_method(name, **dict(params))
     except TypeError as exc:  # a parameter the method does not take (e.g. from an older manifest)

@@ -12,12 +12,18 @@ Precision: every method runs inside the caller's :func:`semcontrib.model.compute
 True (``gradcam``, ``occlusion``, ``shapley``, ``siam``), in float32 where it is False (``lrp``,
 ``ig``: their bf16 maps were measured too far from fp32; see their notes). The heads always run in
 float32 (:meth:`semcontrib.model.MultitaskModel.head_logits`) and every returned array is float32/float64.
+
+Importing this package imports only ``base`` (no torch): the families, the registry and ``targets`` are
+imported, and the registry completed, when one of their names is first asked for (``make_method``,
+``ATTRIBUTION_METHODS``, a method class), so that a rerun with nothing to compute never imports torch.
 """
 
 from __future__ import annotations
 
-from semcontrib.lime import LimeMethod
-from semcontrib.methods.base import (
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from semcontrib.methods.base import (  # torch-free: the engine reads levels without importing the families
     AttributionMethod,
     AttributionResult,
     PixelMethod,
@@ -26,20 +32,56 @@ from semcontrib.methods.base import (
     is_pixel_method,
     is_region_method,
 )
-from semcontrib.methods.gradcam import GradCAM
-from semcontrib.methods.ig import IntegratedGradients
-from semcontrib.methods.lrp import LRP
-from semcontrib.methods.registry import ATTRIBUTION_METHODS, make_method, register
-from semcontrib.methods.siam import SiamContributions
-from semcontrib.methods.targets import AMONG_PREFIX, resolve_targets
-from semcontrib.perturbation import OcclusionMethod, ShapleyMethod
-from semcontrib.xrai import XraiMethod
 
-for _foreign in (OcclusionMethod, ShapleyMethod, LimeMethod, XraiMethod):
-    register(_foreign)
-# the registry's order, as the CLI lists the methods: pixel methods, then region methods
-for _name in ("lrp", "gradcam", "ig", "occlusion", "shapley", "siam", "lime", "xrai"):
-    ATTRIBUTION_METHODS[_name] = ATTRIBUTION_METHODS.pop(_name)
+if TYPE_CHECKING:  # the names below, for type checkers; at run time they are imported when first used
+    from semcontrib.methods.gradcam import GradCAM
+    from semcontrib.methods.ig import IntegratedGradients
+    from semcontrib.methods.lrp import LRP
+    from semcontrib.methods.registry import ATTRIBUTION_METHODS, make_method, register
+    from semcontrib.methods.siam import SiamContributions
+    from semcontrib.methods.targets import AMONG_PREFIX, resolve_targets
+
+# name -> the module that defines it; each imports torch (the registry's families do), so none is imported
+# before one of these names is asked for, and then the registry is completed first
+_LAZY = {"GradCAM": "semcontrib.methods.gradcam", "IntegratedGradients": "semcontrib.methods.ig",
+         "LRP": "semcontrib.methods.lrp", "SiamContributions": "semcontrib.methods.siam",
+         "ATTRIBUTION_METHODS": "semcontrib.methods.registry", "make_method": "semcontrib.methods.registry",
+         "register": "semcontrib.methods.registry",
+         "AMONG_PREFIX": "semcontrib.methods.targets", "resolve_targets": "semcontrib.methods.targets"}
+_FAMILIES = ("semcontrib.methods.lrp", "semcontrib.methods.gradcam", "semcontrib.methods.ig",
+             "semcontrib.methods.siam")
+_complete = False
+
+
+def complete_registry() -> None:
+    """Import every method family, so that ``ATTRIBUTION_METHODS`` holds every method, in the registry's
+    order as the CLI lists them: pixel methods, then region methods. Imports torch; runs once."""
+    global _complete
+    if _complete:
+        return
+    for family in _FAMILIES:
+        importlib.import_module(family)
+    from semcontrib.lime import LimeMethod
+    from semcontrib.methods.registry import ATTRIBUTION_METHODS, register
+    from semcontrib.perturbation import OcclusionMethod, ShapleyMethod
+    from semcontrib.xrai import XraiMethod
+
+    for foreign in (OcclusionMethod, ShapleyMethod, LimeMethod, XraiMethod):
+        register(foreign)
+    for name in ("lrp", "gradcam", "ig", "occlusion", "shapley", "siam", "lime", "xrai"):
+        ATTRIBUTION_METHODS[name] = ATTRIBUTION_METHODS.pop(name)
+    _complete = True
+
+
+def __getattr__(name: str) -> Any:
+    """The registry and the method classes, imported (with torch) when first asked for (PEP 562)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    complete_registry()
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AMONG_PREFIX",
@@ -53,6 +95,7 @@ __all__ = [
     "RegionMethod",
     "RegionResult",
     "SiamContributions",
+    "complete_registry",
     "is_pixel_method",
     "is_region_method",
     "make_method",

@@ -1,9 +1,10 @@
 """The method registry: ``ATTRIBUTION_METHODS`` maps a CLI name to its method class.
 
 A method family registers its classes with the :func:`register` decorator (as zennit's composites
-register with ``register_composite``); ``semcontrib.methods`` imports every family, so the registry is
-complete once that package is imported. Methods that live outside this package (``occlusion``,
-``shapley``, ``lime``, ``xrai``) are registered there with a plain call.
+register with ``register_composite``); ``semcontrib.methods.complete_registry`` imports every family (it runs
+when the package's ``ATTRIBUTION_METHODS``, ``make_method`` or a method class is first asked for, and
+in :func:`make_method`), so the registry is complete once it has run. Methods that live outside this package
+(``occlusion``, ``shapley``, ``lime``, ``xrai``) are registered there with a plain call.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def register(cls: M) -> M:
 
 def make_method(name: str, **params: Any) -> AttributionMethod:
     """Instantiate a method by its CLI name with its parameters."""
+    from semcontrib.methods import complete_registry  # every family registered, whoever imported this module
+
+    complete_registry()
     if name not in ATTRIBUTION_METHODS:
         raise ValueError(f"unknown attribution method {name!r}; choose from {sorted(ATTRIBUTION_METHODS)}")
     return ATTRIBUTION_METHODS[name](**params)

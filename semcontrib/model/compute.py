@@ -1,16 +1,20 @@
-"""Where, in which precision and in which memory layout the model runs (``ComputeOptions``)."""
+"""Where, in which precision and in which memory layout the model runs (``ComputeOptions``).
+
+Torch is imported inside the functions that use it, so that the engine can hold its ``ComputeOptions``
+without importing torch (a rerun with nothing to compute never does)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from semcontrib.settings import DEFAULT_PRECISION, PRECISIONS
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class ComputeOptions:
 
     Examples
     --------
+    >>> import torch
     >>> opts = ComputeOptions(precision="bf16")
     >>> with opts.context():
     ...     torch.ones(2, 2) @ torch.ones(2, 2)
@@ -60,7 +65,11 @@ class ComputeOptions:
 
     def check_available(self) -> None:
         """Raise ``ValueError`` when a CUDA device is asked for and none is available."""
-        if self.device_type == "cuda" and not torch.cuda.is_available():
+        if self.device_type != "cuda":
+            return
+        import torch
+
+        if not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r} was asked for, but no CUDA device is available "
                              f"(torch {torch.__version__}, built with CUDA {torch.version.cuda})")
 
@@ -84,6 +93,8 @@ def prepare_model(net: nn.Module, device: str, channels_last: bool = False) -> n
     model's outputs do not change; only the kernels used do.
     """
     ComputeOptions(device, DEFAULT_PRECISION, channels_last).check_available()
+    import torch
+
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return net.to(device).to(memory_format=fmt)
 
@@ -94,6 +105,8 @@ def to_memory_format(tensor: torch.Tensor, channels_last: bool) -> torch.Tensor:
     Give the model inputs in the same memory format as its weights (:func:`prepare_model`);
     tensors that are not 4-d are returned unchanged.
     """
+    import torch
+
     if tensor.dim() != 4:
         return tensor
     return tensor.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
@@ -110,16 +123,22 @@ def compute_context(device: str, precision: str) -> contextlib.AbstractContextMa
     opts = ComputeOptions(device, precision)
     if opts.precision == "fp32":
         return contextlib.nullcontext()
+    import torch
+
     return torch.autocast(opts.device_type, dtype=torch.bfloat16)
 
 
 @contextlib.contextmanager
 def full_precision(tensor: torch.Tensor) -> Iterator[None]:
     """Turn off any autocast active on ``tensor``'s device type for the block (the block runs in fp32)."""
+    import torch
+
     with torch.autocast(tensor.device.type, enabled=False):
         yield
 
 
 def autocast_active(tensor: torch.Tensor) -> bool:
     """Whether autocast is on for ``tensor``'s device type (inside :func:`compute_context` in ``bf16``)."""
+    import torch
+
     return bool(torch.is_autocast_enabled(tensor.device.type))

@@ -7,7 +7,6 @@ and std; head logits are float N x n_classes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,14 +14,7 @@ import torch
 from torch import nn
 
 from semcontrib.backbones import BackboneSpec, build_canonizers
-
-
-@dataclass(frozen=True)
-class HeadSpec:
-    """One task output: a name and its class names (in logit order)."""
-
-    name: str
-    classes: tuple[str, ...]
+from semcontrib.heads import HeadSpec  # defined without torch (the engine's records name heads)
 
 
 class LinearHeads(nn.Module):
