@@ -169,3 +169,42 @@ def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
     done = subprocess.run([sys.executable, "-c", _IMPORT_EACH, *names], capture_output=True, text=True,
                           timeout=300, cwd=REPO)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+
+
+# What a rerun with nothing to compute imports (issue 22 item 1): none of these may import torch. The engine's
+# run (semcontrib.engine.run) is not listed until semcontrib.engine.passes stops importing torch at module level
+# (tests/engine/test_run.py checks the whole rerun, API and CLI).
+TORCH_FREE = ("semcontrib.cli", "semcontrib.pipeline", "semcontrib.engine", "semcontrib.engine.plan",
+              "semcontrib.engine.inputs", "semcontrib.engine.options", "semcontrib.engine.keys",
+              "semcontrib.heads", "semcontrib.model", "semcontrib.model.compute", "semcontrib.methods",
+              "semcontrib.methods.base", "semcontrib.settings", "semcontrib.regions", "semcontrib.workers",
+              "semcontrib.corpus", "semcontrib.validity")
+_TORCH_FREE_USE = """
+import importlib, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+from semcontrib.model import ComputeOptions, HeadSpec
+from semcontrib.methods import AttributionMethod, is_pixel_method
+ComputeOptions("cpu", "bf16", True).check_available()  # a CPU run checks its options without torch
+HeadSpec("biotic", ("nature", "non_nature"))
+print(sorted(m for m in sys.modules if m.split(".")[0] == "torch")[:3])
+"""
+
+
+def test_the_modules_a_rerun_reads_import_without_torch():
+    done = subprocess.run([sys.executable, "-c", _TORCH_FREE_USE, *TORCH_FREE], capture_output=True, text=True,
+                          timeout=120, cwd=REPO, check=True)
+    assert done.stdout.split() == ["[]"], done.stdout + done.stderr
+
+
+def test_a_torch_name_of_the_model_and_methods_packages_imports_torch_when_asked_for():
+    code = ("import sys\nimport semcontrib.model as model, semcontrib.methods as methods\n"
+            "assert 'torch' not in sys.modules\n"
+            "assert model.MultitaskModel.__module__ == 'semcontrib.model.multitask'\n"
+            "assert set(model.__all__) <= set(vars(model)), 'every lazy name is loaded with the first'\n"
+            "assert list(methods.ATTRIBUTION_METHODS)[:3] == ['lrp', 'gradcam', 'ig']\n"
+            "assert {'occlusion', 'shapley', 'lime', 'xrai', 'siam'} <= set(methods.ATTRIBUTION_METHODS)\n"
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO,
+                          check=True)
+    assert done.stdout.split() == ["True"], done.stdout + done.stderr
