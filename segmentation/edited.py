@@ -34,7 +34,15 @@ from typing import Any
 import numpy as np
 
 from semcontrib.edits import ERASE_LABEL, RegionEdit, edits_digest, edits_path, read_edits
-from semcontrib.regions import UNASSIGNED, ImageInput, RegionMap, RegionSource, cache_identity, uses_evidence
+from semcontrib.regions import (
+    UNASSIGNED,
+    ImageInput,
+    RegionMap,
+    RegionSource,
+    cache_identity,
+    is_cheap,
+    uses_evidence,
+)
 from semcontrib.segmentation.annotations import check_size, polygons_to_mask
 
 logger = logging.getLogger(__name__)
@@ -106,6 +114,7 @@ class EditedSource:
         self.name = base.name
         self.uses_evidence = uses_evidence(base)
         self.uses_torch = bool(getattr(base, "uses_torch", False))  # as the source it edits
+        self.cheap = is_cheap(base)  # painting polygons costs little more than the base's maps
         self.path = str(path)
         self.edits = tuple(edits)
         self._vocabulary = edited_vocabulary(tuple(base.vocabulary), self.edits)

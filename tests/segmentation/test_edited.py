@@ -94,6 +94,14 @@ def test_an_edited_source_needs_torch_exactly_when_its_base_does():
     assert EditedSource(TorchBase(), []).uses_torch is True
 
 
+def test_an_edited_source_is_cheap_exactly_when_its_base_is():
+    class CostlyBase(GridSource):
+        cheap = False
+
+    assert EditedSource(GridSource(), []).cheap is True
+    assert EditedSource(CostlyBase(), []).cheap is False
+
+
 def test_with_edits_wraps_only_when_the_corpus_has_edits(tmp_path):
     base = GridSource()
     assert with_edits(base, tmp_path) is base
@@ -215,3 +223,73 @@ def test_the_same_region_map_as_a_fresh_analysis(image_folder, tmp_path):
     assert ma.keys() == mb.keys() and all(np.array_equal(ma[i].labels, mb[i].labels) for i in ma)
     assert np.allclose(contributions(a)["sum"], contributions(b)["sum"])
     assert isinstance(ma[target], RegionMap) and "cat" in ma[target].names
+
+
+def test_an_edit_keeps_the_other_images_attributions_and_validity_as_a_fresh_analysis_computes_them(
+        image_folder, tmp_path):
+    """A pixel method, a region method and the validity record: the edited image's work is computed, the
+    rest of its chunk is kept, and the tables equal a fresh analysis with the same edit; a new label keeps
+    the pixel method's other images (their statistics gain a zero row) and recomputes the rest."""
+    kw = dict(model=tiny_model(), regions="grid:2x2", methods=["gradcam", "occlusion"], batch_size=3, chunk_size=3,
+              validity=True, workers=0)
+    analyze = __import__("semcontrib.pipeline", fromlist=["analyze"]).analyze
+    a, b = tmp_path / "a", tmp_path / "b"
+    analyze(image_folder, a, **kw)
+    img = Corpus.open(a).images.set_index("image_id")
+    target = next(i for i in img.index if str(i).startswith("img03"))  # chunk 1 of 3 chunks
+    w, h = int(img.loc[target, "width"]), int(img.loc[target, "height"])
+    e = make_edit(image_id=target, file_name="img03.png", width=w, height=h, label="r1c1",
+                  polygon=[[0, 0], [w / 2, 0], [w / 2, h / 2], [0, h / 2]])
+    for root in (a, b):
+        add_edits(root, [e])
+    rep = analyze(image_folder, a, **kw)
+    assert rep.computed == {"predictions": 0, "regions": 1, "attr:gradcam": 1, "attr:occlusion": 1, "validity": 1}
+    analyze(image_folder, b, **kw)
+
+    def table(root):
+        t = Corpus.open(root).attributions
+        return t.sort_values(["image_id", "head", "method"]).reset_index(drop=True)
+
+    ta, tb = table(a), table(b)
+    cols = ["total", "unassigned_sum", "faithfulness", "deletion_auc", "insertion_auc", "lerf_auc", "random_auc"]
+    assert list(ta["image_id"]) == list(tb["image_id"]) and ta["faithfulness"].notna().any()
+    assert np.allclose(ta[cols].to_numpy(float), tb[cols].to_numpy(float), equal_nan=True)
+    ca, cb = contributions(a), contributions(b)
+    assert ca[["image_id", "region"]].equals(cb[["image_id", "region"]])
+    assert np.allclose(ca["sum"], cb["sum"])
+    assert analyze(image_folder, a, **kw).computed == dict.fromkeys(rep.computed, 0)
+
+    ears = make_edit(image_id=target, file_name="img03.png", width=w, height=h, label="ears",
+                     polygon=[[0, 0], [w / 4, 0], [w / 4, h / 4], [0, h / 4]])
+    add_edits(a, [ears])
+    grown = analyze(image_folder, a, **kw)
+    # the pixel method keeps the 6 unedited images; the region method's scores and the validity record (its
+    # key holds the vocabulary) are computed again for all 7
+    assert grown.computed == {"predictions": 0, "regions": 1, "attr:gradcam": 1, "attr:occlusion": 7, "validity": 7}
+    assert "ears" in Corpus.open(a).vocabulary
+
+
+def test_work_files_without_image_digests_resume_and_an_edit_redoes_the_chunk(image_folder, tmp_path):
+    """A corpus stored before the per-image digests: a rerun computes nothing, and an edit attributes its
+    image's whole chunk again (as it did then), with the same result as on a new corpus."""
+    out, fresh = tmp_path / "c", tmp_path / "fresh"
+    analyse(image_folder, out)
+    stripped = 0
+    for f in sorted((out / "store").rglob("*.npz")):
+        with np.load(f) as z:
+            arrays = {k: z[k] for k in z.files}
+        if arrays.pop("image_digests", None) is not None:
+            np.savez(f, **arrays)
+            stripped += 1
+    assert stripped == 6  # the regions and gradcam files of 3 chunks
+    assert analyse(image_folder, out).computed == {"predictions": 0, "regions": 0, "attr:gradcam": 0}
+    target = next(i for i in Corpus.open(out).image_ids() if i.startswith("img03"))
+    img = Corpus.open(out).images.set_index("image_id")
+    w, h = int(img.loc[target, "width"]), int(img.loc[target, "height"])
+    e = make_edit(image_id=target, file_name="img03.png", width=w, height=h, label="r0c1",
+                  polygon=[[0, 0], [w / 2, 0], [w / 2, h], [0, h]])
+    add_edits(out, [e])
+    add_edits(fresh, [e])
+    assert analyse(image_folder, out).computed["attr:gradcam"] == 3
+    analyse(image_folder, fresh)
+    assert np.allclose(contributions(out)["sum"], contributions(fresh)["sum"])
