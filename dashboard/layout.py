@@ -107,7 +107,7 @@ def summary(query: CorpusQuery) -> html.Details:
 def colour_choices(query: CorpusQuery, view: View) -> list[dict[str, str]]:
     """What points can be coloured by: selection, predicted class, faithfulness (with a validity record),
     and every score column of the view (``score:COLUMN``)."""
-    cols = query.score_matrix(view).columns
+    cols = query.score_columns(view)  # names only: no scores read (a million-image view takes seconds)
     out = [{"label": "selection", "value": "selection"}, {"label": f"predicted {view.head}", "value": "class"}]
     if query.has_validity:
         out.append({"label": "faithfulness", "value": "faithfulness"})
@@ -441,29 +441,56 @@ def table_grid(query: CorpusQuery, view: View) -> Any:
 
 
 def trust_panel(table: Any, has_validity: bool) -> html.Div:
-    """The corpus-level 'how far to trust each method' table (head x method)."""
-    def cell(v: float) -> str:
-        return _fmt(v)
-
-    header = ["head", "method", "images", "median faithfulness", "median deletion AUC", "median insertion AUC",
-              "agreement with other methods"]
+    """The corpus-level 'how far to trust each method' table (head x method): validity medians, the gains over
+    a random order of the same regions, and a mark on methods judged by their own perturbation."""
+    header = ["head", "method", "images", "median faithfulness", "median deletion AUC (MoRF)",
+              "gain over random: MoRF", "gain over random: LeRF", "median insertion AUC",
+              "agreement with other methods", "note"]
     rows = [html.Tr([html.Td(r["head"]), html.Td(r["method"]), html.Td(str(r["images"])),
-                     html.Td(cell(r["median_faithfulness"])), html.Td(_fmt(r["median_deletion_auc"], False)),
-                     html.Td(_fmt(r["median_insertion_auc"], False)), html.Td(cell(r["agreement"]))])
+                     html.Td(_fmt(r["median_faithfulness"])), html.Td(_fmt(r["median_deletion_auc"], False)),
+                     html.Td(_fmt(r["gain_morf"])), html.Td(_fmt(r["gain_lerf"])),
+                     html.Td(_fmt(r["median_insertion_auc"], False)), html.Td(_fmt(r["agreement"])),
+                     html.Td(_trust_note(r["circular"]), className="circular" if r["circular"] > 0 else "")])
             for r in table.to_dict("records")]
     return html.Div(id="trust-body", children=[
         html.P("How far can a region score be read as 'this region pushed this head towards its decision'? "
                "Faithfulness: Spearman correlation between the region scores and the drop of the target logit "
                "when each region is deleted (1 = scores rank regions exactly as deleting them does; 0 = no "
-               "relation; below 0 = the opposite). Deletion AUC: target probability while regions are removed "
-               "in order of decreasing score (lower = the top regions matter). Agreement: median Spearman "
-               "between this method's vector and another method's vector of the same image and head."),
+               "relation; below 0 = the opposite). Deletion AUC (MoRF): target probability while regions are "
+               "removed in order of decreasing score (lower = the top regions matter). Gain over random: how "
+               "much better than a random order of the same regions the method's order does, per image, median "
+               "(MoRF: random AUC − MoRF AUC; LeRF, least relevant first: LeRF AUC − random AUC; above 0 beats "
+               "random). Agreement: median Spearman between this method's vector and another method's vector "
+               "of the same image and head. A method judged by the perturbation it scores with (note "
+               "'circular') gets no faithfulness, AUC or gain here: the test would repeat its own definition."),
         html.P("no validity record in this corpus: faithfulness and AUC columns are empty (analyse with "
                "validity to fill them); agreement is computed from the vectors." if not has_validity else "",
                className="hint"),
         html.Table([html.Thead(html.Tr([html.Th(h) for h in header])), html.Tbody(rows)],
                    style={"borderCollapse": "collapse"}, className="trust-table"),
     ])
+
+
+def _trust_note(circular: float) -> str:
+    """The trust table's note: empty, or how many of the method's records are circular."""
+    if not circular > 0:
+        return ""
+    share = "all" if circular >= 1 else f"{circular:.0%} of"
+    return f"circular: {share} its records judged by its own perturbation (not ranked)"
+
+
+def _image_validity_table(validity: Any) -> html.Table:
+    """One image's validity records, a row per (head, method), with the gain over a random order."""
+    header = ("head", "method", "faithfulness", "deletion AUC (MoRF)", "LeRF AUC", "random-order AUC",
+              "gain over random: MoRF", "insertion AUC", "note")
+    return html.Table([html.Tr([html.Th(c) for c in header])] +
+                      [html.Tr([html.Td(r["head"]), html.Td(r["method"]), html.Td(_fmt(r["faithfulness"])),
+                                html.Td(_fmt(r["deletion_auc"], False)), html.Td(_fmt(r["lerf_auc"], False)),
+                                html.Td(_fmt(r["random_auc"], False)),
+                                html.Td(_fmt(r["random_auc"] - r["deletion_auc"])),
+                                html.Td(_fmt(r["insertion_auc"], False)),
+                                html.Td(r["validity_note"])]) for r in validity.to_dict("records")],
+                      className="validity-table")
 
 
 def inspector(query: CorpusQuery, image_id: str, view: View) -> html.Div:
@@ -485,13 +512,7 @@ def inspector(query: CorpusQuery, image_id: str, view: View) -> html.Div:
     if validity is None:
         vtable: Any = html.Div("no validity record", className="hint")
     else:
-        vtable = html.Table([html.Tr([html.Th(c) for c in ("head", "method", "faithfulness", "deletion AUC",
-                                                           "insertion AUC", "note")])] +
-                            [html.Tr([html.Td(r["head"]), html.Td(r["method"]), html.Td(_fmt(r["faithfulness"])),
-                                      html.Td(_fmt(r["deletion_auc"], False)),
-                                      html.Td(_fmt(r["insertion_auc"], False)),
-                                      html.Td(r["validity_note"])]) for r in validity.to_dict("records")],
-                            className="validity-table")
+        vtable = _image_validity_table(validity)
     return html.Div(id="inspector-body", children=[
         html.Div(style={"display": "flex", "gap": "12px"}, children=[
             html.Div(style={"flex": "0 0 360px"}, children=[

@@ -42,7 +42,7 @@ _EMBEDDINGS_DIR = "embeddings"
 _LAST = "last-embedding.json"
 _SESSION = "session.json"  # next to the embeddings folder: CORPUS/dashboard/session.json
 EMBED_VERSION = 2
-VALIDITY_COLUMNS = ("faithfulness", "deletion_auc", "insertion_auc")
+VALIDITY_COLUMNS = ("faithfulness", "deletion_auc", "insertion_auc", "lerf_auc", "random_auc")
 
 
 @dataclass(frozen=True)
@@ -287,7 +287,7 @@ class CorpusQuery:
                    for h in self.heads for m in self.methods}
         validity = pd.DataFrame(columns=["head", "method"])
         if self.has_validity:
-            cols = [c for c in VALIDITY_COLUMNS if c in self._attribution_columns]
+            cols = [c for c in (*VALIDITY_COLUMNS, "validity_note") if c in self._attribution_columns]
             frames = [self.corpus.attribution_rows(h, m, cols).drop(columns="image_id").assign(head=h, method=m)
                       for h in self.heads for m in self.methods]
             validity = pd.concat(frames, ignore_index=True)[["head", "method", *cols]]

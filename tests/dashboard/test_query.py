@@ -64,7 +64,7 @@ def test_the_view_equals_the_whole_tables(synthetic_corpus: Path) -> None:
             np.testing.assert_array_equal(v["faithfulness"].to_numpy(),
                                           sub["faithfulness"].reindex(list(q.ids)).to_numpy(np.float64))
     trust = q.trust("signed_l1", "mean")
-    cols = ["head", "method", *VALIDITY_COLUMNS]
+    cols = ["head", "method", *(c for c in (*VALIDITY_COLUMNS, "validity_note") if c in whole.attributions)]
     vectors = {(h, m): q.score_matrix(View(h, m, "signed_l1", "mean")).values for h in q.heads for m in q.methods}
     pd.testing.assert_frame_equal(trust, views.trust_table(whole.attributions[cols], vectors))
 
