@@ -1,5 +1,6 @@
 """What "Apply" costs for one edited image: the dashboard's job re-runs ``analyze`` on the corpus with its
-recorded settings, and the engine recomputes the chunks whose region key changed.
+recorded settings, and the engine recomputes, in the chunks whose region key changed, the work of the images
+whose region map changed (the others' stored attributions and validity records are kept).
 
 One corpus of ``-n`` photographs (the bundled ones, then mirrored and rotated variants) in one chunk of
 ``--chunk-size`` images, analysed with the embedded EfficientNet-Lite0 ``imagenet-heads`` model, then, each
@@ -20,6 +21,15 @@ Measured 2026-12-05 on the shared 2-core CPU machine (load 6 to 13), 1 thread, G
 label), one image alone 1.06 s: Apply is 23x and 27x one image, because it attributes all 128 images of
 the chunk again (``attr:gradcam`` 128) where 1 was edited. ``-n 32 --validity``: fresh 72.9 s, Apply 60.2 s
 and 36.0 s, one image alone 1.9 s (32x and 19x): validity is also recomputed for the whole chunk.
+
+After the per-image reuse (issue 21, deliver 3), same machine (load high: 7 engineers on 2 cores), 1 thread,
+each line's before and after in separate runs, ratios within one run:
+``-n 24 --chunk-size 24 --methods gradcam --validity``: before, Apply 22.9 s (label in vocabulary) and 30.2 s
+(new label) against fresh 27.1 s and one image alone 2.9 s (7.8x and 10.3x one image; ``attr:gradcam`` 24,
+``validity`` 24); after, 2.2 s and 19.5 s against fresh 26.3 s and one image alone 1.6 s (1.3x and 12.0x;
+``attr:gradcam`` 1 and 1, ``validity`` 1 and 24: a new label changes the validity key, which holds the
+vocabulary, so every record is computed again). ``-n 24 --methods lrp,gradcam`` (no validity), after: Apply
+3.7 s and 3.6 s, one image alone 4.4 s, fresh 113.9 s (0.8x one image, 0.03x fresh; one image attributed).
 """
 
 from __future__ import annotations

@@ -11,16 +11,19 @@ Vocabulary
 The base vocabulary, then the edit labels it lacks, sorted, appended at the end (``unassigned`` is
 never a name). Appending keeps every base label's index, so a base map is a valid map of the edited
 vocabulary. A new label still changes the vocabulary, hence the region key: every image's
-contribution vector gains that dimension (zero where nobody drew it), and the analysis recomputes
-every chunk's attributions once (the stored statistics are one value per region); the base region
-maps are reused (see :meth:`EditedSource.image_identity`).
+contribution vector gains that dimension (zero where nobody drew it). The base region maps are reused
+(see :meth:`EditedSource.image_identity`), and so are the stored pixel methods' statistics of the
+images whose map did not change (a zero row appended for each new label); region methods' scores and
+the validity records (whose key holds the vocabulary) are computed again for every image.
 
 Keys
 ----
 ``cache_identity`` is the base's (the vocabulary enters the key as it does for every source), so
 edits with labels the vocabulary has do not change the region key. What each image's edits do is
 :meth:`EditedSource.image_identity`; the pipeline folds the identities of a chunk's images into that
-chunk's region key, so only the chunks holding edited images are segmented and attributed again.
+chunk's region key, so only the chunks holding edited images are segmented again; within them, the
+engine keeps every stored work of an image whose own map is unchanged (each work file records a digest
+per image), so only the edited images are attributed and validated again.
 """
 
 from __future__ import annotations
