@@ -61,6 +61,16 @@ from semcontrib.settings import DEFAULT_VALIDITY_BASELINE, VALIDITY_RANDOM_SAMPL
 from semcontrib.settings import PERTURBATION_BATCH_SIZE as DEFAULT_BATCH_SIZE
 from semcontrib.settings import PERTURBATION_BLUR_SIGMA as DEFAULT_BLUR_SIGMA
 from semcontrib.settings import VALIDITY_BASELINES as BASELINES
+from semcontrib.validity_curves import (  # noqa: F401 - the pure metrics, re-exported (tests and readers import them here)
+    average_ranks,
+    curve_auc,
+    curve_steps,
+    expected_random_auc,
+    removal_order,
+    softmax_at,
+    spearman,
+    step_weights,
+)
 
 if TYPE_CHECKING:  # the metrics and ValidityConfig import no torch (the CLI builds its parser without it)
     import torch
@@ -199,157 +209,6 @@ def circular(level: str, params: dict[str, object], config: ValidityConfig) -> b
     return method_perturbation(level, params) == config.perturbation
 
 
-# --------------------------------------------------------------------------- pure metrics
-
-
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of a 1-d array, ties sharing their average rank (float64).
-
-    Examples
-    --------
-    >>> average_ranks(np.array([10.0, 30.0, 20.0, 30.0])).tolist()
-    [1.0, 3.5, 2.0, 3.5]
-    """
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 1:
-        raise ValueError(f"values must be 1-d, got shape {values.shape}")
-    order = np.argsort(values, kind="stable")
-    sorted_vals = values[order]
-    ranks = np.empty(len(values))
-    start = 0
-    for end in range(1, len(values) + 1):
-        if end == len(values) or sorted_vals[end] != sorted_vals[start]:
-            ranks[order[start:end]] = (start + end + 1) / 2.0  # mean of ranks start+1..end
-            start = end
-    return ranks
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation with average ranks for ties (as ``scipy.stats.spearmanr``).
-
-    Parameters
-    ----------
-    a, b : float (n,), finite.
-
-    Returns
-    -------
-    float in [-1, 1]; NaN when n < 2 or either input is constant.
-
-    Examples
-    --------
-    >>> spearman(np.array([1.0, 2.0, 3.0]), np.array([10.0, 30.0, 20.0]))
-    0.5
-    """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"a and b must be 1-d arrays of one length, got {a.shape} and {b.shape}")
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        raise ValueError("spearman needs finite values")
-    if len(a) < 2:
-        return float("nan")
-    ra = average_ranks(a) - (len(a) + 1) / 2.0
-    rb = average_ranks(b) - (len(b) + 1) / 2.0
-    denom = np.sqrt(np.sum(ra * ra) * np.sum(rb * rb))
-    if denom == 0:
-        return float("nan")
-    return float(np.clip(np.sum(ra * rb) / denom, -1.0, 1.0))
-
-
-def curve_auc(values: np.ndarray) -> float:
-    """Area under a curve sampled at ``m + 1`` equally spaced steps of ``[0, 1]`` (trapezoid rule).
-
-    Parameters
-    ----------
-    values : float (m + 1,), e.g. the target probability after 0..m regions removed.
-
-    Examples
-    --------
-    >>> curve_auc(np.array([1.0, 0.5, 0.0]))
-    0.5
-    >>> curve_auc(np.array([1.0, 0.0, 0.0, 0.0]))
-    0.16666666666666666
-    """
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 1 or len(values) < 2:
-        raise ValueError(f"values must be 1-d with at least 2 steps, got shape {values.shape}")
-    m = len(values) - 1
-    return float((values[:-1] + values[1:]).sum() / (2.0 * m))
-
-
-def removal_order(scores: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Indices of the present regions by decreasing score (ties: lower index first).
-
-    Examples
-    --------
-    >>> removal_order(np.array([0.1, 0.0, 0.5, 0.1]), np.array([True, False, True, True])).tolist()
-    [2, 0, 3]
-    """
-    idx = np.flatnonzero(present)
-    return idx[np.argsort(-np.asarray(scores, dtype=np.float64)[idx], kind="stable")]
-
-
-def curve_steps(m: int, steps: int) -> np.ndarray:
-    """The removal counts at which a curve over ``m`` regions is evaluated: 0, then ``steps`` counts
-    spread evenly over ``1..m`` (always 1 and m); every count when ``steps`` is 0 or at least m.
-
-    Examples
-    --------
-    >>> curve_steps(9, 4).tolist()
-    [0, 1, 4, 6, 9]
-    >>> curve_steps(3, 4).tolist()
-    [0, 1, 2, 3]
-    """
-    if m <= 0:
-        return np.zeros(1, np.int64)
-    if steps == 0 or steps >= m:
-        return np.arange(m + 1, dtype=np.int64)
-    return np.unique(np.concatenate([[0], np.rint(np.linspace(1, m, steps)).astype(np.int64)]))
-
-
-def step_weights(js: np.ndarray, m: int) -> np.ndarray:
-    """Trapezoid weights of a curve evaluated at removal counts ``js`` (step j at ``j / m``), so that
-    ``AUC = sum(weights * values)``; with every count, the weights of :func:`curve_auc`.
-
-    Examples
-    --------
-    >>> step_weights(np.array([0, 1, 2]), 2).tolist()
-    [0.25, 0.5, 0.25]
-    """
-    x = np.asarray(js, np.float64) / max(m, 1)
-    w = np.zeros(len(x))
-    gap = np.diff(x) / 2.0
-    w[:-1] += gap
-    w[1:] += gap
-    return w
-
-
-def expected_random_auc(step_means: np.ndarray, js: np.ndarray, m: int) -> float:
-    """Expected AUC of a uniformly random removal order, from the mean value of each step.
-
-    A random order's first ``j`` regions are a uniformly random subset of size ``j``, so by linearity
-    ``E[AUC] = sum_j w_j E[p(S_j removed)]``, ``E[p(S_j removed)]`` the mean over all subsets of size
-    ``j`` (exact) or over seeded random orders' prefixes (an unbiased estimate).
-
-    Parameters
-    ----------
-    step_means : float (len(js),), the mean value at each evaluated step.
-    js, m : the evaluated removal counts and the number of regions.
-
-    Examples
-    --------
-    >>> expected_random_auc(np.array([1.0, 0.5, 0.0]), np.array([0, 1, 2]), 2)
-    0.5
-    """
-    return float(np.dot(step_weights(js, m), np.asarray(step_means, np.float64)))
-
-
-def _softmax_at(logits: np.ndarray, target: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    return p[np.arange(len(z)), target] / p.sum(axis=1)
-
-
 # --------------------------------------------------------------------------- validity of a batch
 
 
@@ -446,6 +305,209 @@ def _road_perturb(config: ValidityConfig) -> Any:
     return perturb
 
 
+class _Rows:
+    """One row per distinct (image, set of removed regions) of a batch; every metric reads its rows here."""
+
+    def __init__(self, n_regions: int) -> None:
+        self.n_regions = n_regions
+        self.image: list[int] = []  # the image of each row
+        self.keep: list[np.ndarray] = []  # bool (K,) per row: the regions kept
+        self.row: dict[tuple[int, bytes], int] = {}
+
+    def need(self, n: int, removed: np.ndarray) -> int:
+        """The row of image ``n`` with the regions ``removed`` (indices) removed, added when new."""
+        mask = np.zeros(self.n_regions, bool)
+        mask[removed] = True
+        key = (n, np.packbits(mask).tobytes())
+        if key not in self.row:
+            self.row[key] = len(self.image)
+            self.image.append(n)
+            self.keep.append(~mask)
+        return self.row[key]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The perturbed images of a batch: per image its present regions (int arrays), the removal counts of its
+    curves and the rows of each step of the random reference; per (method, head, image) its removal order."""
+
+    rows: _Rows
+    regions: list[np.ndarray]
+    steps: list[np.ndarray]
+    orders: dict[tuple[str, str, int], np.ndarray]
+    random_rows: list[list[list[int]]]  # per image, per step: the rows whose mean is that step's value
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """What the records of a batch read: the plan, per head the logits and target probability of every row,
+    the explained classes (int64 (N,)) and the random reference (float (N,))."""
+
+    plan: _Plan
+    logits: dict[str, np.ndarray]
+    prob: dict[str, np.ndarray]
+    tgt: dict[str, np.ndarray]
+    random_auc: dict[str, np.ndarray]
+    config: ValidityConfig
+
+
+def _check_inputs(tensor: torch.Tensor, labels: np.ndarray, n_regions: int, targets: dict[str, torch.Tensor],
+                  scores: dict[str, dict[str, np.ndarray]], original_logits: Mapping[str, np.ndarray] | None) -> None:
+    """Raise ValueError on inputs of :func:`compute_validity` whose shapes do not match."""
+    N, K = tensor.shape[0], n_regions
+    if labels.shape != (N, *tensor.shape[-2:]):
+        raise ValueError(f"labels must be int (N, S, S) matching tensor {tuple(tensor.shape)}, got {labels.shape}")
+    for meth, per_head in scores.items():
+        for h, s in per_head.items():
+            if h not in targets:
+                raise ValueError(f"scores[{meth!r}] has head {h!r} without a target; targets: {sorted(targets)}")
+            if np.shape(s) != (N, K):
+                raise ValueError(f"scores[{meth!r}][{h!r}] must be (N, K) = {(N, K)}, got {np.shape(s)}")
+    if original_logits is not None:
+        for h in targets:
+            got = np.shape(original_logits[h]) if h in original_logits else "none"
+            if got == "none" or len(got) != 2 or got[0] != N:
+                raise ValueError(f"original_logits must hold float (N, n_classes) with N = {N} for every head of the "
+                                 f"targets; head {h!r}: {got}")
+
+
+def _random_rows(rows: _Rows, n: int, regions: np.ndarray, steps: np.ndarray, config: ValidityConfig
+                 ) -> list[list[int]]:
+    """Per step of image ``n``'s curves, the rows whose mean is the random reference's value there: every
+    subset of the step's size where all are few enough, else the prefixes of seeded random orders."""
+    m = len(regions)
+    inner = [int(j) for j in steps if 2 <= j <= m - 1]
+    exact = sum(math.comb(m, j) for j in inner) <= config.exact_random
+    perms = [] if exact else [np.random.default_rng([config.seed, m, r]).permutation(m)
+                              for r in range(config.random_samples)]
+    per_step: list[list[int]] = []
+    for j in steps:
+        if j <= 1 or j == m or exact:
+            subsets = [list(c) for c in itertools.combinations(regions, int(j))]
+        else:
+            subsets = [list(regions[p[:j]]) for p in perms]
+        per_step.append([rows.need(n, np.asarray(sub, np.int64)) for sub in subsets])
+    return per_step
+
+
+def _plan(present: np.ndarray, scores: dict[str, dict[str, np.ndarray]], config: ValidityConfig) -> _Plan:
+    """Every perturbed image the metrics of a batch need, from bool (N, K) present regions."""
+    N, K = present.shape
+    rows = _Rows(K)
+    regions = [np.flatnonzero(present[n]) for n in range(N)]
+    steps = [curve_steps(len(r), config.steps) for r in regions]
+    orders: dict[tuple[str, str, int], np.ndarray] = {}
+    random_rows: list[list[list[int]]] = []
+    for n in range(N):
+        rows.need(n, regions[n][:0])
+        for k in regions[n]:
+            rows.need(n, np.array([k]))
+        if not config.curves or not len(regions[n]):
+            random_rows.append([])
+            continue
+        rows.need(n, regions[n])
+        for meth, per_head in scores.items():
+            for h, sc in per_head.items():
+                if not np.all(np.isfinite(np.asarray(sc)[n, regions[n]])):
+                    continue
+                order = removal_order(np.asarray(sc)[n], present[n])
+                orders[(meth, h, n)] = order
+                for j in steps[n]:
+                    rows.need(n, order[:j])
+                    rows.need(n, order[::-1][:j])
+        random_rows.append(_random_rows(rows, n, regions[n], steps[n], config))
+    return _Plan(rows, regions, steps, orders, random_rows)
+
+
+def _perturbed_logits(model: MultitaskModel, tensor: torch.Tensor, labels: np.ndarray, coalitions: Any,
+                      config: ValidityConfig) -> dict[str, np.ndarray]:
+    """Head -> logits of the perturbed images of ``coalitions`` (one batched, deduplicated forward)."""
+    from semcontrib.perturbation import baseline_tensor, forward_coalitions
+
+    if config.baseline == "road":
+        base, perturb = tensor, _road_perturb(config)
+    else:
+        base, perturb = baseline_tensor(model, tensor, config.baseline, config.blur_sigma), None
+    batch = config.batch_size or (CPU_BATCH_SIZE if tensor.device.type == "cpu" else DEFAULT_BATCH_SIZE)
+    return forward_coalitions(inference_model(model), tensor, base, labels, coalitions, batch, perturb=perturb)
+
+
+def _with_originals(part: Mapping[str, np.ndarray], given: np.ndarray, rows_image: np.ndarray,
+                    original_logits: Mapping[str, np.ndarray] | None, heads: Collection[str]) -> dict[str, np.ndarray]:
+    """Head -> float64 logits of every row: the forwarded rows from ``part``, the ``given`` rows (the originals)
+    from the caller's ``original_logits``."""
+    logits: dict[str, np.ndarray] = {}
+    for h in heads:
+        z = np.empty((len(rows_image), part[h].shape[1]))
+        z[~given] = part[h]
+        if given.any():
+            z[given] = np.asarray(original_logits[h], np.float64)[rows_image[given]]  # type: ignore[index]
+        logits[h] = z
+    return logits
+
+
+def _random_aucs(plan: _Plan, prob: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Head -> float (N,) expected AUC of a random removal order (NaN without curves)."""
+    N = len(plan.regions)
+    random_auc = {h: np.full(N, np.nan) for h in prob}
+    for h in prob:
+        for n in range(N):
+            if plan.random_rows[n]:
+                means = np.array([prob[h][rs].mean() for rs in plan.random_rows[n]])
+                random_auc[h][n] = expected_random_auc(means, plan.steps[n], len(plan.regions[n]))
+    return random_auc
+
+
+def _faithfulness(batch: _Batch, h: str, s: np.ndarray, n: int) -> tuple[float, str]:
+    """Image ``n``'s Spearman between the scores ``s`` (float64 (N, K)) and the single-deletion logit drops of
+    head ``h``, and the reason when it is NaN (else "")."""
+    reg, t, z, config = batch.plan.regions[n], batch.tgt[h][n], batch.logits[h], batch.config
+    if len(reg) < config.min_regions:
+        return float("nan"), f"faithfulness: {len(reg)} regions present, fewer than {config.min_regions}"
+    if not np.all(np.isfinite(s[n, reg])):
+        return float("nan"), "faithfulness: non-finite scores"
+    need = batch.plan.rows.need
+    f0 = z[need(n, reg[:0]), t]
+    drops = np.array([f0 - z[need(n, np.array([k])), t] for k in reg])
+    rho = spearman(s[n, reg], drops)
+    if np.isnan(rho):
+        side = "scores" if np.ptp(s[n, reg]) == 0 else "logit drops"
+        return rho, f"faithfulness: the {side} are constant over the present regions"
+    return rho, ""
+
+
+def _curves(batch: _Batch, key: tuple[str, str, int]) -> tuple[float, float, float, str]:
+    """The MoRF and LeRF AUCs and random reference of one (method, head, image), and the reason when NaN."""
+    _, h, n = key
+    nan = float("nan")
+    reg = batch.plan.regions[n]
+    if len(reg) == 0:
+        return nan, nan, nan, "curves: no region present"
+    if key not in batch.plan.orders:
+        return nan, nan, nan, "curves: non-finite scores"
+    order, js, need, prob = batch.plan.orders[key], batch.plan.steps[n], batch.plan.rows.need, batch.prob[h]
+    w = step_weights(js, len(reg))
+    morf = float(np.dot(w, prob[[need(n, order[:j]) for j in js]]))
+    lerf = float(np.dot(w, prob[[need(n, order[::-1][:j]) for j in js]]))
+    return morf, lerf, float(batch.random_auc[h][n]), ""
+
+
+def _record(batch: _Batch, meth: str, h: str, s: np.ndarray, circular_note: str) -> ValidityRecord:
+    """The record of one (method, head) from float64 (N, K) scores; ``circular_note`` starts every note."""
+    N = len(batch.plan.regions)
+    faith, morf, lerf, rnd = (np.full(N, np.nan) for _ in range(4))
+    notes: list[str] = []
+    for n in range(N):
+        why = [circular_note] if circular_note else []
+        faith[n], note = _faithfulness(batch, h, s, n)
+        why += [note] if note else []
+        if batch.config.curves:
+            morf[n], lerf[n], rnd[n], note = _curves(batch, (meth, h, n))
+            why += [note] if note else []
+        notes.append("; ".join(why))
+    return ValidityRecord(faith, morf, lerf.copy(), lerf, rnd, notes)
+
+
 def compute_validity(model: MultitaskModel, tensor: torch.Tensor, labels: np.ndarray, vocabulary: tuple[str, ...],
                      targets: dict[str, torch.Tensor], scores: dict[str, dict[str, np.ndarray]],
                      config: ValidityConfig, circular_methods: Collection[str] = (), *,
@@ -471,141 +533,29 @@ def compute_validity(model: MultitaskModel, tensor: torch.Tensor, labels: np.nda
     -------
     (method, head) -> ValidityRecord.
     """
-    from semcontrib.perturbation import Coalitions, baseline_tensor, forward_coalitions, present_regions
+    from semcontrib.perturbation import Coalitions, present_regions
 
     labels = np.asarray(labels)
     N, K = tensor.shape[0], len(vocabulary)
-    if labels.shape != (N, *tensor.shape[-2:]):
-        raise ValueError(f"labels must be int (N, S, S) matching tensor {tuple(tensor.shape)}, got {labels.shape}")
+    _check_inputs(tensor, labels, K, targets, scores, original_logits)
     present = present_regions(labels, K)
-    for meth, per_head in scores.items():
-        for h, s in per_head.items():
-            if h not in targets:
-                raise ValueError(f"scores[{meth!r}] has head {h!r} without a target; targets: {sorted(targets)}")
-            if np.shape(s) != (N, K):
-                raise ValueError(f"scores[{meth!r}][{h!r}] must be (N, K) = {(N, K)}, got {np.shape(s)}")
     tgt = {h: t.cpu().numpy().astype(np.int64) for h, t in targets.items()}
-    if original_logits is not None:
-        for h in tgt:
-            got = np.shape(original_logits[h]) if h in original_logits else "none"
-            if got == "none" or len(got) != 2 or got[0] != N:
-                raise ValueError(f"original_logits must hold float (N, n_classes) with N = {N} for every head of the "
-                                 f"targets; head {h!r}: {got}")
+    plan = _plan(present, scores, config)
 
-    # one row per distinct (image, set of removed regions); every metric reads its rows from `row`
-    image: list[int] = []
-    keep: list[np.ndarray] = []
-    row: dict[tuple[int, bytes], int] = {}
-
-    def need(n: int, removed: np.ndarray) -> int:
-        mask = np.zeros(K, bool)
-        mask[removed] = True
-        key = (n, np.packbits(mask).tobytes())
-        if key not in row:
-            row[key] = len(image)
-            image.append(n)
-            keep.append(~mask)
-        return row[key]
-
-    regions = [np.flatnonzero(present[n]) for n in range(N)]
-    steps = [curve_steps(len(r), config.steps) for r in regions]
-    orders: dict[tuple[str, str, int], np.ndarray] = {}
-    random_rows: list[list[list[int]]] = []  # per image, per step: the rows whose mean is that step's value
-    for n in range(N):
-        need(n, regions[n][:0])
-        for k in regions[n]:
-            need(n, np.array([k]))
-        if not config.curves or not len(regions[n]):
-            random_rows.append([])
-            continue
-        m = len(regions[n])
-        need(n, regions[n])
-        for meth, per_head in scores.items():
-            for h, sc in per_head.items():
-                if not np.all(np.isfinite(np.asarray(sc)[n, regions[n]])):
-                    continue
-                order = removal_order(np.asarray(sc)[n], present[n])
-                orders[(meth, h, n)] = order
-                for j in steps[n]:
-                    need(n, order[:j])
-                    need(n, order[::-1][:j])
-        inner = [int(j) for j in steps[n] if 2 <= j <= m - 1]
-        exact = sum(math.comb(m, j) for j in inner) <= config.exact_random
-        perms = [] if exact else [np.random.default_rng([config.seed, m, r]).permutation(m)
-                                  for r in range(config.random_samples)]
-        per_step: list[list[int]] = []
-        for j in steps[n]:
-            if j <= 1 or j == m or exact:
-                subsets = [list(c) for c in itertools.combinations(regions[n], int(j))]
-            else:
-                subsets = [list(regions[n][p[:j]]) for p in perms]
-            per_step.append([need(n, np.asarray(sub, np.int64)) for sub in subsets])
-        random_rows.append(per_step)
-
-    if config.baseline == "road":
-        base, perturb = tensor, _road_perturb(config)
-    else:
-        base, perturb = baseline_tensor(model, tensor, config.baseline, config.blur_sigma), None
-    rows_image, rows_keep = np.asarray(image, np.int64), np.asarray(keep, bool).reshape(-1, K)
-    given = rows_keep.all(axis=1) if original_logits is not None else np.zeros(len(image), bool)  # the originals
-    batch = config.batch_size or (CPU_BATCH_SIZE if tensor.device.type == "cpu" else DEFAULT_BATCH_SIZE)
-    part = forward_coalitions(inference_model(model), tensor, base, labels,
-                              Coalitions(rows_image[~given], rows_keep[~given]), batch, perturb=perturb)
-    logits: dict[str, np.ndarray] = {}
-    for h in tgt:
-        z = np.empty((len(image), part[h].shape[1]))
-        z[~given] = part[h]
-        if given.any():
-            z[given] = np.asarray(original_logits[h], np.float64)[rows_image[given]]  # type: ignore[index]
-        logits[h] = z
-
-    prob = {h: _softmax_at(logits[h], tgt[h][np.asarray(image, np.int64)]) if len(image) else np.zeros(0)
-            for h in tgt}
-    random_auc = {h: np.full(N, np.nan) for h in tgt}
-    for h in tgt:
-        for n in range(N):
-            if random_rows[n]:
-                means = np.array([prob[h][rs].mean() for rs in random_rows[n]])
-                random_auc[h][n] = expected_random_auc(means, steps[n], len(regions[n]))
+    rows_image, rows_keep = np.asarray(plan.rows.image, np.int64), np.asarray(plan.rows.keep, bool).reshape(-1, K)
+    # the rows of the original images, whose logits the caller gave
+    given = np.asarray(rows_keep.all(axis=1) if original_logits is not None else np.zeros(len(rows_image), bool))
+    part = _perturbed_logits(model, tensor, labels, Coalitions(rows_image[~given], rows_keep[~given]), config)
+    logits = _with_originals(part, given, rows_image, original_logits, tgt)
+    prob = {h: softmax_at(logits[h], tgt[h][rows_image]) if len(rows_image) else np.zeros(0) for h in tgt}
+    batch = _Batch(plan, logits, prob, tgt, _random_aucs(plan, prob), config)
 
     out: dict[tuple[str, str], ValidityRecord] = {}
     for meth, per_head in scores.items():
+        note = (f"{CIRCULAR}: {meth} scores with the {config.baseline} perturbation this test uses"
+                if meth in circular_methods else "")
         for h, s in per_head.items():
-            s = np.asarray(s, dtype=np.float64)
-            z = logits[h]
-            faith, morf, lerf, rnd = (np.full(N, np.nan) for _ in range(4))
-            notes: list[str] = []
-            for n in range(N):
-                why: list[str] = []
-                if meth in circular_methods:
-                    why.append(f"{CIRCULAR}: {meth} scores with the {config.baseline} perturbation this test uses")
-                reg = regions[n]
-                t = tgt[h][n]
-                if len(reg) < config.min_regions:
-                    why.append(f"faithfulness: {len(reg)} regions present, fewer than {config.min_regions}")
-                elif not np.all(np.isfinite(s[n, reg])):
-                    why.append("faithfulness: non-finite scores")
-                else:
-                    f0 = z[need(n, reg[:0]), t]
-                    drops = np.array([f0 - z[need(n, np.array([k])), t] for k in reg])
-                    rho = spearman(s[n, reg], drops)
-                    if np.isnan(rho):
-                        side = "scores" if np.ptp(s[n, reg]) == 0 else "logit drops"
-                        why.append(f"faithfulness: the {side} are constant over the present regions")
-                    faith[n] = rho
-                if config.curves:
-                    if len(reg) == 0:
-                        why.append("curves: no region present")
-                    elif (meth, h, n) not in orders:
-                        why.append("curves: non-finite scores")
-                    else:
-                        order, js, m = orders[(meth, h, n)], steps[n], len(reg)
-                        w = step_weights(js, m)
-                        morf[n] = float(np.dot(w, prob[h][[need(n, order[:j]) for j in js]]))
-                        lerf[n] = float(np.dot(w, prob[h][[need(n, order[::-1][:j]) for j in js]]))
-                        rnd[n] = random_auc[h][n]
-                notes.append("; ".join(why))
-            out[(meth, h)] = ValidityRecord(faith, morf, lerf.copy(), lerf, rnd, notes)
+            out[(meth, h)] = _record(batch, meth, h, np.asarray(s, dtype=np.float64), note)
     logger.debug("validity: %d images, %d (method, head) pairs, %d distinct perturbed images (%d given)", N, len(out),
-                 len(image), int(given.sum()))
+                 len(rows_image), int(given.sum()))
     return out
