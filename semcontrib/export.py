@@ -87,7 +87,7 @@ def csv_bytes(df: pd.DataFrame) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
-def export_table(corpus: Corpus, output: str | Path, head: str | None = None, method: str | None = None,
+def export_table(corpus: Corpus, output: str | Path, *, head: str | None = None, method: str | None = None,
                  normalisation: str = "signed_l1", basis: str = "mean", wide: bool = False) -> int:
     """Write the contribution table (long, or wide: one row per image, head and method); return rows."""
     output = Path(output)

@@ -168,7 +168,7 @@ def _solve(image: np.ndarray, removed: np.ndarray, fill: np.ndarray, exact_max: 
     return out
 
 
-def road_impute(image: np.ndarray, removed: np.ndarray, noise: float = ROAD_NOISE,
+def road_impute(image: np.ndarray, removed: np.ndarray, *, noise: float = ROAD_NOISE,
                 rng: np.random.Generator | None = None, fill: float | np.ndarray = 0.0,
                 exact_max: int = EXACT_MAX, factor: int = COARSE_FACTOR, refine: int = REFINE_SWEEPS
                 ) -> np.ndarray:

@@ -298,7 +298,8 @@ def _road_perturb(config: ValidityConfig) -> Any:
             removed = ~ks[b]
             if removed.any():
                 seed = [config.seed, *np.packbits(rows[b, 1:].astype(bool)).tolist()]  # the kept regions
-                filled = road_impute(xs[b], removed, config.road_noise, np.random.default_rng(seed), 0.0)
+                filled = road_impute(xs[b], removed, noise=config.road_noise, rng=np.random.default_rng(seed),
+                                     fill=0.0)
                 out[b] = torch.from_numpy(filled).to(out.dtype)
         return out
 

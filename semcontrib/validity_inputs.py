@@ -171,7 +171,7 @@ def make_corpus_method(corpus: Corpus, method: str, overrides: dict[str, Any] | 
 
 
 def region_vectors(model: Any, method_obj: Any, tensor: Any, targets: dict[str, Any], labels: np.ndarray,
-                   vocabulary: tuple[str, ...], basis: str) -> dict[str, np.ndarray]:
+                   vocabulary: tuple[str, ...], *, basis: str) -> dict[str, np.ndarray]:
     """Per head, float64 (N, K) region vectors of one method, in ``basis`` (as the corpus stores them)."""
     from semcontrib.contributions import aggregate
 

@@ -133,9 +133,9 @@ def noisy_copies(tensor: Any, samples: int, magnitude: float, seed: int) -> list
 
 
 def smoothed_vectors(model: Any, method_obj: Any, copies: list[Any], targets: dict[str, Any], labels: np.ndarray,
-                     vocabulary: tuple[str, ...], basis: str) -> dict[str, np.ndarray]:
+                     vocabulary: tuple[str, ...], *, basis: str) -> dict[str, np.ndarray]:
     """Per head, the region vectors of one method averaged over the noisy copies of the batch (sMPRT)."""
-    runs = [region_vectors(model, method_obj, x, targets, labels, vocabulary, basis) for x in copies]
+    runs = [region_vectors(model, method_obj, x, targets, labels, vocabulary, basis=basis) for x in copies]
     return {h: np.mean([r[h] for r in runs], axis=0) for h in runs[0]}
 
 
@@ -160,7 +160,8 @@ def randomisation_check(corpus: Corpus, model: Any, config: ValidateConfig) -> d
     steps = randomisation_steps(model, config.stages)
     work = copy.deepcopy(model)
     copies = noisy_copies(tensor, config.noise_samples, config.noise_magnitude, config.seed)
-    original = {m: smoothed_vectors(work, obj, copies, targets, labels, vocab, bases[m]) for m, obj in methods.items()}
+    original = {m: smoothed_vectors(work, obj, copies, targets, labels, vocab, basis=bases[m])
+                for m, obj in methods.items()}
     result: dict[str, Any] = {"status": "done", "sample": used, "steps": steps, "note": note,
                               "method_params": {m: config.check_params[m] for m in methods if m in config.check_params},
                               "flag_threshold": config.flag_threshold, "noise_samples": len(copies),
@@ -168,7 +169,7 @@ def randomisation_check(corpus: Corpus, model: Any, config: ValidateConfig) -> d
     for s, step in enumerate(steps):
         randomise(work, step, config.seed + s)
         for m, obj in methods.items():
-            vec = smoothed_vectors(work, obj, copies, targets, labels, vocab, bases[m])
+            vec = smoothed_vectors(work, obj, copies, targets, labels, vocab, basis=bases[m])
             for h in corpus.heads:
                 rho = rowwise_spearman(original[m][h], vec[h], present)
                 result["per"].setdefault(f"{h}|{m}", []).append(median_finite(rho))

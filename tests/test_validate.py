@@ -239,8 +239,8 @@ def test_smoothing_averages_over_seeded_noisy_copies(tiny_corpus):
     targets = {h: torch.from_numpy(np.maximum(t, 0)) for h, t in I.targets_table(corpus, used).items()}
     method = I.make_corpus_method(corpus, "gradcam")
     vocab = tuple(corpus.vocabulary)
-    plain = I.region_vectors(model, method, tensor, targets, labels, vocab, "sum")
-    one = R.smoothed_vectors(model, method, R.noisy_copies(tensor, 3, 0.0, 0), targets, labels, vocab, "sum")
+    plain = I.region_vectors(model, method, tensor, targets, labels, vocab, basis="sum")
+    one = R.smoothed_vectors(model, method, R.noisy_copies(tensor, 3, 0.0, 0), targets, labels, vocab, basis="sum")
     for h in plain:
         np.testing.assert_allclose(one[h], plain[h])  # no noise: plain MPRT
     copies = R.noisy_copies(tensor, 3, 0.1, 5)
@@ -248,8 +248,8 @@ def test_smoothing_averages_over_seeded_noisy_copies(tiny_corpus):
     assert all(torch.equal(a, b) for a, b in zip(copies, R.noisy_copies(tensor, 3, 0.1, 5)))
     spread = float((tensor.max() - tensor.min()) * 0.1)
     assert float((copies[0] - tensor).std()) == pytest.approx(spread, rel=0.1)
-    smooth = R.smoothed_vectors(model, method, copies, targets, labels, vocab, "sum")
-    each = [I.region_vectors(model, method, x, targets, labels, vocab, "sum") for x in copies]
+    smooth = R.smoothed_vectors(model, method, copies, targets, labels, vocab, basis="sum")
+    each = [I.region_vectors(model, method, x, targets, labels, vocab, basis="sum") for x in copies]
     for h in smooth:
         np.testing.assert_allclose(smooth[h], np.mean([e[h] for e in each], axis=0), rtol=1e-6, atol=1e-9)
 
