@@ -173,11 +173,17 @@ class _Groups:
         return cls(np.zeros((4, G, K)), np.zeros(G), np.zeros((G, 4)), np.full(G, np.nan))
 
 
-def _write_maps(root: Path, spec: SyntheticSpec, images: pd.DataFrame, cluster: np.ndarray, n_maps: int,
+def _n_maps(spec: SyntheticSpec) -> int:
+    """How many images get maps: the first ``spec.n_maps`` (all when None)."""
+    return spec.n_images if spec.n_maps is None else min(spec.n_images, spec.n_maps)
+
+
+def _write_maps(root: Path, spec: SyntheticSpec, images: pd.DataFrame, cluster: np.ndarray,
                 rng: np.random.Generator, out: _Groups) -> None:
-    """Display photos, region maps and attribution maps of the first ``n_maps`` images, a chunk at a time
+    """Display photos, region maps and attribution maps of the first :func:`_n_maps` images, a chunk at a time
     with the corpus's chunk writers; their statistics (from the full-precision maps, as the pipeline
     computes them) go into ``out``."""
+    n_maps = _n_maps(spec)
     heads, methods, K = dict(spec.heads), tuple(spec.methods), len(spec.vocabulary)
     M, H = len(methods), len(heads)
     keys = _method_keys(methods)
@@ -262,13 +268,13 @@ def write_synthetic_corpus(root: str | Path, spec: SyntheticSpec | None = None, 
     root = Path(root)
     heads, methods, vocabulary = dict(spec.heads), tuple(spec.methods), tuple(spec.vocabulary)
     N, K, M, H = spec.n_images, len(vocabulary), len(methods), len(heads)
-    n_maps = N if spec.n_maps is None else min(N, spec.n_maps)
+    n_maps = _n_maps(spec)
     rng = np.random.default_rng(spec.seed)
     ids = np.array([f"img{i:07d}-{i * 2654435761 % 16 ** 10:010x}" for i in range(N)], dtype=object)
     cluster = rng.integers(0, 3, N)
     images = _images_table(spec, ids, cluster, rng)
     groups = _Groups.zeros(N * M * H, K)
-    _write_maps(root, spec, images, cluster, n_maps, rng, groups)
+    _write_maps(root, spec, images, cluster, rng, groups)
     if n_maps < N:
         rest = np.arange(n_maps * M * H, N * M * H)
         bulk = _bulk_stats(rng, cluster[rest // (M * H)], K)
