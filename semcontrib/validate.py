@@ -154,6 +154,27 @@ def _validity_frame(corpus: Corpus, model: Any, config: ValidateConfig) -> tuple
 # --------------------------------------------------------------------------- the report
 
 
+def _validity_entry(sub: pd.DataFrame) -> dict[str, Any]:
+    """The validity fields of a report entry from the validity rows of one (head, method)."""
+    e: dict[str, Any] = {c: summarise(sub[c].to_numpy(np.float64)) for c in VALIDITY_COLUMNS}
+    e["anti_correlated_share"] = anti_correlated_share(sub["faithfulness"].to_numpy(np.float64))
+    rnd = sub["random_auc"].to_numpy(np.float64)
+    e["gain_over_random"] = {"morf": summarise(rnd - sub["deletion_auc"].to_numpy(np.float64)),
+                             "lerf": summarise(sub["lerf_auc"].to_numpy(np.float64) - rnd)}
+    e["circular"] = bool(sub["validity_note"].astype(str).str.startswith(CIRCULAR).any())
+    return e
+
+
+def _randomisation_entry(rand: dict[str, Any], key: str, flag_threshold: float) -> dict[str, Any]:
+    """The randomisation field of the report entry of ``key`` (``"head|method"``) from the check's result."""
+    if rand["status"] != "done":
+        return {"skipped": rand["reason"]}
+    curve = rand["per"][key]
+    last = curve[-1] if curve else None
+    return {"steps": rand["steps"], "median_spearman": curve, "complexity_ratio": rand["complexity"][key],
+            "flagged": last is not None and last >= flag_threshold}
+
+
 def build_report(corpus: Corpus, config: ValidateConfig | None = None, model: Any = None) -> dict[str, Any]:
     """The report as a JSON-ready dict (see the module docs).
 
@@ -183,28 +204,14 @@ def build_report(corpus: Corpus, config: ValidateConfig | None = None, model: An
             e: dict[str, Any] = {"head": h, "method": m, "level": method_level(m),
                                  "basis": method_basis(m, config.basis)}
             if frame is not None:
-                sub = frame[(frame["head"] == h) & (frame["method"] == m)]
-                for c in VALIDITY_COLUMNS:
-                    e[c] = summarise(sub[c].to_numpy(np.float64))
-                e["anti_correlated_share"] = anti_correlated_share(sub["faithfulness"].to_numpy(np.float64))
-                rnd = sub["random_auc"].to_numpy(np.float64)
-                e["gain_over_random"] = {"morf": summarise(rnd - sub["deletion_auc"].to_numpy(np.float64)),
-                                         "lerf": summarise(sub["lerf_auc"].to_numpy(np.float64) - rnd)}
-                e["circular"] = bool(sub["validity_note"].astype(str).str.startswith(CIRCULAR).any())
+                e.update(_validity_entry(frame[(frame["head"] == h) & (frame["method"] == m)]))
             a, pa = vectors[(h, m)]
             e["agreement"] = {}
             for other in corpus.methods:
                 if other != m:
                     b, pb = vectors[(h, other)]
                     e["agreement"][other] = median_finite(rowwise_spearman(a, b, pa & pb))
-            if rand["status"] == "done":
-                curve = rand["per"][f"{h}|{m}"]
-                last = curve[-1] if curve else None
-                e["randomisation"] = {"steps": rand["steps"], "median_spearman": curve,
-                                      "complexity_ratio": rand["complexity"][f"{h}|{m}"],
-                                      "flagged": last is not None and last >= config.flag_threshold}
-            else:
-                e["randomisation"] = {"skipped": rand["reason"]}
+            e["randomisation"] = _randomisation_entry(rand, f"{h}|{m}", config.flag_threshold)
             entries.append(e)
     return {
         "corpus": str(corpus.root),
@@ -267,23 +274,7 @@ def report_markdown(report: dict[str, Any], images: dict[str, str]) -> str:
                 "| gain over random: MoRF | gain: LeRF | agreement | randomisation: Spearman, complexity ratio "
                 "(last step) |",
                 "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for e in (e for e in report["entries"] if e["head"] == h):
-            agree = ", ".join(f"{k} {_fmt(v)}" for k, v in e["agreement"].items()) or "n/a"
-            r = e["randomisation"]
-            if "skipped" in r:
-                rtext = "skipped"
-            else:
-                last = r["median_spearman"][-1] if r["median_spearman"] else None
-                ratio = r.get("complexity_ratio") or [None]
-                rtext = f"{_fmt(last)}, x{_fmt(ratio[-1], False)}" + (" **FLAGGED**" if r["flagged"] else "")
-            share = e.get("anti_correlated_share")
-            gain = e.get("gain_over_random") or {}
-            faith = _spread(e.get("faithfulness")) + (" (circular: not evidence)" if e.get("circular") else "")
-            out.append(f"| {e['method']} | {e['basis']} | {faith} | "
-                       f"{'n/a' if share is None else f'{100 * share:.0f}%'} | "
-                       f"{_spread(e.get('deletion_auc'), False)} | {_spread(e.get('lerf_auc'), False)} | "
-                       f"{_spread(e.get('random_auc'), False)} | {_spread(gain.get('morf'))} | "
-                       f"{_spread(gain.get('lerf'))} | {agree} | {rtext} |")
+        out += [_entry_row(e) for e in report["entries"] if e["head"] == h]
         out.append("")
         rank = report.get("ranking", {}).get(h)
         if rank:
@@ -293,8 +284,42 @@ def report_markdown(report: dict[str, Any], images: dict[str, str]) -> str:
             out.append("")
         if h in images:
             out += [f"![{h}]({images[h]})", ""]
+    out += _randomisation_markdown(report, images)
+    quality = report.get("region_quality")
+    if quality:  # regions-eval's Markdown, one heading level down
+        out += ["## Region quality against annotations", ""]
+        if "skipped" in quality:
+            out += [f"Skipped ({quality['truth']}): {quality['skipped']}", ""]
+        else:
+            out += [("#" + line) if line.startswith("#") else line for line in quality["markdown"].splitlines()]
+            out.append("")
+    return "\n".join(out)
+
+
+def _entry_row(e: dict[str, Any]) -> str:
+    """The Markdown table row of one report entry."""
+    agree = ", ".join(f"{k} {_fmt(v)}" for k, v in e["agreement"].items()) or "n/a"
+    r = e["randomisation"]
+    if "skipped" in r:
+        rtext = "skipped"
+    else:
+        last = r["median_spearman"][-1] if r["median_spearman"] else None
+        ratio = r.get("complexity_ratio") or [None]
+        rtext = f"{_fmt(last)}, x{_fmt(ratio[-1], False)}" + (" **FLAGGED**" if r["flagged"] else "")
+    share = e.get("anti_correlated_share")
+    gain = e.get("gain_over_random") or {}
+    faith = _spread(e.get("faithfulness")) + (" (circular: not evidence)" if e.get("circular") else "")
+    return (f"| {e['method']} | {e['basis']} | {faith} | "
+            f"{'n/a' if share is None else f'{100 * share:.0f}%'} | "
+            f"{_spread(e.get('deletion_auc'), False)} | {_spread(e.get('lerf_auc'), False)} | "
+            f"{_spread(e.get('random_auc'), False)} | {_spread(gain.get('morf'))} | "
+            f"{_spread(gain.get('lerf'))} | {agree} | {rtext} |")
+
+
+def _randomisation_markdown(report: dict[str, Any], images: dict[str, str]) -> list[str]:
+    """The report's "Model randomisation" section, as Markdown lines."""
     rand = report["randomisation"]
-    out += ["## Model randomisation", ""]
+    out = ["## Model randomisation", ""]
     if rand["status"] == "done":
         out += [f"Steps (cumulative re-initialisation): {', '.join(rand['steps'])}; sample of "
                 f"{len(rand['sample'])} images; every vector averaged over {rand.get('noise_samples', 1)} noisy "
@@ -314,15 +339,7 @@ def report_markdown(report: dict[str, Any], images: dict[str, str]) -> str:
             out += [f"![randomisation]({images['randomisation']})", ""]
     else:
         out += [f"Skipped: {rand['reason']}.", ""]
-    quality = report.get("region_quality")
-    if quality:  # regions-eval's Markdown, one heading level down
-        out += ["## Region quality against annotations", ""]
-        if "skipped" in quality:
-            out += [f"Skipped ({quality['truth']}): {quality['skipped']}", ""]
-        else:
-            out += [("#" + line) if line.startswith("#") else line for line in quality["markdown"].splitlines()]
-            out.append("")
-    return "\n".join(out)
+    return out
 
 
 def _plot_head(report: dict[str, Any], frame_entries: list[dict[str, Any]], head: str) -> bytes:
