@@ -147,7 +147,8 @@ def write_corpus(root: Path, n: int, runs: int = 1, seed: int = 0, strings: bool
                     "deletion_auc": prng.beta(2, 5, hi_ - lo), "insertion_auc": prng.beta(5, 2, hi_ - lo),
                     "lerf_auc": prng.beta(5, 2, hi_ - lo), "random_auc": prng.beta(3, 3, hi_ - lo),
                     "validity_note": ""})
-                parts.append(cstore.write_part(root, "attributions", h, m, attributions, keys[m], range(a, b + 1)))
+                parts.append(cstore.write_part(root, "attributions", h, m, attributions,
+                                               key=keys[m], chunks=range(a, b + 1)))
                 k = hi_ - lo
                 contributions = pd.DataFrame({
                     "image_id": np.repeat(cat, K) if strings else pd.Categorical.from_codes(
@@ -161,8 +162,8 @@ def write_corpus(root: Path, n: int, runs: int = 1, seed: int = 0, strings: bool
                     "n_pixels": npix[rows].ravel().astype(np.int64), "sum": s.ravel(),
                     "pos_sum": pos[rows].ravel(), "neg_sum": neg[rows].ravel()})
                 cstore.add_default_scores(contributions, K)
-                parts.append(cstore.write_part(root, "contributions", h, m, contributions, keys[m],
-                                               range(a, b + 1)))
+                parts.append(cstore.write_part(root, "contributions", h, m, contributions, key=keys[m],
+                                               chunks=range(a, b + 1)))
             del npix, centre, mean, pos, neg
     manifest = cstore.make_manifest(
         model={"name": "synthetic", "key": "5e7a000000000000", "input_size": 224}, heads=HEADS,

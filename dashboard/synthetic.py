@@ -247,7 +247,7 @@ def _write_parts(root: Path, spec: SyntheticSpec, images: pd.DataFrame, cluster:
                 "lrp_ratio": np.nan,  # the synthetic logits are not the maps' model's
                 **{c: v[hi::H] for c, v in validity.items()}})
             attributions["validity_note"] = attributions["validity_note"].astype(str)
-            parts_a.append(cstore.write_part(root, "attributions", h, m, attributions, keys[m], chunks))
+            parts_a.append(cstore.write_part(root, "attributions", h, m, attributions, key=keys[m], chunks=chunks))
             contributions = pd.DataFrame({
                 "image_id": image_id_k, "target": _categorical(np.repeat(target_index[h], K), list(classes)),
                 "target_index": np.repeat(target_index[h], K),
@@ -255,7 +255,7 @@ def _write_parts(root: Path, spec: SyntheticSpec, images: pd.DataFrame, cluster:
                 "n_pixels": groups.stats[0, g].ravel().astype(np.int64), "sum": groups.stats[1, g].ravel(),
                 "pos_sum": groups.stats[2, g].ravel(), "neg_sum": groups.stats[3, g].ravel()})
             cstore.add_default_scores(contributions, K)
-            parts_c.append(cstore.write_part(root, "contributions", h, m, contributions, keys[m], chunks))
+            parts_c.append(cstore.write_part(root, "contributions", h, m, contributions, key=keys[m], chunks=chunks))
     return parts_a + parts_c
 
 

@@ -37,7 +37,6 @@ MAX_PARAMETERS = 6
 ALLOWLIST: set[tuple[str, str, str]] = {
     ("semcontrib/cli.py", "add_analysis_options", "function lines"),  # 93
     ("semcontrib/cli.py", "build_parser", "function lines"),  # 78
-    ("semcontrib/store/parts.py", "write_part", "parameters"),  # 7
     ("semcontrib/validity.py", "compute_validity", "parameters"),  # 8 (signature kept: engine/passes.py calls it)
 }
 

@@ -457,7 +457,7 @@ def _rows(table: str, ids: list[str], value: float) -> pd.DataFrame:
 
 
 def test_publish_is_one_generation_of_images_and_parts(tmp_path: Path) -> None:
-    parts = [cstore.write_part(tmp_path, t, "a", "lrp", _rows(t, ["i0", "i1"], 1.0), KEY, [0])
+    parts = [cstore.write_part(tmp_path, t, "a", "lrp", _rows(t, ["i0", "i1"], 1.0), key=KEY, chunks=[0])
              for t in cstore.PARTITIONED]
     for p in parts:  # partition columns come from the folder names, not the file
         assert p.file.startswith(f"{p.table}/head=a/method=lrp/part-")
@@ -475,11 +475,14 @@ def test_publish_is_one_generation_of_images_and_parts(tmp_path: Path) -> None:
     assert len(c.contributions) == 4 and c.attributions["total"].tolist() == [1.0, 1.0]
 
     # a killed run left a part the manifest does not list: readers never see it ...
-    orphan = cstore.write_part(tmp_path, "contributions", "a", "lrp", _rows("contributions", ["i0"], 9.0), KEY, [0])
+    orphan = cstore.write_part(tmp_path, "contributions", "a", "lrp", _rows("contributions", ["i0"], 9.0),
+                               key=KEY, chunks=[0])
     assert len(Corpus.open(tmp_path).contributions) == 4
     # ... and the next publish removes it, with the old generation and partitions no longer listed
-    more = [cstore.write_part(tmp_path, t, "a", "lrp", _rows(t, ["i2"], 2.0), KEY, [1]) for t in cstore.PARTITIONED]
-    gone = cstore.write_part(tmp_path, "attributions", "b", "lrp", _rows("attributions", ["i0"], 3.0), KEY, [0])
+    more = [cstore.write_part(tmp_path, t, "a", "lrp", _rows(t, ["i2"], 2.0),
+                              key=KEY, chunks=[1]) for t in cstore.PARTITIONED]
+    gone = cstore.write_part(tmp_path, "attributions", "b", "lrp", _rows("attributions", ["i0"], 3.0),
+                             key=KEY, chunks=[0])
     gen2 = cstore.publish(tmp_path, _images(["i0", "i1", "i2", "bad"], [0, 0, 1, -1]), parts + more, _manifest())
     assert gen2 != gen and [p.name for p in (tmp_path / cstore.GENERATIONS).iterdir()] == [gen2]
     assert not (tmp_path / orphan.file).exists() and not (tmp_path / gone.file).exists()
@@ -492,7 +495,8 @@ def test_publish_is_one_generation_of_images_and_parts(tmp_path: Path) -> None:
 
 def test_hive_names_are_escaped_and_decoded(tmp_path: Path) -> None:
     head = "land use/cover 50%"
-    part = cstore.write_part(tmp_path, "attributions", head, "lrp", _rows("attributions", ["i0"], 1.0), KEY, [0])
+    part = cstore.write_part(tmp_path, "attributions", head, "lrp", _rows("attributions", ["i0"], 1.0),
+                             key=KEY, chunks=[0])
     assert part.file.startswith("attributions/head=land%20use%2Fcover%2050%25/method=lrp/")
     cstore.publish(tmp_path, _images(["i0"], [0]), [part], _manifest({head: ["x", "y"]}))
     assert Corpus.open(tmp_path).attributions["head"].tolist() == [head]
@@ -503,7 +507,8 @@ def test_hive_names_are_escaped_and_decoded(tmp_path: Path) -> None:
 
 
 def test_a_part_that_does_not_match_its_manifest_record_is_refused(tmp_path: Path) -> None:
-    part = cstore.write_part(tmp_path, "attributions", "a", "lrp", _rows("attributions", ["i0", "i1"], 1.0), KEY, [0])
+    part = cstore.write_part(tmp_path, "attributions", "a", "lrp", _rows("attributions", ["i0", "i1"], 1.0),
+                             key=KEY, chunks=[0])
     cstore.publish(tmp_path, _images(["i0", "i1"], [0, 0]), [part], _manifest())
     cstore.write_table(tmp_path / part.file, _rows("attributions", ["i0"], 1.0).drop(columns=["head", "method"]))
     with pytest.raises(CorpusError, match="1 rows, the manifest says 2"):

@@ -215,7 +215,8 @@ class TableSink:
                 cstore.add_default_scores(df, len(run.vocabulary))
             else:
                 df["validity_note"] = df["validity_note"].map(_utf8)
-            self.written.append(cstore.write_part(run.root, table, h, m, df, run.rows_keys[m], sorted(self.chunks)))
+            self.written.append(cstore.write_part(run.root, table, h, m, df,
+                                                  key=run.rows_keys[m], chunks=sorted(self.chunks)))
         self.frames, self.chunks, self.held = {}, [], 0
 
     def _order(self, key: tuple[str, str, str]) -> tuple[int, int, int]:
@@ -241,7 +242,7 @@ class TableSink:
                 df = cstore.read_part(run.root, p)
                 ids = {m.image_id for c in keep for m in plan.chunks[c]}
                 parts.append(cstore.write_part(run.root, p.table, p.head, p.method, df[df["image_id"].isin(ids)],
-                                               p.key, keep))
+                                               key=p.key, chunks=keep))
         parts += self.written
         parts.sort(key=lambda p: (*self._order((p.table, p.head, p.method)), min(p.chunks, default=0)))
         parts = cstore.compact_parts(run.root, parts)  # many small parts (incremental runs): merged

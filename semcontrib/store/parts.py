@@ -82,7 +82,7 @@ def part_folder(table: str, head: str, method: str) -> str:
     return f"{table}/head={quote(head, safe='')}/method={quote(_check_name(method), safe='')}"
 
 
-def write_part(root: Path, table: str, head: str, method: str, df: pd.DataFrame, key: str,
+def write_part(root: Path, table: str, head: str, method: str, df: pd.DataFrame, *, key: str,
                chunks: Sequence[int]) -> Part:
     """Write one new part (rows without the partition columns) atomically; return its record."""
     if table not in PARTITIONED:

@@ -233,7 +233,7 @@ def test_query_views_validity_and_basis(corpus: Path, tmp_path: Path) -> None:
     c = cstore.Corpus.open(old)
     validity = ["faithfulness", "deletion_auc", "insertion_auc", "validity_note"]
     parts = [cstore.write_part(old, p.table, p.head, p.method, cstore.read_part(old, p).drop(columns=validity),
-                               p.key, p.chunks) if p.table == "attributions" else p for p in c.parts]
+                               key=p.key, chunks=p.chunks) if p.table == "attributions" else p for p in c.parts]
     cstore.publish(old, c.images, parts, c.manifest)
     assert not set(validity) & set(cstore.Corpus.open(old).attributions.columns)
     q_old = CorpusQuery(old)

@@ -76,8 +76,8 @@ def write_corpus(root: Path, *, shuffle_images: bool = False, shuffle_rows: bool
                         rows[c] = rows[c].astype("category")
                 attributions = pd.DataFrame({"image_id": members, "target": targets, "target_index": target_index,
                                              "faithfulness": rng.uniform(-1, 1, G), "validity_note": ""})
-                parts.append(cstore.write_part(root, "attributions", h, m, attributions, KEY, chunks))
-                parts.append(cstore.write_part(root, "contributions", h, m, rows, KEY, chunks))
+                parts.append(cstore.write_part(root, "attributions", h, m, attributions, key=KEY, chunks=chunks))
+                parts.append(cstore.write_part(root, "contributions", h, m, rows, key=KEY, chunks=chunks))
     manifest = cstore.make_manifest(
         model={"name": "m", "key": KEY, "input_size": 8}, heads=HEADS,
         methods={m: {"params": {}, "key": KEY, "notes": "", "level": "pixel"} for m in METHODS},
