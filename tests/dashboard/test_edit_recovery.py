@@ -190,7 +190,7 @@ def kill_points(writes: list[Path], root: Path) -> dict[str, str]:
 
 def test_the_job_writes_work_files_of_every_chunk_then_tables(worlds):
     kinds = [_kind(p, worlds["new"]) for p in worlds["writes"]]
-    assert kinds.count("regions") == 3  # a new label: every chunk is attributed again
+    assert kinds.count("regions") == 3  # a new label: every chunk's regions are stored again (new vocabulary)
     assert {"attr", "validity", "part", "images.parquet", "manifest.json"} <= set(kinds), kinds
     assert kinds.index("part") > max(n for n, k in enumerate(kinds) if k in ("regions", "attr", "validity"))
 
@@ -221,7 +221,7 @@ def test_apply_killed_then_restarted_serves_old_or_new_tables_and_the_same_analy
     if where == "first write":
         assert rep.computed == full
     elif where == "half the work":  # the chunks stored before the kill are read, not computed again
-        assert 0 < rep.computed["attr:lrp"] < full["attr:lrp"], (rep.computed, full)
+        assert 0 < sum(rep.computed.values()) < sum(full.values()), (rep.computed, full)
     else:  # every work file was stored: publishing is all that is left
         assert set(rep.computed.values()) == {0}, rep.computed
     again = run_analyze(root, worlds["folder"])
