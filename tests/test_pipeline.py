@@ -425,9 +425,6 @@ def test_a_region_map_note_is_the_image_reason_and_the_image_stays_ok(image_fold
         assert set(c.contributions.image_id) == set(ok.image_id)  # noted images have contributions
 
 
-@pytest.mark.xfail(strict=True, reason="semcontrib.engine.run imports semcontrib.model and semcontrib.methods, and "
-                   "engine.stages imports torch, at module level (not this test's files): remove this mark when "
-                   "they import them where a chunk is computed")
 def test_a_rerun_with_nothing_to_do_never_imports_torch(image_folder, tmp_path, monkeypatch):
     import subprocess
     import sys

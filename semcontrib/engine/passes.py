@@ -5,18 +5,22 @@ of the engine that runs the model; the stages (:mod:`semcontrib.engine.stages`) 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from semcontrib import corpus as cstore
 from semcontrib.corpus import ChunkAttribution, HeadAttribution, PredictionWork, ValidityWork
 from semcontrib.engine.chunk import ChunkImages, HeadClasses, item_or_none, region_scores, with_stats
 from semcontrib.engine.options import RunOptions
-from semcontrib.methods import AttributionMethod, is_pixel_method, is_region_method, resolve_targets
-from semcontrib.model import ComputeOptions, MultitaskModel, predict_with_evidence
+from semcontrib.methods import AttributionMethod, is_pixel_method, is_region_method
+from semcontrib.model import ComputeOptions
 from semcontrib.settings import AnalysisSettings
+
+if TYPE_CHECKING:  # torch, and the modules that import it, are imported where a pass runs
+    import torch
+
+    from semcontrib.model import MultitaskModel
 
 
 class ModelPasses:
@@ -37,10 +41,14 @@ class ModelPasses:
         raise NotImplementedError
 
     def _tensor(self, ids: list[str], rgb: Mapping[str, np.ndarray]) -> torch.Tensor:
+        import torch
+
         net = self.net
         return self.compute.tensor(torch.cat([net.preprocess(rgb[i]) for i in ids]))
 
     def _predict(self, ok: list[str], rgb: Mapping[str, np.ndarray]) -> dict[str, PredictionWork]:
+        from semcontrib.model import predict_with_evidence
+
         out = {}
         for _, batch in self._numbered_batches(ok):
             with self.compute.context():
@@ -51,6 +59,8 @@ class ModelPasses:
         return out
 
     def _targets(self, ok: list[str], preds: Mapping[str, PredictionWork]) -> dict[str, np.ndarray]:
+        from semcontrib.methods import resolve_targets
+
         if not ok:
             return {h: np.zeros(0, np.int64) for h in self.heads}
         logits = {h: np.stack([preds[i].logits[h] for i in ok]) for h in self.heads}
@@ -76,6 +86,8 @@ class ModelPasses:
 
     def _batch_targets(self, targets: Mapping[str, np.ndarray], start: int, n: int) -> dict[str, torch.Tensor]:
         """The targets of the batch of ``n`` images from position ``start``, on the model's device."""
+        import torch
+
         return {h: torch.as_tensor(targets[h][start:start + n]).to(self.options.device) for h in self.heads}
 
     def _numbered_batches(self, ids: list[str]) -> list[tuple[int, list[str]]]:
@@ -105,6 +117,8 @@ class ModelPasses:
                           preds: Mapping[str, PredictionWork]) -> dict[str, ValidityWork]:
         """The validity record of the images ``ids`` (those of ``data.ok`` with a region map) for every
         (method, head), from the methods' region scores; the unperturbed logits are the stored predictions."""
+        import torch
+
         from semcontrib.validity import circular, compute_validity
 
         config = self._validity_config()

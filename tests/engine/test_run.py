@@ -189,9 +189,6 @@ def test_the_importtime_report_names_torch_when_torch_is_imported():
     assert "torch" in _torch_modules(done.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason="semcontrib/engine/passes.py imports torch at module level (and, from "
-                   "semcontrib.model and semcontrib.methods, predict_with_evidence and resolve_targets, whose "
-                   "modules import torch): remove this mark when it imports them where a pass runs")
 @pytest.mark.parametrize("entry", ["api", "cli"])
 def test_a_rerun_with_nothing_to_do_never_imports_torch(finished, entry):
     """Through the Python API and through the CLI entry (``python -m semcontrib analyze``), each in a fresh
