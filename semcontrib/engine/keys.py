@@ -33,6 +33,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from semcontrib.engine.plan import PlannedInput
 from semcontrib.settings import DEFAULT_PRECISION
 
@@ -122,6 +124,38 @@ def inputs_digest(inputs: Sequence[PlannedInput], path_text: Any) -> str:
     """The inputs of a run as the images table shows them (id, path, labels, reason)."""
     return hash_key([(i.image_id, path_text(i.entry.path), sorted(i.entry.labels.items()), i.reason)
                      for i in inputs])
+
+
+_PLAIN = r"^[ !#-\[\]-~]*$"  # printable ASCII but '"' and '\\': JSON writes it as it is
+
+
+def plan_inputs_digest(plan: Any) -> str | None:
+    """:func:`inputs_digest` of a plan of a folder's listing (no labels), from its columns (the same digest);
+    None when it cannot be had so (labels, or text that JSON escapes): use :func:`inputs_digest` then."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from semcontrib.engine.inputs import InputList
+
+    if not isinstance(plan.entries, InputList):
+        return None
+    ids, paths = plan.image_ids, plan.path_texts()
+    if len(ids) == 0:
+        return hash_key([])
+    if not all(pc.all(pc.match_substring_regex(a, _PLAIN)).as_py() for a in (paths, ids)):
+        return None
+    mask = np.zeros(len(ids), bool)
+    rows = sorted(plan.reasons)
+    mask[rows] = True
+    reasons = pc.replace_with_mask(pa.array(np.full(len(ids), '""', object), pa.string()), mask,
+                                   pa.array([json.dumps(plan.reasons[k]) for k in rows], pa.string()))
+    items = pc.binary_join_element_wise('["', ids, '", "', paths, '", [], ', reasons, "], ", "")
+    offsets = np.frombuffer(items.buffers()[1], np.int32, len(items) + 1, items.offset * 4)
+    body = memoryview(items.buffers()[2])[offsets[0]:offsets[-1] - 2]
+    h = hashlib.sha256(b"[")
+    h.update(body)
+    h.update(b"]")
+    return h.hexdigest()[:16]
 
 
 def files_digest(sizes: Sequence[int]) -> str:

@@ -16,7 +16,7 @@ from semcontrib.engine import keys, stage
 from semcontrib.engine.chunk import ChunkResult, ChunkState
 from semcontrib.engine.external import external_source
 from semcontrib.engine.inputs import InputEntry, checked_inputs
-from semcontrib.engine.keys import members_digest, model_fingerprint, package_versions
+from semcontrib.engine.keys import model_fingerprint, package_versions
 from semcontrib.engine.options import STAGES, AnalysisReport, RunOptions
 from semcontrib.engine.plan import Plan, PlannedInput, make_plan
 from semcontrib.engine.stage import Stage
@@ -34,7 +34,6 @@ from semcontrib.settings import (
 from semcontrib.workers import (  # per-image work, in worker processes that never import torch
     Executor,
     RegionContext,
-    path_text,
     pool_workers,
 )
 
@@ -185,9 +184,11 @@ class AnalysisRun(StageWork):
             if shard is None:
                 cstore.remove_stale_temporaries(self.root)
             plan = make_plan(self.root, entries, self.options.chunk_size)
-            for c, chunk_members in plan.chunks.items():
-                self.region_key(c, chunk_members)
-            self.stems = Counter(i.entry.path.stem for i in plan.inputs if not i.reason)
+            if getattr(self.source, "image_identity", None) is not None:  # region edits: chunk keys of their own
+                for c, chunk_members in plan.chunks.items():
+                    self.region_key(c, chunk_members)
+            if self.settings.external is not None:  # heatmap files are found by the input's file stem
+                self.stems = Counter(i.entry.path.stem for i in plan.inputs if not i.reason)
             old = Generation.read(self.root)
             done = self.done_chunks(plan, old)
             mine = [c for c in plan.chunks if shard is None or c % shard[1] == shard[0] - 1]
@@ -196,10 +197,11 @@ class AnalysisRun(StageWork):
             self._compute(plan, todo, sink)
             if shard is None:
                 images = sink.publish(old, done)
-                skipped = [(str(r.path), str(r.reason)) for r in images.itertuples() if r.status != "ok"]
+                bad = images.loc[images["status"] != "ok", ["path", "reason"]]
+                skipped = [(str(p), str(r)) for p, r in zip(bad["path"], bad["reason"])]
                 n_ok = int((images["status"] == "ok").sum())
             else:
-                skipped, n_ok = [(path_text(i.entry.path), i.reason) for i in plan.inputs if i.reason], -1
+                skipped, n_ok = plan.skipped(), -1
         return AnalysisReport(self.root, len(entries), n_ok, skipped, time.perf_counter() - t0, dict(self.computed),
                               list(self.store.discarded), model_loaded=self.model_loaded,
                               chunks=(len(plan.chunks), len(todo)), shard=shard)
@@ -216,8 +218,8 @@ class AnalysisRun(StageWork):
                             and p.key == self.rows_keys[m] for c in p.chunks}
                     covered = have if covered is None else covered & have
         done = {c for c in (covered or set()) if c in plan.chunks and c not in old.retry
-                and old.members.get(c) == members_digest(plan.chunks[c])
-                and self._stored(c, plan.chunks[c], old.files.get(c))}
+                and old.members.get(c) == keys.hash_key(plan.chunk_ids(c))
+                and self._stored(c, plan.chunk_ids(c), old.files.get(c))}
         ext = self.settings.external
         if ext is not None and done:  # a changed heatmap file recomputes its chunk
             for c in sorted(done):
@@ -242,7 +244,7 @@ class AnalysisRun(StageWork):
                 sizes.append(-1)
         return keys.files_digest(sizes)
 
-    def _stored(self, chunk: int, members: list[PlannedInput], recorded: str | None) -> bool:
+    def _stored(self, chunk: int, ids: list[str], recorded: str | None) -> bool:
         """Whether every work file of a published chunk is still there and whole. When the files have the
         sizes the last publish recorded, that is all (a few ``stat`` calls); otherwise each file's array
         headers and image ids are read, and a damaged one is discarded so that the chunk recomputes that
@@ -250,7 +252,6 @@ class AnalysisRun(StageWork):
         if recorded is not None and self.files_digest(chunk) == recorded:
             return True
         paths = self._chunk_paths(chunk)
-        ids = [m.image_id for m in members]
         return all([self.store.intact(p, ids) for p in paths[:1]] + [self.store.intact(p, []) for p in paths[1:]])
 
     # ---- computing chunks (the next chunk's images are decoded while the model works on this one)

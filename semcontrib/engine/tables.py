@@ -16,7 +16,6 @@ from semcontrib import corpus as cstore
 from semcontrib.corpus import ImageRecord, Part, WorkStore
 from semcontrib.engine import keys
 from semcontrib.engine.chunk import ChunkResult
-from semcontrib.engine.keys import members_digest
 from semcontrib.engine.plan import Plan, PlannedInput
 from semcontrib.regions import RegionSource
 from semcontrib.settings import AnalysisSettings
@@ -246,7 +245,7 @@ class TableSink:
         parts += self.written
         parts.sort(key=lambda p: (*self._order((p.table, p.head, p.method)), min(p.chunks, default=0)))
         parts = cstore.compact_parts(run.root, parts)  # many small parts (incremental runs): merged
-        inputs_digest = keys.inputs_digest(plan.inputs, path_text)
+        inputs_digest = keys.plan_inputs_digest(plan) or keys.inputs_digest(plan.inputs, path_text)
         recorded = old.manifest if old is not None else {}
         unchanged = old is not None and old.images_ok and not self.written \
             and [p.file for p in parts] == [p.file for p in old.parts] \
@@ -256,7 +255,7 @@ class TableSink:
             with contextlib.suppress(cstore.CorpusError):
                 return cstore.read_table(run.root / "images.parquet")[0]
         images = self._images(old)
-        members = {str(c): members_digest(plan.chunks[c]) for c in sorted(current)}
+        members = {str(c): keys.hash_key(plan.chunk_ids(c)) for c in sorted(current)}
         files = {str(c): run.files_digest(c) for c in sorted(current)}
         manifest = run.manifest({"chunk_members": members, "chunk_files": files, "inputs_digest": inputs_digest,
                                  "retry_chunks": sorted(self.retry),

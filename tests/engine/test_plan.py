@@ -205,3 +205,23 @@ def test_planning_and_a_plan_lookup_never_import_torch(files, tmp_path):
     (tmp_path / "c").mkdir()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.split() == ["0", "3", "[]"], out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("odd", ["", 'quote".jpg', "café.jpg", "back\\slash.jpg"])
+def test_the_inputs_digest_from_columns_is_the_digest_of_the_inputs(files, tmp_path, odd):
+    """keys.plan_inputs_digest (Arrow columns, no PlannedInput per input) gives keys.inputs_digest's value,
+    duplicates' reasons included, or None where JSON would escape the text (the caller falls back)."""
+    from semcontrib.engine import keys
+
+    if odd:
+        write(files / odd, b"odd")
+    root = tmp_path / "corpus"
+    root.mkdir()
+    plan = make_plan(root, read_inputs(files), CHUNK)
+    assert plan.reasons  # the duplicate is in the digest with its reason
+    fast = keys.plan_inputs_digest(plan)
+    if odd:
+        assert fast is None
+    else:
+        assert fast == keys.inputs_digest(plan.inputs, path_text)
+    assert keys.plan_inputs_digest(make_plan(root, [InputEntry(p) for p in list_images(files)], CHUNK)) is None
