@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from semcontrib import __version__
 from semcontrib.settings import (
@@ -40,7 +40,6 @@ from semcontrib.settings import (
     parse_targets,
 )
 
-# Modules that add their own subcommands with ``register(subparsers)``, when present.
 # Modules that add their own subcommands with ``register(subparsers)``: module -> {command: one-line help}.
 # A module is imported only when its command is run (or for a full parser), so ``semcontrib --help``
 # never pays for what they import (training imports torch).
@@ -53,6 +52,7 @@ EXTENSIONS: dict[str, dict[str, str]] = {
 }
 
 EXPORT_FORMATS = ("table", "virelay", "label-studio")
+_Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -95,6 +95,13 @@ def verbosity_parent() -> argparse.ArgumentParser:
 
 def add_analysis_options(p: argparse.ArgumentParser) -> None:
     """Options of ``analyze`` and ``demo``. Those left out reuse what an existing corpus recorded."""
+    _add_what_options(p)
+    _add_method_options(p)
+    _add_run_options(p)
+
+
+def _add_what_options(p: argparse.ArgumentParser) -> None:
+    """The "what to compute" group: model, heads, methods, regions, targets, external heatmaps, validity."""
     g = p.add_argument_group("what to compute (left out on an existing corpus: as recorded in its manifest)")
     g.add_argument("--model", default=None,
                    help=f"embedded model name or checkpoint path (.json sidecar); new corpus: {DEFAULT_MODEL}")
@@ -135,6 +142,10 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--validity-random-samples", type=int, default=None, metavar="N",
                    help=f"seeded random orders of the validity record's random reference where it is not exact "
                    f"(more: more precise, a forward per order and curve point); new corpus: {VALIDITY_RANDOM_SAMPLES}")
+
+
+def _add_method_options(p: argparse.ArgumentParser) -> None:
+    """The "method parameters" group (see ``_METHOD_OPTIONS``)."""
     m = p.add_argument_group("method parameters (left out: as recorded, or these defaults)")
     m.add_argument("--lrp-composite", default=None, choices=LRP_COMPOSITES,
                    help=f"zennit composite; default {DEFAULT_LRP_COMPOSITE} (the most faithful measured)")
@@ -166,6 +177,10 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
                    help="exact Shapley values up to this many present regions; default 10")
     m.add_argument("--shapley-samples", type=_positive_int, default=None,
                    help="permutations sampled above --shapley-exact-max regions; default 25")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """The "how to run" group: batching, device, precision, workers, sharding, engine."""
     r = p.add_argument_group("how to run")
     r.add_argument("--batch-size", type=_positive_int, default=8, help="images per model batch")
     r.add_argument("--chunk-size", type=_positive_int, default=128,
@@ -451,7 +466,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"semcontrib {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     kw: dict[str, Any] = {"parents": [common], "formatter_class": HelpFormatter}
+    _add_analyze(sub, kw)
+    _add_export(sub, kw)
+    _add_compact(sub, kw)
+    _add_demo(sub, kw)
+    _add_extensions(sub, common, argv)
+    return parser
 
+
+def _add_analyze(sub: _Subparsers, kw: dict[str, Any]) -> None:
     p = sub.add_parser("analyze", help="analyse images into a corpus (or resume / extend one)", **kw)
     p.add_argument("input", help="folder of images, CSV of image paths (+ label columns), or one image")
     p.add_argument("--out", required=True, help="corpus directory (created, or resumed)")
@@ -464,6 +487,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     add_analysis_options(p)
     p.set_defaults(func=run_analyze)
 
+
+def _add_export(sub: _Subparsers, kw: dict[str, Any]) -> None:
     p = sub.add_parser("export", help="export the contribution table, or the corpus as a ViRelAy project", **kw)
     p.add_argument("corpus", help="corpus directory")
     p.add_argument("-o", "--output", required=True,
@@ -483,6 +508,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--wide", action="store_true", help="one row per image, head and method; a column per region")
     p.set_defaults(func=run_export)
 
+
+def _add_compact(sub: _Subparsers, kw: dict[str, Any]) -> None:
     p = sub.add_parser("compact", help="merge a corpus's small table parts (left by many incremental runs)", **kw)
     p.add_argument("corpus", help="corpus directory")
     p.add_argument("--target-rows", type=_positive_int, default=2_000_000,
@@ -490,6 +517,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true", help="fail at once if a run is writing the corpus")
     p.set_defaults(func=run_compact)
 
+
+def _add_demo(sub: _Subparsers, kw: dict[str, Any]) -> None:
     p = sub.add_parser("demo", help="analyse bundled photographs and open the dashboard", **kw)
     p.add_argument("--out", default="demo_corpus", help="folder for the photographs and the corpus")
     p.add_argument("--no-dashboard", action="store_true", help="only build the corpus")
@@ -501,6 +530,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     add_analysis_options(p)
     p.set_defaults(func=run_demo)
 
+
+def _add_extensions(sub: _Subparsers, common: argparse.ArgumentParser, argv: list[str] | None) -> None:
+    """Each extension's subcommands: registered in full, or (with ``argv`` naming another command) as a
+    placeholder listed in ``--help`` whose module is imported only when it is run."""
     wanted = _command_in(argv) if argv is not None else None
     for name, commands in EXTENSIONS.items():
         if argv is not None and wanted not in commands:
@@ -520,7 +553,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             if not any(a.dest == "quiet" for a in sp._actions):
                 for action in common._actions:
                     sp._add_action(action)
-    return parser
 
 
 def _command_in(argv: list[str]) -> str | None:
