@@ -167,15 +167,15 @@ def main() -> int:
                                                                      where=counts > 0)
         t = time.perf_counter()
         sums = {k: v for k, v in scores.items() if k.endswith("/sum")}
-        validity = compute_validity(model, tensor, labels, vocab, targets, sums, config)
+        validity = compute_validity(model, tensor, labels, vocab, targets, sums, config=config)
         seconds[f"validity ({spec})"] = time.perf_counter() - t
         # the mean basis: faithfulness only (its curves are not printed)
         validity.update(compute_validity(model, tensor, labels, vocab, targets,
                                          {k: v for k, v in scores.items() if k.endswith("/mean")},
-                                         replace(config, curves=False)))
+                                         config=replace(config, curves=False)))
         for other in (b for b in args.also_baselines.split(",") if b):
             rec_other = compute_validity(model, tensor, labels, vocab, targets, sums,
-                                         replace(config, baseline=other, curves=False))
+                                         config=replace(config, baseline=other, curves=False))
             for (key, _h), rec in rec_other.items():
                 also.setdefault(other, {}).setdefault(key.split("/")[0], {}).setdefault(spec, []).extend(
                     rec.faithfulness.tolist())

@@ -103,7 +103,8 @@ def direct_cost(model, corpus_dir: str, steps: int) -> tuple[float, float]:
         targets = {h: torch.from_numpy(np.array(t)) for h, t in targets_table(corpus, used).items()}
         scores = {m: {h: corpus_vectors(corpus, h, m, method_basis(m, "auto"), used)[0]
                       for h in corpus.heads} for m in corpus.methods}
-        compute_validity(model, tensor, labels, tuple(corpus.vocabulary), targets, scores, ValidityConfig(steps=steps))
+        compute_validity(model, tensor, labels, tuple(corpus.vocabulary), targets, scores,
+                         config=ValidityConfig(steps=steps))
     return time.perf_counter() - t, time.process_time() - c
 
 
@@ -159,11 +160,11 @@ def tolerance(model, corpus_dir: str, steps_list: list[int], n_images: int) -> d
         vocab = tuple(corpus.vocabulary)
         cached.requested = 0
         full = compute_validity(cached, tensor, labels, vocab, targets, scores,
-                                ValidityConfig(steps=0, exact_random=10**6))
+                                config=ValidityConfig(steps=0, exact_random=10**6))
         forwards["full"] += cached.requested
         for steps in steps_list:
             cached.requested = 0
-            recs = compute_validity(cached, tensor, labels, vocab, targets, scores, ValidityConfig(steps=steps))
+            recs = compute_validity(cached, tensor, labels, vocab, targets, scores, config=ValidityConfig(steps=steps))
             forwards[steps] += cached.requested
             for key, a in recs.items():
                 b = full[key]

@@ -107,7 +107,7 @@ def test_occlusion_with_the_same_baseline_is_perfectly_faithful_and_its_negation
     x, labels = _batch()
     occ = OcclusionMethod(baseline="mean").attribute_regions(model, x, TARGETS, labels, VOC)
     scores = {"occ": {h: r.scores for h, r in occ.items()}, "anti": {h: -r.scores for h, r in occ.items()}}
-    res = compute_validity(model, x, labels, VOC, TARGETS, scores, ValidityConfig(baseline="mean"))
+    res = compute_validity(model, x, labels, VOC, TARGETS, scores, config=ValidityConfig(baseline="mean"))
     assert set(res) == {(m, h) for m in scores for h in TARGETS}
     for h in TARGETS:
         np.testing.assert_allclose(res[("occ", h)].faithfulness[:2], 1.0)
@@ -122,7 +122,7 @@ def test_deletion_and_insertion_auc_equal_an_independent_reference():
     x, labels = _batch()
     rng = np.random.default_rng(0)
     scores = {"rand": {h: rng.normal(size=(3, len(VOC))) for h in TARGETS}}
-    res = compute_validity(model, x, labels, VOC, TARGETS, scores, ValidityConfig(baseline="blur", steps=0))
+    res = compute_validity(model, x, labels, VOC, TARGETS, scores, config=ValidityConfig(baseline="blur", steps=0))
     for h, t in TARGETS.items():
         rec = res[("rand", h)]
         for n in range(3):
@@ -143,7 +143,7 @@ def test_faithfulness_equals_an_independent_reference():
     x, labels = _batch()
     s = np.random.default_rng(2).normal(size=(3, len(VOC)))
     res = compute_validity(model, x, labels, VOC, TARGETS, {"m": {"task_b": s}},
-                           ValidityConfig(baseline="black", curves=False))
+                           config=ValidityConfig(baseline="black", curves=False))
     rec = res[("m", "task_b")]
     base = baseline_tensor(model, x, "black")
     for n in range(2):
@@ -166,7 +166,7 @@ def test_forwards_are_shared_across_methods_and_heads():
 
     def count(scores, **kw):
         rows.clear()
-        compute_validity(model, x, labels, VOC, TARGETS, scores, ValidityConfig(batch_size=10_000, **kw))
+        compute_validity(model, x, labels, VOC, TARGETS, scores, config=ValidityConfig(batch_size=10_000, **kw))
         return sum(rows)
 
     one = count({"m": {"task_a": s}})
@@ -189,10 +189,10 @@ def test_bad_input():
     with pytest.raises(ValueError, match="min_regions"):
         ValidityConfig(min_regions=1)
     with pytest.raises(ValueError, match="must be \\(N, K\\)"):
-        compute_validity(model, x, labels, VOC, TARGETS, {"m": {"task_a": np.zeros((3, 2))}}, ValidityConfig())
+        compute_validity(model, x, labels, VOC, TARGETS, {"m": {"task_a": np.zeros((3, 2))}}, config=ValidityConfig())
     with pytest.raises(ValueError, match="without a target"):
         compute_validity(model, x, labels, VOC, {"task_a": TARGETS["task_a"]},
-                         {"m": {"task_b": np.zeros((3, 6))}}, ValidityConfig())
+                         {"m": {"task_b": np.zeros((3, 6))}}, config=ValidityConfig())
 
 
 @pytest.mark.parametrize("name", ["semcontrib.validity", "semcontrib.imputation"])
@@ -209,7 +209,7 @@ def test_constant_scores_give_nan_with_a_reason_and_curves_still_run():
     model = tiny_model()
     x, labels = _batch()
     res = compute_validity(model, x, labels, VOC, TARGETS, {"flat": {"task_a": np.zeros((3, len(VOC)))}},
-                           ValidityConfig())
+                           config=ValidityConfig())
     rec = res[("flat", "task_a")]
     assert np.all(np.isnan(rec.faithfulness))
     assert "scores are constant" in rec.note[0] and "2 regions present" in rec.note[2]
@@ -335,7 +335,7 @@ def test_random_auc_of_compute_validity_is_exact_on_four_regions():
     x, labels = _batch()
     s = np.random.default_rng(6).normal(size=(3, len(VOC)))
     rec = compute_validity(model, x, labels, VOC, TARGETS, {"m": {"task_a": s}},
-                           ValidityConfig(baseline="mean", steps=0, exact_random=100))[("m", "task_a")]
+                           config=ValidityConfig(baseline="mean", steps=0, exact_random=100))[("m", "task_a")]
     n, t = 1, int(TARGETS["task_a"][1])  # image 1: regions 0..3
     present = np.unique(labels[n][labels[n] >= 0])
     aucs = []
@@ -350,8 +350,8 @@ def test_road_validity_gives_finite_curves_and_references_with_three_or_more_reg
     model = tiny_model(seed=4)
     x, labels = _batch()
     s = np.random.default_rng(7).normal(size=(3, len(VOC)))
-    a = compute_validity(model, x, labels, VOC, TARGETS, {"m": {"task_b": s}}, ValidityConfig())
-    b = compute_validity(model, x, labels, VOC, TARGETS, {"m": {"task_b": s}}, ValidityConfig())
+    a = compute_validity(model, x, labels, VOC, TARGETS, {"m": {"task_b": s}}, config=ValidityConfig())
+    b = compute_validity(model, x, labels, VOC, TARGETS, {"m": {"task_b": s}}, config=ValidityConfig())
     rec = a[("m", "task_b")]
     for c in ("faithfulness", "deletion_auc", "lerf_auc", "random_auc"):
         assert np.all(np.isfinite(getattr(rec, c)[:2])), c
@@ -368,7 +368,7 @@ def test_circular_note():
     x, labels = _batch()
     occ = OcclusionMethod(baseline="blur").attribute_regions(model, x, TARGETS, labels, VOC)
     scores = {"occlusion": {h: r.scores for h, r in occ.items()}, "other": {h: -r.scores for h, r in occ.items()}}
-    res = compute_validity(model, x, labels, VOC, TARGETS, scores, ValidityConfig(baseline="blur", curves=False),
+    res = compute_validity(model, x, labels, VOC, TARGETS, scores, config=ValidityConfig(baseline="blur", curves=False),
                            circular_methods={"occlusion"})
     assert all(note.startswith("circular: occlusion") for note in res[("occlusion", "task_a")].note)
     assert not any("circular" in note for note in res[("other", "task_a")].note)
@@ -408,13 +408,13 @@ def test_given_original_logits_give_the_same_record_without_forwarding_the_origi
     scores = {"m": {"task_a": s, "task_b": -s}}
     rows: list[int] = []
     handle = model.register_forward_hook(lambda mod, inp, out: rows.append(inp[0].shape[0]))
-    plain = compute_validity(model, x, labels, VOC, TARGETS, scores, ValidityConfig(baseline="mean"))
+    plain = compute_validity(model, x, labels, VOC, TARGETS, scores, config=ValidityConfig(baseline="mean"))
     n_plain = sum(rows)
     rows.clear()
     with torch.no_grad():
         original = {h: z.double().numpy() for h, z in model(x).items()}
     rows.clear()
-    given = compute_validity(model, x, labels, VOC, TARGETS, scores, ValidityConfig(baseline="mean"),
+    given = compute_validity(model, x, labels, VOC, TARGETS, scores, config=ValidityConfig(baseline="mean"),
                              original_logits=original)
     handle.remove()
     assert sum(rows) == n_plain - 3  # one original per image
@@ -422,5 +422,5 @@ def test_given_original_logits_give_the_same_record_without_forwarding_the_origi
         for c in ("faithfulness", "deletion_auc", "lerf_auc", "random_auc"):
             np.testing.assert_allclose(getattr(given[key], c), getattr(rec, c), atol=1e-9, err_msg=c)
     with pytest.raises(ValueError, match="original_logits"):
-        compute_validity(model, x, labels, VOC, TARGETS, scores, ValidityConfig(),
+        compute_validity(model, x, labels, VOC, TARGETS, scores, config=ValidityConfig(),
                          original_logits={"task_a": original["task_a"]})

@@ -136,7 +136,7 @@ class ModelPasses:
             with self.compute.context():
                 recs = compute_validity(self.net, self._tensor(batch, data.rgb),
                                         np.stack([data.labels[i] for i in batch]), self.vocabulary, targets, scores,
-                                        config, circ, original_logits=logits)
+                                        config=config, circular_methods=circ, original_logits=logits)
             for n, i in enumerate(batch):
                 out[i] = ValidityWork({p: (*(float(getattr(recs[p], c)[n]) for c in cstore.VALIDITY_VALUES),
                                            str(recs[p].note[n])) for p in pairs})
