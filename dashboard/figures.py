@@ -260,9 +260,45 @@ HOVER_TRACE = 2  # the hover grid's trace number in density mode (after the poin
 
 def density_box(xy: np.ndarray) -> tuple[float, float, float, float]:
     """(x0, x1, y0, y1): the extent of the density image of ``xy`` (float N x 2), 2 % padding each side."""
+    return _layout(xy, 0)[0]
+
+
+# (xy, size, box, flat bin per point) of the latest embeddings drawn, newest last: an embedding's extent and
+# bins do not change between filter updates (the query's embeddings are read-only), and at 1,000,000 images
+# computing them costs ~100 ms of every update
+_LAYOUTS: list[tuple[np.ndarray, int, tuple[float, float, float, float], np.ndarray | None]] = []
+
+
+def _frozen(a: np.ndarray) -> bool:
+    """Whether ``a`` and every array it views are read-only (so its values cannot change under a cache)."""
+    node: Any = a
+    while isinstance(node, np.ndarray):
+        if node.flags.writeable:
+            return False
+        node = node.base
+    return True
+
+
+def _layout(xy: np.ndarray, size: int) -> tuple[tuple[float, float, float, float], np.ndarray | None]:
+    """(density_box, the flat bin of each point on a ``size`` x ``size`` grid, rows top to bottom; None for
+    size 0). Kept for read-only ``xy`` (the query's embeddings), recomputed for any other."""
+    for ref, s, box, flat in _LAYOUTS:
+        if ref is xy and s == size:
+            return box, flat
     lo, hi = xy.min(axis=0), xy.max(axis=0)
     pad = np.maximum(hi - lo, 1e-9) * 0.02
-    return float(lo[0] - pad[0]), float(hi[0] + pad[0]), float(lo[1] - pad[1]), float(hi[1] + pad[1])
+    box = (float(lo[0] - pad[0]), float(hi[0] + pad[0]), float(lo[1] - pad[1]), float(hi[1] + pad[1]))
+    flat = None
+    if size:
+        x0, x1, y0, y1 = box
+        origin, span = np.array([x0, y0]), np.array([x1 - x0, y1 - y0])
+        ij = np.clip(((xy - origin) / span * size).astype(np.int64), 0, size - 1)
+        flat = (size - 1 - ij[:, 1]) * size + ij[:, 0]  # image rows run top to bottom
+        flat.setflags(write=False)
+    if _frozen(xy):
+        _LAYOUTS.append((xy, size, box, flat))
+        del _LAYOUTS[:-4]
+    return box, flat
 
 
 def hover_grid_extent(box: tuple[float, float, float, float], cells: int = HOVER_CELLS) -> dict[str, float]:
@@ -291,13 +327,12 @@ def density_image(xy: np.ndarray, codes: np.ndarray, size: int = 480) -> dict[st
     bin's opacity grows with the log of its count; codes are painted in the order filtered, base,
     faithfulness bins, selections, so selections lie on top.
     """
-    x0, x1, y0, y1 = density_box(xy)
+    (x0, x1, y0, y1), flat = _layout(xy, size)
+    assert flat is not None
     lo, span = np.array([x0, y0]), np.array([x1 - x0, y1 - y0])
-    ij = np.clip(((xy - lo) / span * size).astype(np.int64), 0, size - 1)
-    flat = (size - 1 - ij[:, 1]) * size + ij[:, 0]  # image rows run top to bottom
     rgba = np.zeros((size * size, 4), np.float64)
     colours = np.array([_parse_rgba(c) for c in CODE_COLOURS])
-    present = np.unique(codes)
+    present = np.flatnonzero(np.bincount(codes, minlength=N_CODES))
     order = [CODE_FILTERED, CODE_BASE, CODE_NO_VALUE, *range(CODE_DIV, N_CODES), *range(1, CODE_FILTERED)]
     for code in order:
         if code not in present or code == CODE_HIDDEN:

@@ -351,6 +351,7 @@ class CorpusQuery:
         return self._remember(spec.client_key, z["Y"].astype(np.float64))
 
     def _remember(self, client_key: str, Y: np.ndarray) -> np.ndarray:
+        Y.setflags(write=False)  # shared by every callback (and the figures' caches of its extent and bins)
         self._embeddings[client_key] = Y
         self._embeddings.move_to_end(client_key)
         while len(self._embeddings) > 4:

@@ -200,6 +200,22 @@ def test_scatter_figure_sends_typed_arrays_and_density_image() -> None:
         figures.typed(np.zeros(2, np.int64))
 
 
+def test_density_image_reuses_bins_of_read_only_embeddings_only() -> None:
+    rng = np.random.default_rng(1)
+    xy = rng.normal(size=(3000, 2))
+    codes = np.where(rng.random(3000) < 0.5, views.CODE_BASE, views.CODE_FILTERED).astype(np.uint8)
+    fresh = figures.density_image(xy, codes, size=32)
+    frozen = xy.copy()
+    frozen.setflags(write=False)
+    assert figures.density_image(frozen, codes, size=32) == fresh  # first call: computed and kept
+    assert figures.density_image(frozen, codes, size=32) == fresh  # second: from the kept bins, same image
+    assert figures.density_box(frozen) == figures.density_box(xy)
+    assert figures.density_image(xy, codes, size=32) == fresh
+    xy[: len(xy) // 2, 0] += 10  # a writable array may change in place: never served from the cache
+    moved = figures.density_image(xy, codes, size=32)
+    assert moved["sizex"] > fresh["sizex"] + 9 and moved["source"] != fresh["source"]
+
+
 def test_many_classes_share_symbols() -> None:
     preds = np.array([f"c{i % 30}" for i in range(300)], dtype=object)
     symbols, legend = figures.class_symbols(preds)
