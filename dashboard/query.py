@@ -188,8 +188,8 @@ class CorpusQuery:
     def highlight_mask(self, head: str, classes: Sequence[str]) -> np.ndarray:
         """bool (N,): images whose predicted class of ``head`` is one of ``classes``."""
         codes, names = self._prediction_codes(head)
-        wanted = [k for k, c in enumerate(names) if c in set(classes)]
-        return np.isin(codes, wanted) if wanted else np.zeros(len(codes), dtype=bool)
+        table = np.array([c in set(classes) for c in names] + [False], dtype=bool)
+        return table[codes]  # a lookup per image (faster than np.isin at 1,000,000 images)
 
     @lru_cache(maxsize=16)  # noqa: B019  # one query per app, kept for the app's life
     def _prediction_codes(self, head: str) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -84,3 +84,14 @@ def test_the_export_file_is_the_selection_safe_csv_or_parquet(synthetic_corpus: 
                                   q.contribution_table(view, ids, wide=True))
     with pytest.raises(ValueError, match="export format must be 'csv' or 'parquet'"):
         q.export_bytes(view, ids, fmt="xlsx")
+
+
+def test_highlight_mask_marks_the_images_of_the_named_classes(synthetic_corpus: Path) -> None:
+    q = CorpusQuery(synthetic_corpus)
+    head = next(iter(q.heads))
+    predictions = np.asarray(q.predictions(head), dtype=object)
+    classes = sorted(set(predictions))[:2]
+    for wanted in ([classes[0]], classes, [], ["no such class"]):
+        mask = q.highlight_mask(head, wanted)
+        assert mask.dtype == bool and mask.tolist() == [p in wanted for p in predictions]
+    assert q.highlight_mask(head, classes).any() and not q.highlight_mask(head, ["no such class"]).any()
