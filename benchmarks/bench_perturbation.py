@@ -125,7 +125,7 @@ def main() -> int:
         counter.images = 0
         t = time.perf_counter()
         compute_validity(model, tensor, labels, vocab, targets, scores,
-                         ValidityConfig(curves=curves, batch_size=args.batch_size))
+                         config=ValidityConfig(curves=curves, batch_size=args.batch_size))
         v_s = time.perf_counter() - t
         what = "faithfulness + deletion/insertion curves" if curves else "faithfulness only"
         print(f"validity ({what}): {v_s:.1f} s, {counter.images} forwards for "

@@ -143,7 +143,7 @@ def _validity_frame(corpus: Corpus, model: Any, config: ValidateConfig) -> tuple
         scores = {m: {h: corpus_vectors(corpus, h, m, method_basis(m, config.basis), used)[0] for h in corpus.heads}
                   for m in corpus.methods}
         for (m, h), rec in compute_validity(model, tensor, labels, tuple(corpus.vocabulary), targets, scores,
-                                            config.validity, circ).items():
+                                            config=config.validity, circular_methods=circ).items():
             for n, i in enumerate(used):
                 rows.append({"image_id": i, "head": h, "method": m,
                              **{c: getattr(rec, c)[n] for c in VALIDITY_COLUMNS}, "validity_note": rec.note[n]})

@@ -510,8 +510,8 @@ def _record(batch: _Batch, meth: str, h: str, s: np.ndarray, circular_note: str)
 
 
 def compute_validity(model: MultitaskModel, tensor: torch.Tensor, labels: np.ndarray, vocabulary: tuple[str, ...],
-                     targets: dict[str, torch.Tensor], scores: dict[str, dict[str, np.ndarray]],
-                     config: ValidityConfig, circular_methods: Collection[str] = (), *,
+                     targets: dict[str, torch.Tensor], scores: dict[str, dict[str, np.ndarray]], *,
+                     config: ValidityConfig, circular_methods: Collection[str] = (),
                      original_logits: Mapping[str, np.ndarray] | None = None) -> dict[tuple[str, str], ValidityRecord]:
     """Faithfulness, MoRF / LeRF deletion AUCs and the random reference of every (method, head).
 
@@ -523,7 +523,7 @@ def compute_validity(model: MultitaskModel, tensor: torch.Tensor, labels: np.nda
     vocabulary : the K region names.
     targets : head -> int64 (N,), the explained class of each image.
     scores : method -> head -> float (N, K) region scores (see the module docs for which basis).
-    config : baseline and options.
+    config : baseline and options (this and the options below are keyword-only).
     circular_methods : methods that score with this test's own perturbation (:func:`circular`):
         their notes start with ``circular``.
     original_logits : head -> float (N, n_classes), the unperturbed images' logits when the caller has

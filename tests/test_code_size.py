@@ -32,11 +32,7 @@ MAX_PARAMETERS = 6
 
 # (file relative to the repository, qualified function name or "" for the module, rule) that exist today.
 # Modules being reworked under issue 17 by other work in progress (engine/store/dashboard/cli/validity...):
-ALLOWLIST: set[tuple[str, str, str]] = {
-    # 8: config / circular_methods become keyword-only once validate.py, test_precision.py and
-    # bench_perturbation.py pass them by keyword (the other callers do)
-    ("semcontrib/validity.py", "compute_validity", "parameters"),
-}
+ALLOWLIST: set[tuple[str, str, str]] = set()
 
 
 @dataclass(frozen=True)

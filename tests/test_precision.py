@@ -217,7 +217,7 @@ def test_prediction_and_validity_under_bf16(setup):
         preds, ev = predict_with_evidence(model, x, {})
         recs = compute_validity(model, x, np.stack([LABELS] * len(x)), VOC, targets,
                                 {"m": {h: np.random.default_rng(0).normal(size=(len(x), 9)) for h in targets}},
-                                ValidityConfig(baseline="mean"))
+                                config=ValidityConfig(baseline="mean"))
     assert ev is None  # tiny model: no ImageNet head
     for h, z in preds.logits.items():
         assert z.dtype == np.float32
