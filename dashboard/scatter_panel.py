@@ -9,6 +9,7 @@ expects; they keep no state between calls (the query caches read-only results).
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -216,13 +217,21 @@ def zoom(query: CorpusQuery, relayout: Mapping[str, Any] | None, emb: Mapping[st
     return {"figure": patch, "window": window}
 
 
-@functools.lru_cache(maxsize=8)
+# query -> head -> (symbols, legend): kept for the query's life, not beyond it
+_SYMBOLS: weakref.WeakKeyDictionary[CorpusQuery, dict[str, tuple[np.ndarray, dict[str, str]]]] = (
+    weakref.WeakKeyDictionary())
+
+
 def _symbols(query: CorpusQuery, head: str) -> tuple[np.ndarray, dict[str, str]]:
-    """:func:`figures.class_symbols` of ``head``'s predictions (read-only): they do not change for the query's
-    life, and at 1,000,000 images computing them costs ~200 ms of every scatter update."""
-    symbols, legend = figures.class_symbols(query.predictions(head))
-    symbols.setflags(write=False)
-    return symbols, legend
+    """:func:`figures.class_symbols` of ``head``'s predictions (the array read-only): they do not change for
+    the query's life, and at 1,000,000 images computing them costs ~200 ms of every scatter update."""
+    kept = _SYMBOLS.setdefault(query, {})
+    if head not in kept:
+        symbols, legend = figures.class_symbols(query.predictions(head))
+        symbols.setflags(write=False)
+        kept[head] = (symbols, legend)
+    symbols, legend = kept[head]
+    return symbols, dict(legend)
 
 
 def scatter(query: CorpusQuery, emb: Mapping[str, Any] | None, view: View, filters: Filters, selections: Any,
