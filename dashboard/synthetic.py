@@ -22,6 +22,7 @@ from PIL import Image
 
 from semcontrib import corpus as cstore
 from semcontrib.contributions import aggregate
+from semcontrib.engine.rows import attribution_frame, contribution_frame
 
 SIZE = 224
 CHUNK_SIZE = 128  # images per chunk, the pipeline's default
@@ -141,8 +142,10 @@ def _validity(rng: np.random.Generator, n_present: np.ndarray, method_index: int
     faith[few] = np.nan
     deletion = np.clip(rng.beta(2, 5, G) + 0.1 * method_index, 0, 1)
     insertion = np.clip(rng.beta(5, 2, G) - 0.1 * method_index, 0, 1)
-    return {"faithfulness": faith, "deletion_auc": deletion, "insertion_auc": insertion,
-            "validity_note": np.where(few, _FEW_REGIONS, "")}
+    lerf = np.clip(rng.beta(5, 2, G) - 0.05 * method_index, 0, 1)
+    random = np.clip((deletion + lerf) / 2 + rng.normal(0, 0.03, G), 0, 1)  # between the two orders
+    return {"faithfulness": faith, "deletion_auc": deletion, "insertion_auc": insertion, "lerf_auc": lerf,
+            "random_auc": random, "validity_note": np.where(few, _FEW_REGIONS, "")}
 
 
 def _categorical(codes: np.ndarray, categories: Any) -> pd.Categorical[Any]:
@@ -222,8 +225,6 @@ def _write_parts(root: Path, spec: SyntheticSpec, images: pd.DataFrame, cluster:
     chunks = tuple(range(-(-N // CHUNK_SIZE)))
     ids = images["image_id"].to_numpy(dtype=object)[:N]
     image_id = _categorical(np.arange(N), ids)
-    image_id_k = _categorical(np.repeat(np.arange(N), K), ids)
-    region = _categorical(np.tile(np.arange(K), N), list(vocabulary))
     target_index = {}
     for h, classes in heads.items():
         lookup = {c: k for k, c in enumerate(classes)}
@@ -239,21 +240,16 @@ def _write_parts(root: Path, spec: SyntheticSpec, images: pd.DataFrame, cluster:
         for hi, (h, classes) in enumerate(heads.items()):
             g = np.arange(N) * (M * H) + mi * H + hi
             target = _categorical(target_index[h], list(classes))
-            attributions = pd.DataFrame({
+            attributions = attribution_frame({
                 "image_id": image_id, "target": target, "target_index": target_index[h], "logit": logit[g],
                 "status": "ok", "delta": delta[hi::H], "total": groups.totals[g], "scale": groups.scales[g],
-                "unassigned_n": groups.unassigned[g, 0].astype(np.int64), "unassigned_sum": groups.unassigned[g, 1],
+                "unassigned_n": groups.unassigned[g, 0], "unassigned_sum": groups.unassigned[g, 1],
                 "unassigned_pos": groups.unassigned[g, 2], "unassigned_neg": groups.unassigned[g, 3],
                 "lrp_ratio": np.nan,  # the synthetic logits are not the maps' model's
                 **{c: v[hi::H] for c, v in validity.items()}})
-            attributions["validity_note"] = attributions["validity_note"].astype(str)
             parts_a.append(cstore.write_part(root, "attributions", h, m, attributions, key=keys[m], chunks=chunks))
-            contributions = pd.DataFrame({
-                "image_id": image_id_k, "target": _categorical(np.repeat(target_index[h], K), list(classes)),
-                "target_index": np.repeat(target_index[h], K),
-                "region": region, "region_index": np.tile(np.arange(K, dtype=np.int64), N),
-                "n_pixels": groups.stats[0, g].ravel().astype(np.int64), "sum": groups.stats[1, g].ravel(),
-                "pos_sum": groups.stats[2, g].ravel(), "neg_sum": groups.stats[3, g].ravel()})
+            contributions = contribution_frame(image_id, target, target_index[h], vocabulary,
+                                               [groups.stats[j, g] for j in range(4)], categorical_regions=True)
             cstore.add_default_scores(contributions, K)
             parts_c.append(cstore.write_part(root, "contributions", h, m, contributions, key=keys[m], chunks=chunks))
     return parts_a + parts_c

@@ -66,6 +66,7 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time each is imp
         PlannedInput,
         make_plan,
     )
+    from semcontrib.engine.rows import typed_rows
     from semcontrib.engine.run import (
         AnalysisRun,
         build_method,
@@ -77,7 +78,6 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time each is imp
         Generation,
         RunView,
         TableSink,
-        typed_rows,
     )
     from semcontrib.settings import DEFAULT_METHODS, REGION_METHODS
     from semcontrib.workers import path_text
@@ -156,7 +156,7 @@ _HOME = {
     "Generation": ("semcontrib.engine.tables", "Generation"),
     "RunView": ("semcontrib.engine.tables", "RunView"),
     "TableSink": ("semcontrib.engine.tables", "TableSink"),
-    "typed_rows": ("semcontrib.engine.tables", "typed_rows"),
+    "typed_rows": ("semcontrib.engine.rows", "typed_rows"),
     "DEFAULT_METHODS": ("semcontrib.settings", "DEFAULT_METHODS"),
     "REGION_METHODS": ("semcontrib.settings", "REGION_METHODS"),
     "path_text": ("semcontrib.workers", "path_text"),
@@ -172,7 +172,7 @@ _HOME = {
     "_item": ("semcontrib.engine.chunk", "item_or_none"),
     "_read_external": ("semcontrib.engine.external", "read_external"),
     "_external_source": ("semcontrib.engine.external", "external_source"),
-    "_typed": ("semcontrib.engine.tables", "typed_rows"),
+    "_typed": ("semcontrib.engine.rows", "typed_rows"),
     "_Generation": ("semcontrib.engine.tables", "Generation"),
     "_TableSink": ("semcontrib.engine.tables", "TableSink"),
     "_ChunkState": ("semcontrib.engine.chunk", "ChunkState"),

@@ -99,6 +99,7 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time each is imp
         PlannedInput,
         make_plan,
     )
+    from semcontrib.engine.rows import typed_rows
     from semcontrib.engine.run import (
         AnalysisRun,
         build_method,
@@ -112,7 +113,6 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time each is imp
         Generation,
         RunView,
         TableSink,
-        typed_rows,
     )
 
 # name -> the module of this package that defines it
@@ -166,7 +166,7 @@ _HOME = {
     "rows_key": "keys",
     "run_fingerprint": "keys",
     "settings_for": "api",
-    "typed_rows": "tables",
+    "typed_rows": "rows",
     "validity_digest": "keys",
     "validity_key": "keys",
     "with_stats": "chunk",

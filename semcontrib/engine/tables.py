@@ -17,6 +17,7 @@ from semcontrib.corpus import ImageRecord, Part, WorkStore
 from semcontrib.engine import keys
 from semcontrib.engine.chunk import ChunkResult
 from semcontrib.engine.plan import Plan, PlannedInput
+from semcontrib.engine.rows import attribution_frame, contribution_frame
 from semcontrib.regions import RegionSource
 from semcontrib.settings import AnalysisSettings
 from semcontrib.workers import (  # per-image work, in worker processes that never import torch
@@ -50,21 +51,6 @@ class RunView(Protocol):
 
     def manifest(self, extra: Mapping[str, Any]) -> dict[str, Any]: ...
 
-
-_TEXT_COLUMNS = ("image_id", "target", "status", "region", "validity_note")
-_INT_COLUMNS = ("target_index", "region_index", "n_pixels", "unassigned_n")
-
-
-def typed_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows with the table's column types even when there are none (an empty part must concatenate)."""
-    for c in df.columns:
-        if c in _TEXT_COLUMNS:
-            df[c] = df[c].astype(str)
-        elif c in _INT_COLUMNS:
-            df[c] = df[c].astype(np.int64)
-        else:
-            df[c] = df[c].astype(np.float64)
-    return df
 
 
 # --------------------------------------------------------------------------- tables
@@ -160,8 +146,7 @@ class TableSink:
         classes = self.run.classes(h)
         nan = float("nan")
         attr_rows: list[dict[str, Any]] = []
-        contrib: dict[str, list[Any]] = {c: [] for c in ("image_id", "target", "target_index", "n_pixels", "sum",
-                                                           "pos_sum", "neg_sum")}
+        contrib: dict[str, list[Any]] = {c: [] for c in ("image_id", "target", "target_index", "stats")}
         for i in ids:
             a = res.attrs[m][i][h]
             logit = float(res.preds[i].logits[h][a.target])
@@ -184,22 +169,16 @@ class TableSink:
             if m == "lrp" and logit != 0:
                 row["lrp_ratio"] = st.total / logit
             attr_rows.append(row)
-            contrib["image_id"] += [i] * K
-            contrib["target"] += [classes[a.target]] * K
-            contrib["target_index"] += [a.target] * K
-            contrib["n_pixels"].append(np.asarray(st.n_pixels, np.int64))
-            for col, v in (("sum", st.sum), ("pos_sum", st.pos_sum), ("neg_sum", st.neg_sum)):
-                contrib[col].append(np.asarray(v, np.float64))
-        cols = [c for c in cstore.ATTRIBUTION_COLUMNS if c not in ("head", "method")]
-        self._hold(("attributions", h, m), typed_rows(pd.DataFrame(attr_rows, columns=cols)))
-        n = len(contrib["n_pixels"])
-        df = pd.DataFrame({
-            "image_id": contrib["image_id"], "target": contrib["target"],
-            "target_index": np.asarray(contrib["target_index"], np.int64),
-            "region": list(self.run.vocabulary) * n, "region_index": np.tile(np.arange(K, dtype=np.int64), n),
-            **{c: (np.concatenate(contrib[c]) if n else np.zeros(0, np.int64 if c == "n_pixels" else np.float64))
-               for c in ("n_pixels", "sum", "pos_sum", "neg_sum")}})
-        self._hold(("contributions", h, m), typed_rows(df))
+            contrib["image_id"].append(i)
+            contrib["target"].append(classes[a.target])
+            contrib["target_index"].append(a.target)
+            contrib["stats"].append(np.stack([np.asarray(v, np.float64) for v in (st.n_pixels, st.sum, st.pos_sum,
+                                                                                    st.neg_sum)]))
+        self._hold(("attributions", h, m), attribution_frame(attr_rows))
+        stats = np.stack(contrib["stats"], axis=1) if contrib["stats"] else np.zeros((4, 0, K))
+        self._hold(("contributions", h, m), contribution_frame(contrib["image_id"], contrib["target"],
+                                                               contrib["target_index"], self.run.vocabulary,
+                                                               list(stats)))
 
     def _hold(self, key: tuple[str, str, str], df: pd.DataFrame) -> None:
         self.frames.setdefault(key, []).append(df)
