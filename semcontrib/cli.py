@@ -322,7 +322,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     with _progress_bar(args) as progress:
         options = _options(args, progress)
         if args.engine == "ray":
-            from semcontrib.ray_engine import run_on_ray
+            from semcontrib.engine.ray import run_on_ray
 
             report = run_on_ray(settings, out, options, entries)
         else:

@@ -79,8 +79,8 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time each is imp
         RunView,
         TableSink,
     )
+    from semcontrib.engine.workers import path_text
     from semcontrib.settings import DEFAULT_METHODS, REGION_METHODS
-    from semcontrib.workers import path_text
 
     # the private names of the single-module pipeline (one release)
     _hash = hash_key
@@ -159,7 +159,7 @@ _HOME = {
     "typed_rows": ("semcontrib.engine.rows", "typed_rows"),
     "DEFAULT_METHODS": ("semcontrib.settings", "DEFAULT_METHODS"),
     "REGION_METHODS": ("semcontrib.settings", "REGION_METHODS"),
-    "path_text": ("semcontrib.workers", "path_text"),
+    "path_text": ("semcontrib.engine.workers", "path_text"),
     "_hash": ("semcontrib.engine.keys", "hash_key"),
     "_model_fingerprint": ("semcontrib.engine.keys", "model_fingerprint"),
     "_validity_digest": ("semcontrib.engine.keys", "validity_digest"),

@@ -21,7 +21,7 @@ def local_ray():
 
 
 def test_ray_gives_the_tables_of_the_local_engine_on_the_bundled_photographs(tmp_path, local_ray):
-    from semcontrib.ray_engine import run_on_ray
+    from semcontrib.engine.ray import run_on_ray
 
     photos = tmp_path / "photos"
     write_demo_images(photos)
@@ -40,7 +40,7 @@ def test_ray_gives_the_tables_of_the_local_engine_on_the_bundled_photographs(tmp
 
 
 def test_ray_refuses_what_it_cannot_do(tmp_path):
-    from semcontrib.ray_engine import run_on_ray
+    from semcontrib.engine.ray import run_on_ray
 
     settings = AnalysisSettings(model="imagenet-heads", methods=("gradcam",), regions="grid")
     with pytest.raises(ValueError, match="shard"):

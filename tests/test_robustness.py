@@ -382,7 +382,7 @@ def test_unexpected_region_errors_are_reported_and_retried(photos, tmp_path):
 
 
 def test_any_decoder_exception_skips_only_that_image(photos, tmp_path, monkeypatch):
-    import semcontrib.workers as workers  # decoding lives there (worker processes without torch)
+    import semcontrib.engine.workers as workers  # decoding lives there (worker processes without torch)
 
     real = workers.load_rgb
 

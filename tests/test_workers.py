@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from semcontrib.engine.workers import PrepareJob, RegionContext, _Executor, prepare_image
 from semcontrib.regions import ImageInput, RegionMap
-from semcontrib.workers import PrepareJob, RegionContext, _Executor, prepare_image
 
 
 class TorchProbe:

@@ -19,11 +19,11 @@ from typing import overload
 
 import numpy as np
 
-from semcontrib.imageio import ImageScan, scan_images
-from semcontrib.workers import (  # per-image work, in worker processes that never import torch
+from semcontrib.engine.workers import (  # per-image work, in worker processes that never import torch
     _one_line,
     path_text,
 )
+from semcontrib.imageio import ImageScan, scan_images
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,11 @@ import pyarrow.compute as pc
 
 from semcontrib import corpus as cstore
 from semcontrib.engine.inputs import InputEntry, InputList, _text_of, make_image_id
-from semcontrib.imageio import sha256_file
-from semcontrib.store.plan import read_plan_table
-from semcontrib.workers import (  # per-image work, in worker processes that never import torch
+from semcontrib.engine.workers import (  # per-image work, in worker processes that never import torch
     path_text,
 )
+from semcontrib.imageio import sha256_file
+from semcontrib.store.plan import read_plan_table
 
 # --------------------------------------------------------------------------- the plan
 

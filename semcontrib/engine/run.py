@@ -22,6 +22,11 @@ from semcontrib.engine.plan import Plan, PlannedInput, make_plan
 from semcontrib.engine.stage import Stage
 from semcontrib.engine.stages import StageWork
 from semcontrib.engine.tables import Generation, TableSink
+from semcontrib.engine.workers import (  # per-image work, in worker processes that never import torch
+    Executor,
+    RegionContext,
+    pool_workers,
+)
 from semcontrib.methods import AttributionMethod
 from semcontrib.model import ComputeOptions
 from semcontrib.paths import data_path
@@ -30,11 +35,6 @@ from semcontrib.settings import (
     IN_MEMORY_MODEL,
     SCORE_BASIS,
     AnalysisSettings,
-)
-from semcontrib.workers import (  # per-image work, in worker processes that never import torch
-    Executor,
-    RegionContext,
-    pool_workers,
 )
 
 if TYPE_CHECKING:

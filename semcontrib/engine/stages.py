@@ -38,13 +38,7 @@ from semcontrib.engine.keys import chunk_region_key, validity_digest
 from semcontrib.engine.passes import ModelPasses
 from semcontrib.engine.plan import PlannedInput
 from semcontrib.engine.stage import Later, Stage
-from semcontrib.methods import is_pixel_method
-from semcontrib.regions import RegionSource, source_key, uses_evidence
-from semcontrib.settings import (
-    ExternalAttributions,
-)
-from semcontrib.store.records import image_digest
-from semcontrib.workers import (  # per-image work, in worker processes that never import torch
+from semcontrib.engine.workers import (  # per-image work, in worker processes that never import torch
     Done,
     Executor,
     Prepared,
@@ -56,6 +50,12 @@ from semcontrib.workers import (  # per-image work, in worker processes that nev
     prepare_image,
     segment_image,
 )
+from semcontrib.methods import is_pixel_method
+from semcontrib.regions import RegionSource, source_key, uses_evidence
+from semcontrib.settings import (
+    ExternalAttributions,
+)
+from semcontrib.store.records import image_digest
 
 logger = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from semcontrib.engine import keys
 from semcontrib.engine.chunk import ChunkResult
 from semcontrib.engine.plan import Plan, PlannedInput
 from semcontrib.engine.rows import attribution_frame, contribution_frame
-from semcontrib.regions import RegionSource
-from semcontrib.settings import AnalysisSettings
-from semcontrib.workers import (  # per-image work, in worker processes that never import torch
+from semcontrib.engine.workers import (  # per-image work, in worker processes that never import torch
     _utf8,
     path_text,
 )
+from semcontrib.regions import RegionSource
+from semcontrib.settings import AnalysisSettings
 
 logger = logging.getLogger(__name__)
 

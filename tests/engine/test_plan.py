@@ -19,8 +19,8 @@ import pytest
 from semcontrib import corpus as cstore
 from semcontrib.engine.inputs import InputEntry, InputList, make_image_id, read_inputs
 from semcontrib.engine.plan import Plan, PlannedInput, make_plan
+from semcontrib.engine.workers import path_text
 from semcontrib.imageio import list_images, scan_images, sha256_file
-from semcontrib.workers import path_text
 
 REPO = Path(__file__).resolve().parents[2]
 CHUNK = 3

@@ -9,9 +9,9 @@ import pytest
 
 from semcontrib.engine import STAGES, AnalysisRun, RunOptions, analyze
 from semcontrib.engine import run as engine_run
+from semcontrib.engine.workers import CHEAP_RUN_CHUNKS, Executor, pool_workers
 from semcontrib.regions import ImageInput, RegionMap
 from semcontrib.settings import AnalysisSettings
-from semcontrib.workers import CHEAP_RUN_CHUNKS, Executor, pool_workers
 from tests.conftest import tiny_model
 
 
