@@ -423,7 +423,7 @@ def _plan(present: np.ndarray, scores: dict[str, dict[str, np.ndarray]], config:
 def _perturbed_logits(model: MultitaskModel, tensor: torch.Tensor, labels: np.ndarray, coalitions: Any,
                       config: ValidityConfig) -> dict[str, np.ndarray]:
     """Head -> logits of the perturbed images of ``coalitions`` (one batched, deduplicated forward)."""
-    from semcontrib.perturbation import baseline_tensor, forward_coalitions
+    from semcontrib.methods.coalitions import baseline_tensor, forward_coalitions
 
     if config.baseline == "road":
         base, perturb = tensor, _road_perturb(config)
@@ -534,7 +534,7 @@ def compute_validity(model: MultitaskModel, tensor: torch.Tensor, labels: np.nda
     -------
     (method, head) -> ValidityRecord.
     """
-    from semcontrib.perturbation import Coalitions, present_regions
+    from semcontrib.methods.coalitions import Coalitions, present_regions
 
     labels = np.asarray(labels)
     N, K = tensor.shape[0], len(vocabulary)

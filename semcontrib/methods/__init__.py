@@ -2,10 +2,10 @@
 
 ``base`` holds the records and the :class:`~semcontrib.methods.base.AttributionMethod` protocol,
 ``registry`` the ``ATTRIBUTION_METHODS`` registry; one module per family registers its classes:
-``lrp``, ``gradcam``, ``ig`` (pixel methods) and ``siam`` (region method). ``occlusion`` and
-``shapley`` (:mod:`semcontrib.perturbation`), ``lime`` (:mod:`semcontrib.lime`) and ``xrai``
-(:mod:`semcontrib.xrai`) live outside this package and are registered here. ``targets`` resolves
-which class of each head is explained.
+``lrp``, ``gradcam``, ``ig``, ``xrai`` (pixel methods), ``siam``, ``occlusion``, ``shapley`` and ``lime``
+(region methods; the last three on the baselines and batched coalition forwards of ``coalitions``).
+``semcontrib.perturbation``, ``semcontrib.lime`` and ``semcontrib.xrai`` stay one release as aliases.
+``targets`` resolves which class of each head is explained.
 
 Precision: every method runs inside the caller's :func:`semcontrib.model.compute_context`; with
 ``bf16`` its passes run under ``torch.autocast`` in bfloat16 where the method's ``runs_in_bf16`` is
@@ -61,10 +61,11 @@ def complete_registry() -> None:
         return
     for family in _FAMILIES:
         importlib.import_module(family)
-    from semcontrib.lime import LimeMethod
+    from semcontrib.methods.lime import LimeMethod
+    from semcontrib.methods.occlusion import OcclusionMethod
     from semcontrib.methods.registry import ATTRIBUTION_METHODS, register
-    from semcontrib.perturbation import OcclusionMethod, ShapleyMethod
-    from semcontrib.xrai import XraiMethod
+    from semcontrib.methods.shapley import ShapleyMethod
+    from semcontrib.methods.xrai import XraiMethod
 
     for foreign in (OcclusionMethod, ShapleyMethod, LimeMethod, XraiMethod):
         register(foreign)
