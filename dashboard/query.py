@@ -286,11 +286,10 @@ class CorpusQuery:
         vectors = {(h, m): self.score_matrix(View(h, m, normalisation, basis)).values
                    for h in self.heads for m in self.methods}
         validity = pd.DataFrame(columns=["head", "method"])
-        if self.has_validity:
-            cols = [c for c in (*VALIDITY_COLUMNS, "validity_note") if c in self._attribution_columns]
-            frames = [self.corpus.attribution_rows(h, m, cols).drop(columns="image_id").assign(head=h, method=m)
+        if self.has_validity:  # the per-view validity frames (read once, cached), not a second read
+            frames = [self.validity(h, m).drop(columns="image_id").assign(head=h, method=m)  # type: ignore[union-attr]
                       for h in self.heads for m in self.methods]
-            validity = pd.concat(frames, ignore_index=True)[["head", "method", *cols]]
+            validity = pd.concat(frames, ignore_index=True)
         return views.trust_table(validity, vectors)
 
     # ---- the ranked table

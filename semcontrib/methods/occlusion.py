@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,11 +23,6 @@ from semcontrib.model import MultitaskModel
 
 if TYPE_CHECKING:
     from semcontrib.methods.base import RegionResult
-
-logger = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------- occlusion
 
 
 class OcclusionMethod:

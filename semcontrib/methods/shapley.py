@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +24,6 @@ from semcontrib.model import MultitaskModel
 
 if TYPE_CHECKING:
     from semcontrib.methods.base import RegionResult
-
-logger = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------- Shapley values
 
 
 def shapley_weights(m: int) -> np.ndarray:
