@@ -36,16 +36,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from semcontrib.model import MultitaskModel
 from semcontrib.settings import PERTURBATION_BASELINES, PERTURBATION_BATCH_SIZE, PERTURBATION_BLUR_SIGMA
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 
@@ -191,8 +188,27 @@ def forward_coalitions(model: MultitaskModel, tensor: torch.Tensor, baseline: to
     return {h: torch.cat(v).numpy()[inverse] for h, v in outs.items()}
 
 
-def _check_inputs(tensor: torch.Tensor, labels: np.ndarray, vocabulary: tuple[str, ...],
-                  targets: dict[str, torch.Tensor], model: MultitaskModel) -> np.ndarray:
+def check_inputs(tensor: torch.Tensor, labels: np.ndarray, vocabulary: tuple[str, ...],
+                 targets: dict[str, torch.Tensor], model: MultitaskModel) -> np.ndarray:
+    """Check the inputs of a region method's ``attribute_regions`` and say which regions each image has.
+
+    Parameters
+    ----------
+    tensor : float (N, 3, S, S), preprocessed images.
+    labels : int (N, S, S), region maps at model resolution (-1 = unassigned).
+    vocabulary : the K region names.
+    targets : head -> int64 (N,) target class per image; every head must be one of ``model``'s.
+    model : the multitask model (unknown heads raise its ``ValueError``).
+
+    Returns
+    -------
+    bool (N, K), the regions present in each image (:func:`present_regions`).
+
+    Raises
+    ------
+    ValueError
+        if the shapes disagree, a head is unknown or a label lies outside ``-1..K-1``.
+    """
     labels = np.asarray(labels)
     if tensor.ndim != 4 or labels.shape != (tensor.shape[0], *tensor.shape[-2:]):
         raise ValueError(f"labels must be int (N, S, S) matching tensor (N, 3, S, S); got labels {labels.shape}, "
@@ -204,8 +220,25 @@ def _check_inputs(tensor: torch.Tensor, labels: np.ndarray, vocabulary: tuple[st
     return present_regions(labels, len(vocabulary))
 
 
-def _display_maps(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """float32 (N, S, S): each pixel = its region's score / the region's pixel count; 0 if unassigned."""
+def display_maps(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Spread region scores over their pixels, so that a region's pixels sum to its score.
+
+    Parameters
+    ----------
+    scores : float (N, K), one score per image and region.
+    labels : int (N, S, S), region maps (-1 = unassigned).
+
+    Returns
+    -------
+    float32 (N, S, S): each pixel holds its region's score divided by the region's pixel count; 0 where
+    unassigned.
+
+    Examples
+    --------
+    >>> display_maps(np.array([[2.0, -1.0]]), np.array([[[0, 0], [1, -1]]]))
+    array([[[ 1.,  1.],
+            [-1.,  0.]]], dtype=float32)
+    """
     N, K = scores.shape
     maps = np.zeros(labels.shape, dtype=np.float32)
     for n in range(N):
@@ -216,18 +249,52 @@ def _display_maps(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return maps
 
 
-def _target_values(logits: dict[str, np.ndarray], targets: dict[str, torch.Tensor], image: np.ndarray
-                   ) -> dict[str, np.ndarray]:
-    """float64 (P,) target logit of each coalition row, per head."""
+def target_values(logits: dict[str, np.ndarray], targets: dict[str, torch.Tensor], image: np.ndarray
+                  ) -> dict[str, np.ndarray]:
+    """The target logit of each coalition row, per head.
+
+    Parameters
+    ----------
+    logits : head -> float64 (P, n_classes), as :func:`forward_coalitions` returns.
+    targets : head -> int64 (N,) target class per image.
+    image : int64 (P,), the image each row perturbs (``Coalitions.image``).
+
+    Returns
+    -------
+    head -> float64 (P,), ``logits[h][p, targets[h][image[p]]]``, for every head of ``targets``.
+
+    Examples
+    --------
+    >>> target_values({"a": np.array([[1.0, 2.0], [3.0, 4.0]])}, {"a": torch.tensor([1])}, np.array([0, 0]))
+    {'a': array([2., 4.])}
+    """
     return {h: logits[h][np.arange(len(image)), targets[h].cpu().numpy()[image]] for h in targets}
 
 
-def _validate_common(baseline: str, blur_sigma: float, batch_size: int) -> None:
+def validate_common(baseline: str, blur_sigma: float, batch_size: int) -> None:
+    """Reject bad values of the options every coalition-based method shares.
+
+    Parameters
+    ----------
+    baseline : one of :data:`BASELINES`.
+    blur_sigma : a positive number of pixels.
+    batch_size : an integer >= 1.
+
+    Raises
+    ------
+    ValueError
+        naming the option, the value given and what is allowed.
+
+    Examples
+    --------
+    >>> validate_common("blur", 10.0, 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: batch_size must be an integer >= 1, got 0
+    """
     if baseline not in BASELINES:
         raise ValueError(f"unknown baseline {baseline!r}; choose from {BASELINES}")
     if not (isinstance(blur_sigma, (int, float)) and blur_sigma > 0):
         raise ValueError(f"blur_sigma must be a positive number of pixels, got {blur_sigma!r}")
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-
-

@@ -44,12 +44,12 @@ from semcontrib.methods.coalitions import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BLUR_SIGMA,
     Coalitions,
-    _check_inputs,
-    _display_maps,
-    _target_values,
-    _validate_common,
     baseline_tensor,
+    check_inputs,
+    display_maps,
     forward_coalitions,
+    target_values,
+    validate_common,
 )
 from semcontrib.model import MultitaskModel
 from semcontrib.settings import LIME_REGULARISERS
@@ -143,7 +143,7 @@ class LimeMethod:
     def __init__(self, *, samples: int = 64, kernel_width: float = 0.25, regulariser: str = "ridge",
                  alpha: float = 1.0, baseline: str = "blur", seed: int = 0,
                  blur_sigma: float = DEFAULT_BLUR_SIGMA, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
-        _validate_common(baseline, blur_sigma, batch_size)
+        validate_common(baseline, blur_sigma, batch_size)
         if not (isinstance(samples, int) and not isinstance(samples, bool) and 2 <= samples <= 65536):
             raise ValueError(f"lime samples must be an integer in 2..65536, got {samples!r}")
         if not (isinstance(kernel_width, (int, float)) and np.isfinite(kernel_width) and kernel_width > 0):
@@ -187,7 +187,7 @@ class LimeMethod:
         """
         from semcontrib.methods.base import RegionResult
 
-        present = _check_inputs(tensor, labels, vocabulary, targets, model)
+        present = check_inputs(tensor, labels, vocabulary, targets, model)
         N, K = present.shape
         image: list[int] = []
         keeps: list[np.ndarray] = []
@@ -204,7 +204,7 @@ class LimeMethod:
         base = baseline_tensor(model, tensor, self.baseline, self.blur_sigma)
         logits = forward_coalitions(model, tensor, base, labels, Coalitions(img, np.asarray(keeps).reshape(-1, K)),
                                     self.batch_size)
-        values = _target_values(logits, targets, img)
+        values = target_values(logits, targets, img)
         out: dict[str, RegionResult] = {}
         for h, v in values.items():
             scores = np.zeros((N, K))
@@ -216,5 +216,5 @@ class LimeMethod:
                                             self.regulariser, self.alpha)
                 scores[n, players] = coef
                 delta[n] = 1.0 - r2
-            out[h] = RegionResult(scores, _display_maps(scores, labels), delta)
+            out[h] = RegionResult(scores, display_maps(scores, labels), delta)
         return out

@@ -12,12 +12,12 @@ from semcontrib.methods.coalitions import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BLUR_SIGMA,
     Coalitions,
-    _check_inputs,
-    _display_maps,
-    _target_values,
-    _validate_common,
     baseline_tensor,
+    check_inputs,
+    display_maps,
     forward_coalitions,
+    target_values,
+    validate_common,
 )
 from semcontrib.model import MultitaskModel
 
@@ -41,7 +41,7 @@ class OcclusionMethod:
 
     def __init__(self, baseline: str = "blur", blur_sigma: float = DEFAULT_BLUR_SIGMA,
                  batch_size: int = DEFAULT_BATCH_SIZE) -> None:
-        _validate_common(baseline, blur_sigma, batch_size)
+        validate_common(baseline, blur_sigma, batch_size)
         self.baseline = baseline
         self.blur_sigma = float(blur_sigma)
         self.batch_size = batch_size
@@ -74,7 +74,7 @@ class OcclusionMethod:
         """
         from semcontrib.methods.base import RegionResult
 
-        present = _check_inputs(tensor, labels, vocabulary, targets, model)
+        present = check_inputs(tensor, labels, vocabulary, targets, model)
         N, K = present.shape
         image, keep, region = [], [], []
         for n in range(N):
@@ -90,7 +90,7 @@ class OcclusionMethod:
         img = np.asarray(image, np.int64)
         base = baseline_tensor(model, tensor, self.baseline, self.blur_sigma)
         logits = forward_coalitions(model, tensor, base, labels, Coalitions(img, np.asarray(keep)), self.batch_size)
-        values = _target_values(logits, targets, img)
+        values = target_values(logits, targets, img)
         reg = np.asarray(region)
         out: dict[str, RegionResult] = {}
         for h, v in values.items():
@@ -98,7 +98,7 @@ class OcclusionMethod:
             scores = np.zeros((N, K))
             sel = reg >= 0
             scores[img[sel], reg[sel]] = full[img[sel]] - v[sel]
-            out[h] = RegionResult(scores, _display_maps(scores, labels), None)
+            out[h] = RegionResult(scores, display_maps(scores, labels), None)
         return out
 
 

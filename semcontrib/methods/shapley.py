@@ -13,12 +13,12 @@ from semcontrib.methods.coalitions import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BLUR_SIGMA,
     Coalitions,
-    _check_inputs,
-    _display_maps,
-    _target_values,
-    _validate_common,
     baseline_tensor,
+    check_inputs,
+    display_maps,
     forward_coalitions,
+    target_values,
+    validate_common,
 )
 from semcontrib.model import MultitaskModel
 
@@ -84,7 +84,7 @@ class ShapleyMethod:
 
     def __init__(self, baseline: str = "blur", exact_max: int = 10, samples: int = 25, seed: int = 0,
                  blur_sigma: float = DEFAULT_BLUR_SIGMA, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
-        _validate_common(baseline, blur_sigma, batch_size)
+        validate_common(baseline, blur_sigma, batch_size)
         if not (isinstance(exact_max, int) and 0 <= exact_max <= 16):
             raise ValueError(f"exact_max must be an integer in 0..16 (2^exact_max forwards), got {exact_max!r}")
         if not (isinstance(samples, int) and samples >= 1):
@@ -124,7 +124,7 @@ class ShapleyMethod:
         """
         from semcontrib.methods.base import RegionResult
 
-        present = _check_inputs(tensor, labels, vocabulary, targets, model)
+        present = check_inputs(tensor, labels, vocabulary, targets, model)
         N, K = present.shape
         image: list[int] = []
         keeps: list[np.ndarray] = []
@@ -151,7 +151,7 @@ class ShapleyMethod:
         base = baseline_tensor(model, tensor, self.baseline, self.blur_sigma)
         logits = forward_coalitions(model, tensor, base, labels, Coalitions(img, np.asarray(keeps).reshape(-1, K)),
                                     self.batch_size)
-        values = _target_values(logits, targets, img)
+        values = target_values(logits, targets, img)
         out: dict[str, RegionResult] = {}
         for h, v in values.items():
             scores = np.zeros((N, K))
@@ -172,5 +172,5 @@ class ShapleyMethod:
                     gap = v[first + m] - empty  # the first permutation's last row keeps every player
                 scores[n, players] = phi
                 delta[n] = phi.sum() - gap
-            out[h] = RegionResult(scores, _display_maps(scores, labels), delta)
+            out[h] = RegionResult(scores, display_maps(scores, labels), delta)
         return out
