@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from semcontrib.dashboard import edit_ui as E
 from semcontrib.dashboard import ids as I
 from semcontrib.dashboard.app import create_app
 from semcontrib.dashboard.callback_client import CallbackClient
+from semcontrib.dashboard.layout import TABS
 from semcontrib.dashboard.query import CorpusQuery
 from semcontrib.edits import edits_path, read_edits
 
@@ -60,8 +63,6 @@ ev('mouseup', document, x1, y1, 0);
 def save_once_the_shape_arrived(dash_duo, expected: str, timeout: float = 60) -> None:
     """Click Save until the server has the drawn shape (a loaded machine can deliver the relayout after
     the click, and the page then says "not saved: draw ... first"), then wait for ``expected``."""
-    import time
-
     end = time.time() + timeout
     while True:
         dash_duo.driver.execute_script("arguments[0].click()", dash_duo.find_element(f"#{E.SAVE}"))
@@ -81,6 +82,46 @@ def drag_on(driver, element, start, end) -> None:
     """Drag on ``element`` from ``start`` to ``end`` (fractions of its width and height)."""
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
     driver.execute_script(DRAG_JS, element, [*start, *end])
+
+
+def draw_rectangle(dash_duo, start, end, timeout: float = 30) -> None:
+    """Drag a rectangle on the edit tab's figure (``start`` and ``end`` are fractions of its width and height)
+    and wait until Plotly holds it as the figure's first shape."""
+    drag_on(dash_duo.driver, dash_duo.find_element(f"#{E.GRAPH} .nsewdrag"), start, end)
+    deadline, shapes = time.time() + timeout, None
+    while time.time() < deadline and not shapes:
+        shapes = dash_duo.driver.execute_script(
+            f"return document.querySelector('#{E.GRAPH} .js-plotly-plot').layout.shapes;")
+        time.sleep(0.1)
+    assert shapes and shapes[0]["type"] == "rect", shapes
+
+
+PHOTO_SHOWN_JS = f"""
+const g = document.querySelector('#{E.GRAPH} .js-plotly-plot');
+return !!(g && g.layout && g.layout.images && g.layout.images.length > 0
+          && g.layout.images[0].source.includes(arguments[0]));
+"""
+
+
+@pytest.fixture
+def open_edit_tab(dash_duo, tmp_path: Path, free_port: int) -> Callable[..., None]:
+    """``open_edit_tab(root, image, pick=True, timeout=30)``: serve ``root`` with ``--edit`` in headless
+    Chromium, open the "Edit regions" tab, pick ``image`` in its dropdown (``pick=False``: the tab shows it
+    unpicked) and wait until the figure shows that image's photo."""
+
+    def open_(root: Path, image: str, pick: bool = True, timeout: float = 30) -> None:
+        dash_duo.start_server(create_app(root, cache_dir=tmp_path / "cache", edit=True), port=free_port)
+        tab_css = f"#{I.TABS} .tab:nth-child({len(TABS) + 1})"
+        dash_duo.wait_for_text_to_equal(tab_css, "Edit regions", timeout=timeout)
+        dash_duo.driver.execute_script("arguments[0].click()", dash_duo.find_element(tab_css))
+        if pick:
+            dash_duo.select_dcc_dropdown(f"#{E.IMAGE}", value=image)
+        deadline = time.time() + timeout
+        while time.time() < deadline and not dash_duo.driver.execute_script(PHOTO_SHOWN_JS, image):
+            time.sleep(0.2)
+        assert dash_duo.driver.execute_script(PHOTO_SHOWN_JS, image), f"{image} not shown within {timeout} s"
+
+    return open_
 
 
 def save(c: CallbackClient, button: str = E.SAVE) -> str:
@@ -208,33 +249,11 @@ def test_cli_flag_turns_edit_mode_on(monkeypatch):
 
 
 @pytest.mark.browser
-def test_draw_a_rectangle_label_it_and_save_in_the_browser(dash_duo, corpus, tmp_path, free_port):
+def test_draw_a_rectangle_label_it_and_save_in_the_browser(dash_duo, corpus, open_edit_tab):
     """Headless Chromium: open the tab, drag a rectangle on the photo with Plotly's draw tool, type a new
     label, save: the edit is in the corpus's edits file and drawn (dashed, labelled) on the figure."""
-    import time
-
-    from semcontrib.dashboard import layout
-
-    dash_duo.start_server(create_app(corpus, cache_dir=tmp_path / "cache", edit=True), port=free_port)
-    tab_css = f"#{I.TABS} .tab:nth-child({len(layout.TABS) + 1})"
-    dash_duo.wait_for_text_to_equal(tab_css, "Edit regions", timeout=30)
-    dash_duo.driver.execute_script("arguments[0].click()", dash_duo.find_element(tab_css))
-    image = str(CorpusQuery(corpus).ids[3])
-    dash_duo.select_dcc_dropdown(f"#{E.IMAGE}", value=image)
-    end = time.time() + 30
-    while time.time() < end and not dash_duo.driver.execute_script(
-            f"const g = document.querySelector('#{E.GRAPH} .js-plotly-plot');"
-            "return g && g.layout && g.layout.images && g.layout.images.length > 0"
-            f" && g.layout.images[0].source.includes('{image}');"):
-        time.sleep(0.2)
-    drag = dash_duo.find_element(f"#{E.GRAPH} .nsewdrag")  # the figure with its photo, not the first one
-    drag_on(dash_duo.driver, drag, (0.3, 0.3), (0.5, 0.55))
-    shapes = None
-    while time.time() < end and not shapes:
-        shapes = dash_duo.driver.execute_script(
-            f"return document.querySelector('#{E.GRAPH} .js-plotly-plot').layout.shapes;")
-        time.sleep(0.2)
-    assert shapes and shapes[0]["type"] == "rect", shapes
+    open_edit_tab(corpus, str(CorpusQuery(corpus).ids[3]))
+    draw_rectangle(dash_duo, (0.3, 0.3), (0.5, 0.55))
     dash_duo.find_element(f"#{E.NEW_LABEL}").send_keys("eyes")
     save_once_the_shape_arrived(dash_duo, "saved 1 edit(s) labelled 'eyes'")
     (e,) = read_edits(edits_path(corpus))
@@ -251,14 +270,10 @@ def test_draw_a_rectangle_label_it_and_save_in_the_browser(dash_duo, corpus, tmp
 
 @pytest.mark.browser
 def test_a_shape_drawn_on_the_first_figure_is_saved_by_one_click_while_its_store_lags(
-        dash_duo, corpus, tmp_path, free_port, monkeypatch):
+        dash_duo, corpus, open_edit_tab, monkeypatch):
     """The quirk of issue 21: a rectangle drawn on the tab's first figure (no image picked) and saved at
     once, while the shape store's round trip is slow (here 3 s, as on a loaded machine), was "not saved:
     draw a rectangle ... first". One click saves it now."""
-    import time
-
-    from semcontrib.dashboard import layout
-
     real = edit_ui.track_shapes
 
     def slow(relayout, shapes):
@@ -266,25 +281,10 @@ def test_a_shape_drawn_on_the_first_figure_is_saved_by_one_click_while_its_store
         return real(relayout, shapes)
 
     monkeypatch.setattr(edit_ui, "track_shapes", slow)
-    dash_duo.start_server(create_app(corpus, cache_dir=tmp_path / "cache", edit=True), port=free_port)
-    tab_css = f"#{I.TABS} .tab:nth-child({len(layout.TABS) + 1})"
-    dash_duo.wait_for_text_to_equal(tab_css, "Edit regions", timeout=30)
-    dash_duo.driver.execute_script("arguments[0].click()", dash_duo.find_element(tab_css))
     image = str(CorpusQuery(corpus).ids[0])  # the dropdown's first image, never picked
-    end = time.time() + 30
-    while time.time() < end and not dash_duo.driver.execute_script(
-            f"const g = document.querySelector('#{E.GRAPH} .js-plotly-plot');"
-            "return g && g.layout && g.layout.images && g.layout.images.length > 0"
-            f" && g.layout.images[0].source.includes('{image}');"):
-        time.sleep(0.2)
+    open_edit_tab(corpus, image, pick=False)
     dash_duo.find_element(f"#{E.NEW_LABEL}").send_keys("eyes")
-    drag_on(dash_duo.driver, dash_duo.find_element(f"#{E.GRAPH} .nsewdrag"), (0.3, 0.3), (0.5, 0.55))
-    shapes = None
-    while time.time() < end and not shapes:
-        shapes = dash_duo.driver.execute_script(
-            f"return document.querySelector('#{E.GRAPH} .js-plotly-plot').layout.shapes;")
-        time.sleep(0.1)
-    assert shapes and shapes[0]["type"] == "rect", shapes
+    draw_rectangle(dash_duo, (0.3, 0.3), (0.5, 0.55))
     dash_duo.driver.execute_script("arguments[0].click()", dash_duo.find_element(f"#{E.SAVE}"))  # once
     dash_duo.wait_for_contains_text(f"#{E.MESSAGE}", "saved 1 edit(s) labelled 'eyes'", timeout=30)
     (e,) = read_edits(edits_path(corpus))
@@ -295,16 +295,13 @@ def test_a_shape_drawn_on_the_first_figure_is_saved_by_one_click_while_its_store
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_acceptance_eyes_on_the_cat_apply_and_restart(dash_duo, real_corpus, tmp_path, free_port):
+def test_acceptance_eyes_on_the_cat_apply_and_restart(dash_duo, real_corpus, tmp_path, open_edit_tab):
     """Issue 21's acceptance in headless Chromium, on the analysed demo photographs: a rectangle over the
     cat's eyes labelled ``eyes`` (a new label), applied; after the background job the cat's vector has an
     ``eyes`` entry, the filters offer ``eyes``, the other images' statistics are unchanged, and a restarted
     dashboard shows the same."""
-    import time
-
     import numpy as np
 
-    from semcontrib.dashboard import layout
     from semcontrib.dashboard.records import View
 
     root = Path(shutil.copytree(real_corpus, tmp_path / "corpus"))
@@ -315,20 +312,9 @@ def test_acceptance_eyes_on_the_cat_apply_and_restart(dash_duo, real_corpus, tmp
     old_table = before.contribution_table(view, others, wide=False)
     assert "eyes" not in before.vocabulary
 
-    dash_duo.start_server(create_app(root, cache_dir=tmp_path / "cache", edit=True), port=free_port)
-    tab_css = f"#{I.TABS} .tab:nth-child({len(layout.TABS) + 1})"
-    dash_duo.wait_for_text_to_equal(tab_css, "Edit regions", timeout=60)
-    dash_duo.driver.execute_script("arguments[0].click()", dash_duo.find_element(tab_css))
-    dash_duo.select_dcc_dropdown(f"#{E.IMAGE}", value=cat)
-    end = time.time() + 60
-    while time.time() < end and not dash_duo.driver.execute_script(
-            f"const g = document.querySelector('#{E.GRAPH} .js-plotly-plot');"
-            "return g && g.layout && g.layout.images && g.layout.images.length > 0"
-            f" && g.layout.images[0].source.includes('{cat}');"):
-        time.sleep(0.2)
-    drag = dash_duo.find_element(f"#{E.GRAPH} .nsewdrag")
+    open_edit_tab(root, cat, timeout=60)
     # chelsea is 451 x 300: her eyes lie within x 130..350, y 80..170 (pixels)
-    drag_on(dash_duo.driver, drag, (130 / 451, 80 / 300), (350 / 451, 170 / 300))
+    draw_rectangle(dash_duo, (130 / 451, 80 / 300), (350 / 451, 170 / 300), timeout=60)
     dash_duo.find_element(f"#{E.NEW_LABEL}").send_keys("eyes")
     save_once_the_shape_arrived(dash_duo, "saved 1 edit(s) labelled 'eyes'")
     (edit,) = read_edits(edits_path(root))
