@@ -225,3 +225,33 @@ def test_the_inputs_digest_from_columns_is_the_digest_of_the_inputs(files, tmp_p
     else:
         assert fast == keys.inputs_digest(plan.inputs, path_text)
     assert keys.plan_inputs_digest(make_plan(root, [InputEntry(p) for p in list_images(files)], CHUNK)) is None
+
+
+def test_plan_parts_of_either_encoding_read_as_one_table(tmp_path: Path) -> None:
+    """Plan parts are written plain-encoded with zstd (faster to read at 1M rows); a part an older engine
+    wrote (dictionary + snappy, pyarrow's defaults) still reads, and a later rerun reuses its records."""
+    import pyarrow.parquet as pq
+
+    from semcontrib.store.plan import read_plan_table
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"im{i}.jpg").write_bytes(bytes([i]) * 9)
+    root = tmp_path / "c"
+    first = make_plan(root, read_inputs(folder), CHUNK)
+    [part] = sorted((root / "store" / "plan").glob("part-*.parquet"))
+    meta = pq.ParquetFile(part).metadata.row_group(0)
+    encodings = {meta.column(k).path_in_schema: (meta.column(k).compression, meta.column(k).encodings)
+                 for k in range(meta.num_columns)}
+    assert encodings["path"][0] == "ZSTD"
+    assert "RLE_DICTIONARY" not in encodings["path"][1]
+    assert "RLE_DICTIONARY" in encodings["chunk"][1]
+    table = pq.read_table(part)
+    pq.write_table(table, part)  # as an older engine wrote it: dictionaries, snappy
+    assert "RLE_DICTIONARY" in pq.ParquetFile(part).metadata.row_group(0).column(3).encodings
+    (folder / "im9.jpg").write_bytes(b"new")
+    again = make_plan(root, read_inputs(folder), CHUNK)
+    assert again.new_images == 1
+    assert again.image_ids.to_pylist()[:4] == first.image_ids.to_pylist()
+    assert read_plan_table(root).num_rows == 5
