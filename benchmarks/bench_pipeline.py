@@ -98,9 +98,10 @@ def end_to_end(args: argparse.Namespace) -> int:
         old = baseline_tree(args.baseline_ref, work / "baseline_tree")
         gpu = {"device": args.device, "precision": args.precision, "channels_last": args.channels_last} \
             if args.device != "cpu" else {}
+        chunked = {**gpu, **({"chunk_size": args.chunk_size} if args.chunk_size else {})}
         configs = [("baseline (format 1)", old, {"device": args.device} if args.device != "cpu" else {}),
-                   ("chunked, workers 0", repo, {"workers": 0, **gpu}),
-                   (f"chunked, workers {args.workers}", repo, {"workers": args.workers, **gpu})]
+                   ("chunked, workers 0", repo, {"workers": 0, **chunked}),
+                   (f"chunked, workers {args.workers}", repo, {"workers": args.workers, **chunked})]
         for name, tree, extra in configs:
             code = _E2E.format(tree=str(tree), threads=args.threads, methods=args.methods.split(","),
                                regions=args.regions, batch=args.batch_size, extra=extra, images=str(work / "images"),
@@ -110,7 +111,8 @@ def end_to_end(args: argparse.Namespace) -> int:
                 print(f"{name} failed:\n{r.stderr[-2000:]}")
                 return 1
             results[name] = json.loads(r.stdout.strip().splitlines()[-1])
-    print(f"analyze end to end: {args.images} photographs, methods {args.methods}, regions {args.regions}, "
+    chunks = f", chunks of {args.chunk_size}" if args.chunk_size else ""
+    print(f"analyze end to end: {args.images} photographs{chunks}, methods {args.methods}, regions {args.regions}, "
           f"Lite0 imagenet-heads (4 heads), batch {args.batch_size}, device {args.device}, {args.threads} threads")
     base = results["baseline (format 1)"]["seconds"]
     for name, r in results.items():
@@ -132,6 +134,9 @@ def main() -> int:
     ap.add_argument("--methods", default="gradcam", help="--end-to-end: comma-separated methods")
     ap.add_argument("--regions", default="landscape", help="--end-to-end: region source")
     ap.add_argument("--workers", type=int, default=2, help="--end-to-end: worker processes")
+    ap.add_argument("--chunk-size", type=int, default=0,
+                    help="--end-to-end: images per chunk of the chunked engine (default: the engine's, 128); a worker "
+                    "pool starts from 4 chunks")
     ap.add_argument("--baseline-ref", default="1c956d5", help="--end-to-end: git commit of the format-1 engine")
     ap.add_argument("--device", default="cpu", help="--end-to-end: cpu or cuda")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
