@@ -32,8 +32,11 @@ from semcontrib.methods import (
     resolve_targets,
 )
 from semcontrib.methods.base import select as _select
-from semcontrib.methods.lrp import _prefixed_canonizers
-from semcontrib.methods.targets import _class_indices
+from semcontrib.methods.lrp import prefixed_canonizers
+from semcontrib.methods.targets import class_indices
+
+_prefixed_canonizers = prefixed_canonizers  # the old private names (one release)
+_class_indices = class_indices
 
 __all__ = [
     "AMONG_PREFIX",
@@ -50,6 +53,8 @@ __all__ = [
     "_class_indices",
     "_prefixed_canonizers",
     "_select",
+    "class_indices",
+    "prefixed_canonizers",
     "is_pixel_method",
     "is_region_method",
     "make_method",

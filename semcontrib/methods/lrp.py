@@ -61,7 +61,7 @@ class LRP:
         from zennit.rules import Epsilon
         from zennit.types import Convolution, Linear
 
-        canonizers = model.canonizers() if prefix == "backbone." else _prefixed_canonizers(model, prefix)
+        canonizers = model.canonizers() if prefix == "backbone." else prefixed_canonizers(model, prefix)
         if self.composite == "epsilon":
             layer_map = layer_map_base() + [(Convolution, Epsilon(epsilon=self.epsilon)),
                                             (Linear, Epsilon(epsilon=self.epsilon))]
@@ -112,7 +112,9 @@ class LRP:
         return relevance.sum(1)[0].float().cpu().numpy()
 
 
-def _prefixed_canonizers(model: MultitaskModel, prefix: str) -> list:
+def prefixed_canonizers(model: MultitaskModel, prefix: str) -> list:
+    """zennit canonizers for ``model``'s backbone reached under ``prefix`` (e.g. ``model.backbone.`` when the
+    model is wrapped in an adapter), as ``model.canonizers()`` gives them for ``backbone.``."""
     from semcontrib.backbones import build_canonizers
 
     return build_canonizers(model.spec, model.backbone, prefix=prefix)

@@ -55,15 +55,15 @@ def resolve_targets(model: MultitaskModel, logits: dict[str, np.ndarray], heads:
         if rule is None:
             out[h] = torch.from_numpy(np.argmax(scores, axis=1)).long()
         elif rule.startswith(AMONG_PREFIX):
-            idx = _class_indices(h, spec.classes, rule[len(AMONG_PREFIX):])
+            idx = class_indices(h, spec.classes, rule[len(AMONG_PREFIX):])
             best = np.asarray(idx)[np.argmax(scores[:, idx], axis=1)]
             out[h] = torch.from_numpy(best).long()
         else:
-            out[h] = torch.full((n,), _class_indices(h, spec.classes, rule, single=True)[0], dtype=torch.long)
+            out[h] = torch.full((n,), class_indices(h, spec.classes, rule, single=True)[0], dtype=torch.long)
     return out
 
 
-def _class_indices(head: str, classes: Sequence[str], text: str, single: bool = False) -> list[int]:
+def class_indices(head: str, classes: Sequence[str], text: str, single: bool = False) -> list[int]:
     """Indices of comma-separated class names (one name when ``single``), validated."""
     names = [text] if single else [c.strip() for c in text.split(",")]
     if not names or any(not c for c in names):
