@@ -55,7 +55,8 @@ def _timed(fn, *args, **kw) -> tuple[float, float]:
     return time.perf_counter() - t, time.process_time() - c
 
 
-def cost(model, photos: Path, work: Path, name: str, spec: dict, batch_size: int) -> dict:
+def cost(model, photos: Path, work: Path, name: str, spec: dict, batch_size: int, sample: int = 1) -> dict:
+    """``sample`` > 1: the record on one image in ``sample`` (``--validity-sample``)."""
     from semcontrib.pipeline import analyze
 
     out = work / f"{name}-{time.time_ns()}"
@@ -63,6 +64,8 @@ def cost(model, photos: Path, work: Path, name: str, spec: dict, batch_size: int
     if spec["methods"]:
         kw["methods"] = spec["methods"]
     alone, alone_cpu = _timed(analyze, photos, out, model=model, validity=False, **kw)
+    if sample > 1:
+        kw["validity_sample"] = sample
     record, record_cpu = _timed(analyze, photos, out, model=model, validity=True, **kw)
     return {"analysis_s": alone, "validity_s": record, "ratio": record / alone, "analysis_cpu_s": alone_cpu,
             "validity_cpu_s": record_cpu, "cpu_ratio": record_cpu / alone_cpu, "corpus": str(out)}
@@ -198,6 +201,8 @@ def main() -> int:
     ap.add_argument("--tolerance-steps", default="2,3,4", help="curve steps compared against full curves")
     ap.add_argument("--baseline-ref", default="", help="also measure each configuration with the code of this "
                     "git ref (e.g. a commit before a change), in a fresh process right after")
+    ap.add_argument("--validity-sample", type=int, default=1,
+                    help="record validity on one image in N (analyze --validity-sample N); the baseline keeps 1")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     import torch
@@ -213,7 +218,8 @@ def main() -> int:
         photos.mkdir()
         photo_variants(photos, args.images)
         for name in args.configs.split(","):
-            runs = [cost(model, photos, work, name, CONFIGS[name], args.batch_size) for _ in range(args.repeat)]
+            runs = [cost(model, photos, work, name, CONFIGS[name], args.batch_size, args.validity_sample)
+                    for _ in range(args.repeat)]
             ratio = float(np.median([r["ratio"] for r in runs]))
             cpu_ratio = float(np.median([r["cpu_ratio"] for r in runs]))
             results[name] = {"runs": [{k: v for k, v in r.items() if k != "corpus"} for r in runs],
@@ -222,7 +228,8 @@ def main() -> int:
                   + " s (CPU " + ", ".join(f"{r['analysis_cpu_s']:.1f}" for r in runs)
                   + " s); validity record " + ", ".join(f"{r['validity_s']:.1f}" for r in runs)
                   + " s (CPU " + ", ".join(f"{r['validity_cpu_s']:.1f}" for r in runs)
-                  + f" s); ratio record / analysis {ratio:.2f} (CPU {cpu_ratio:.2f})", flush=True)
+                  + f" s); ratio record / analysis {ratio:.2f} (CPU {cpu_ratio:.2f})"
+                  + (f" [one image in {args.validity_sample}]" if args.validity_sample > 1 else ""), flush=True)
             if args.baseline_ref:
                 base = baseline_cost(args.baseline_ref, work, name, args)
                 results[name]["baseline"] = {"ref": args.baseline_ref, **base}

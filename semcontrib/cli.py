@@ -142,6 +142,9 @@ def _add_what_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--validity-random-samples", type=int, default=None, metavar="N",
                    help=f"seeded random orders of the validity record's random reference where it is not exact "
                    f"(more: more precise, a forward per order and curve point); new corpus: {VALIDITY_RANDOM_SAMPLES}")
+    g.add_argument("--validity-sample", type=int, default=None, metavar="N",
+                   help="record validity on one image in N, the same in every run (a seeded hash of its id); the "
+                   "others get the note 'not in the validity sample'; new corpus: 1, every image (docs/trust.md)")
 
 
 def _add_method_options(p: argparse.ArgumentParser) -> None:
@@ -248,7 +251,7 @@ def given_settings(args: argparse.Namespace) -> dict[str, Any]:
         given["validity"] = bool(args.validity)
     if args.validity_baseline is not None:
         given["validity_baseline"] = args.validity_baseline
-    for opt in ("validity_steps", "validity_random_samples"):
+    for opt in ("validity_steps", "validity_random_samples", "validity_sample"):
         if getattr(args, opt) is not None:
             given[opt] = getattr(args, opt)
     params: dict[str, dict[str, Any]] = {}

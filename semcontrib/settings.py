@@ -101,6 +101,8 @@ class AnalysisSettings:
         costly setting; ``semcontrib.validity.ValidityConfig.steps``).
     validity_random_samples : seeded random orders of the random reference where it is not exact
         (``ValidityConfig.random_samples``).
+    validity_sample : record validity on one image in N, chosen by a seeded hash of its id (the others get
+        NaN and a note); 1 (default): every image (``ValidityConfig.sample``).
     """
 
     model: str = DEFAULT_MODEL
@@ -115,6 +117,7 @@ class AnalysisSettings:
     validity_baseline: str = DEFAULT_VALIDITY_BASELINE
     validity_steps: int = VALIDITY_STEPS
     validity_random_samples: int = VALIDITY_RANDOM_SAMPLES
+    validity_sample: int = 1
 
     def __post_init__(self) -> None:
         if not self.methods and self.external is None:
@@ -131,6 +134,8 @@ class AnalysisSettings:
             raise ValueError(f"validity steps must be 0 (full curves) or an integer >= 2, got {self.validity_steps!r}")
         if not (type(self.validity_random_samples) is int and self.validity_random_samples >= 1):
             raise ValueError(f"validity random samples must be an integer >= 1, got {self.validity_random_samples!r}")
+        if not (type(self.validity_sample) is int and self.validity_sample >= 1):
+            raise ValueError(f"validity sample must be an integer >= 1 (one image in N), got {self.validity_sample!r}")
 
     @property
     def all_methods(self) -> tuple[str, ...]:
@@ -150,6 +155,8 @@ class AnalysisSettings:
         rec["targets"] = dict(self.targets)
         rec["external"] = ({"folder": self.external.folder, "name": self.external.name}
                            if self.external else None)
+        if self.validity_sample == 1:  # every image: recorded as before the option existed (same fingerprint)
+            del rec["validity_sample"]
         return rec
 
     @classmethod

@@ -47,6 +47,7 @@ not matter, but the basis does (``semcontrib.settings.SCORE_BASIS``).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import math
@@ -80,6 +81,7 @@ if TYPE_CHECKING:  # the metrics and ValidityConfig import no torch (the CLI bui
 logger = logging.getLogger(__name__)
 
 CIRCULAR = "circular"  # the first word of the note of a record judged by the method's own perturbation
+NOT_SAMPLED = "not in the validity sample"  # the note of an image left out by ValidityConfig.sample
 CPU_BATCH_SIZE = 4  # perturbed images per forward on CPU (see ValidityConfig.batch_size)
 
 
@@ -104,6 +106,9 @@ class ValidityConfig:
     batch_size : perturbed images per forward; None (default): 4 on CPU, where small batches are faster
         per image (0.023 s against 0.034 s at 16, one thread, ``benchmarks/bench_validity.py``), and
         the perturbation batch size (16) on an accelerator.
+    sample : the engine records validity on one image in ``sample``, those whose id hashes (with
+        ``seed``) to a multiple of it (:meth:`in_sample`: the same images in every run, shard and chunk
+        layout); the others get NaN values and the note :data:`NOT_SAMPLED`. 1 (default): every image.
     """
 
     baseline: str = DEFAULT_VALIDITY_BASELINE
@@ -116,6 +121,7 @@ class ValidityConfig:
     random_samples: int = VALIDITY_RANDOM_SAMPLES
     exact_random: int = 16
     batch_size: int | None = None
+    sample: int = 1
 
     def __post_init__(self) -> None:
         if self.baseline not in BASELINES:
@@ -134,6 +140,22 @@ class ValidityConfig:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
         if not (isinstance(self.exact_random, int) and self.exact_random >= 0):
             raise ValueError(f"exact_random must be an integer >= 0, got {self.exact_random!r}")
+        if not (type(self.sample) is int and self.sample >= 1):
+            raise ValueError(f"sample must be an integer >= 1 (one image in N), got {self.sample!r}")
+
+    def in_sample(self, image_id: str) -> bool:
+        """Whether the engine records validity for ``image_id``: always with ``sample`` 1, else when the
+        sha256 of the seed and the id, as an integer, is a multiple of ``sample``.
+
+        >>> ValidityConfig().in_sample("img-1"), ValidityConfig(sample=2).in_sample("img-1")
+        (True, False)
+        >>> sum(ValidityConfig(sample=4).in_sample(f"img{k}") for k in range(4000))  # about 1,000
+        1028
+        """
+        if self.sample == 1:
+            return True
+        digest = hashlib.sha256(f"{self.seed}:{image_id}".encode("utf-8", "surrogatepass")).digest()
+        return int.from_bytes(digest[:8], "big") % self.sample == 0
 
     @property
     def perturbation(self) -> str:
@@ -151,6 +173,8 @@ class ValidityConfig:
         if self.baseline == "road":
             p["road_noise"] = self.road_noise
             p["road"] = 2  # 2: float32 noise draws (the imputation's solver version)
+        if self.sample != 1:  # absent at 1: the records of every image keep the key they had before
+            p["sample"] = self.sample
         return p
 
 

@@ -263,6 +263,36 @@ def test_validity_record_for_every_vector(image_folder, tmp_path):
     assert run(image_folder, out, regions="grid:2x2", methods=["gradcam"], validity=True).computed["validity"] == 7
 
 
+def test_validity_on_a_sample_of_images(image_folder, tmp_path):
+    """--validity-sample N: the images of the seeded sample get the values a full record gives them, the
+    others NaN with the note; a rerun (with the option or from the recorded settings) computes nothing, and
+    the default run's manifest does not name the option (its keys and fingerprint are as before)."""
+    from semcontrib.store.manifest import read_manifest
+    from semcontrib.validity import NOT_SAMPLED, ValidityConfig
+
+    kw = dict(regions="grid:2x2", methods=["gradcam", "occlusion"], validity=True)
+    full, half = tmp_path / "full", tmp_path / "half"
+    assert run(image_folder, full, **kw).computed["validity"] == 7
+    keys = ["image_id", "head", "method"]
+    a_full = Corpus.open(full).attributions.sort_values(keys).reset_index(drop=True)
+    sampled = {i for i in a_full.image_id if ValidityConfig(sample=2).in_sample(i)}
+    assert 0 < len(sampled) < 7  # the bundled test images give a proper subset
+    assert run(image_folder, half, validity_sample=2, **kw).computed["validity"] == len(sampled)
+    a_half = Corpus.open(half).attributions.sort_values(keys).reset_index(drop=True)
+    inside = a_half.image_id.isin(sampled).to_numpy()
+    values = ["faithfulness", "deletion_auc", "lerf_auc", "random_auc", "insertion_auc"]
+    np.testing.assert_array_equal(a_half.loc[inside, values].to_numpy(), a_full.loc[inside, values].to_numpy())
+    assert (a_half.loc[inside, "validity_note"] == a_full.loc[inside, "validity_note"]).all()
+    assert a_half.loc[~inside, values].isna().all().all()
+    assert (a_half.loc[~inside, "validity_note"] == NOT_SAMPLED).all()
+    assert run(image_folder, half, validity_sample=2, **kw).computed["validity"] == 0
+    assert run(image_folder, half, **kw).computed["validity"] == 0  # the recorded sample is kept
+    assert read_manifest(half)["settings"]["validity_sample"] == 2
+    assert "validity_sample" not in read_manifest(full)["settings"]
+    with pytest.raises(ValueError, match="validity sample must be an integer >= 1"):
+        run(image_folder, tmp_path / "bad", validity_sample=0, **kw)
+
+
 # --------------------------------------------------------------------------- scale (issue 11)
 
 

@@ -29,6 +29,7 @@ def test_record_round_trip() -> None:
     ({"methods": ("lrp", "lrp")}, "named twice"), ({"validity_baseline": "grey"}, "validity baseline"),
     ({"validity_steps": 1}, "validity steps"), ({"validity_steps": 2.5}, "validity steps"),
     ({"validity_random_samples": 0}, "validity random samples"),
+    ({"validity_sample": 0}, "validity sample must be"), ({"validity_sample": 1.5}, "validity sample must be"),
 ])
 def test_bad_settings(kw, match) -> None:
     with pytest.raises(ValueError, match=match):
@@ -94,5 +95,7 @@ def test_analyze_validity_options_become_settings() -> None:
     given = given_settings(p.parse_args(["--validity-steps", "0", "--validity-random-samples", "8"]))
     assert given["validity_steps"] == 0 and given["validity_random_samples"] == 8
     assert "validity_steps" not in given_settings(p.parse_args([]))  # left out: as recorded
+    assert given_settings(p.parse_args(["--validity-sample", "16"]))["validity_sample"] == 16
+    assert "validity_sample" not in given_settings(p.parse_args([]))
     with pytest.raises(ValueError, match="validity steps"):
         AnalysisSettings(**given_settings(p.parse_args(["--validity-steps", "1"])))

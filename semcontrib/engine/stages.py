@@ -383,7 +383,8 @@ class StageWork(ModelPasses):
         todo = [i for i in ids if i not in kept]
         new = self._validity_records(data, todo, {m: s.results[f"attr:{m}"] for m in self.settings.all_methods},
                                      s.preds) if todo else {}
-        self.computed["validity"] += len(new)
+        config = self._validity_config()
+        self.computed["validity"] += sum(config.in_sample(i) for i in new)  # images left out are not computed
         return {i: new[i] if i in new else kept[i] for i in ids}
 
     def _validity_image_digests(self, s: ChunkState) -> dict[str, str]:
