@@ -271,6 +271,29 @@ def target_values(logits: dict[str, np.ndarray], targets: dict[str, torch.Tensor
     return {h: logits[h][np.arange(len(image)), targets[h].cpu().numpy()[image]] for h in targets}
 
 
+def coalition_values(method: Any, model: MultitaskModel, tensor: torch.Tensor, targets: dict[str, torch.Tensor],
+                     labels: np.ndarray, coalitions: Coalitions) -> dict[str, np.ndarray]:
+    """The target logit of every coalition row, per head, for a coalition method (its ``baseline``,
+    ``blur_sigma`` and ``batch_size``): the baseline image, the batched forwards and the targets' logits
+    (:func:`baseline_tensor`, :func:`forward_coalitions`, :func:`target_values`).
+
+    Returns
+    -------
+    head -> float64 (P,), one value per row of ``coalitions``.
+    """
+    base = baseline_tensor(model, tensor, method.baseline, method.blur_sigma)
+    logits = forward_coalitions(model, tensor, base, labels, coalitions, method.batch_size)
+    return target_values(logits, targets, coalitions.image)
+
+
+def baseline_params(method: Any) -> dict[str, Any]:
+    """A coalition method's baseline as its cache key names it: ``baseline``, with ``blur_sigma`` for blur."""
+    p: dict[str, Any] = {"baseline": method.baseline}
+    if method.baseline == "blur":
+        p["blur_sigma"] = method.blur_sigma
+    return p
+
+
 def validate_common(baseline: str, blur_sigma: float, batch_size: int) -> None:
     """Reject bad values of the options every coalition-based method shares.
 

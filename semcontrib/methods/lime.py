@@ -44,11 +44,10 @@ from semcontrib.methods.coalitions import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BLUR_SIGMA,
     Coalitions,
-    baseline_tensor,
+    baseline_params,
     check_inputs,
+    coalition_values,
     display_maps,
-    forward_coalitions,
-    target_values,
     validate_common,
 )
 from semcontrib.model import MultitaskModel
@@ -166,11 +165,9 @@ class LimeMethod:
     @property
     def params(self) -> dict[str, Any]:
         p: dict[str, Any] = {"samples": self.samples, "kernel_width": self.kernel_width,
-                             "regulariser": self.regulariser, "baseline": self.baseline, "seed": self.seed}
+                             "regulariser": self.regulariser, **baseline_params(self), "seed": self.seed}
         if self.regulariser != "none":
             p["alpha"] = self.alpha
-        if self.baseline == "blur":
-            p["blur_sigma"] = self.blur_sigma
         return p
 
     def notes(self, model: MultitaskModel) -> str:
@@ -200,11 +197,8 @@ class LimeMethod:
             plans.append((players, len(image), z))
             keeps.extend(rows)
             image.extend([n] * len(z))
-        img = np.asarray(image, np.int64)
-        base = baseline_tensor(model, tensor, self.baseline, self.blur_sigma)
-        logits = forward_coalitions(model, tensor, base, labels, Coalitions(img, np.asarray(keeps).reshape(-1, K)),
-                                    self.batch_size)
-        values = target_values(logits, targets, img)
+        coalitions = Coalitions(np.asarray(image, np.int64), np.asarray(keeps).reshape(-1, K))
+        values = coalition_values(self, model, tensor, targets, labels, coalitions)
         out: dict[str, RegionResult] = {}
         for h, v in values.items():
             scores = np.zeros((N, K))

@@ -12,11 +12,10 @@ from semcontrib.methods.coalitions import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BLUR_SIGMA,
     Coalitions,
-    baseline_tensor,
+    baseline_params,
     check_inputs,
+    coalition_values,
     display_maps,
-    forward_coalitions,
-    target_values,
     validate_common,
 )
 from semcontrib.model import MultitaskModel
@@ -48,10 +47,7 @@ class OcclusionMethod:
 
     @property
     def params(self) -> dict[str, Any]:
-        p: dict[str, Any] = {"baseline": self.baseline}
-        if self.baseline == "blur":
-            p["blur_sigma"] = self.blur_sigma
-        return p
+        return baseline_params(self)
 
     def notes(self, model: MultitaskModel) -> str:
         return (f"region occlusion, baseline {self.baseline}: score = target-logit drop when the region alone "
@@ -88,9 +84,7 @@ class OcclusionMethod:
                 keep.append(row)
                 region.append(int(k))
         img = np.asarray(image, np.int64)
-        base = baseline_tensor(model, tensor, self.baseline, self.blur_sigma)
-        logits = forward_coalitions(model, tensor, base, labels, Coalitions(img, np.asarray(keep)), self.batch_size)
-        values = target_values(logits, targets, img)
+        values = coalition_values(self, model, tensor, targets, labels, Coalitions(img, np.asarray(keep)))
         reg = np.asarray(region)
         out: dict[str, RegionResult] = {}
         for h, v in values.items():

@@ -13,11 +13,10 @@ from semcontrib.methods.coalitions import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BLUR_SIGMA,
     Coalitions,
-    baseline_tensor,
+    baseline_params,
     check_inputs,
+    coalition_values,
     display_maps,
-    forward_coalitions,
-    target_values,
     validate_common,
 )
 from semcontrib.model import MultitaskModel
@@ -100,11 +99,7 @@ class ShapleyMethod:
 
     @property
     def params(self) -> dict[str, Any]:
-        p: dict[str, Any] = {"baseline": self.baseline, "exact_max": self.exact_max, "samples": self.samples,
-                             "seed": self.seed}
-        if self.baseline == "blur":
-            p["blur_sigma"] = self.blur_sigma
-        return p
+        return {**baseline_params(self), "exact_max": self.exact_max, "samples": self.samples, "seed": self.seed}
 
     def notes(self, model: MultitaskModel) -> str:
         return (f"region Shapley values, baseline {self.baseline}: exact up to {self.exact_max} present regions, "
@@ -147,11 +142,8 @@ class ShapleyMethod:
             keeps.extend(rows)
             image.extend([n] * len(rows))
             plans.append((players, first, perms))
-        img = np.asarray(image, np.int64)
-        base = baseline_tensor(model, tensor, self.baseline, self.blur_sigma)
-        logits = forward_coalitions(model, tensor, base, labels, Coalitions(img, np.asarray(keeps).reshape(-1, K)),
-                                    self.batch_size)
-        values = target_values(logits, targets, img)
+        coalitions = Coalitions(np.asarray(image, np.int64), np.asarray(keeps).reshape(-1, K))
+        values = coalition_values(self, model, tensor, targets, labels, coalitions)
         out: dict[str, RegionResult] = {}
         for h, v in values.items():
             scores = np.zeros((N, K))
