@@ -187,19 +187,6 @@ def phase_corpus(p: dict[str, Any]) -> dict[str, Any]:
             "text": "categorical" if p.get("categorical") else "strings"}
 
 
-def make_files(folder: Path, start: int, count: int) -> float:
-    """``count`` distinct 8-byte files named like images, 1,000 a folder; returns seconds."""
-    t = time.perf_counter()
-    for i in range(start, start + count):
-        d = folder / f"d{i // 1000:05d}"
-        if i % 1000 == 0 or i == start:
-            d.mkdir(parents=True, exist_ok=True)
-        fd = os.open(d / f"im{i:07d}.jpg", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.write(fd, i.to_bytes(8, "little"))
-        os.close(fd)
-    return time.perf_counter() - t
-
-
 def phase_plan(p: dict[str, Any]) -> dict[str, Any]:
     """``read_inputs`` + ``make_plan`` of the engine in ``p["tree"]`` on ``p["folder"]`` into ``p["root"]``."""
     t0 = time.perf_counter()
@@ -636,7 +623,7 @@ def run_phase(name: str, params: dict[str, Any], limit_mb: float, cwd: Path = RE
 
 def measure_plan(args: argparse.Namespace, work: Path, limit_mb: float) -> dict[str, Any]:
     """Planning at ``--n`` with this engine, and at ``--baseline-n`` with both engines."""
-    from common import baseline_tree
+    from common import baseline_tree, make_files
 
     res: dict[str, Any] = {}
     sizes = {"n": args.n, "baseline_n": min(args.n, args.baseline_n)}

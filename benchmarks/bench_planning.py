@@ -19,7 +19,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,17 +26,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CHUNK = 128
+sys.path.insert(0, str(HERE))
 
-
-def make_files(folder: Path, start: int, count: int) -> None:
-    """``count`` distinct 8-byte files named like images, 1,000 a folder."""
-    for i in range(start, start + count):
-        d = folder / f"d{i // 1000:05d}"
-        if i % 1000 == 0 or i == start:
-            d.mkdir(parents=True, exist_ok=True)
-        fd = os.open(d / f"im{i:07d}.jpg", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.write(fd, i.to_bytes(8, "little"))
-        os.close(fd)
+from common import baseline_tree, make_files, work_folder  # noqa: E402
 
 
 def phase(tree: str, folder: str, root: str) -> dict[str, Any]:
@@ -128,24 +119,15 @@ def main() -> int:
     if args.phase:
         print(json.dumps(phase(*json.loads(args.phase))))
         return 0
-    sys.path.insert(0, str(HERE))
-    from common import baseline_tree
-
-    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench_planning_"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    with work_folder(args.work, "bench_planning_") as work:
         engines: dict[str, Path] = {}
         wanted = args.engines.split(",")
         if "before" in wanted and args.baseline_ref:
-            tree = work / f"tree_{args.baseline_ref}"
-            engines["before"] = tree if tree.is_dir() else baseline_tree(args.baseline_ref, tree)
+            engines["before"] = baseline_tree(args.baseline_ref, work / f"tree_{args.baseline_ref}")
         if "after" in wanted:
             engines["after"] = Path(args.after_tree)
         res = measure(engines, work, args.n)
         print(json.dumps(res)) if args.json else report(res, args.n)
-    finally:
-        if not args.work:
-            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

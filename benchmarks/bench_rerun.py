@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -127,21 +125,15 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
-    from common import baseline_tree
+    from common import baseline_tree, work_folder
 
-    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench_rerun_"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    with work_folder(args.work, "bench_rerun_") as work:
         engines: dict[str, Path] = {}
         if args.baseline_ref:
-            tree = work / f"tree_{args.baseline_ref}"
-            engines["before"] = tree if tree.is_dir() else baseline_tree(args.baseline_ref, tree)
+            engines["before"] = baseline_tree(args.baseline_ref, work / f"tree_{args.baseline_ref}")
         engines["after"] = Path(args.after_tree)
         res = measure(engines, work, args.n, args.repeat)
         print(json.dumps(res)) if args.json else report(res)
-    finally:
-        if not args.work:
-            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -79,7 +79,7 @@ def baseline_cost(ref: str, work: Path, name: str, args: argparse.Namespace) -> 
 
     from common import baseline_tree
 
-    tree = work / "baseline" if (work / "baseline").exists() else baseline_tree(ref, work / "baseline")
+    tree = baseline_tree(ref, work / "baseline")
     out = work / f"baseline-{name}.json"
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": str(args.threads)}
     subprocess.run([sys.executable, str(Path(__file__).resolve()), "-n", str(args.images), "--configs", name,

@@ -3,7 +3,13 @@ variants) and a checkout of an earlier engine to measure against in the same run
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,8 +54,37 @@ def photo_variants(folder: Path, n: int) -> None:
         k += 1
 
 
+def make_files(folder: Path, start: int, count: int) -> float:
+    """``count`` distinct 8-byte files named like images (``im<k>.jpg``, 1,000 a folder), numbered from
+    ``start``: inputs for planning benchmarks. Returns the seconds it took."""
+    t = time.perf_counter()
+    for i in range(start, start + count):
+        d = folder / f"d{i // 1000:05d}"
+        if i % 1000 == 0 or i == start:
+            d.mkdir(parents=True, exist_ok=True)
+        fd = os.open(d / f"im{i:07d}.jpg", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, i.to_bytes(8, "little"))
+        os.close(fd)
+    return time.perf_counter() - t
+
+
+@contextmanager
+def work_folder(given: str | None, prefix: str) -> Iterator[Path]:
+    """The benchmark's work folder: ``given`` (created if need be, kept), or a temporary one, removed after."""
+    work = Path(given) if given else Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        yield work
+    finally:
+        if not given:
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def baseline_tree(ref: str, dest: Path) -> Path:
-    """The repository at git ``ref`` in ``dest``, importable from there as the wheel lays it out."""
+    """The repository at git ``ref`` in ``dest``, importable from there as the wheel lays it out; a ``dest``
+    that already holds it (a kept work folder) is used as it is."""
+    if (dest / "semcontrib").is_dir():
+        return dest
     dest.mkdir(parents=True)
     archive = subprocess.run(["git", "-C", str(REPO), "archive", ref], capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
