@@ -44,11 +44,13 @@ def test_the_corpus_is_written_through_the_store_with_every_head_method_and_regi
 
 
 def test_planning_reruns_plan_nothing_and_adding_plans_only_the_new_files(bench, tmp_path):
-    bench.make_files(tmp_path / "in", 0, 40)
+    from common import make_files  # the benchmarks' shared helpers (on the path while ``bench`` is)
+
+    make_files(tmp_path / "in", 0, 40)
     params = {"tree": str(bench.REPO), "folder": str(tmp_path / "in"), "root": str(tmp_path / "plan")}
     first = bench.phase_plan(params)
     rerun = bench.phase_plan(params)
-    bench.make_files(tmp_path / "in", 10**8 - 40, 3)
+    make_files(tmp_path / "in", 10**8 - 40, 3)
     added = bench.phase_plan(params)
     assert (first["inputs"], first["new_images"]) == (40, 40)
     assert (rerun["inputs"], rerun["new_images"]) == (40, 0)
