@@ -362,15 +362,22 @@ def test_real_corpus_views(real_corpus: Path) -> None:
     assert not q.is_synthetic
 
 
-def test_density_mode_draws_a_sample_and_the_points_of_a_zoom_window(corpus: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scatter_panel, "POINTS_MAX", 10)  # 40 images count as "many"
+def density_mode(corpus: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[CorpusQuery, dict, np.ndarray]:
+    """The corpus's query, its quick t-SNE and the points, with 40 images counting as "many" (density mode,
+    a sample of 6 drawn)."""
+    monkeypatch.setattr(scatter_panel, "POINTS_MAX", 10)
     monkeypatch.setattr(scatter_panel, "SAMPLE_POINTS", 6)
     q = CorpusQuery(corpus)
     spec, X = q.embedding_spec(VIEW, "tsne", {})
     emb = {"key": q.quick_embedding(spec, X)}
     xy = q.embedding_by_key(emb["key"])
     assert xy is not None
+    return q, emb, xy
+
+
+def test_density_mode_draws_a_sample_and_the_points_of_a_zoom_window(corpus: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    q, emb, xy = density_mode(corpus, monkeypatch)
     full = scatter_panel.scatter(q, emb, VIEW, Filters(), [], ScatterOptions())
     fig = full["figure"]
     assert fig["layout"]["images"][0]["source"].startswith("data:image/png;base64,")
@@ -399,13 +406,7 @@ def test_density_mode_draws_a_sample_and_the_points_of_a_zoom_window(corpus: Pat
 
 
 def test_density_mode_hover_anywhere_finds_the_nearest_image(corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scatter_panel, "POINTS_MAX", 10)
-    monkeypatch.setattr(scatter_panel, "SAMPLE_POINTS", 6)
-    q = CorpusQuery(corpus)
-    spec, X = q.embedding_spec(VIEW, "tsne", {})
-    emb = {"key": q.quick_embedding(spec, X)}
-    xy = q.embedding_by_key(emb["key"])
-    assert xy is not None
+    q, emb, xy = density_mode(corpus, monkeypatch)
     fig = scatter_panel.scatter(q, emb, VIEW, Filters(), [], ScatterOptions())["figure"]
     grid = fig["data"][figures.HOVER_TRACE]
     assert grid["type"] == "heatmap" and grid["hoverinfo"] == "none" and grid["z"]["shape"] == "200,200"
