@@ -119,17 +119,15 @@ class ModelPasses:
         (method, head), from the methods' region scores; the unperturbed logits are the stored predictions."""
         import torch
 
-        from semcontrib.validity import NOT_SAMPLED, circular, compute_validity
+        from semcontrib.validity import circular, compute_validity
 
         config = self._validity_config()
         circ = {m for m, obj in self.methods.items() if circular(obj.level, obj.params, config)}
         pairs = [(m, h) for m in attrs for h in self.heads]
         pos = {i: k for k, i in enumerate(data.ok)}
         K = len(self.vocabulary)
-        nan = (float("nan"),) * len(cstore.VALIDITY_VALUES)
-        out: dict[str, ValidityWork] = {i: ValidityWork({p: (*nan, NOT_SAMPLED) for p in pairs})
-                                        for i in ids if not config.in_sample(i)}
-        for _, batch in self._numbered_batches([i for i in ids if i not in out]):
+        out: dict[str, ValidityWork] = {}
+        for _, batch in self._numbered_batches(ids):
             idx = [pos[i] for i in batch]
             scores = {m: {h: np.stack([region_scores(a.works[i][h], K) for i in batch]) for h in self.heads}
                       for m, a in attrs.items()}

@@ -370,6 +370,8 @@ class StageWork(ModelPasses):
     def _validate(self, s: ChunkState) -> dict[str, ValidityWork]:
         """The validity records of the chunk's images with a region map: those stored for the same region map
         (and heatmap files) are kept, the others computed (a record reads only its own image's work)."""
+        from semcontrib.validity import NOT_SAMPLED
+
         assert s.regions is not None and s.preds is not None
         data: ChunkImages = s.results["labels"]
         ids = [i for i in data.ok if s.regions.works[i].labels is not None]
@@ -380,12 +382,14 @@ class StageWork(ModelPasses):
             stored = self.store.read_validity(self.vkey, s.chunk, self._validity_pairs())
             kept = {i: w for i, w in (stored[0] if stored else {}).items()
                     if i in ids and digests.get(i) and stored_digests.get(i) == digests[i]}
-        todo = [i for i in ids if i not in kept]
+        config = self._validity_config()  # images outside its sample get a record without values
+        todo = [i for i in ids if i not in kept and config.in_sample(i)]
         new = self._validity_records(data, todo, {m: s.results[f"attr:{m}"] for m in self.settings.all_methods},
                                      s.preds) if todo else {}
-        config = self._validity_config()
-        self.computed["validity"] += sum(config.in_sample(i) for i in new)  # images left out are not computed
-        return {i: new[i] if i in new else kept[i] for i in ids}
+        self.computed["validity"] += len(new)
+        left_out = ValidityWork({p: (*[float("nan")] * len(cstore.VALIDITY_VALUES), NOT_SAMPLED)
+                                 for p in self._validity_pairs()})
+        return {i: new[i] if i in new else kept.get(i, left_out) for i in ids}
 
     def _validity_image_digests(self, s: ChunkState) -> dict[str, str]:
         """Image id -> what its validity record is computed from besides the validity key: its region map
